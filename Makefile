@@ -1,0 +1,84 @@
+# The words a newcomer would guess: demo, test, lint, bench, clean.
+# Everything installs into .venv; the only prerequisites are Python 3.11+, make and
+# (for the optional system tools: chromium, docker-compose, nginx, wrk) apt-get.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	&& { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SYSDEPS_STAMP := $(VENV)/.sysdeps
+PYTEST := $(BIN)/pytest -p no:cacheprovider
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint typecheck contracts install sysdeps test-toolkit test-monolith \
+	test-monolith-pg test-extracted bench clean help
+
+help:
+	@echo "make demo   set up and run the demo (monolith, proxy, services, report)"
+	@echo "make test   set up and run lint, type checks, architecture contracts and tests"
+	@echo "make bench  run the benchmarks in bench/ (needs nginx-light and wrk)"
+	@echo "make clean  remove the virtual environment and generated files"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer not found; install python3.11 and retry" >&2; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -q -e . --group dev
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# System tools some tests drive for real (headless chromium for the dashboard,
+# docker-compose to validate docker-compose.yml). Installed when apt-get is there and
+# we are root; tests that need a missing tool say so and skip.
+$(SYSDEPS_STAMP): | $(STAMP)
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages:$$missing"; \
+		(apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1)) \
+		|| echo "warning: could not install$$missing; the tests that need them will skip"; \
+	fi; touch $@
+
+sysdeps: $(SYSDEPS_STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+contracts: install
+	$(BIN)/lint-imports
+
+test-toolkit: install sysdeps
+	$(PYTEST) -p no:django tests/strangler_proxy tests/analysis tests/test_repository.py
+
+test-monolith: install
+	env -u DATABASE_URL $(PYTEST) --ds=legacy_monolith.settings tests/legacy_monolith
+
+# CI sets DATABASE_URL (PostgreSQL); the monolith suite then runs a second time on it.
+test-monolith-pg: install
+	@if [ -n "$$DATABASE_URL" ]; then \
+		$(PYTEST) --ds=legacy_monolith.settings tests/legacy_monolith; \
+	else echo "DATABASE_URL not set: skipping the monolith suite on PostgreSQL"; fi
+
+test-extracted: install
+	@if [ -d tests/extracted ]; then $(PYTEST) --ds=extracted.catalog.settings tests/extracted; fi
+
+test: lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-extracted
+
+demo: install
+	$(BIN)/strangler demo
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info .mypy_cache .ruff_cache

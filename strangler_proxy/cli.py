@@ -9,6 +9,7 @@ happens in the job's own package, at the edge, when the user asks for it).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -17,7 +18,7 @@ import click
 
 # name -> (import path "module:attribute", one-line help shown by `strangler --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("legacy_monolith.cli:demo", "Set up and run the demo: monolith, proxy, services."),
+    "demo": ("strangler_proxy.demo:demo", "Set up and run the demo: monolith, proxy, services."),
     "monolith": ("legacy_monolith.cli:monolith", "Run, seed and drive the demo monolith."),
     "analyze": ("analysis.cli:analyze", "Find the seams: propose bounded contexts for a project."),
     "proxy": ("strangler_proxy.commands.proxy:proxy", "Run the strangler proxy."),
@@ -118,3 +119,7 @@ def _is_user_error(exc: BaseException) -> bool:
     return any(
         getattr(klass, "strangler_user_error", False) for klass in type(exc).__mro__
     ) or isinstance(exc, StranglerError)
+
+
+if __name__ == "__main__":
+    main()

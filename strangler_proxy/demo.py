@@ -1,0 +1,362 @@
+"""``strangler demo``: the whole toolkit on the demo shop, on one machine, no containers.
+
+Runs every part as its own local process (the same commands a user would type), so the demo
+exercises exactly what the docs describe: migrate and seed the monolith on SQLite, serve it
+with gunicorn, serve the extracted catalog service, put the proxy in front with a routes
+file, write the analysis report, print where to look, and stop everything on Ctrl-C.
+
+It imports none of the parts: each runs as ``python -m strangler_proxy.cli <subcommand>``,
+so the proxy package keeps its promise never to import Django.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import httpx
+
+
+class DemoError(Exception):
+    """A demo step failed; the message says which and how to fix it."""
+
+    strangler_user_error = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One process of the demo: how to start it and how to know it is up."""
+
+    name: str
+    argv: tuple[str, ...]
+    port: int
+    health_path: str = "/healthz"
+    env: dict[str, str] = field(default_factory=dict)
+    needs_module: str = ""
+
+
+@dataclass(frozen=True)
+class DemoPorts:
+    """The ports the demo listens on, all on 127.0.0.1."""
+
+    monolith: int = 8000
+    catalog: int = 8001
+    proxy: int = 8080
+    admin: int = 8081
+
+
+DEMO_TOKEN = "demo-admin-token"  # noqa: S105 - a demo-only token, printed for the user
+
+
+def strangler(*args: str) -> tuple[str, ...]:
+    """The argv that runs ``strangler ARGS`` with this interpreter."""
+    return (sys.executable, "-m", "strangler_proxy.cli", *args)
+
+
+def routes_file_text(ports: DemoPorts, with_catalog: bool) -> str:
+    """The demo's routes file: the monolith behind the proxy, catalog routes ready to flip."""
+    catalog = (
+        f"""
+[upstreams.catalog]
+url = "http://127.0.0.1:{ports.catalog}"
+
+# The catalog context, proposed first for extraction by `strangler analyze`.
+# Flip it with: strangler routes set catalog --mode shadow --config {{config}}
+[[routes]]
+name = "catalog"
+match = {{ path_prefix = "/api/products/" }}
+mode = "monolith"
+target = "catalog"
+group = "catalog"
+sticky = "header:X-User-Id"
+compare = {{ ignore = ["served_at"] }}
+
+[[routes]]
+name = "catalog-categories"
+match = {{ path_prefix = "/api/categories/" }}
+mode = "monolith"
+target = "catalog"
+group = "catalog"
+sticky = "header:X-User-Id"
+
+[[routes]]
+name = "catalog-brands"
+match = {{ path_prefix = "/api/brands/" }}
+mode = "monolith"
+target = "catalog"
+group = "catalog"
+sticky = "header:X-User-Id"
+"""
+        if with_catalog
+        else ""
+    )
+    return f"""# The demo's routes file, written by `strangler demo` (kept if it already exists).
+# Comments like this one survive `strangler routes set`.
+[proxy]
+listen = "127.0.0.1:{ports.proxy}"
+
+[admin]
+listen = "127.0.0.1:{ports.admin}"
+token_env = "STRANGLER_ADMIN_TOKEN"
+
+[shadow]
+store = "strangler-diffs.sqlite3"
+
+[upstreams.monolith]
+url = "http://127.0.0.1:{ports.monolith}"
+{catalog}"""
+
+
+def plan_steps(data_dir: Path, config: Path, ports: DemoPorts) -> list[Step]:
+    """The long-running processes of the demo, in start order."""
+    env = {"STRANGLER_DATA_DIR": str(data_dir), "STRANGLER_ADMIN_TOKEN": DEMO_TOKEN}
+    steps = [
+        Step(
+            "monolith",
+            strangler("monolith", "serve", "--port", str(ports.monolith), "--workers", "2"),
+            ports.monolith,
+            env=env,
+        ),
+        Step(
+            "catalog",
+            strangler("catalog", "serve", "--port", str(ports.catalog)),
+            ports.catalog,
+            env=env,
+            needs_module="extracted.catalog.cli",
+        ),
+        Step(
+            "proxy",
+            strangler("proxy", "--config", str(config)),
+            ports.admin,
+            env=env,
+            needs_module="strangler_proxy.commands.proxy",
+        ),
+    ]
+    return [s for s in steps if not s.needs_module or _has_module(s.needs_module)]
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def ensure_port_free(port: int, name: str) -> None:
+    """Fail with one line if something already listens on 127.0.0.1:PORT."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise DemoError(
+                f"port {port} (for the {name}) is already in use; stop what uses it "
+                f"(`ss -ltnp 'sport = :{port}'`) or pass --port-base to shift all demo ports"
+            ) from None
+
+
+def run_setup(argv: tuple[str, ...], env: dict[str, str], what: str) -> None:
+    """Run one setup command to completion; on failure raise with its last line of output."""
+    done = subprocess.run(  # noqa: S603 - argv is ours
+        argv, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise DemoError(f"{what} failed: {last} (command: {' '.join(argv[2:])})")
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], step: Step, log: Path, timeout: float) -> None:
+    """Poll the step's health endpoint until it answers 200, the process dies, or time runs out."""
+    url = f"http://127.0.0.1:{step.port}{step.health_path}"
+    headers = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise DemoError(f"the {step.name} exited at start: {tail[0]} (log: {log})")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, headers=headers, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise DemoError(f"the {step.name} did not become healthy at {url} in {timeout:.0f}s "
+                    f"(log: {log})")
+
+
+@contextlib.contextmanager
+def running(steps: list[Step], logs: Path, timeout: float) -> Iterator[list[str]]:
+    """Start the steps in order, yield their names, and stop them all on the way out."""
+    procs: list[tuple[Step, subprocess.Popen[bytes]]] = []
+    try:
+        for step in steps:
+            log = logs / f"{step.name}.log"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(  # noqa: S603 - argv is ours
+                    step.argv, env={**os.environ, **step.env}, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            procs.append((step, proc))
+            wait_healthy(proc, step, log, timeout)
+        yield [s.name for s, _ in procs]
+    finally:
+        for _, proc in reversed(procs):
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process group, wait, then SIGKILL what is left."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+
+
+def what_to_try(ports: DemoPorts, config: Path, report: Path | None, names: list[str]) -> str:
+    """The text printed once everything is up."""
+    lines = [
+        "",
+        "strangler demo is running (" + ", ".join(names) + "). Ctrl-C stops everything.",
+        "",
+        f"  monolith            http://127.0.0.1:{ports.monolith}/api/   "
+        f"(OpenAPI: /api/schema/, docs: /api/docs/)",
+    ]
+    if "catalog" in names:
+        lines.append(f"  catalog service     http://127.0.0.1:{ports.catalog}/api/products/")
+    if "proxy" in names:
+        lines += [
+            f"  proxy (use this)    http://127.0.0.1:{ports.proxy}/api/products/",
+            f"  admin + dashboard   http://127.0.0.1:{ports.admin}/login?token={DEMO_TOKEN}",
+            f"  routes file         {config}",
+        ]
+    if report is not None:
+        lines.append(f"  analysis report     {report}")
+    lines += [
+        "",
+        "Try:",
+        f"  curl -si http://127.0.0.1:{ports.proxy}/api/products/ | grep X-Strangler-Route",
+        f"  STRANGLER_DATA_DIR={config.parent} strangler monolith workload "
+        f"--base-url http://127.0.0.1:{ports.proxy} --requests 200",
+        f"  strangler routes set catalog --mode shadow --config {config}",
+        f"  strangler shadow report --config {config}",
+        "  then read docs/walkthrough.md for the whole migration.",
+    ]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".demo"), show_default=True,
+              help="Where the demo keeps its databases, routes file, logs and report.")
+@click.option("--port-base", type=int, default=8000, show_default=True,
+              help="Monolith on BASE, catalog on BASE+1, proxy on BASE+80, admin on BASE+81.")
+@click.option("--size", type=click.Choice(["small", "large"]), default="small",
+              show_default=True, help="How much demo data to seed.")
+@click.option("--no-report", is_flag=True, help="Skip the analysis report.")
+@click.option("--check", is_flag=True,
+              help="Start everything, send one request through the proxy, then stop (for CI).")
+@click.option("--startup-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds each process may take to become healthy.")
+def demo(data_dir: Path, port_base: int, size: str, no_report: bool, check: bool,
+         startup_timeout: float) -> None:
+    """Set up and run the demo shop behind the strangler proxy.
+
+    \b
+    1. migrate and seed the monolith on SQLite (in --data-dir), and the catalog service
+    2. write the analysis report of legacy_monolith/ to DATA_DIR/report/
+    3. start the monolith (gunicorn), the catalog service and the proxy
+    4. print the URLs and what to try; Ctrl-C stops everything cleanly
+
+    Running it again reuses the data directory: the database is re-seeded, the routes file
+    (and the flips you made in it) is kept.
+    """
+    data_dir = data_dir.resolve()
+    ports = DemoPorts(port_base, port_base + 1, port_base + 80, port_base + 81)
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    config = data_dir / "strangler.toml"
+    with_catalog = _has_module("extracted.catalog.cli")
+    steps = plan_steps(data_dir, config, ports)
+    for step in steps:
+        ensure_port_free(step.port, step.name)
+    if "proxy" in {s.name for s in steps}:
+        ensure_port_free(ports.proxy, "proxy")
+    env = {"STRANGLER_DATA_DIR": str(data_dir)}
+    click.echo(f"[1/4] migrating and seeding the monolith ({size}) in {data_dir}")
+    run_setup(strangler("monolith", "migrate"), env, "migrating the monolith")
+    run_setup(strangler("monolith", "seed", "--size", size), env, "seeding the monolith")
+    if with_catalog:
+        click.echo("      migrating and backfilling the catalog service")
+        run_setup(strangler("catalog", "migrate"), env, "migrating the catalog service")
+        if _has_module("extracted.sync.cli"):
+            run_setup(strangler("backfill"), env, "backfilling the catalog service")
+    if not config.exists():
+        _write_atomic(config, routes_file_text(ports, with_catalog).replace(
+            "{config}", str(config)))
+    report = None if no_report else _write_report(data_dir)
+    click.echo("[3/4] starting " + ", ".join(s.name for s in steps))
+    with running(steps, data_dir / "logs", startup_timeout) as names:
+        click.echo("[4/4] ready")
+        click.echo(what_to_try(ports, config, report, names))
+        if check:
+            _smoke(ports, names)
+            return
+        _wait_for_interrupt()
+    click.echo("stopped everything; the data stays in " + str(data_dir))
+
+
+def _write_report(data_dir: Path) -> Path | None:
+    if not _has_module("analysis.cli"):
+        return None
+    source = Path(__file__).resolve().parent.parent / "legacy_monolith"
+    out = data_dir / "report"
+    click.echo(f"[2/4] analysing {source} -> {out}")
+    run_setup(strangler("analyze", str(source), "--out", str(out)), {}, "the analysis")
+    return out / "report.html"
+
+
+def _smoke(ports: DemoPorts, names: list[str]) -> None:
+    port = ports.proxy if "proxy" in names else ports.monolith
+    url = f"http://127.0.0.1:{port}/api/products/"
+    response = httpx.get(url, timeout=10.0)
+    if response.status_code != 200:
+        raise DemoError(f"GET {url} answered {response.status_code}, expected 200")
+    click.echo(f"check: GET {url} -> 200, served by "
+               f"{response.headers.get('x-strangler-route', 'the monolith directly')}")
+
+
+def _wait_for_interrupt() -> None:
+    stop = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("\nstopping...")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+__all__ = ["demo", "routes_file_text", "plan_steps", "DemoPorts"]

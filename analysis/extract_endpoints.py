@@ -1,0 +1,105 @@
+"""Pass 6: URL patterns, followed through ``include()`` and DRF routers, to their views.
+
+Starts at ``ROOT_URLCONF`` (or, without settings, at every urls module nobody includes).
+``path()`` converters become ``{name}``; simple ``re_path`` regexes are turned into the
+same templates, and the rest keep their static prefix and are marked ``regex``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from analysis.facts import Endpoint, FileFacts, RouterFact
+from analysis.resolve import Resolver
+from analysis.state import Analysis
+
+_CONVERTER = re.compile(r"<(?:[a-zA-Z_]+:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
+_NAMED_GROUP = re.compile(r"\(\?P<([a-zA-Z_][a-zA-Z0-9_]*)>[^()]*(?:\([^()]*\)[^()]*)*\)")
+_REGEX_CHARS = re.compile(r"[\\^$.*+?()\[\]{}|]")
+VIEWSET_METHODS = {"list": ("GET", "POST"), "detail": ("GET", "PUT", "PATCH", "DELETE")}
+
+
+def route_template(route: str, regex: bool) -> tuple[str, bool]:
+    """A proxy path template for a Django route, and whether it stayed a regex.
+
+    >>> route_template("api/products/<int:pk>/", False)
+    ('api/products/{pk}/', False)
+    >>> route_template(r"^api/orders/(?P<order_id>\\d+)/$", True)
+    ('api/orders/{order_id}/', False)
+    """
+    if not regex:
+        return _CONVERTER.sub(r"{\1}", route), False
+    text = route.lstrip("^").rstrip("$")
+    text = _NAMED_GROUP.sub(r"{\1}", text).replace("\\.", ".").replace("\\-", "-")
+    if _REGEX_CHARS.search(text.replace("{", "").replace("}", "")):
+        static = _REGEX_CHARS.split(text, 1)[0]
+        return static, True
+    return text, False
+
+
+def extract_endpoints(a: Analysis) -> Analysis:
+    """Every endpoint reachable from the root URLconf, with the models its view uses."""
+    r: Resolver = a.resolve
+    roots = _roots(a, r)
+    endpoints: list[Endpoint] = []
+    for root in roots:
+        _walk(r, root, "/", endpoints, (), a)
+    unique = {(e.template, e.view): e for e in endpoints}
+    by_unit = {u.unit: set(u.models) for u in a.usages}
+    endpoint_models = {e.template: _view_models(e.view, a.direct_use, by_unit)
+                       for e in unique.values()}
+    return replace(a, endpoints=tuple(sorted(unique.values(), key=lambda e: e.template)),
+                   endpoint_models={k: v for k, v in endpoint_models.items() if v})
+
+
+def _roots(a: Analysis, r: Resolver) -> list[str]:
+    for f in a.facts:
+        conf = dict(f.consts).get("ROOT_URLCONF")
+        if conf and (mod := r.module(conf)):
+            return [mod]
+    url_modules = [f.module for f in a.facts if f.urls or f.routers]
+    included = {r.module(u.include) for f in a.facts for u in f.urls
+                if u.include and not u.include.startswith("@")}
+    return [m for m in url_modules if m not in included]
+
+
+def _walk(r: Resolver, module: str, prefix: str, out: list[Endpoint],
+          stack: tuple[str, ...], a: Analysis) -> None:
+    if module in stack or len(stack) > 10:
+        return
+    f: FileFacts = r.modules[module]
+    for u in f.urls:
+        template, is_regex = route_template(u.route, u.regex)
+        full = prefix + template
+        if u.include and u.include.startswith("@"):
+            _routers(f, u.include[1:].rsplit(".", 1)[0], full, out, r)
+        elif u.include:
+            target = r.module(u.include)
+            if target is not None:
+                _walk(r, target, full, out, (*stack, module), a)
+        elif u.view:
+            view = r.resolve(module, u.view) or f"{module}.{u.view}"
+            out.append(Endpoint(full, view, u.name, f.path, u.line, regex=is_regex))
+
+
+def _routers(f: FileFacts, router: str, prefix: str, out: list[Endpoint], r: Resolver) -> None:
+    regs: list[RouterFact] = [x for x in f.routers if x.router == router] or list(f.routers)
+    for reg in regs:
+        view = r.resolve(f.module, reg.viewset) or f"{f.module}.{reg.viewset}"
+        base = prefix + reg.prefix.strip("^$/") + "/"
+        out.append(Endpoint(base, view, None, f.path, reg.line,
+                            methods=VIEWSET_METHODS["list"]))
+        out.append(Endpoint(base + "{pk}/", view, None, f.path, reg.line,
+                            methods=VIEWSET_METHODS["detail"]))
+
+
+def _view_models(view: str, direct: dict[str, set[str]], by_unit: dict[str, set[str]]
+                 ) -> set[str]:
+    """Models the view uses, directly or one project call away."""
+    models: set[str] = set(direct.get(view, ())) | by_unit.get(view, set())
+    owner = view
+    while not models and "." in owner:
+        owner = owner.rpartition(".")[0]  # a method of a view class: use the class
+        models = set(direct.get(owner, ())) | by_unit.get(owner, set())
+    return models

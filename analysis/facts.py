@@ -1,0 +1,197 @@
+"""Plain data that the passes hand to each other.
+
+Per-file facts (:class:`FileFacts`) come from one file's syntax tree only, so they are
+cached by content hash; everything after them (models, endpoints, graph) is recomputed on
+each run from the cached facts, which is cheap.
+
+A *reference* to another name is stored as written: ``"@Product"`` or
+``"@settings.AUTH_USER_MODEL"`` for an expression, ``"store.Product"`` for a string literal
+(Django's lazy reference), so the model pass can resolve both the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldFact:
+    """A relation field declared on a class: ``customer = models.ForeignKey(...)``."""
+
+    name: str
+    kind: str  # ForeignKey, OneToOneField, ManyToManyField, GenericForeignKey, GenericRelation
+    target: str  # "@Expr" or a lazy string such as "app.Model", "self", "Model"
+    line: int
+    through: str | None = None
+    db_table: str | None = None
+    parent_link: bool = False
+
+
+@dataclass(frozen=True)
+class ClassFact:
+    """A top-level class: its bases as dotted text, ``Meta`` options and relation fields."""
+
+    name: str
+    line: int
+    bases: tuple[str, ...]
+    meta: tuple[tuple[str, str], ...]  # Meta options with a constant value, as text
+    attrs: tuple[tuple[str, str], ...]  # class-level constant assignments (AppConfig.label)
+    fields: tuple[FieldFact, ...]
+    managers: tuple[tuple[str, str], ...]  # (attribute, manager class expression)
+    has_model_fields: bool = False
+
+
+@dataclass(frozen=True)
+class SqlFact:
+    """A raw SQL string found in code, with the call that runs it."""
+
+    sql: str
+    line: int
+    via: str  # execute, executemany, raw, RawSQL, extra, RunSQL
+    tables: tuple[str, ...] = ()  # extra(tables=[...]) names tables directly
+
+
+@dataclass(frozen=True)
+class UnitFact:
+    """A top-level function or class (a *usage unit*) and the names it references."""
+
+    name: str
+    line: int
+    kind: str  # function | class | module
+    refs: tuple[str, ...]
+    model_strings: tuple[str, ...] = ()  # apps.get_model("app", "Model"), get_user_model()
+    sql: tuple[SqlFact, ...] = ()
+
+
+@dataclass(frozen=True)
+class UrlFact:
+    """One entry of a ``urlpatterns`` list (``path``, ``re_path``, ``url``) or a router."""
+
+    route: str
+    regex: bool
+    view: str | None  # dotted expression of the view, ``.as_view`` removed
+    include: str | None  # module name or "@router.urls"
+    line: int
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RouterFact:
+    """``router.register(prefix, ViewSet)`` in a urls module."""
+
+    router: str
+    prefix: str
+    viewset: str
+    line: int
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """Everything the analysis needs from one Python file."""
+
+    path: str
+    module: str
+    is_package: bool
+    lines: int
+    bindings: tuple[tuple[str, str], ...] = ()  # local name -> absolute dotted target
+    imported: tuple[tuple[str, int], ...] = ()  # candidate module names, with line
+    classes: tuple[ClassFact, ...] = ()
+    units: tuple[UnitFact, ...] = ()
+    urls: tuple[UrlFact, ...] = ()
+    routers: tuple[RouterFact, ...] = ()
+    consts: tuple[tuple[str, str], ...] = ()
+    uses_django: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A resolved Django model."""
+
+    key: str  # app_label.ModelName
+    qualname: str  # module.ClassName
+    app_label: str
+    name: str
+    path: str
+    line: int
+    table: str
+    abstract: bool = False
+    proxy: bool = False
+    parents: tuple[str, ...] = ()  # keys of concrete model parents (multi-table inheritance)
+    managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation between two project models, with where it is declared."""
+
+    source: str
+    target: str
+    kind: str  # fk, o2o, m2m, through, generic, mti, proxy
+    field: str
+    path: str
+    line: int
+    inherited_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A URL pattern and the view that serves it."""
+
+    template: str  # "/api/products/{pk}/"
+    view: str  # qualified name of the view
+    name: str | None
+    path: str
+    line: int
+    regex: bool = False
+    methods: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A unit of code (function, class, module body) and the models it uses."""
+
+    unit: str  # module.qualname
+    path: str
+    line: int
+    models: tuple[str, ...]
+    module: str
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """Tables a statement reads, writes and locks (``SELECT ... FOR UPDATE``)."""
+
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+    locks: frozenset[str] = frozenset()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One executed (or found) SQL statement, attributed to its request and endpoint."""
+
+    sql: str
+    request: str | None = None  # request id or transaction id: co-access unit
+    endpoint: str | None = None
+    source: str = ""  # file:line or log:line
+    in_transaction: bool = False
+
+
+@dataclass
+class SqlSummary:
+    """What the SQL pass learnt, per statement fingerprint."""
+
+    shapes: dict[str, TableAccess] = field(default_factory=dict)
+    shape_sql: dict[str, str] = field(default_factory=dict)
+    shape_count: dict[str, int] = field(default_factory=dict)
+    statements: int = 0
+    unparsed: dict[str, str] = field(default_factory=dict)  # fingerprint -> reason
+    requests: dict[str, tuple[str | None, set[str], set[str]]] = field(default_factory=dict)
+    # (endpoint, tables read, tables written) of each request or lone statement -> count
+    request_shapes: dict[tuple[str | None, frozenset[str], frozenset[str]], int] = field(
+        default_factory=dict)
+    endpoint_tables: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    endpoint_shape: dict[str, str] = field(default_factory=dict)  # an example fingerprint
+    shape_source: dict[str, str] = field(default_factory=dict)  # where a shape was first seen

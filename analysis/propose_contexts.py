@@ -1,0 +1,163 @@
+"""Pass 9: communities of the model graph become proposed bounded contexts.
+
+Each context gets a suggested name (its dominant app label, or its most central model),
+its models, tables, modules and endpoints, the evidence for each model (strongest edges
+inside), and its *ambiguous* models (tied nearly as strongly to another context).
+Models with no edge at all are listed as unplaced, not made into one-model contexts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import replace
+from typing import Any
+
+import networkx as nx
+
+from analysis.clustering import dendrogram, louvain, partition_with, stable_partition
+from analysis.errors import BadOption
+from analysis.state import Analysis
+
+AMBIGUOUS_RATIO = 0.75
+
+
+def propose_contexts(a: Analysis) -> Analysis:
+    """Partition the graph and describe each part."""
+    g: nx.Graph = a.graph
+    connected = g.subgraph([n for n in g.nodes if g.degree(n) > 0]).copy()
+    o = a.options
+    if o.contexts is not None and o.contexts < 1:
+        raise BadOption(f"--contexts {o.contexts}: must be 1 or more")
+    a.options.progress("cluster", 0, 1)
+    if connected.number_of_nodes() == 0:
+        part: dict[str, int] = {}
+        cuts: list[dict[str, Any]] = []
+    elif o.contexts is not None:
+        part = partition_with(connected, o.contexts, o.seed)
+        cuts = [{"contexts": o.contexts, "requested": True}]
+    elif o.resolution is not None:
+        part = louvain(connected, o.resolution, o.seed)
+        cuts = [{"resolution": o.resolution, "contexts": len(set(part.values())),
+                 "chosen": True}]
+    else:
+        part, cuts = stable_partition(connected, o.seed)
+    if connected.number_of_nodes() and connected.number_of_nodes() <= 3000:
+        res = o.resolution or next((c.get("resolution", 1.0) for c in cuts if c.get("chosen")),
+                                   1.0)
+        cuts.append({"louvain_levels": dendrogram(connected, res, o.seed)})
+    a.options.progress("cluster", 1, 1)
+    contexts = _describe(a, part)
+    return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts))
+
+
+def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
+    g: nx.Graph = a.graph
+    members: dict[int, list[str]] = defaultdict(list)
+    for n, c in part.items():
+        members[c].append(n)
+    endpoints = endpoint_contexts(a, part)
+    names = _names(a, members)
+    out = []
+    for c in sorted(members):
+        models = sorted(members[c])
+        out.append({
+            "id": c,
+            "name": names[c],
+            "models": models,
+            "tables": sorted({a.models[m].table for m in models if not a.models[m].proxy}
+                             | {t for t, ms in a.table_models.items()
+                                if len(ms) == 2 and part.get(ms[0]) == c}),
+            "modules": _modules(a, set(models)),
+            "endpoints": sorted(t for t, ctx in endpoints.items() if ctx == c),
+            "evidence": {m: _strongest(g, m, part, same=True) for m in models},
+            "ambiguous": _ambiguous(g, models, part),
+            "shared_kernel_candidates": sorted(
+                m for m in models if m in a.hubs or m in a.generic_models),
+        })
+    return out
+
+
+def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
+    g: nx.Graph = a.graph
+    used: Counter[str] = Counter()
+    names: dict[int, str] = {}
+    for c in sorted(members, key=lambda c: -len(members[c])):
+        models = members[c]
+        labels = Counter(a.models[m].app_label for m in models)
+        label, count = labels.most_common(1)[0]
+        central = max(sorted(models), key=lambda m: (
+            sum(w for _, v, w in g.edges(m, data="weight") if v in models), m))
+        base = label if count / len(models) >= 0.6 and used[label] == 0 else (
+            central.split(".")[1])
+        base = re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()
+        base = re.sub(r"[^a-z0-9_]+", "_", base).strip("_") or "context"
+        used[base] += 1
+        names[c] = base if used[base] == 1 else f"{base}_{used[base]}"
+    return names
+
+
+def _modules(a: Analysis, models: set[str]) -> list[str]:
+    """Modules that define these models or mostly use them."""
+    out = {a.models[m].qualname.rsplit(".", 1)[0] for m in models}
+    per_module: dict[str, Counter[bool]] = defaultdict(Counter)
+    for u in a.usages:
+        for m in u.models:
+            per_module[u.module][m in models] += 1
+    out |= {mod for mod, c in per_module.items() if c[True] > c[False]}
+    return sorted(out)
+
+
+def endpoint_contexts(a: Analysis, part: dict[str, int]) -> dict[str, int]:
+    """Endpoint template -> the context whose models (code) and tables (SQL) it uses most."""
+    votes: dict[str, Counter[int]] = defaultdict(Counter)
+    for template, models in a.endpoint_models.items():
+        for m in models:
+            if m in part:
+                votes[template][part[m]] += 1
+    for endpoint, access in a.sql.endpoint_tables.items():
+        if endpoint.startswith("code:"):
+            continue
+        for table in access["writes"]:
+            for m in a.table_models.get(table, ()):
+                if m in part:
+                    votes[endpoint][part[m]] += 2
+        for table in access["reads"]:
+            for m in a.table_models.get(table, ()):
+                if m in part:
+                    votes[endpoint][part[m]] += 1
+    for e in a.endpoints:
+        votes.setdefault(e.template, Counter())
+    return {t: max(sorted(v), key=lambda c: v[c]) for t, v in votes.items() if v}
+
+
+def _strongest(g: nx.Graph, m: str, part: dict[str, int], same: bool) -> list[dict[str, Any]]:
+    edges = sorted(((w, v, d) for _, v, d in g.edges(m, data=True)
+                    for w in [d["weight"]] if (part.get(v) == part.get(m)) == same),
+                   key=lambda t: (-t[0], t[1]))[:3]
+    return [{"model": v, "weight": round(w, 3), "signals": {k: round(x, 3)
+             for k, x in d["signals"].items()}, "evidence": d["evidence"][:2]}
+            for w, v, d in edges]
+
+
+def tie_strength(g: nx.Graph, m: str, part: dict[str, int]) -> Counter[int]:
+    """Total edge weight from ``m`` into each context."""
+    ties: Counter[int] = Counter()
+    for _, v, w in g.edges(m, data="weight"):
+        if v in part:
+            ties[part[v]] += w
+    return ties
+
+
+def _ambiguous(g: nx.Graph, models: list[str], part: dict[str, int]) -> list[dict[str, Any]]:
+    out = []
+    for m in models:
+        ties = tie_strength(g, m, part)
+        own = ties.get(part[m], 0.0)
+        other = [(w, c) for c, w in ties.items() if c != part[m]]
+        if other and own > 0:
+            w, c = max(other)
+            if w >= AMBIGUOUS_RATIO * own:
+                out.append({"model": m, "own": round(own, 3), "other_context": c,
+                            "other": round(w, 3)})
+    return out

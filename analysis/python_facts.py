@@ -1,0 +1,360 @@
+"""Read one Python file's syntax tree into :class:`FileFacts` (no import, no execution).
+
+>>> f = python_facts("from django.db import models\\nclass A(models.Model):\\n"
+...                  "    b = models.ForeignKey('app.B', on_delete=models.CASCADE)\\n", "x.models")
+>>> f.classes[0].fields[0].target, f.classes[0].fields[0].kind
+('app.B', 'ForeignKey')
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from analysis.facts import ClassFact, FieldFact, FileFacts, RouterFact, SqlFact, UnitFact, UrlFact
+
+RELATION_KINDS = frozenset(
+    {"ForeignKey", "OneToOneField", "ManyToManyField", "GenericForeignKey", "GenericRelation",
+     "ParentalKey", "ParentalManyToManyField", "TreeForeignKey"}
+)
+SQL_METHODS = frozenset({"execute", "executemany", "raw"})
+SQL_CALLABLES = frozenset({"RawSQL", "RunSQL"})
+URL_FUNCS = frozenset({"path", "re_path", "url"})
+_FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    if isinstance(node, ast.Call):  # models.Model subclass via a call, e.g. six.with_metaclass
+        return None
+    return None
+
+
+def _const_str(node: ast.AST | None, scope: dict[str, str]) -> str | None:
+    """A string built from constants, names bound to constants, ``+`` and f-strings."""
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return scope.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _const_str(node.left, scope), _const_str(node.right, scope)
+        return left + right if left is not None and right is not None else None
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format"):
+        template = _const_str(node.func.value, scope)
+        return _FORMAT_FIELD.sub("__dyn__", template) if template is not None else None
+    if isinstance(node, ast.JoinedStr):
+        # f-string parts we cannot know become a placeholder identifier, so the statement
+        # still parses; a table name built at run time is lost (and says so: __dyn__).
+        return "".join(
+            v.value if isinstance(v, ast.Constant) and isinstance(v.value, str) else "__dyn__"
+            for v in node.values
+        )
+    return None
+
+
+def _resolve_relative(module: str, is_package: bool, level: int, name: str | None) -> str:
+    if level == 0:
+        return name or ""
+    parts = module.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (level - 1)] if level > 1 else base
+    return ".".join([*base, name] if name else base)
+
+
+class _Collector:
+    """Walks a module once and fills the pieces of :class:`FileFacts`."""
+
+    def __init__(self, module: str, is_package: bool) -> None:
+        self.module = module
+        self.is_package = is_package
+        self.bindings: dict[str, str] = {}
+        self.imported: list[tuple[str, int]] = []
+        self.consts: dict[str, str] = {}
+        self.uses_django = False
+
+    def imports(self, tree: ast.Module) -> None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self.imported.append((alias.name, node.lineno))
+                    if alias.asname:
+                        self.bindings[alias.asname] = alias.name
+                    else:
+                        root = alias.name.split(".")[0]
+                        self.bindings.setdefault(root, root)
+                    self.uses_django |= alias.name.startswith("django")
+            elif isinstance(node, ast.ImportFrom):
+                self._import_from(node)
+
+    def _import_from(self, node: ast.ImportFrom) -> None:
+        base = _resolve_relative(self.module, self.is_package, node.level, node.module)
+        self.uses_django |= base.startswith(("django", "rest_framework"))
+        for alias in node.names:
+            if alias.name == "*":
+                self.imported.append((base, node.lineno))
+                continue
+            target = f"{base}.{alias.name}" if base else alias.name
+            self.bindings[alias.asname or alias.name] = target
+            self.imported.append((target, node.lineno))
+
+    def module_consts(self, tree: ast.Module) -> None:
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                value = _const_str(node.value, self.consts)
+                if isinstance(target, ast.Name) and value is not None:
+                    self.consts[target.id] = value
+
+
+def _kwarg(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _relation_target(call: ast.Call, kind: str) -> str:
+    node = call.args[0] if call.args else _kwarg(call, "to")
+    if kind == "GenericForeignKey":
+        return "contenttypes.ContentType"
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    ref = dotted(node) if node is not None else None
+    return f"@{ref}" if ref else "?"
+
+
+def _field(name: str, call: ast.Call, line: int) -> FieldFact | None:
+    func = dotted(call.func) or ""
+    kind = func.rsplit(".", 1)[-1]
+    if kind not in RELATION_KINDS:
+        return None
+    through = _kwarg(call, "through")
+    through_ref: str | None = None
+    if isinstance(through, ast.Constant) and isinstance(through.value, str):
+        through_ref = through.value
+    elif through is not None and (d := dotted(through)):
+        through_ref = f"@{d}"
+    db_table = _kwarg(call, "db_table")
+    parent_link = _kwarg(call, "parent_link")
+    return FieldFact(
+        name=name, kind=kind, target=_relation_target(call, kind), line=line,
+        through=through_ref,
+        db_table=db_table.value if isinstance(db_table, ast.Constant) and isinstance(
+            db_table.value, str) else None,
+        parent_link=isinstance(parent_link, ast.Constant) and parent_link.value is True,
+    )
+
+
+def _class_fact(node: ast.ClassDef) -> ClassFact:
+    meta: list[tuple[str, str]] = []
+    attrs: list[tuple[str, str]] = []
+    fields: list[FieldFact] = []
+    managers: list[tuple[str, str]] = []
+    has_fields = False
+    for stmt in node.body:
+        if isinstance(stmt, ast.ClassDef) and stmt.name == "Meta":
+            meta.extend(_constant_assigns(stmt.body))
+        elif isinstance(stmt, ast.Assign | ast.AnnAssign):
+            target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
+            if not isinstance(target, ast.Name) or stmt.value is None:
+                continue
+            value = stmt.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str | bool):
+                attrs.append((target.id, str(value.value)))
+            if isinstance(value, ast.Call):
+                func = dotted(value.func) or ""
+                fact = _field(target.id, value, stmt.lineno)
+                if fact is not None:
+                    fields.append(fact)
+                elif func.endswith(("Field", "Key")):
+                    has_fields = True
+                elif func.endswith(("Manager", ".as_manager", "from_queryset")):
+                    managers.append((target.id, func))
+                elif isinstance(value.func, ast.Call) and func == "" :
+                    inner = dotted(value.func.func) or ""
+                    if inner.endswith("from_queryset"):
+                        managers.append((target.id, inner))
+    bases = tuple(d for b in node.bases if (d := dotted(b)))
+    return ClassFact(
+        name=node.name, line=node.lineno, bases=bases, meta=tuple(meta), attrs=tuple(attrs),
+        fields=tuple(fields), managers=tuple(managers),
+        has_model_fields=has_fields or bool(fields),
+    )
+
+
+def _constant_assigns(body: list[ast.stmt]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for stmt in body:
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name):
+            value = stmt.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str | bool):
+                out.append((stmt.targets[0].id, str(value.value)))
+    return out
+
+
+def _sql_from_call(call: ast.Call, scope: dict[str, str]) -> list[SqlFact]:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if name in SQL_METHODS or name in SQL_CALLABLES:
+        first = call.args[0] if call.args else _kwarg(call, "sql") or _kwarg(call, "raw_query")
+        items = first.elts if isinstance(first, ast.List | ast.Tuple) else [first]
+        out = []
+        for item in items:
+            if isinstance(item, ast.Tuple) and item.elts:  # RunSQL([(sql, params)])
+                item = item.elts[0]
+            text = _const_str(item, scope)
+            if text is not None and text.strip():
+                out.append(SqlFact(sql=text, line=call.lineno, via=name))
+        return out
+    if name == "extra":
+        return _extra_sql(call, scope)
+    return []
+
+
+def _extra_sql(call: ast.Call, scope: dict[str, str]) -> list[SqlFact]:
+    tables: list[str] = []
+    fragments: list[str] = []
+    for kw in call.keywords:
+        values: list[ast.expr] = []
+        if isinstance(kw.value, ast.List | ast.Tuple):
+            values = list(kw.value.elts)
+        elif isinstance(kw.value, ast.Dict):
+            values = [v for v in kw.value.values if v is not None]
+        strings = [s for v in values if (s := _const_str(v, scope)) is not None]
+        if kw.arg == "tables":
+            tables.extend(strings)
+        elif kw.arg == "where":
+            fragments.extend(f"SELECT 1 WHERE {s}" for s in strings)
+        elif kw.arg == "select":
+            fragments.extend(f"SELECT {s}" for s in strings)
+    out = [SqlFact(sql=s, line=call.lineno, via="extra") for s in fragments]
+    if tables:
+        out.append(SqlFact(sql="", line=call.lineno, via="extra", tables=tuple(tables)))
+    return out
+
+
+def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str]) -> UnitFact:
+    refs: set[str] = set()
+    model_strings: list[str] = []
+    sql: list[SqlFact] = []
+    scope = dict(consts)
+    for child in ast.walk(node):
+        if isinstance(child, ast.Assign) and isinstance(child.targets[0], ast.Name):
+            value = _const_str(child.value, scope)
+            if value is not None:
+                scope[child.targets[0].id] = value
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name):
+            refs.add(child.id)
+        elif isinstance(child, ast.Attribute) and (d := dotted(child)):
+            parts = d.split(".")
+            refs.update(".".join(parts[:i]) for i in range(2, min(len(parts), 4) + 1))
+        elif isinstance(child, ast.Call):
+            sql.extend(_sql_from_call(child, scope))
+            model_strings.extend(_model_strings(child))
+    line = getattr(node, "lineno", 1)
+    return UnitFact(name=name, line=line, kind=kind, refs=tuple(sorted(refs)),
+                    model_strings=tuple(model_strings), sql=tuple(sql))
+
+
+def _model_strings(call: ast.Call) -> list[str]:
+    func = dotted(call.func) or ""
+    if func.endswith("get_user_model"):
+        return ["@settings.AUTH_USER_MODEL"]
+    if func.endswith("get_model"):
+        args = [a.value for a in call.args if isinstance(a, ast.Constant)]
+        strings = [a for a in args if isinstance(a, str)]
+        if len(strings) == 2:
+            return [f"{strings[0]}.{strings[1]}"]
+        if len(strings) == 1 and "." in strings[0]:
+            return [strings[0]]
+    return []
+
+
+def _urls(tree: ast.Module, consts: dict[str, str]) -> tuple[list[UrlFact], list[RouterFact]]:
+    urls: list[UrlFact] = []
+    routers: list[RouterFact] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = dotted(node.func) or ""
+        short = func.rsplit(".", 1)[-1]
+        if short in URL_FUNCS and node.args:
+            fact = _url_fact(node, short, consts)
+            if fact is not None:
+                urls.append(fact)
+        elif short == "register" and "." in func and len(node.args) >= 2:
+            prefix = _const_str(node.args[0], consts)
+            viewset = dotted(node.args[1])
+            if prefix is not None and viewset:
+                routers.append(RouterFact(func.rsplit(".", 1)[0], prefix, viewset, node.lineno))
+    return urls, routers
+
+
+def _url_fact(node: ast.Call, func: str, consts: dict[str, str]) -> UrlFact | None:
+    route = _const_str(node.args[0], consts)
+    if route is None:
+        return None
+    target = node.args[1] if len(node.args) > 1 else _kwarg(node, "view")
+    name_node = _kwarg(node, "name")
+    name = name_node.value if isinstance(name_node, ast.Constant) else None
+    include: str | None = None
+    view: str | None = None
+    if isinstance(target, ast.Call) and (dotted(target.func) or "").endswith("include"):
+        arg = target.args[0] if target.args else None
+        if isinstance(arg, ast.Tuple) and arg.elts:
+            arg = arg.elts[0]
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            include = arg.value
+        elif arg is not None and (d := dotted(arg)):
+            include = f"@{d}"
+    elif isinstance(target, ast.Call):
+        view = dotted(target.func)
+        if view and view.endswith(".as_view"):
+            view = view[: -len(".as_view")]
+    elif target is not None:
+        view = dotted(target)
+    return UrlFact(route=route, regex=func != "path", view=view, include=include,
+                   line=node.lineno, name=name if isinstance(name, str) else None)
+
+
+def python_facts(source: str | bytes, module: str, is_package: bool = False,
+                 path: str = "") -> FileFacts:
+    """Facts of one file; a file that does not parse yields ``FileFacts.error``."""
+    try:
+        tree = ast.parse(source, filename=path or module)
+    except (SyntaxError, ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
+        return FileFacts(path=path, module=module, is_package=is_package, lines=0,
+                         error=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+    text_lines = (source.count(b"\n") if isinstance(source, bytes) else source.count("\n")) + 1
+    c = _Collector(module, is_package)
+    c.imports(tree)
+    c.module_consts(tree)
+    classes = tuple(_class_fact(n) for n in tree.body if isinstance(n, ast.ClassDef))
+    units = [_unit(n, n.name, "class" if isinstance(n, ast.ClassDef) else "function", c.consts)
+             for n in tree.body
+             if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)]
+    rest = ast.Module(body=[n for n in tree.body if not isinstance(
+        n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef | ast.Import | ast.ImportFrom)],
+        type_ignores=[])
+    units.append(_unit(rest, "<module>", "module", c.consts))
+    urls, routers = _urls(tree, c.consts) if _looks_like_urls(module, c) else ([], [])
+    return FileFacts(
+        path=path, module=module, is_package=is_package, lines=text_lines,
+        bindings=tuple(sorted(c.bindings.items())), imported=tuple(c.imported),
+        classes=classes, units=tuple(units), urls=tuple(urls), routers=tuple(routers),
+        consts=tuple(sorted(c.consts.items())), uses_django=c.uses_django,
+    )
+
+
+def _looks_like_urls(module: str, c: _Collector) -> bool:
+    return module.rsplit(".", 1)[-1].startswith("urls") or "urlpatterns" in c.bindings or any(
+        t.startswith(("django.urls", "django.conf.urls", "rest_framework.routers"))
+        for t in c.bindings.values())

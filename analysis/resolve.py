@@ -1,0 +1,80 @@
+"""Name resolution across the project's modules, without importing anything.
+
+Projects import their own modules both as ``store.models`` and ``shop.store.models``
+(depending on ``sys.path``); a module is found by its full dotted name or by a unique
+dotted suffix. Names re-exported from packages (``from .product import Product`` in
+``models/__init__.py``) are followed a few steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from analysis.facts import ClassFact, FileFacts
+
+
+class Resolver:
+    """Resolves dotted names seen in a module to project qualified names."""
+
+    def __init__(self, facts: tuple[FileFacts, ...]) -> None:
+        self.modules: dict[str, FileFacts] = {f.module: f for f in facts}
+        self.bindings: dict[str, dict[str, str]] = {f.module: dict(f.bindings) for f in facts}
+        self.classes: dict[str, ClassFact] = {}
+        self.class_module: dict[str, str] = {}
+        self.defs: set[str] = set()
+        suffixes: dict[str, set[str]] = defaultdict(set)
+        for f in facts:
+            parts = f.module.split(".")
+            for i in range(len(parts)):
+                suffixes[".".join(parts[i:])].add(f.module)
+            for c in f.classes:
+                self.classes[f"{f.module}.{c.name}"] = c
+                self.class_module[f"{f.module}.{c.name}"] = f.module
+            for u in f.units:
+                self.defs.add(f"{f.module}.{u.name}")
+        self.suffixes = {k: min(v, key=len) for k, v in suffixes.items()}
+        self._memo: dict[tuple[str, str], str | None] = {}
+
+    def module(self, dotted: str) -> str | None:
+        """The project module called ``dotted`` (exactly, or by a dotted suffix)."""
+        if dotted in self.modules:
+            return dotted
+        return self.suffixes.get(dotted)
+
+    def resolve(self, module: str, dotted: str) -> str | None:
+        """Qualified name that ``dotted``, as written in ``module``, refers to."""
+        key = (module, dotted)
+        if key not in self._memo:
+            self._memo[key] = self._resolve(module, dotted)
+        return self._memo[key]
+
+    def _resolve(self, module: str, dotted: str) -> str | None:
+        head, _, rest = dotted.partition(".")
+        local = f"{module}.{head}"
+        if local in self.classes or local in self.defs:
+            return f"{local}.{rest}" if rest else local
+        target = self.bindings.get(module, {}).get(head)
+        if target is None:
+            return None
+        return self.canonical(f"{target}.{rest}" if rest else target)
+
+    def canonical(self, name: str, depth: int = 0) -> str:
+        """Follow module suffixes and package re-exports to where ``name`` is defined."""
+        if name in self.classes or name in self.defs or depth > 6:
+            return name
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            mod = self.module(".".join(parts[:cut]))
+            if mod is None:
+                continue
+            head, rest = parts[cut], parts[cut + 1:]
+            if f"{mod}.{head}" in self.classes or f"{mod}.{head}" in self.defs:
+                return ".".join([mod, head, *rest])
+            sub = self.module(f"{mod}.{head}")
+            if sub is not None:
+                return self.canonical(".".join([sub, *rest]), depth + 1) if rest else sub
+            target = self.bindings.get(mod, {}).get(head)
+            if target is not None and target != name:
+                return self.canonical(".".join([target, *rest]), depth + 1)
+            return ".".join([mod, head, *rest])
+        return name

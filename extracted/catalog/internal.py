@@ -1,0 +1,113 @@
+"""Internal endpoints for the sync machinery, protected by ``CATALOG_SYNC_TOKEN``.
+
+``POST /internal/events/``     apply a batch of events (relay); 409 on a sequence gap
+``GET  /internal/events/``     the stream's position (``?stream=``), where the relay resumes
+``POST /internal/snapshot/``   upsert backfilled rows unless a newer change is known
+``GET  /internal/checksums/``  per-range counts and digests of one aggregate type
+``GET  /internal/rows/``       per-row digests of one key range (reconcile's drill-down)
+``GET  /internal/versions/``   every aggregate's last applied sequence (reconcile)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from extracted.catalog import apply, digests
+from extracted.catalog.models import AggregateVersion
+from extracted.catalog.permissions import HasSyncToken
+from extracted.sync.errors import BadEvent, SequenceGap
+from extracted.sync.events import event_from_json
+
+
+class InternalView(APIView):
+    """Token-protected, no user authentication, JSON in and out."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [HasSyncToken]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, SequenceGap):
+            return Response({"detail": str(exc), "code": "sequence_gap"}, status=409)
+        if isinstance(exc, BadEvent):
+            return Response({"detail": str(exc), "code": "bad_event"}, status=400)
+        return super().handle_exception(exc)
+
+
+def _stream(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise ParseError("stream: give a name of 1 to 64 characters, e.g. ?stream=monolith")
+    return value
+
+
+class EventsView(InternalView):
+    """Apply a batch of outbox events; report the stream's position."""
+
+    def get(self, request: Request) -> Response:
+        return Response(apply.stream_status(_stream(request.query_params.get("stream"))))
+
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise ParseError('body: expected {"stream", "position", "events": [...]}')
+        events = [event_from_json(e, f"events[{i}]") for i, e in enumerate(body["events"])]
+        position = body.get("position", max((e.position for e in events), default=0))
+        if not isinstance(position, int):
+            raise ParseError(f"position: expected an integer, got {position!r}")
+        result = apply.apply_events(_stream(body.get("stream")), events, position)
+        return Response(result.to_json())
+
+
+class SnapshotView(InternalView):
+    """Upsert rows copied by the backfill."""
+
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
+            raise ParseError('body: expected {"aggregate_type", "rows": [{"id", "sequence", '
+                             '"fields"}]}')
+        return Response(apply.apply_snapshot(str(body.get("aggregate_type")), body["rows"]))
+
+
+class ChecksumsView(InternalView):
+    """Per-range counts and digests of one aggregate type."""
+
+    def get(self, request: Request) -> Response:
+        kind = str(request.query_params.get("aggregate_type", ""))
+        size = _positive(request.query_params.get("range_size", "1000"), "range_size")
+        return Response(digests.checksums(kind, size))
+
+
+class RowsView(InternalView):
+    """Per-row digests (and fields) of one key range ``[start, end)``."""
+
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        kind = str(params.get("aggregate_type", ""))
+        start = _positive(params.get("start", "0"), "start", minimum=0)
+        end = _positive(params.get("end", "0"), "end", minimum=0)
+        return Response(digests.rows(kind, start, end))
+
+
+class VersionsView(InternalView):
+    """Every aggregate's last applied sequence (tombstones included)."""
+
+    def get(self, request: Request) -> Response:
+        rows = AggregateVersion.objects.order_by("aggregate_type", "aggregate_id").values(
+            "aggregate_type", "aggregate_id", "sequence", "deleted"
+        )
+        return Response({"versions": list(rows)})
+
+
+def _positive(value: Any, name: str, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ParseError(f"{name}: expected an integer, got {value!r}") from None
+    if number < minimum:
+        raise ParseError(f"{name}: {number} is below {minimum}")
+    return number

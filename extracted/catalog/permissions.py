@@ -1,0 +1,30 @@
+"""The catalog's rule: anyone may read; only staff may write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+
+class IsStaffOrReadOnly(BasePermission):
+    """Reads are public; writes need an authenticated staff caller."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        user = request.user
+        return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))
+
+
+class HasSyncToken(BasePermission):
+    """The internal endpoints (relay, backfill, reconcile) need ``CATALOG_SYNC_TOKEN``."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        from django.conf import settings
+
+        header = request.headers.get("Authorization", "")
+        return bool(settings.CATALOG_SYNC_TOKEN) and header == (
+            f"Bearer {settings.CATALOG_SYNC_TOKEN}"
+        )

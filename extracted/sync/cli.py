@@ -1,0 +1,213 @@
+"""``strangler relay``, ``strangler backfill`` and ``strangler reconcile``."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from extracted.sync.database import Database
+from extracted.sync.delivery import EventsEndpoint
+from extracted.sync.outbox import OutboxTable
+from extracted.sync.relay import Relay, RelayOptions
+from extracted.sync.service import ServiceInternals
+
+DEFAULT_TOKEN = "strangler-demo-sync-token"
+
+
+def _source_db() -> Any:
+    return click.option(
+        "--source-db", envvar="STRANGLER_SOURCE_DB", required=True,
+        help="URL of the producer's database, e.g. sqlite:///.demo/monolith.sqlite3 or "
+             "postgresql://postgres@127.0.0.1/shop (env STRANGLER_SOURCE_DB).",
+    )
+
+
+def _token() -> Any:
+    return click.option("--token", envvar="CATALOG_SYNC_TOKEN", default=DEFAULT_TOKEN,
+                        show_default="the demo token",
+                        help="Bearer token of the internal endpoints (env CATALOG_SYNC_TOKEN).")
+
+
+def _outbox_table() -> Any:
+    return click.option("--outbox-table", default="outbox_outboxevent", show_default=True,
+                        help="The producer's outbox table (the service's is "
+                             "catalog_outboxevent).")
+
+
+@click.command()
+@_source_db()
+@_outbox_table()
+@click.option("--target", default="http://127.0.0.1:8001/internal/events/", show_default=True,
+              help="The consumer's apply endpoint.")
+@_token()
+@click.option("--stream", default="monolith", show_default=True,
+              help="Name of this stream at the consumer (its position is kept per stream).")
+@click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
+@click.option("--poll-interval", default=0.2, show_default=True, type=click.FloatRange(0.01))
+@click.option("--hole-grace", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds before a missing outbox id is taken for a rolled-back write.")
+@click.option("--max-backoff", default=5.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--once", is_flag=True, help="Deliver what is pending, print the status, exit "
+              "(non-zero when the consumer could not be reached).")
+@click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the status JSON (lag, counters) in this file, rewritten atomically.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+def relay(source_db: str, outbox_table: str, target: str, token: str, stream: str,
+          batch_size: int, poll_interval: float, hole_grace: float, max_backoff: float,
+          once: bool, status_file: Path | None, as_json: bool) -> None:
+    """Deliver outbox events to a service, in order, at least once.
+
+    \b
+    Reads the producer's outbox table through --source-db, resumes from the position the
+    consumer reports, delivers batches to --target and backs off while it is down. Stop
+    with Ctrl-C (or SIGTERM); kill it any way you like, it resumes without loss.
+    Lag: `strangler relay --once --json` or --status-file.
+    """
+    options = RelayOptions(batch_size=batch_size, poll_interval=poll_interval,
+                           hole_grace=hole_grace, max_backoff=max_backoff, once=once,
+                           status_file=status_file)
+    database = Database(source_db)
+    endpoint = EventsEndpoint(target, token, stream)
+    runner = Relay(OutboxTable(database, outbox_table), endpoint, options)
+
+    def _stop(signum: int, frame: Any) -> None:
+        runner.stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if not once:
+        click.echo(f"relay: {outbox_table} -> {target} (stream {stream})", err=True)
+    try:
+        status = runner.run()
+    finally:
+        endpoint.close()
+        database.close()
+    _print_status(status.to_json(), as_json)
+    if once and (status.lag_events or status.state == "backing_off"):
+        raise SystemExit(1)
+
+
+def _print_status(status: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status, sort_keys=True))
+        return
+    click.echo(
+        f"stream {status['stream']}: {status['state']}, position {status['position']} of "
+        f"{status['head']}, lag {status['lag_events']} events / {status['lag_seconds']} s; "
+        f"delivered {status['delivered']} (applied {status['applied']}, duplicates "
+        f"{status['duplicates']}, stale {status['stale']}), failures {status['failures']}"
+        + (f"; last error: {status['last_error']}" if status["last_error"] else "")
+    )
+
+
+@click.command()
+@_source_db()
+@_outbox_table()
+@click.option("--service-url", default="http://127.0.0.1:8001", show_default=True)
+@_token()
+@click.option("--stream", default="monolith", show_default=True)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--hole-grace", default=2.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait after reading the outbox head (in-flight writes commit).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def backfill(source_db: str, outbox_table: str, service_url: str, token: str, stream: str,
+             batch_size: int, hole_grace: float, as_json: bool) -> None:
+    """Copy the catalog's existing rows to the service, then hand over to the relay.
+
+    \b
+    Records the outbox head first, copies every table in batches (each row with its last
+    outbox sequence), then sets the service's stream position to that head: the relay
+    delivers the rest, and anything the copy already had is skipped, never applied twice.
+    Safe to re-run; safe while the monolith takes writes.
+    """
+    from extracted.sync.backfill import backfill as run_backfill
+
+    database = Database(source_db)
+    service = ServiceInternals(service_url, token)
+    seen: dict[str, int] = {}
+
+    def _progress(kind: str, rows: int) -> None:
+        seen[kind] = seen.get(kind, 0) + rows
+        if not as_json:
+            click.echo(f"\r{kind}: {seen[kind]} rows", nl=False, err=True)
+
+    try:
+        report = run_backfill(database, OutboxTable(database, outbox_table), service,
+                              stream=stream, batch_size=batch_size, hole_grace=hole_grace,
+                              on_batch=_progress)
+    finally:
+        service.close()
+        database.close()
+    data = {"high_water": report.high_water, "position": report.position,
+            "copied": report.copied, "skipped": report.skipped, "seconds": report.seconds,
+            "total_copied": report.total_copied}
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    click.echo("", err=True)
+    for kind, count in report.copied.items():
+        click.echo(f"{kind:<26} copied {count:>7}  skipped {report.skipped[kind]:>6}")
+    click.echo(f"copied {report.total_copied} rows in {report.seconds} s; stream {stream} "
+               f"starts after outbox position {report.high_water}")
+
+
+@click.command()
+@_source_db()
+@_outbox_table()
+@click.option("--service-url", default="http://127.0.0.1:8001", show_default=True)
+@_token()
+@click.option("--range-size", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--versions/--no-versions", default=True, show_default=True,
+              help="Also compare each aggregate's last sequence (off after cutover).")
+@click.option("--max-keys", default=20, show_default=True, type=click.IntRange(0),
+              help="How many differing keys to print per table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def reconcile(source_db: str, outbox_table: str, service_url: str, token: str,
+              range_size: int, versions: bool, max_keys: int, as_json: bool) -> None:
+    """Compare the catalog's rows in the monolith and in the service; exit 1 on divergence.
+
+    \b
+    Counts and per-range digests first, then the differing keys (missing in the service,
+    extra in the service, different). Exit status 0 when equal, 1 when not.
+    """
+    from extracted.sync.reconcile import reconcile as run_reconcile
+
+    database = Database(source_db)
+    service = ServiceInternals(service_url, token)
+    try:
+        outbox = OutboxTable(database, outbox_table) if versions else None
+        report = run_reconcile(database, service, range_size=range_size, outbox=outbox)
+    finally:
+        service.close()
+        database.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), sort_keys=True))
+    else:
+        _print_reconcile(report, max_keys)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _print_reconcile(report: Any, max_keys: int) -> None:
+    click.echo(f"{'aggregate type':<26}{'source':>8}{'service':>9}{'missing':>9}{'extra':>7}"
+               f"{'differ':>8}")
+    for t in report.tables:
+        click.echo(f"{t.aggregate_type:<26}{t.source_count:>8}{t.service_count:>9}"
+                   f"{len(t.missing):>9}{len(t.extra):>7}{len(t.different):>8}")
+        for label, keys in (("missing", t.missing), ("extra", t.extra),
+                            ("different", t.different)):
+            if keys and max_keys:
+                click.echo(f"    {label}: {', '.join(map(str, keys[:max_keys]))}"
+                           + (" …" if len(keys) > max_keys else ""))
+    if report.versions_compared:
+        click.echo(f"versions: {report.versions_compared} aggregates compared, "
+                   f"{len(report.versions_behind)} behind, {len(report.versions_ahead)} ahead")
+        for line in (report.versions_behind + report.versions_ahead)[:max_keys]:
+            click.echo(f"    {line}")
+    click.echo("in step" if report.ok else "DIVERGED")
+
+

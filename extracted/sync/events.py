@@ -1,0 +1,105 @@
+"""Contract 5: the outbox event, as it travels from a producer's outbox to a consumer.
+
+An event is one change of one aggregate (one row of a context's model, or one derived fact
+such as a product's stock signal)::
+
+    {"id": "5b0c…", "position": 42, "aggregate_type": "store.Product", "aggregate_id": "7",
+     "sequence": 3, "type": "updated", "payload": {"sku": "…", …},
+     "occurred_at": "2026-11-26T10:00:00.000000Z"}
+
+``id`` is unique per event (a UUID); ``sequence`` counts the changes of one aggregate from 1
+with no holes, so a consumer can tell a stale or a missing event; ``position`` is the row id in
+the producer's outbox table: it orders the whole stream and is the relay's cursor. ``payload``
+is the full state after the change (``created``/``updated``) or the last state (``deleted``),
+so applying an event never needs the ones before it, only the ordering guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from extracted.sync.errors import BadEvent
+
+EVENT_TYPES = ("created", "updated", "deleted")
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One change of one aggregate (contract 5)."""
+
+    id: str
+    position: int
+    aggregate_type: str
+    aggregate_id: str
+    sequence: int
+    type: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    occurred_at: str = ""
+
+    @property
+    def aggregate_key(self) -> tuple[str, str]:
+        """``(aggregate_type, aggregate_id)``: the unit of ordering."""
+        return (self.aggregate_type, self.aggregate_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the JSON object the apply endpoints accept."""
+        return {
+            "id": self.id, "position": self.position, "aggregate_type": self.aggregate_type,
+            "aggregate_id": self.aggregate_id, "sequence": self.sequence, "type": self.type,
+            "payload": dict(self.payload), "occurred_at": self.occurred_at,
+        }
+
+
+def event_from_json(data: Any, where: str = "event") -> OutboxEvent:
+    """Parse and validate one event object; errors name the field and the value.
+
+    >>> event_from_json({"id": "e1", "position": 1, "aggregate_type": "store.Brand",
+    ...     "aggregate_id": "3", "sequence": 1, "type": "created", "payload": {}}).sequence
+    1
+    >>> event_from_json({"id": "e1"})
+    Traceback (most recent call last):
+    ...
+    extracted.sync.errors.BadEvent: event.position: missing (contract 5, see docs/data-sync.md)
+    """
+    if not isinstance(data, Mapping):
+        raise BadEvent(f"{where}: expected a JSON object, got {type(data).__name__}")
+    needed = ("id", "position", "aggregate_type", "aggregate_id", "sequence", "type", "payload")
+    for name in needed:
+        if name not in data:
+            raise BadEvent(f"{where}.{name}: missing (contract 5, see docs/data-sync.md)")
+    payload = data["payload"]
+    if isinstance(payload, str):
+        payload = _json_object(payload, f"{where}.payload")
+    if not isinstance(payload, Mapping):
+        raise BadEvent(f"{where}.payload: expected an object, got {payload!r:.60}")
+    if data["type"] not in EVENT_TYPES:
+        raise BadEvent(f"{where}.type: {data['type']!r} is not one of {', '.join(EVENT_TYPES)}")
+    return OutboxEvent(
+        id=str(data["id"]), position=_int(data["position"], f"{where}.position"),
+        aggregate_type=str(data["aggregate_type"]), aggregate_id=str(data["aggregate_id"]),
+        sequence=_int(data["sequence"], f"{where}.sequence"), type=str(data["type"]),
+        payload=dict(payload), occurred_at=_text(data.get("occurred_at", "")),
+    )
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadEvent(f"{where}: expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise BadEvent(f"{where}: expected an integer, got {value!r}") from None
+
+
+def _text(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _json_object(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadEvent(f"{where}: not valid JSON ({exc.msg} at char {exc.pos})") from None

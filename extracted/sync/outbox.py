@@ -1,0 +1,82 @@
+"""Reading a producer's outbox table (contract 5) through a ``Database``.
+
+The table has the columns ``id`` (the position), ``event_id``, ``aggregate_type``,
+``aggregate_id``, ``sequence``, ``event_type``, ``payload`` (JSON) and ``occurred_at``: the
+monolith's ``outbox_outboxevent`` and the service's ``catalog_outboxevent`` both do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from extracted.sync.database import Database, check_identifier
+from extracted.sync.errors import BadEvent
+from extracted.sync.events import OutboxEvent, event_from_json
+
+COLUMNS = "id, event_id, aggregate_type, aggregate_id, sequence, event_type, payload, occurred_at"
+
+
+class OutboxTable:
+    """The outbox of one producer: fetch events after a position, and the head."""
+
+    def __init__(self, database: Database, table: str) -> None:
+        self.database = database
+        self.table = check_identifier(table, "outbox table")
+
+    def fetch(self, after: int, limit: int, upto: int | None = None) -> list[OutboxEvent]:
+        """Events with position > ``after`` (and <= ``upto``), in position order."""
+        sql = f"SELECT {COLUMNS} FROM {self.table} WHERE id > ?"  # noqa: S608 - checked name
+        params: list[Any] = [after]
+        if upto is not None:
+            sql += " AND id <= ?"
+            params.append(upto)
+        rows = self.database.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
+        return [row_to_event(row, self.table) for row in rows]
+
+    def head(self) -> int:
+        """The highest position written so far (0 for an empty outbox)."""
+        rows = self.database.query(f"SELECT max(id) AS head FROM {self.table}")  # noqa: S608
+        return int(rows[0]["head"] or 0)
+
+    def count_after(self, position: int) -> int:
+        """How many events sit above ``position`` (the relay's lag in events)."""
+        rows = self.database.query(
+            f"SELECT count(*) AS n FROM {self.table} WHERE id > ?", [position]  # noqa: S608
+        )
+        return int(rows[0]["n"])
+
+    def max_sequences(self, aggregate_type: str, keys: list[str]) -> dict[str, int]:
+        """The last sequence per aggregate id (0 when it has no event) for ``keys``."""
+        out = dict.fromkeys(keys, 0)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.database.query(
+                f"SELECT aggregate_id, max(sequence) AS seq FROM {self.table} "  # noqa: S608
+                f"WHERE aggregate_type = ? AND aggregate_id IN ({marks}) GROUP BY aggregate_id",
+                [aggregate_type, *chunk],
+            )
+            out.update({str(r["aggregate_id"]): int(r["seq"]) for r in rows})
+        return out
+
+    def all_max_sequences(self) -> dict[tuple[str, str], int]:
+        """The last sequence of every aggregate that has events."""
+        rows = self.database.query(
+            f"SELECT aggregate_type, aggregate_id, max(sequence) AS seq "  # noqa: S608
+            f"FROM {self.table} GROUP BY aggregate_type, aggregate_id"
+        )
+        return {(r["aggregate_type"], str(r["aggregate_id"])): int(r["seq"]) for r in rows}
+
+
+def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
+    """One outbox row as an event; a broken row names the table and its id."""
+    payload = row["payload"]
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise BadEvent(f"{table} id {row['id']}: payload is not JSON ({exc.msg})") from None
+    data = dict(row, position=row["id"], id=row["event_id"], type=row["event_type"],
+                payload=payload)
+    return event_from_json(data, f"{table} id {row['id']}")

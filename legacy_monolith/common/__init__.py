@@ -1,0 +1,1 @@
+"""The `common` app of the legacy shop."""

@@ -1,0 +1,1 @@
+"""The `reviews` app of the legacy shop."""

@@ -1,0 +1,1 @@
+"""The `store` app of the legacy shop."""

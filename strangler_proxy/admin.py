@@ -1,0 +1,218 @@
+"""The admin listener: status, routes (read and flip), metrics, health; bearer token for all.
+
+A small asyncio-streams HTTP/1.1 server (off the hot path, so clarity over speed). Every
+request needs ``Authorization: Bearer <token>`` or the ``strangler_admin`` cookie that
+``GET /login?token=...`` sets for the browser dashboard. Mutations are PUT/POST only.
+
+    GET  /routes            routes with mode, percent, target
+    PUT  /routes/NAME       {"mode", "percent", "reason", "force"}: same edit/gate/audit as the CLI
+    GET  /status            route table version, last reload, last error, warnings
+    GET  /metrics           Prometheus text (plus the shadow sink's, when it has any)
+    GET  /healthz, /readyz  liveness, readiness
+    POST /reload            re-read the routes file now
+    GET  /dashboard...      the shadow dashboard (``strangler_proxy.dashboard.handle``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from strangler_proxy.errors import ProxyError
+from strangler_proxy.headers import REASONS, serialize_head
+from strangler_proxy.routes_edit import apply_route_change
+from strangler_proxy.routing import cookie_value
+
+if TYPE_CHECKING:
+    from strangler_proxy.app import ProxyApp
+
+MAX_ADMIN_BODY = 1024 * 1024
+COOKIE = "strangler_admin"
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _json(status: int, data: Any) -> Response:
+    body = json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n"
+    return status, [(b"Content-Type", b"application/json")], body
+
+
+def _text(status: int, text: str, content_type: bytes = b"text/plain; charset=utf-8",
+          ) -> Response:
+    return status, [(b"Content-Type", content_type)], text.encode()
+
+
+class AdminServer:
+    """Serves the admin API of one :class:`~strangler_proxy.app.ProxyApp`."""
+
+    def __init__(self, app: ProxyApp, token: str) -> None:
+        self.app = app
+        self.token = token
+        self.server: asyncio.Server | None = None
+
+    async def start(self, sock: Any) -> None:
+        """Serve on an already bound socket."""
+        self.server = await asyncio.start_server(self._serve, sock=sock)
+
+    async def stop(self) -> None:
+        """Stop accepting and close the listener."""
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                method, target, headers, body = request
+                try:
+                    status, extra, payload = await self.handle(method, target, headers, body)
+                except ProxyError as exc:
+                    status, extra, payload = _json(409, {"error": str(exc)})
+                line = b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"-"))
+                extra = [*extra, (b"Content-Length", str(len(payload)).encode()),
+                         (b"Cache-Control", b"no-store")]
+                writer.write(serialize_head(line, extra) + payload)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def authorized(self, headers: dict[str, str]) -> bool:
+        """True when the bearer token or the admin cookie carries the token."""
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
+                                                              self.token.encode()):
+            return True
+        cookie = cookie_value(headers.get("cookie", ""), COOKIE)
+        return cookie is not None and hmac.compare_digest(cookie.encode(), self.token.encode())
+
+    async def handle(self, method: str, target: str, headers: dict[str, str],
+                     body: bytes) -> Response:
+        """Dispatch one admin request."""
+        parts = urlsplit(target)
+        path, query = unquote(parts.path), parts.query
+        if method == "GET" and path == "/login":
+            return self._login(parse_qs(query).get("token", [""])[0])
+        if not self.authorized(headers):
+            return 401, [(b"WWW-Authenticate", b'Bearer realm="strangler admin"'),
+                         (b"Content-Type", b"text/plain")], \
+                b"401 Unauthorized: send Authorization: Bearer <admin token>\n"
+        return await self._route(method, path, query, body)
+
+    async def _route(self, method: str, path: str, query: str, body: bytes) -> Response:
+        app = self.app
+        if path == "/healthz" and method == "GET":
+            return _text(200, "ok\n")
+        if path == "/readyz" and method == "GET":
+            return _text(200, "ready\n") if app.ready else _text(503, "not ready\n")
+        if path == "/status" and method == "GET":
+            return _json(200, app.status())
+        if path == "/metrics" and method == "GET":
+            return _text(200, app.metrics_text(), b"text/plain; version=0.0.4")
+        if path == "/routes" and method == "GET":
+            return _json(200, app.routes_view())
+        if path.startswith("/routes/"):
+            if method != "PUT":
+                return _json(405, {"error": "use PUT to change a route"})
+            return await self._set_route(path.removeprefix("/routes/"), body)
+        if path == "/reload":
+            if method != "POST":
+                return _json(405, {"error": "use POST to reload"})
+            ok, message = app.reload(force=True)
+            return _json(200 if ok else 422, {"ok": ok, "message": message,
+                                              "version": app.reloader.status.version})
+        if path.startswith("/dashboard") and method == "GET":
+            return self._dashboard(path, query)
+        return _json(404, {"error": f"no admin endpoint {method} {path}"})
+
+    async def _set_route(self, name: str, body: bytes) -> Response:
+        try:
+            data = json.loads(body or b"{}")
+        except json.JSONDecodeError as exc:
+            return _json(400, {"error": f"body is not JSON: {exc}"})
+        if not isinstance(data, dict) or (unknown := set(data) - {"mode", "percent", "reason",
+                                                                    "force"}):
+            return _json(400, {"error": "body must be an object with mode, percent, reason, "
+                               "force", "unknown": sorted(unknown) if isinstance(data, dict)
+                               else []})
+        percent = data.get("percent")
+        if percent is not None and (isinstance(percent, bool)
+                                    or not isinstance(percent, int | float)):
+            return _json(400, {"error": f"percent {percent!r} must be a number"})
+        app = self.app
+        change = await asyncio.to_thread(
+            apply_route_change, app.config_path, name, data.get("mode"), percent,
+            str(data.get("reason", "")), bool(data.get("force", False)),
+            app.config.admin.token_name, "admin")
+        ok, message = app.reload(force=True)
+        result = {"route": change.route, "old": change.old, "new": change.new,
+                  "changed": change.changed, "forced": change.forced,
+                  "gate": change.gate_reason, "reloaded": ok, "message": message,
+                  "version": app.reloader.status.version}
+        return _json(200 if ok else 422, result)
+
+    def _login(self, token: str) -> Response:
+        if not token or not hmac.compare_digest(token.encode(), self.token.encode()):
+            return _text(401, "401 Unauthorized: wrong or missing token\n")
+        cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()
+        return 303, [(b"Set-Cookie", cookie), (b"Location", b"/dashboard")], b""
+
+    def _dashboard(self, path: str, query: str) -> Response:
+        try:
+            from strangler_proxy.dashboard import handle
+        except ImportError:
+            return _text(404, "the shadow dashboard is not installed\n")
+        status, content_type, payload = handle(path, query, self.app.config)
+        return status, [(b"Content-Type", content_type.encode())], payload
+
+
+async def _read_request(reader: asyncio.StreamReader,
+                        ) -> tuple[str, str, dict[str, str], bytes] | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    except asyncio.LimitOverrunError:
+        raise ValueError("admin request head too large") from None
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = lines[0].split(" ", 2)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    if length > MAX_ADMIN_BODY or "transfer-encoding" in headers:
+        raise ValueError("admin request body too large or chunked")
+    body = await reader.readexactly(length) if length else b""
+    return method, target, headers, body
+
+
+def route_record(route: Any) -> dict[str, Any]:
+    """A route as plain JSON-able data (for ``GET /routes`` and ``routes list --json``)."""
+    match = route.match
+    return {
+        "name": route.name, "mode": route.mode, "percent": route.percent,
+        "target": route.target, "sticky": route.sticky, "group": route.group,
+        "fallback": route.fallback, "websocket": route.websocket, "line": route.line,
+        "match": {k: v for k, v in {
+            "path_prefix": match.path_prefix, "path": match.path,
+            "path_template": match.path_template, "methods": sorted(match.methods),
+            "headers": dict(match.headers)}.items() if v},
+    }
+
+
+__all__ = ["AdminServer", "route_record"]

@@ -1,0 +1,187 @@
+"""The proxy wired together in one place: config -> route table -> listener, admin, reload, shadow.
+
+::
+
+    ProxyApp(config_path)
+      ├── state: ProxyState           route table (swapped on reload), upstream pools, metrics
+      ├── server: ClientConnection    the forwarding listener        (server.py)
+      ├── admin: AdminServer          status, routes, metrics, flips (admin.py)
+      ├── reloader: Reloader          file polling + SIGHUP          (reload.py)
+      └── sink: ShadowSink            shadow copies and comparison   (shadow.py, optional)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from strangler_proxy.admin import AdminServer, route_record
+from strangler_proxy.config import ProxyConfig, load_config
+from strangler_proxy.errors import StartupError
+from strangler_proxy.exchange import ShadowSink
+from strangler_proxy.metrics import Metrics
+from strangler_proxy.reload import Reloader
+from strangler_proxy.routing import RouteTable
+from strangler_proxy.server import (
+    NullSink,
+    ProxyState,
+    build_pools,
+    describe,
+    listen_socket,
+    protocol_factory,
+)
+
+SinkFactory = Callable[[ProxyConfig], ShadowSink]
+
+
+def default_sink_factory(config: ProxyConfig) -> ShadowSink:
+    """The shadow side's sink when installed, else a sink that drops everything."""
+    try:
+        from strangler_proxy.shadow import build_sink
+    except ImportError:
+        return NullSink()
+    return build_sink(config)
+
+
+class ProxyApp:
+    """One proxy process: forwarding listener, admin listener, reloads, shadow sink."""
+
+    def __init__(self, config_path: str | Path, environ: Mapping[str, str] | None = None,
+                 sink_factory: SinkFactory | None = None, admin: bool = True) -> None:
+        self.config_path = Path(config_path)
+        self.environ = dict(os.environ if environ is None else environ)
+        config = load_config(self.config_path)
+        self.token = config.admin.resolve_token(self.environ)
+        if admin and not self.token:
+            where = f"${config.admin.token_env}" if config.admin.token_env else "[admin].token"
+            raise StartupError(f"{self.config_path}: no admin token ({where} is empty); set it "
+                               "so the admin API is protected, the proxy refuses to start "
+                               "without one")
+        self.with_admin = admin
+        self.metrics = Metrics()
+        self.metrics.table_version = 1
+        self.sink: Any = (sink_factory or default_sink_factory)(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.state: ProxyState | None = None
+        self.reloader = Reloader(self.config_path, self._apply, self.metrics.reload,
+                                 self.config_path.read_text(encoding="utf-8"))
+        self._initial = config
+        self.server: asyncio.Server | None = None
+        self.admin: AdminServer | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.ready = False
+        self.started_at = time.time()
+        self.proxy_address = ""
+        self.admin_address = ""
+
+    @property
+    def config(self) -> ProxyConfig:
+        """The config of the active route table."""
+        return self.state.table.config if self.state is not None else self._initial
+
+    def _table(self, config: ProxyConfig, version: int) -> RouteTable:
+        return RouteTable(config, version, config.canary.resolve_secret(self.environ))
+
+    def _apply(self, config: ProxyConfig) -> None:
+        assert self.state is not None
+        assert self.loop is not None
+        version = self.reloader.status.version + 1
+        self.state.pools = build_pools(config, self.loop, self.metrics, self.state.pools)
+        self.state.table = self._table(config, version)  # the atomic swap
+        self.metrics.table_version = version
+        reconfigure = getattr(self.sink, "reconfigure", None)
+        if callable(reconfigure):
+            with contextlib.suppress(Exception):
+                reconfigure(config)
+
+    async def start(self, proxy_sock: socket.socket | None = None,
+                    admin_sock: socket.socket | None = None, reuse_port: bool = False,
+                    watch: bool = True) -> None:
+        """Bind (unless sockets are given), start the sink, listeners and the file watcher."""
+        self.loop = loop = asyncio.get_running_loop()
+        config = self._initial
+        self.state = ProxyState(self._table(config, 1),
+                                build_pools(config, loop, self.metrics), self.metrics,
+                                self.sink, loop)
+        try:
+            proxy_sock = proxy_sock or listen_socket(config.proxy.listen, reuse_port)
+            if self.with_admin:
+                admin_sock = admin_sock or listen_socket(config.admin.listen)
+        except OSError as exc:
+            raise StartupError(f"cannot listen: {exc.strerror or exc} (check [proxy].listen "
+                               "and [admin].listen, or stop what uses the port)") from None
+        start = getattr(self.sink, "start", None)
+        if callable(start):
+            await start()
+        self.server = await loop.create_server(protocol_factory(self.state, loop),
+                                               sock=proxy_sock, backlog=1024)
+        self.proxy_address = describe(proxy_sock)
+        if self.with_admin and admin_sock is not None and self.token:
+            self.admin = AdminServer(self, self.token)
+            await self.admin.start(admin_sock)
+            self.admin_address = describe(admin_sock)
+        if watch and config.proxy.reload_interval > 0:
+            self.tasks.append(loop.create_task(self.reloader.watch(config.proxy.reload_interval)))
+        self.reloader.install_sighup(loop)
+        self.ready = True
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace``), stop the sink."""
+        self.ready = False
+        for task in self.tasks:
+            task.cancel()
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.server.wait_closed(), grace)
+        if self.admin is not None:
+            await self.admin.stop()
+        if self.state is not None:
+            for pool in self.state.pools.values():
+                pool.close()
+        stop = getattr(self.sink, "stop", None)
+        if callable(stop):
+            with contextlib.suppress(Exception):
+                await stop()
+
+    def reload(self, force: bool = False) -> tuple[bool, str]:
+        """Re-read the routes file now (admin ``POST /reload``, SIGHUP)."""
+        return self.reloader.check(force=force)
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /status`` shows."""
+        config = self.config
+        reload_status = self.reloader.status
+        return {
+            "version": reload_status.version, "last_reload": reload_status.last_reload,
+            "last_error": reload_status.last_error or None,
+            "last_result": reload_status.last_result, "config": str(self.config_path),
+            "listen": self.proxy_address, "admin": self.admin_address, "pid": os.getpid(),
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "routes": len(config.routes), "upstreams": {n: u.url for n, u in
+                                                        config.upstreams.items()},
+            "warnings": list(config.warnings), "shadow_sink": type(self.sink).__name__,
+        }
+
+    def routes_view(self) -> dict[str, Any]:
+        """What ``GET /routes`` shows."""
+        return {"version": self.reloader.status.version,
+                "routes": [route_record(r) for r in self.config.routes]}
+
+    def metrics_text(self) -> str:
+        """Our Prometheus text plus the shadow sink's, when it has any."""
+        text = self.metrics.render()
+        extra = getattr(self.sink, "prometheus_text", None)
+        if callable(extra):
+            with contextlib.suppress(Exception):
+                text += str(extra())
+        return text
+
+
+__all__ = ["ProxyApp", "default_sink_factory"]

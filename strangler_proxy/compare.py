@@ -1,0 +1,456 @@
+"""Compare a monolith response with a service response: pure, no I/O.
+
+:func:`compare` checks the status, the chosen headers and the body. Bodies are decoded
+first (gzip, br, deflate), then compared by what they are: JSON structurally (missing and
+extra keys, type changes, value changes, list length and ordering), text and HTML after
+normalizing whitespace, anything else by digest. Every :class:`Difference` has a path and
+a kind, so statistics can group them and a type change is never hidden by a rule that
+ignores a noisy *value* (ignore and format rules still check the JSON type).
+
+Paths: body paths start with ``$`` (``$.items[2].price``); the status is ``status`` and a
+header is ``headers.<name>``; a service that gave no answer is ``response``.
+
+Kinds: ``status``, ``header``, ``missing`` (in the monolith's answer, not the service's),
+``extra`` (the other way round), ``type``, ``value``, ``length``, ``order``, ``format``,
+``text``, ``digest``, ``invalid_json``, ``decode``, ``truncated``, ``error``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any, Final
+
+import brotli
+
+from strangler_proxy.compare_rules import (
+    Keyed,
+    Rule,
+    Rules,
+    Segment,
+    State,
+    active,
+    advance,
+    render_path,
+)
+from strangler_proxy.exchange import Headers, RecordedResponse
+
+MATCH: Final = "match"
+MISMATCH: Final = "mismatch"
+ERROR: Final = "error"
+_MAX_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way the service's answer differs from the monolith's."""
+
+    path: str
+    kind: str
+    monolith_value: object = None
+    service_value: object = None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping (the form stored in diff records)."""
+        return {"path": self.path, "kind": self.kind, "monolith": self.monolith_value,
+                "service": self.service_value}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The verdict on one exchange and the differences behind it."""
+
+    verdict: str  # "match" | "mismatch" | "error"
+    differences: tuple[Difference, ...] = ()
+    truncated: bool = False  # more differences existed than Rules.max_differences
+
+    @property
+    def matched(self) -> bool:
+        """True when the service answered like the monolith."""
+        return self.verdict == MATCH
+
+
+DEFAULT_RULES: Final = Rules()
+
+
+class _Collector:
+    """Differences found so far, capped so a huge body cannot make a huge record."""
+
+    __slots__ = ("items", "limit", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.items: list[Difference] = []
+        self.limit = limit
+        self.truncated = False
+
+    def add(self, path: str, kind: str, monolith: object, service: object) -> None:
+        if len(self.items) >= self.limit:
+            self.truncated = True
+            return
+        self.items.append(Difference(path, kind, _short(monolith), _short(service)))
+
+
+def compare(monolith: RecordedResponse, service: RecordedResponse,
+            rules: Rules = DEFAULT_RULES) -> Comparison:
+    """Compare two responses under a route's rules.
+
+    >>> h = (("Content-Type", "application/json"),)
+    >>> a = RecordedResponse(200, h, b'{"id": 1, "price": "9.50", "at": "x"}')
+    >>> b = RecordedResponse(200, h, b'{"id": "1", "price": "9.50", "at": "y"}')
+    >>> [(d.path, d.kind) for d in compare(a, b).differences]
+    [('$.id', 'type'), ('$.at', 'value')]
+    >>> from strangler_proxy.compare_rules import compile_rules
+    >>> compare(a, b, compile_rules({"ignore": ["at", "id"]})).differences[0].kind
+    'type'
+    """
+    if monolith.error or service.error:
+        return Comparison(ERROR, (Difference("response", "error", monolith.error or None,
+                                             service.error or None),))
+    out = _Collector(rules.max_differences)
+    if monolith.status != service.status:
+        out.add("status", "status", monolith.status, service.status)
+    _compare_headers(monolith.headers, service.headers, rules.headers, out)
+    _compare_bodies(monolith, service, rules, out)
+    verdict = MISMATCH if out.items else MATCH
+    return Comparison(verdict, tuple(out.items), out.truncated)
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+
+def header_value(headers: Headers, name: str) -> str | None:
+    """All values of a header joined by ``", "`` (case-insensitive name), or None.
+
+    >>> header_value((("A", "1"), ("a", "2")), "a")
+    '1, 2'
+    """
+    lower = name.lower()
+    values = [v for k, v in headers if k.lower() == lower]
+    return ", ".join(values) if values else None
+
+
+def _normal_header(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    if name == "content-type":
+        return ";".join(part.strip() for part in value.lower().split(";"))
+    if name == "location":
+        # Absolute Locations name the upstream's own host; the proxy rewrites them, so
+        # compare what the client would follow: path and query.
+        return re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*", "", value) or "/"
+    return value
+
+
+def _compare_headers(a: Headers, b: Headers, names: tuple[str, ...], out: _Collector) -> None:
+    for name in names:
+        va = _normal_header(name, header_value(a, name))
+        vb = _normal_header(name, header_value(b, name))
+        if va != vb:
+            out.add(f"headers.{name}", "header", va, vb)
+
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+def decode_body(response: RecordedResponse) -> tuple[bytes, str]:
+    """The body with its Content-Encoding undone; the error text is "" when it decoded.
+
+    >>> decode_body(RecordedResponse(200, (("Content-Encoding", "gzip"),),
+    ...                              gzip.compress(b"hi")))
+    (b'hi', '')
+    """
+    encoding = (header_value(response.headers, "content-encoding") or "").lower().strip()
+    body = response.body
+    if not body or encoding in ("", "identity") or response.body_truncated:
+        return body, ""
+    try:
+        for step in reversed([e.strip() for e in encoding.split(",")]):
+            body = _undo(step, body)
+    except (OSError, zlib.error, brotli.error, EOFError) as exc:
+        return response.body, f"cannot undo Content-Encoding {encoding}: {exc}"
+    return body, ""
+
+
+def _undo(encoding: str, body: bytes) -> bytes:
+    if encoding in ("gzip", "x-gzip"):
+        return gzip.decompress(body)
+    if encoding == "br":
+        return bytes(brotli.decompress(body))
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    return body
+
+
+def body_kind(headers: Headers) -> str:
+    """``json``, ``html``, ``text`` or ``binary`` from the Content-Type.
+
+    >>> body_kind((("content-type", "application/problem+json"),))
+    'json'
+    """
+    ctype = (header_value(headers, "content-type") or "").lower()
+    if "json" in ctype:
+        return "json"
+    if "html" in ctype or "xml" in ctype:
+        return "html"
+    if ctype.startswith("text/") or "javascript" in ctype or "x-www-form" in ctype:
+        return "text"
+    return "binary"
+
+
+def _compare_bodies(monolith: RecordedResponse, service: RecordedResponse, rules: Rules,
+                    out: _Collector) -> None:
+    if monolith.body_truncated or service.body_truncated:
+        if monolith.body != service.body or monolith.body_truncated != service.body_truncated:
+            out.add("$", "truncated", _size_note(monolith), _size_note(service))
+        return
+    body_a, err_a = decode_body(monolith)
+    body_b, err_b = decode_body(service)
+    if err_a or err_b:
+        out.add("$", "decode", err_a or None, err_b or None)
+    if body_a == body_b and not (err_a or err_b):
+        return
+    kind_a, kind_b = body_kind(monolith.headers), body_kind(service.headers)
+    if kind_a == "json" or kind_b == "json":
+        _compare_json_bodies(body_a, body_b, kind_a, kind_b, rules, out)
+    elif kind_a in ("html", "text") and kind_b in ("html", "text"):
+        _compare_text(body_a, body_b, kind_a == "html" or kind_b == "html", out)
+    else:
+        _compare_digest(body_a, body_b, out)
+
+
+def _size_note(response: RecordedResponse) -> str:
+    cut = " (truncated)" if response.body_truncated else ""
+    return f"{len(response.body)} bytes{cut}"
+
+
+_NOT_JSON = object()
+
+
+def _parse_json(body: bytes) -> tuple[Any, str]:
+    if not body.strip():
+        return _NOT_JSON, "empty body"
+    try:
+        return json.loads(body), ""
+    except UnicodeDecodeError:
+        return _NOT_JSON, f"not UTF-8 ({len(body)} bytes, binary?)"
+    except ValueError as exc:
+        return _NOT_JSON, f"invalid JSON: {exc}"
+
+
+def _compare_json_bodies(body_a: bytes, body_b: bytes, kind_a: str, kind_b: str, rules: Rules,
+                         out: _Collector) -> None:
+    value_a, err_a = _parse_json(body_a) if kind_a == "json" else (_NOT_JSON, kind_a)
+    value_b, err_b = _parse_json(body_b) if kind_b == "json" else (_NOT_JSON, kind_b)
+    if value_a is not _NOT_JSON and value_b is not _NOT_JSON:
+        compare_json(value_a, value_b, rules, out)
+        return
+    if value_a is _NOT_JSON and value_b is _NOT_JSON:
+        if kind_a == kind_b == "json" and (body_a != body_b):
+            out.add("$", "invalid_json", err_a, err_b)
+        elif body_a != body_b:
+            _compare_digest(body_a, body_b, out)
+        return
+    out.add("$", "invalid_json" if "JSON" in (err_a + err_b) or "UTF-8" in (err_a + err_b)
+            or "empty" in (err_a + err_b) else "type",
+            err_a or f"JSON {_jtype(value_a)}", err_b or f"JSON {_jtype(value_b)}")
+
+
+def _compare_digest(body_a: bytes, body_b: bytes, out: _Collector) -> None:
+    if body_a != body_b:
+        out.add("$", "digest", _digest(body_a), _digest(body_b))
+
+
+def _digest(body: bytes) -> str:
+    return f"sha256:{hashlib.sha256(body).hexdigest()[:16]} ({len(body)} bytes)"
+
+
+_SPACE = re.compile(r"[ \t\r\f\v]+")
+_BETWEEN_TAGS = re.compile(r">\s*<")
+
+
+def normalize_text(text: str, html: bool = False) -> list[str]:
+    """Lines with runs of blanks collapsed, blank lines dropped; HTML split at tags.
+
+    >>> normalize_text("<p>a   b</p>\\n\\n  <p>c</p>", html=True)
+    ['<p>a b</p>', '<p>c</p>']
+    """
+    if html:
+        text = _BETWEEN_TAGS.sub(">\n<", text)
+    lines = (_SPACE.sub(" ", line).strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _compare_text(body_a: bytes, body_b: bytes, html: bool, out: _Collector) -> None:
+    lines_a = normalize_text(body_a.decode("utf-8", "replace"), html)
+    lines_b = normalize_text(body_b.decode("utf-8", "replace"), html)
+    if lines_a == lines_b:
+        return
+    index = next((i for i, (x, y) in enumerate(zip(lines_a, lines_b, strict=False)) if x != y),
+                 min(len(lines_a), len(lines_b)))
+    first_a = lines_a[index] if index < len(lines_a) else "<end>"
+    first_b = lines_b[index] if index < len(lines_b) else "<end>"
+    out.add("$", "text", f"line {index + 1}: {first_a}", f"line {index + 1}: {first_b}")
+
+
+# -- JSON --------------------------------------------------------------------------------------
+
+
+def _jtype(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def compare_json(a: Any, b: Any, rules: Rules = DEFAULT_RULES,
+                 out: _Collector | None = None) -> list[Difference]:
+    """Structural differences between two parsed JSON values.
+
+    >>> [(d.path, d.kind) for d in compare_json({"a": [1, 2], "b": 1}, {"a": [2, 1], "c": 1})]
+    [('$.a', 'order'), ('$.b', 'missing'), ('$.c', 'extra')]
+    """
+    collector = out if out is not None else _Collector(rules.max_differences)
+    _walk(a, b, (), rules.start, rules.rules, collector)
+    return collector.items
+
+
+def _walk(a: Any, b: Any, path: tuple[Segment, ...], states: tuple[State, ...],
+          rules: tuple[Rule, ...], out: _Collector) -> None:
+    ta, tb = _jtype(a), _jtype(b)
+    if ta != tb:
+        out.add(render_path(path), "type", _typed(a, ta), _typed(b, tb))
+        return
+    here = active(rules, states) if states else ()
+    for rule in here:
+        if rule.action == "ignore":
+            return  # the type matched above; the value and everything below it may vary
+        if rule.action == "format":
+            _check_format(a, b, rule, path, out)
+            return
+    if ta == "object":
+        _walk_object(a, b, path, states, rules, out)
+    elif ta == "array":
+        _walk_array(a, b, path, states, rules, here, out)
+    elif ta == "number" and a != b:
+        if not any(r.action == "tolerance" and _within(a, b, r) for r in here):
+            out.add(render_path(path), "value", a, b)
+    elif a != b:
+        out.add(render_path(path), "value", a, b)
+
+
+def _check_format(a: Any, b: Any, rule: Rule, path: tuple[Segment, ...],
+                  out: _Collector) -> None:
+    pattern = rule.format
+    assert pattern is not None
+    ok_a = isinstance(a, str) and pattern.match(a) is not None
+    ok_b = isinstance(b, str) and pattern.match(b) is not None
+    if (ok_a and not ok_b) or (not ok_a and not ok_b and a != b):
+        out.add(render_path(path), "format", a, f"{b!r} is not {rule.format_name or 'valid'}")
+
+
+def _within(a: float, b: float, rule: Rule) -> bool:
+    limit = rule.tolerance * max(abs(a), abs(b)) if rule.relative else rule.tolerance
+    return abs(a - b) <= limit + 1e-12
+
+
+def _walk_object(a: dict[str, Any], b: dict[str, Any], path: tuple[Segment, ...],
+                 states: tuple[State, ...], rules: tuple[Rule, ...], out: _Collector) -> None:
+    for key, value in a.items():
+        if key in b:
+            child = advance(rules, states, key) if states else states
+            _walk(value, b[key], (*path, key), child, rules, out)
+        else:
+            out.add(render_path((*path, key)), "missing", value, None)
+    for key, value in b.items():
+        if key not in a:
+            out.add(render_path((*path, key)), "extra", None, value)
+
+
+def _walk_array(a: list[Any], b: list[Any], path: tuple[Segment, ...],
+                states: tuple[State, ...], rules: tuple[Rule, ...], here: tuple[Rule, ...],
+                out: _Collector) -> None:
+    unordered = next((r for r in here if r.action == "unordered"), None)
+    if unordered is not None and unordered.key:
+        _walk_keyed(a, b, unordered.key, path, states, rules, out)
+        return
+    if unordered is not None:
+        a, b = sorted(a, key=_canonical), sorted(b, key=_canonical)
+    if len(a) != len(b):
+        out.add(render_path(path), "length", len(a), len(b))
+    inner = _Collector(out.limit)
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        child = advance(rules, states, index) if states else states
+        _walk(x, y, (*path, index), child, rules, inner)
+    if inner.items and len(a) == len(b) and unordered is None and _same_multiset(a, b):
+        out.add(render_path(path), "order", _short(a), _short(b))
+        return
+    for diff in inner.items:
+        out.add(diff.path, diff.kind, diff.monolith_value, diff.service_value)
+    out.truncated = out.truncated or inner.truncated
+
+
+def _walk_keyed(a: list[Any], b: list[Any], key: str, path: tuple[Segment, ...],
+                states: tuple[State, ...], rules: tuple[Rule, ...], out: _Collector) -> None:
+    index_a = {_element_key(x, key): x for x in a}
+    index_b = {_element_key(y, key): y for y in b}
+    for k, x in index_a.items():
+        seg = Keyed(key, k)
+        if k in index_b:
+            child = advance(rules, states, seg) if states else states
+            _walk(x, index_b[k], (*path, seg), child, rules, out)
+        else:
+            out.add(render_path((*path, seg)), "missing", x, None)
+    for k, y in index_b.items():
+        if k not in index_a:
+            out.add(render_path((*path, Keyed(key, k))), "extra", None, y)
+
+
+def _element_key(element: Any, key: str) -> str:
+    if isinstance(element, dict) and key in element:
+        return json.dumps(element[key], sort_keys=True)
+    return "?" + _canonical(element)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _same_multiset(a: list[Any], b: list[Any]) -> bool:
+    return sorted(map(_canonical, a)) == sorted(map(_canonical, b))
+
+
+def _typed(value: Any, kind: str) -> object:
+    return value if kind not in ("object", "array") else f"{kind}"
+
+
+def _short(value: object) -> object:
+    """Keep stored values small: long strings cut, containers summarized."""
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_VALUE_CHARS else value[:_MAX_VALUE_CHARS] + "…"
+    if isinstance(value, dict | list):
+        text = _canonical(value)
+        return value if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "…"
+    return value
+
+
+__all__ = [
+    "DEFAULT_RULES", "ERROR", "MATCH", "MISMATCH", "Comparison", "Difference", "body_kind",
+    "compare", "compare_json", "decode_body", "header_value", "normalize_text",
+]

@@ -1,0 +1,715 @@
+"""The routes file (``strangler.toml``): schema, defaults and validation, with no I/O but reading.
+
+Every table of the file is a frozen dataclass; :func:`parse_config` turns TOML text into a
+:class:`ProxyConfig` or raises :class:`~strangler_proxy.errors.ConfigError` with one line that
+names the key, the offending value, the line and the fix, e.g.::
+
+    routes[2].percent: 150 is not between 0 and 100 (in strangler.toml, line 31)
+
+Unknown keys are errors. The accepted keys are declared once, in :data:`SCHEMA`; the parser
+checks against it and ``docs/config.md`` documents every entry (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+
+from strangler_proxy.errors import ConfigError
+
+MODES = ("monolith", "shadow", "canary", "service")
+MONOLITH = "monolith"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# table -> accepted keys. "routes[]" is each [[routes]] entry; the parser refuses anything else.
+SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "": ("proxy", "admin", "upstreams", "canary", "gate", "shadow", "routes"),
+    "proxy": ("listen", "workers", "trusted_proxies", "route_header", "max_header_bytes",
+              "max_body_bytes", "access_log", "reload_interval"),
+    "admin": ("listen", "token", "token_env", "token_name"),
+    "upstreams.NAME": ("url", "host", "connect_timeout", "read_timeout", "total_timeout",
+                       "max_connections", "health_path"),
+    "canary": ("override_header", "override_cookie", "override_secret", "override_secret_env"),
+    "gate": ("min_compared", "min_match_rate"),
+    "shadow": ("store", "queue_size", "concurrency", "timeout", "max_body_bytes",
+               "retention_count", "retention_days", "noise_percent", "redact_headers",
+               "redact_fields"),
+    "routes[]": ("name", "match", "mode", "target", "percent", "sticky", "group", "fallback",
+                 "websocket", "shadow", "compare"),
+    "routes[].match": ("path_prefix", "path", "path_template", "methods", "headers"),
+    "routes[].shadow": ("percent", "writes", "max_body_bytes", "rewrite"),
+    "routes[].shadow.rewrite": ("host", "path_prefix", "authorization"),
+    "routes[].compare": ("ignore", "headers", "tolerance", "unordered", "formats"),
+})
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                          "CONNECT"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """``[proxy]``: the client-facing listener and its limits."""
+
+    listen: str = "127.0.0.1:8080"
+    workers: int = 1
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    route_header: bool = True
+    max_header_bytes: int = 65536
+    max_body_bytes: int = 2 * 1024**3
+    access_log: str = "off"
+    reload_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """``[admin]``: the admin listener; a token (literal or from an env variable) is required."""
+
+    listen: str = "127.0.0.1:8081"
+    token: str | None = None
+    token_env: str | None = None
+    token_name: str = "admin"
+
+    def resolve_token(self, environ: Mapping[str, str]) -> str | None:
+        """The bearer token: ``token`` if set, else the value of ``token_env`` in ``environ``."""
+        if self.token:
+            return self.token
+        if self.token_env:
+            return environ.get(self.token_env) or None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """``[upstreams.NAME]``: where a side lives and how patiently we talk to it."""
+
+    name: str
+    url: str
+    host: str = "keep"  # "keep" the client's Host, or "rewrite" it to the upstream's
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    total_timeout: float = 300.0
+    max_connections: int = 100
+    health_path: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``http`` or ``https``."""
+        return urlsplit(self.url).scheme
+
+    @property
+    def hostname(self) -> str:
+        """The host part of the URL."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """The port, defaulted from the scheme."""
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def netloc(self) -> str:
+        """``host:port`` as written in the URL (used for Host rewriting and Location)."""
+        return urlsplit(self.url).netloc
+
+    @property
+    def base_path(self) -> str:
+        """A path prefix from the URL (``""`` when the URL has none)."""
+        return urlsplit(self.url).path.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class CanarySettings:
+    """``[canary]``: the tester override that forces a side, accepted only with the secret."""
+
+    override_header: str = "X-Strangler-Side"
+    override_cookie: str | None = None
+    override_secret: str | None = None
+    override_secret_env: str | None = None
+
+    def resolve_secret(self, environ: Mapping[str, str]) -> str | None:
+        """The override secret, literal or from the environment; None disables overrides."""
+        if self.override_secret:
+            return self.override_secret
+        if self.override_secret_env:
+            return environ.get(self.override_secret_env) or None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """``[gate]``: evidence needed before a route may move to canary or service."""
+
+    min_compared: int = 200
+    min_match_rate: float = 0.99
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSettings:
+    """``[shadow]``: the shadow copier, comparator and diff store (used by ``shadow.py``)."""
+
+    store: str = "strangler-diffs.sqlite3"
+    queue_size: int = 1000
+    concurrency: int = 4
+    timeout: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    retention_count: int = 100_000
+    retention_days: float = 14.0
+    noise_percent: float = 5.0
+    redact_headers: tuple[str, ...] = ("authorization", "cookie", "set-cookie",
+                                       "proxy-authorization", "x-api-key")
+    redact_fields: tuple[str, ...] = ("password", "token", "secret", "access_token",
+                                      "refresh_token")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """``routes[].match``: exactly one of path_prefix / path / path_template, plus filters."""
+
+    path_prefix: str | None = None
+    path: str | None = None
+    path_template: str | None = None
+    methods: frozenset[str] = frozenset()  # empty: any method
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def describe(self) -> str:
+        """The path part as a template-like string (``/api/products/`` or ``/a/{id}/``)."""
+        return self.path_prefix or self.path or self.path_template or "/"
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRewrite:
+    """``routes[].shadow.rewrite``: how the shadow copy differs from the client's request."""
+
+    host: str | None = None
+    path_prefix: str | None = None
+    authorization: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteShadow:
+    """``routes[].shadow``: which requests are copied and how."""
+
+    percent: float = 100.0
+    writes: bool = False  # copy non-idempotent requests too (only when the service is isolated)
+    max_body_bytes: int | None = None  # None: [shadow].max_body_bytes
+    rewrite: ShadowRewrite = field(default_factory=ShadowRewrite)
+
+
+@dataclass(frozen=True, slots=True)
+class CompareRules:
+    """``routes[].compare``: what the comparator ignores or treats as equal."""
+
+    ignore: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    tolerance: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    unordered: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    formats: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``[[routes]]``: a match, a mode and the upstream the service side lives on."""
+
+    name: str
+    match: Match
+    mode: str = MONOLITH
+    target: str = MONOLITH
+    percent: float = 0.0
+    sticky: str = "client_ip"  # "header:NAME" | "cookie:NAME" | "client_ip"
+    group: str | None = None
+    fallback: bool = False
+    websocket: bool = False
+    shadow: RouteShadow = field(default_factory=RouteShadow)
+    compare: CompareRules = field(default_factory=CompareRules)
+    line: int = 0  # where the route starts in the file (0: built in)
+
+    @property
+    def salt(self) -> str:
+        """Routes of one group share a salt, so a user lands on one side across them."""
+        return self.group or self.name
+
+
+DEFAULT_ROUTE_NAME = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """A whole routes file, validated. ``routes`` excludes the built-in default route."""
+
+    proxy: ProxySettings
+    admin: AdminSettings
+    upstreams: Mapping[str, Upstream]
+    routes: tuple[Route, ...]
+    canary: CanarySettings = field(default_factory=CanarySettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    source: str = "strangler.toml"
+    warnings: tuple[str, ...] = ()
+
+    def route(self, name: str) -> Route | None:
+        """The route called ``name``, or None."""
+        return next((r for r in self.routes if r.name == name), None)
+
+
+# -- locating keys in the text --------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _split_dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in key.split("."))
+
+
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each table header and key path to its 1-based line (``("routes", 2, "percent")``).
+
+    A light scan rather than a full parser: tomlkit keeps comments but not positions. Keys
+    inside inline tables map to the line of the inline table's key, which is where a reader
+    looks anyway.
+
+    >>> key_lines('[proxy]\\nlisten = "x"\\n[[routes]]\\nname = "a"\\n')[("routes", 0, "name")]
+    4
+    """
+    lines: dict[tuple[str | int, ...], int] = {}
+    counts: dict[tuple[str, ...], int] = {}
+    section: tuple[str | int, ...] = ()
+    in_multiline = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if in_multiline:
+            closed = stripped.endswith("]") or stripped.count("]") > stripped.count("[")
+            in_multiline = not closed
+            continue
+        header = _HEADER.match(raw) if stripped.startswith("[") else None
+        if header:
+            name = _split_dotted(header.group(2))
+            if header.group(1) == "[[":
+                index = counts.get(name, 0)
+                counts[name] = index + 1
+                section = (*name, index)
+            else:
+                section = name
+            lines.setdefault(section, number)
+            continue
+        key = _KEY.match(raw)
+        if key:
+            lines.setdefault((*section, *_split_dotted(key.group(1))), number)
+            value = raw.split("=", 1)[1].split("#", 1)[0].strip()
+            in_multiline = value.startswith("[") and value.count("[") > value.count("]")
+    return lines
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads plain TOML data into dataclasses, raising errors that point at the file."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.source = source
+        self.lines = key_lines(text)
+
+    def error(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+        where = self._line(path)
+        at = f"line {where}" if where else "the file"
+        return ConfigError(f"{_dotted(path)}: {message} (in {self.source}, {at})")
+
+    def _line(self, path: tuple[str | int, ...]) -> int | None:
+        for end in range(len(path), 0, -1):
+            found = self.lines.get(path[:end])
+            if found:
+                return found
+        return None
+
+    def table(self, data: Any, path: tuple[str | int, ...], schema: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.error(path, f"{_show(data)} must be a table, e.g. {_dotted(path)} = {{}}")
+        allowed = SCHEMA[schema]
+        for key in data:
+            if key not in allowed:
+                raise self.error((*path, key), f"unknown key; the keys of [{schema or 'top'}] "
+                                 f"are: {', '.join(allowed)} (see docs/config.md)")
+        return data
+
+    def text(self, data: dict[str, Any], path: tuple[str | int, ...], key: str,
+            default: str | None, choices: tuple[str, ...] = ()) -> Any:
+        value = data.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error((*path, key),
+                             f"{_show(value)} must be a string, e.g. {key} = \"...\"")
+        if choices and value not in choices:
+            raise self.error((*path, key), f"{_show(value)} is not one of {', '.join(choices)}")
+        return value
+
+    def flag(self, data: dict[str, Any], path: tuple[str | int, ...], key: str,
+             default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error((*path, key), f"{_show(value)} must be true or false")
+        return value
+
+    def number(self, data: dict[str, Any], path: tuple[str | int, ...], key: str,
+               default: float | None, low: float = 0.0, high: float = math.inf,
+               integer: bool = False) -> Any:
+        value = data.get(key, default)
+        if value is None:
+            return None
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            kind = "a whole number" if integer else "a number"
+            raise self.error((*path, key), f"{_show(value)} must be {kind}")
+        if not low <= value <= high:
+            bound = f"between {_num(low)} and {_num(high)}" if high != math.inf \
+                else f"at least {_num(low)}"
+            raise self.error((*path, key), f"{_show(value)} is not {bound}")
+        return value
+
+    def strings(self, data: dict[str, Any], path: tuple[str | int, ...], key: str,
+                default: tuple[str, ...]) -> tuple[str, ...]:
+        value = data.get(key, default)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise self.error((*path, key), f"{_show(value)} must be a list of strings, "
+                             f"e.g. {key} = [\"a\", \"b\"]")
+        return tuple(value)
+
+    def mapping(self, data: dict[str, Any], path: tuple[str | int, ...], key: str,
+                kind: type | tuple[type, ...]) -> Mapping[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error((*path, key), f"{_show(value)} must be a table, "
+                             f"e.g. {key} = {{ \"items[].price\" = ... }}")
+        for sub, item in value.items():
+            if isinstance(item, bool) or not isinstance(item, kind):
+                raise self.error((*path, key, sub), f"{_show(item)} has the wrong type")
+        return MappingProxyType(dict(value))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "file"
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else str(value)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _check_listen(reader: _Reader, path: tuple[str | int, ...], value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise reader.error(path, f"{value!r} is not HOST:PORT, e.g. \"127.0.0.1:8080\"")
+    return value
+
+
+def _listen(reader: _Reader, table: dict[str, Any], path: tuple[str | int, ...],
+            default: str) -> str:
+    return _check_listen(reader, (*path, "listen"), reader.text(table, path, "listen", default))
+
+
+def _parse_proxy(reader: _Reader, data: Any) -> ProxySettings:
+    path: tuple[str | int, ...] = ("proxy",)
+    table = reader.table(data, path, "proxy")
+    d = ProxySettings()
+    networks = []
+    for index, cidr in enumerate(reader.strings(table, path, "trusted_proxies", ())):
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise reader.error((*path, "trusted_proxies", index), f"{cidr!r} is not an "
+                               "address or CIDR, e.g. \"10.0.0.0/8\"") from None
+    return ProxySettings(
+        listen=_listen(reader, table, path, d.listen),
+        workers=reader.number(table, path, "workers", d.workers, 1, 256, integer=True),
+        trusted_proxies=tuple(networks),
+        route_header=reader.flag(table, path, "route_header", d.route_header),
+        max_header_bytes=reader.number(table, path, "max_header_bytes", d.max_header_bytes,
+                                       1024, integer=True),
+        max_body_bytes=reader.number(table, path, "max_body_bytes", d.max_body_bytes, 0,
+                                     integer=True),
+        access_log=reader.text(table, path, "access_log", d.access_log, ("off", "json")),
+        reload_interval=reader.number(table, path, "reload_interval", d.reload_interval, 0),
+    )
+
+
+def _parse_admin(reader: _Reader, data: Any) -> AdminSettings:
+    path: tuple[str | int, ...] = ("admin",)
+    table = reader.table(data, path, "admin")
+    d = AdminSettings()
+    settings = AdminSettings(
+        listen=_listen(reader, table, path, d.listen),
+        token=reader.text(table, path, "token", None),
+        token_env=reader.text(table, path, "token_env", None),
+        token_name=reader.text(table, path, "token_name", d.token_name),
+    )
+    if not settings.token and not settings.token_env:
+        raise reader.error(path, "needs token = \"...\" or token_env = \"ENV_VAR\"; the admin "
+                           "API refuses to run without a bearer token")
+    return settings
+
+
+def _parse_upstream(reader: _Reader, name: str, data: Any) -> Upstream:
+    path: tuple[str | int, ...] = ("upstreams", name)
+    table = reader.table(data, path, "upstreams.NAME")
+    if "url" not in table:
+        raise reader.error(path, "needs url = \"http://HOST:PORT\"")
+    url = reader.text(table, path, "url", None)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise reader.error((*path, "url"), f"{url!r} is not an http(s) URL, "
+                           "e.g. \"http://127.0.0.1:8000\"")
+    d = Upstream(name=name, url=url)
+    return Upstream(
+        name=name, url=url,
+        host=reader.text(table, path, "host", d.host, ("keep", "rewrite")),
+        connect_timeout=reader.number(table, path, "connect_timeout", d.connect_timeout, 0.001),
+        read_timeout=reader.number(table, path, "read_timeout", d.read_timeout, 0.001),
+        total_timeout=reader.number(table, path, "total_timeout", d.total_timeout, 0.001),
+        max_connections=reader.number(table, path, "max_connections", d.max_connections, 1,
+                                      integer=True),
+        health_path=reader.text(table, path, "health_path", None),
+    )
+
+
+def _parse_canary(reader: _Reader, data: Any) -> CanarySettings:
+    path: tuple[str | int, ...] = ("canary",)
+    table = reader.table(data, path, "canary")
+    d = CanarySettings()
+    return CanarySettings(
+        override_header=reader.text(table, path, "override_header", d.override_header),
+        override_cookie=reader.text(table, path, "override_cookie", None),
+        override_secret=reader.text(table, path, "override_secret", None),
+        override_secret_env=reader.text(table, path, "override_secret_env", None),
+    )
+
+
+def _parse_gate(reader: _Reader, data: Any) -> GateSettings:
+    path: tuple[str | int, ...] = ("gate",)
+    table = reader.table(data, path, "gate")
+    d = GateSettings()
+    return GateSettings(
+        min_compared=reader.number(table, path, "min_compared", d.min_compared, 0, integer=True),
+        min_match_rate=reader.number(table, path, "min_match_rate", d.min_match_rate, 0, 1),
+    )
+
+
+def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
+    path: tuple[str | int, ...] = ("shadow",)
+    table = reader.table(data, path, "shadow")
+    d = ShadowSettings()
+    return ShadowSettings(
+        store=reader.text(table, path, "store", d.store),
+        queue_size=reader.number(table, path, "queue_size", d.queue_size, 1, integer=True),
+        concurrency=reader.number(table, path, "concurrency", d.concurrency, 1, integer=True),
+        timeout=reader.number(table, path, "timeout", d.timeout, 0.001),
+        max_body_bytes=reader.number(table, path, "max_body_bytes", d.max_body_bytes, 0,
+                                     integer=True),
+        retention_count=reader.number(table, path, "retention_count", d.retention_count, 0,
+                                      integer=True),
+        retention_days=reader.number(table, path, "retention_days", d.retention_days, 0),
+        noise_percent=reader.number(table, path, "noise_percent", d.noise_percent, 0, 100),
+        redact_headers=reader.strings(table, path, "redact_headers", d.redact_headers),
+        redact_fields=reader.strings(table, path, "redact_fields", d.redact_fields),
+    )
+
+
+_TEMPLATE_VAR = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def _parse_match(reader: _Reader, path: tuple[str | int, ...], data: Any) -> Match:
+    table = reader.table(data, path, "routes[].match")
+    kinds = [k for k in ("path_prefix", "path", "path_template") if k in table]
+    if len(kinds) != 1:
+        raise reader.error(path, "needs exactly one of path_prefix, path or path_template, "
+                           "e.g. match = { path_prefix = \"/api/products/\" }")
+    kind = kinds[0]
+    value = reader.text(table, path, kind, None)
+    if not value.startswith("/"):
+        raise reader.error((*path, kind), f"{value!r} must start with \"/\"")
+    if kind == "path_template" and not _TEMPLATE_VAR.search(value):
+        raise reader.error((*path, kind), f"{value!r} has no {{name}} segment; use path = "
+                           "for an exact path")
+    methods = reader.strings(table, path, "methods", ())
+    for index, method in enumerate(methods):
+        if method.upper() not in HTTP_METHODS:
+            raise reader.error((*path, "methods", index), f"{method!r} is not an HTTP method")
+    headers = reader.mapping(table, path, "headers", str)
+    return Match(**{kind: value}, methods=frozenset(m.upper() for m in methods),
+                 headers=MappingProxyType({k.lower(): v for k, v in headers.items()}))
+
+
+def _parse_route_shadow(reader: _Reader, path: tuple[str | int, ...], data: Any) -> RouteShadow:
+    table = reader.table(data, path, "routes[].shadow")
+    rewrite_data = reader.table(table.get("rewrite", {}), (*path, "rewrite"),
+                                "routes[].shadow.rewrite")
+    rpath = (*path, "rewrite")
+    return RouteShadow(
+        percent=reader.number(table, path, "percent", 100.0, 0, 100),
+        writes=reader.flag(table, path, "writes", False),
+        max_body_bytes=reader.number(table, path, "max_body_bytes", None, 0, integer=True),
+        rewrite=ShadowRewrite(
+            host=reader.text(rewrite_data, rpath, "host", None),
+            path_prefix=reader.text(rewrite_data, rpath, "path_prefix", None),
+            authorization=reader.text(rewrite_data, rpath, "authorization", None),
+        ),
+    )
+
+
+def _parse_compare(reader: _Reader, path: tuple[str | int, ...], data: Any) -> CompareRules:
+    table = reader.table(data, path, "routes[].compare")
+    formats = reader.mapping(table, path, "formats", str)
+    for key, value in formats.items():
+        if value not in ("iso8601", "uuid") and not value.startswith("regex:"):
+            raise reader.error((*path, "formats", key), f"{value!r} is not \"iso8601\", "
+                               "\"uuid\" or \"regex:PATTERN\"")
+        if value.startswith("regex:"):
+            try:
+                re.compile(value[6:])
+            except re.error as exc:
+                raise reader.error((*path, "formats", key), f"bad regex: {exc}") from None
+    return CompareRules(
+        ignore=reader.strings(table, path, "ignore", ()),
+        headers=tuple(h.lower() for h in reader.strings(table, path, "headers", ())),
+        tolerance=reader.mapping(table, path, "tolerance", (int, float)),
+        unordered=reader.mapping(table, path, "unordered", str),
+        formats=formats,
+    )
+
+
+_STICKY = re.compile(r"^(header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=,]+|client_ip)$")
+
+
+def _parse_route(reader: _Reader, index: int, data: Any,
+                 upstreams: Mapping[str, Upstream]) -> Route:
+    path: tuple[str | int, ...] = ("routes", index)
+    table = reader.table(data, path, "routes[]")
+    name = reader.text(table, path, "name", None)
+    if not name:
+        raise reader.error(path, "needs name = \"...\" (used by `strangler routes set NAME`)")
+    if "match" not in table:
+        raise reader.error(path, "needs match = { path_prefix = \"/...\" }")
+    target = reader.text(table, path, "target", MONOLITH)
+    if target not in upstreams:
+        raise reader.error((*path, "target"), f"{target!r} is not an upstream; define "
+                           f"[upstreams.{target}] or use one of: {', '.join(upstreams)}")
+    sticky = reader.text(table, path, "sticky", "client_ip")
+    if not _STICKY.match(sticky):
+        raise reader.error((*path, "sticky"), f"{sticky!r} must be \"header:NAME\", "
+                           "\"cookie:NAME\" or \"client_ip\"")
+    return Route(
+        name=name,
+        match=_parse_match(reader, (*path, "match"), table["match"]),
+        mode=reader.text(table, path, "mode", MONOLITH, MODES),
+        target=target,
+        percent=reader.number(table, path, "percent", 0.0, 0, 100),
+        sticky=sticky,
+        group=reader.text(table, path, "group", None),
+        fallback=reader.flag(table, path, "fallback", False),
+        websocket=reader.flag(table, path, "websocket", False),
+        shadow=_parse_route_shadow(reader, (*path, "shadow"), table.get("shadow", {})),
+        compare=_parse_compare(reader, (*path, "compare"), table.get("compare", {})),
+        line=reader.lines.get(path, 0),
+    )
+
+
+def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
+    """Parse and validate a routes file's text; raise ConfigError naming key, line and fix.
+
+    >>> cfg = parse_config('[admin]\\ntoken = "t"\\n[upstreams.monolith]\\nurl = "http://h:1"')
+    >>> cfg.upstreams["monolith"].port, cfg.routes
+    (1, ())
+    """
+    try:
+        data = tomlkit.parse(text).unwrap()
+    except ParseError as exc:
+        raise ConfigError(f"not valid TOML: {exc} (in {source})") from None
+    reader = _Reader(text, source)
+    reader.table(data, (), "")
+    upstream_data = data.get("upstreams", {})
+    if not isinstance(upstream_data, dict) or MONOLITH not in upstream_data:
+        raise reader.error(("upstreams",), "needs [upstreams.monolith] with url = "
+                           "\"http://HOST:PORT\" (the default route goes there)")
+    upstreams = {n: _parse_upstream(reader, n, u) for n, u in upstream_data.items()}
+    if "admin" not in data:
+        raise reader.error(("admin",), "is missing; add [admin] with token = \"...\" or "
+                           "token_env = \"ENV_VAR\"")
+    routes_data = data.get("routes", [])
+    if not isinstance(routes_data, list):
+        raise reader.error(("routes",), "must be an array of tables: [[routes]]")
+    routes = tuple(_parse_route(reader, i, r, upstreams) for i, r in enumerate(routes_data))
+    _check_unique_names(reader, routes)
+    config = ProxyConfig(
+        proxy=_parse_proxy(reader, data.get("proxy", {})),
+        admin=_parse_admin(reader, data["admin"]),
+        upstreams=MappingProxyType(upstreams),
+        routes=routes,
+        canary=_parse_canary(reader, data.get("canary", {})),
+        gate=_parse_gate(reader, data.get("gate", {})),
+        shadow=_parse_shadow(reader, data.get("shadow", {})),
+        source=source,
+    )
+    from strangler_proxy.routing import unreachable_routes  # routing imports config
+
+    warnings = tuple(f"routes[{i}] ({later.name!r}, line {later.line}) can never match: "
+                     f"{earlier.name!r} (line {earlier.line}) matches all its requests first; "
+                     "move it above or narrow the earlier match"
+                     for i, later, earlier in unreachable_routes(routes))
+    return _replace_warnings(config, warnings)
+
+
+def _replace_warnings(config: ProxyConfig, warnings: tuple[str, ...]) -> ProxyConfig:
+    from dataclasses import replace
+
+    return replace(config, warnings=warnings)
+
+
+def _check_unique_names(reader: _Reader, routes: tuple[Route, ...]) -> None:
+    seen: set[str] = set()
+    for index, route in enumerate(routes):
+        if route.name in seen or route.name == DEFAULT_ROUTE_NAME:
+            why = "is reserved for the built-in route to the monolith" \
+                if route.name == DEFAULT_ROUTE_NAME else "is used by an earlier route"
+            raise reader.error(("routes", index, "name"), f"{route.name!r} {why}; "
+                               "route names must be unique")
+        seen.add(route.name)
+
+
+def load_config(path: str | Path) -> ProxyConfig:
+    """Read and validate the routes file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such routes file; create one (see docs/config.md) "
+                          "or pass --config FILE") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the routes file: {exc}") from None
+    return parse_config(text, source=str(file))
+
+
+__all__ = [
+    "MODES", "SCHEMA", "AdminSettings", "CanarySettings", "CompareRules", "GateSettings",
+    "Match", "ProxyConfig", "ProxySettings", "Route", "RouteShadow", "ShadowRewrite",
+    "ShadowSettings", "Upstream", "key_lines", "load_config", "parse_config",
+]

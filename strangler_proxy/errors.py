@@ -1,0 +1,32 @@
+"""The one exception base of ``strangler_proxy`` and the errors built on it.
+
+::
+
+    ProxyError                  strangler_user_error: the CLI prints one line, exits 2
+    ├── ConfigError             a routes file is invalid (names the key, the line, the fix)
+    ├── RouteEditError          `routes set` cannot apply the change (unknown route, gate refused)
+    └── StartupError            the proxy cannot start (no admin token, port in use)
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    """Base of every error the proxy package raises on purpose."""
+
+    strangler_user_error = True
+
+
+class ConfigError(ProxyError):
+    """The routes file is invalid; ``str()`` is one line naming key, value, line and fix."""
+
+
+class RouteEditError(ProxyError):
+    """A route flip was refused or cannot be applied."""
+
+
+class StartupError(ProxyError):
+    """The proxy cannot start as configured."""
+
+
+__all__ = ["ConfigError", "ProxyError", "RouteEditError", "StartupError"]

@@ -1,0 +1,205 @@
+"""Header rules of a reverse proxy (RFC 9110 §7.6, RFC 9112): pure functions over byte pairs.
+
+Requests: hop-by-hop headers (the fixed list and every name listed in ``Connection``) are
+removed before the proxy adds its own; client-sent ``X-Forwarded-*`` / ``Forwarded`` /
+``X-Real-IP`` are dropped unless the peer is a trusted proxy; ``X-Forwarded-For/Proto/Host``
+and ``Via`` are set; ``X-Request-ID`` is kept when sane, generated when missing; message
+framing (``Content-Length`` / ``Transfer-Encoding``) is always re-derived by the forwarder,
+never copied, so a smuggled second framing cannot reach the upstream.
+
+Responses: the same hop-by-hop removal, ``Location`` pointing at the upstream rewritten to
+the address the client used, and the proxy's own ``X-Strangler-Route`` / ``X-Request-ID``.
+Header lists stay lists, so repeated ``Set-Cookie`` headers are never folded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Sequence
+from itertools import count
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"trailers",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+})
+FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+FORWARDING = frozenset({
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+    b"x-real-ip", b"forwarded",
+})
+VIA = b"1.1 strangler"
+_KEPT_WHEN_TRUSTED = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),
+                      (b"x-forwarded-port", b"X-Forwarded-Port"))
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,200}")
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across processes: a random per-process prefix and a counter.
+
+    Cheaper than ``uuid4()`` on the hot path and just as unique for correlating logs.
+    """
+    return f"{_ID_PREFIX}{os.getpid():x}-{next(_ID_COUNTER):08x}"
+
+
+def request_id_of(value: bytes | None) -> str:
+    """The client's ``X-Request-ID`` if it is sane (visible, short), else a new one.
+
+    >>> request_id_of(b"abc-123")
+    'abc-123'
+    >>> request_id_of(b"bad id\\r\\n") != "bad id"
+    True
+    """
+    if value and _REQUEST_ID.fullmatch(value):
+        return value.decode("ascii")
+    return new_request_id()
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The lower-cased names listed in every ``Connection`` header.
+
+    >>> sorted(connection_tokens([(b"Connection", b"keep-alive, X-Secret")]))
+    [b'keep-alive', b'x-secret']
+    """
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def end_to_end(headers: Sequence[tuple[bytes, bytes]],
+               extra_drop: frozenset[bytes] = frozenset()) -> RawHeaders:
+    """The headers with hop-by-hop ones, those named in Connection and framing removed.
+
+    >>> end_to_end([(b"Connection", b"close, X-A"), (b"X-A", b"1"), (b"X-B", b"2")])
+    [(b'X-B', b'2')]
+    """
+    drop = HOP_BY_HOP | FRAMING | extra_drop | connection_tokens(headers)
+    return [(n, v) for n, v in headers if n.lower() not in drop]
+
+
+def is_trusted(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+               ) -> bool:
+    """True when ``address`` lies in one of the trusted proxy networks."""
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(peer: str, forwarded_for: bytes | None, trusted: bool,
+                   networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The client's address: the peer, or when it is a trusted proxy, the rightmost
+    ``X-Forwarded-For`` entry that is not itself a trusted proxy.
+
+    >>> import ipaddress as ip
+    >>> nets = [ip.ip_network("10.0.0.0/8")]
+    >>> client_address("10.0.0.1", b"1.2.3.4, 10.0.0.7", True, nets)
+    '1.2.3.4'
+    >>> client_address("5.6.7.8", b"1.2.3.4", False, nets)
+    '5.6.7.8'
+    """
+    if not trusted or not forwarded_for:
+        return peer
+    hops = [h.strip().decode("latin-1") for h in forwarded_for.split(b",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, networks):
+            return hop
+    return hops[0] if hops else peer
+
+
+def forwarded_headers(headers: Sequence[tuple[bytes, bytes]], peer: str, trusted: bool,
+                      host: bytes, scheme: bytes = b"http") -> RawHeaders:
+    """``X-Forwarded-For/Proto/Host`` and ``Via`` to add, given what the client sent.
+
+    A trusted peer's values are extended; an untrusted peer's are replaced (the caller drops
+    the client's copies with :data:`FORWARDING`).
+
+    >>> forwarded_headers([(b"X-Forwarded-For", b"6.6.6.6")], "1.2.3.4", False, b"shop")[0]
+    (b'X-Forwarded-For', b'1.2.3.4')
+    """
+    lookup: dict[bytes, bytes] = {}
+    via = b""
+    for name, value in headers:
+        lower = name.lower()
+        if lower in FORWARDING:
+            lookup[lower] = value if lower not in lookup else lookup[lower] + b", " + value
+        elif lower == b"via":
+            via = value if not via else via + b", " + value
+    peer_bytes = peer.encode("latin-1")
+    if trusted:
+        xff = lookup.get(b"x-forwarded-for")
+        out = [(b"X-Forwarded-For", xff + b", " + peer_bytes if xff else peer_bytes),
+               (b"X-Forwarded-Proto", lookup.get(b"x-forwarded-proto", scheme)),
+               (b"X-Forwarded-Host", lookup.get(b"x-forwarded-host", host))]
+        out += [(name, lookup[lower]) for lower, name in _KEPT_WHEN_TRUSTED if lower in lookup]
+    else:
+        out = [(b"X-Forwarded-For", peer_bytes), (b"X-Forwarded-Proto", scheme),
+               (b"X-Forwarded-Host", host)]
+    out.append((b"Via", via + b", " + VIA if via else VIA))
+    return out
+
+
+def rewrite_location(value: bytes, upstream_origins: Sequence[bytes], client_origin: bytes,
+                     ) -> bytes:
+    """Point a ``Location`` that names an upstream at the address the client used.
+
+    >>> rewrite_location(b"http://127.0.0.1:8001/a/", [b"http://127.0.0.1:8001"], b"http://shop")
+    b'http://shop/a/'
+    >>> rewrite_location(b"/relative/", [b"http://127.0.0.1:8001"], b"http://shop")
+    b'/relative/'
+    """
+    for origin in upstream_origins:
+        if value == origin or value.startswith((origin + b"/", origin + b"?")):
+            return client_origin + value[len(origin):]
+    return value
+
+
+def serialize_head(start_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A start line and headers as wire bytes, ending with the empty line.
+
+    >>> serialize_head(b"GET / HTTP/1.1", [(b"Host", b"a")])
+    b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n'
+    """
+    return b"".join([start_line, b"\r\n",
+                     *(b"%s: %s\r\n" % (n, v) for n, v in headers), b"\r\n"])
+
+
+REASONS: dict[int, bytes] = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created",
+    204: b"No Content", 301: b"Moved Permanently", 302: b"Found", 304: b"Not Modified",
+    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    417: b"Expectation Failed",
+    413: b"Content Too Large", 426: b"Upgrade Required", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = (),
+                   close: bool = False) -> bytes:
+    """A small plain-text response the proxy itself sends (errors, 413, 431, ...)."""
+    body = f"{status} {REASONS.get(status, b'').decode()}: {message}\n".encode()
+    headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
+               (b"Content-Length", str(len(body)).encode()), *extra]
+    if close:
+        headers.append((b"Connection", b"close"))
+    line = b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"Error"))
+    return serialize_head(line, headers) + body
+
+
+__all__ = [
+    "FORWARDING", "FRAMING", "HOP_BY_HOP", "REASONS", "client_address", "connection_tokens",
+    "end_to_end", "error_response", "forwarded_headers", "is_trusted", "new_request_id",
+    "request_id_of", "rewrite_location", "serialize_head",
+]

@@ -1,0 +1,178 @@
+"""Flip a route in the routes file: a round-trip TOML edit that keeps comments and layout.
+
+The same path serves ``strangler routes set`` and the admin ``PUT /routes/NAME``::
+
+    read text -> edit with tomlkit -> validate the result -> gate -> write atomically -> audit
+
+A change that would make the file invalid is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from strangler_proxy.audit import AuditRecord, append_audit, current_user, now_iso
+from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
+from strangler_proxy.errors import ConfigError, RouteEditError
+
+PROMOTIONS = ("canary", "service")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    """What a flip changed (``old`` and ``new`` hold mode and percent)."""
+
+    route: str
+    old: dict[str, Any]
+    new: dict[str, Any]
+    forced: bool = False
+    gate_reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """False when the route already had the requested mode and percent."""
+        return self.old != self.new
+
+    def describe(self) -> str:
+        """``catalog: monolith -> canary 10%``."""
+        return f"{self.route}: {_show(self.old)} -> {_show(self.new)}"
+
+
+def _show(state: dict[str, Any]) -> str:
+    if state.get("mode") == "canary":
+        percent = state.get("percent", 0)
+        return f"canary {int(percent) if float(percent).is_integer() else percent}%"
+    return str(state.get("mode"))
+
+
+def edit_route_text(text: str, name: str, mode: str | None,
+                    percent: float | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Return the file text with route ``name`` set to ``mode``/``percent``, and old/new state.
+
+    Only the touched values change; every comment and blank line stays where it was.
+    """
+    if mode is not None and mode not in MODES:
+        raise RouteEditError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    if percent is not None and not 0 <= percent <= 100:
+        raise RouteEditError(f"--percent {percent} is not between 0 and 100")
+    doc = tomlkit.parse(text)
+    routes = doc.get("routes", [])
+    table = next((r for r in routes if r.get("name") == name), None)
+    if table is None:
+        known = ", ".join(str(r.get("name")) for r in routes) or "none"
+        raise RouteEditError(f"no route named {name!r} (routes: {known}); "
+                             "see `strangler routes list`")
+    old = {"mode": str(table.get("mode", "monolith")), "percent": _num(table.get("percent", 0))}
+    new_mode = mode or old["mode"]
+    if new_mode == "canary" and percent is None and "percent" not in table:
+        raise RouteEditError("canary needs --percent N (the share of users sent to the service)")
+    table["mode"] = new_mode
+    if percent is not None:
+        table["percent"] = int(percent) if float(percent).is_integer() else percent
+    new = {"mode": new_mode, "percent": _num(table.get("percent", 0))}
+    return tomlkit.dumps(doc), old, new
+
+
+def _num(value: Any) -> float | int:
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def is_promotion(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when a change sends more traffic to the service (the gate applies)."""
+    if new["mode"] not in PROMOTIONS:
+        return False
+    if new["mode"] != old["mode"]:
+        return not (old["mode"] == "service" and new["mode"] == "canary")
+    return new["mode"] == "canary" and new["percent"] > old["percent"]
+
+
+GateCheck = Callable[[ProxyConfig, str, str], Any]
+
+
+def default_gate() -> GateCheck | None:
+    """The shadow side's promotion gate, when installed."""
+    try:
+        from strangler_proxy.gate import check_promotion
+    except ImportError:
+        return None
+    return check_promotion  # type: ignore[no-any-return]
+
+
+def apply_route_change(config_path: str | Path, name: str, mode: str | None,
+                       percent: float | None, reason: str = "", force: bool = False,
+                       who: str | None = None, via: str = "cli",
+                       gate: GateCheck | None = None) -> RouteChange:
+    """Edit, validate, gate, write atomically and audit one route flip.
+
+    Raises RouteEditError (unknown route, gate refused) or ConfigError (result invalid); the
+    file is untouched then. A forced promotion past a refusing gate is written and audited
+    with ``forced: true``.
+    """
+    path = Path(config_path)
+    config = load_config(path)
+    text = path.read_text(encoding="utf-8")
+    new_text, old, new = edit_route_text(text, name, mode, percent)
+    try:
+        new_config = parse_config(new_text, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"the change would make the file invalid: {exc}") from None
+    gate_reason, forced = _check_gate(gate or default_gate(), config, new_config, name, old,
+                                      new, force)
+    change = RouteChange(name, old, new, forced=forced, gate_reason=gate_reason)
+    if not change.changed:
+        return change
+    write_atomic(path, new_text)
+    append_audit(path, AuditRecord(when=now_iso(), who=who or current_user(), route=name,
+                                   old=old, new=new, reason=reason, forced=forced, via=via))
+    return change
+
+
+def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyConfig,
+                name: str, old: dict[str, Any], new: dict[str, Any],
+                force: bool) -> tuple[str, bool]:
+    if not is_promotion(old, new):
+        return "", False
+    if gate is None:
+        return "no promotion gate installed", False
+    decision = gate(config, name, new["mode"])
+    if getattr(decision, "allowed", False):
+        return str(getattr(decision, "reason", "")), False
+    why = str(getattr(decision, "reason", "refused"))
+    if not force:
+        raise RouteEditError(f"the promotion gate refused {name} -> {new['mode']}: {why} "
+                             "(gather more shadow evidence, or pass --force; forcing is audited)")
+    return why, True
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with_suppress_unlink(tmp)
+        raise
+
+
+def with_suppress_unlink(tmp: str) -> None:
+    """Remove a temp file if it is still there."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion",
+           "write_atomic"]

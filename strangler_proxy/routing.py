@@ -1,0 +1,272 @@
+"""Route matching and the per-request side decision: pure functions over the config.
+
+A :class:`RouteTable` is compiled once per config load and swapped atomically on reload. For
+each request it answers one question, :meth:`RouteTable.decide`: which route matched, and
+which upstream serves the client. Canary routes pick a side from a sticky bucket::
+
+    bucket = blake2b(salt + "\\0" + key) mod 10000        # salt: the route's group or name
+    side   = "service" if bucket < percent * 100 else "monolith"
+
+so one key always lands on one side, raising the percent only moves keys from the monolith
+to the service (the buckets below the old threshold stay below the new one), and routes of
+one group agree because they share the salt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from strangler_proxy.config import (
+    DEFAULT_ROUTE_NAME,
+    MONOLITH,
+    Match,
+    ProxyConfig,
+    Route,
+)
+
+BUCKETS = 10_000
+SERVICE = "service"
+DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one request goes: the route, the upstream serving the client, and extras."""
+
+    route: Route
+    upstream: str  # name of the upstream whose answer the client gets
+    side: str  # "monolith" or "service"
+    shadow: bool = False  # offer the exchange to the shadow sink afterwards
+    fallback: bool = False  # on connect failure or 5xx the monolith may answer instead
+    reason: str = "mode"  # "mode" | "bucket" | "override"
+
+    @property
+    def header_value(self) -> str:
+        """The ``X-Strangler-Route`` value: ``NAME;target=UPSTREAM``."""
+        return f"{self.route.name};target={self.upstream}"
+
+
+def bucket(salt: str, key: str) -> int:
+    """The sticky bucket (0..9999) of ``key`` under ``salt``.
+
+    >>> bucket("catalog", "user-1") == bucket("catalog", "user-1")
+    True
+    >>> 0 <= bucket("catalog", "user-1") < 10000
+    True
+    """
+    digest = hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def canary_side(percent: float, salt: str, key: str) -> str:
+    """``"service"`` when the key's bucket falls under ``percent``, else ``"monolith"``.
+
+    >>> canary_side(0, "s", "k"), canary_side(100, "s", "k")
+    ('monolith', 'service')
+    """
+    return SERVICE if bucket(salt, key) < round(percent * BUCKETS / 100) else MONOLITH
+
+
+def template_regex(template: str) -> str:
+    """A regex for a path template: each ``{name}`` is one non-empty path segment.
+
+    >>> re.fullmatch(template_regex("/api/products/{id}/"), "/api/products/42/") is not None
+    True
+    """
+    parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", template)
+    return "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+
+
+def match_regex(match: Match) -> str:
+    """The path part of a match as a regex anchored at the start."""
+    if match.path_prefix is not None:
+        return re.escape(match.path_prefix)
+    if match.path is not None:
+        return re.escape(match.path) + r"\Z"
+    return template_regex(match.path_template or "/") + r"\Z"
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, or None.
+
+    >>> cookie_value("a=1; sessionid=xyz", "sessionid")
+    'xyz'
+    """
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value
+    return None
+
+
+class _CompiledRoute:
+    """A route with its filters and fixed decisions prepared for the hot path."""
+
+    __slots__ = ("route", "methods", "headers", "decisions", "sticky_kind", "sticky_name",
+                 "threshold", "path_regex")
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.methods = route.match.methods
+        self.path_regex = re.compile(match_regex(route.match))
+        self.headers = tuple((k.encode("latin-1"), v) for k, v in route.match.headers.items())
+        kind, _, name = route.sticky.partition(":")
+        self.sticky_kind = kind
+        self.sticky_name = name.lower().encode("latin-1") if kind == "header" else name
+        self.threshold = round(route.percent * BUCKETS / 100)
+        monolith = Decision(route, MONOLITH, MONOLITH)
+        service = Decision(route, route.target, SERVICE, fallback=route.fallback)
+        self.decisions = {
+            "monolith": monolith,
+            "service": service,
+            "shadow": Decision(route, MONOLITH, MONOLITH, shadow=route.target != MONOLITH),
+            "canary-monolith": Decision(route, MONOLITH, MONOLITH, reason="bucket"),
+            "canary-service": Decision(route, route.target, SERVICE, fallback=route.fallback,
+                                       reason="bucket"),
+            "override-monolith": Decision(route, MONOLITH, MONOLITH, reason="override"),
+            "override-service": Decision(route, route.target, SERVICE, fallback=route.fallback,
+                                         reason="override"),
+        }
+
+    def accepts(self, method: str, headers: Mapping[bytes, bytes]) -> bool:
+        if self.methods and method not in self.methods:
+            return False
+        for name, value in self.headers:
+            got = headers.get(name)
+            if got is None or got.decode("latin-1") != value:
+                return False
+        return True
+
+    def sticky_key(self, headers: Mapping[bytes, bytes], client_ip: str) -> str:
+        # Without the configured key (no header, no cookie) the client address decides, so
+        # anonymous users are still sticky per address.
+        if self.sticky_kind == "header":
+            value = headers.get(self.sticky_name)  # type: ignore[arg-type]
+            if value:
+                return value.decode("latin-1")
+        elif self.sticky_kind == "cookie":
+            raw = headers.get(b"cookie")
+            found = cookie_value(raw.decode("latin-1"), str(self.sticky_name)) if raw else None
+            if found:
+                return found
+        return client_ip
+
+
+class RouteTable:
+    """The compiled, immutable route table of one config version."""
+
+    def __init__(self, config: ProxyConfig, version: int = 1,
+                 override_secret: str | None = None) -> None:
+        self.config = config
+        self.version = version
+        self.routes = (*config.routes, DEFAULT_ROUTE)
+        self._compiled = [_CompiledRoute(r) for r in self.routes]
+        pattern = "|".join(f"(?P<r{i}>{match_regex(r.match)})"
+                           for i, r in enumerate(self.routes))
+        self._regex = re.compile(pattern)
+        self._group_index = {f"r{i}": i for i in range(len(self.routes))}
+        self._secret = override_secret
+        self._override_header = config.canary.override_header.lower().encode("latin-1")
+        self._override_cookie = config.canary.override_cookie
+
+    def match(self, method: str, path: str, headers: Mapping[bytes, bytes]) -> _CompiledRoute:
+        """The first route whose path, methods and headers all match (the default at worst)."""
+        found = self._regex.match(path)
+        if found is None or found.lastgroup is None:  # e.g. "OPTIONS *"
+            return self._compiled[-1]
+        start = self._group_index[found.lastgroup]
+        first = self._compiled[start]
+        if first.accepts(method, headers):
+            return first
+        # The regex gave the first path match; a method or header filter refused it, so look
+        # further down in order (rare: most routes have no filters).
+        for compiled in self._compiled[start + 1:]:
+            if compiled.path_regex.match(path) and compiled.accepts(method, headers):
+                return compiled
+        return self._compiled[-1]
+
+    def decide(self, method: str, path: str, headers: Mapping[bytes, bytes],
+               client_ip: str) -> Decision:
+        """Route the request and pick the side that serves it.
+
+        ``headers`` maps lower-cased header names to values (bytes, as on the wire).
+        """
+        compiled = self.match(method, path, headers)
+        decisions = compiled.decisions
+        if self._secret is not None:
+            forced = self._override(headers)
+            if forced is not None:
+                return decisions[f"override-{forced}"]
+        mode = compiled.route.mode
+        if mode == "canary":
+            key = compiled.sticky_key(headers, client_ip)
+            inside = bucket(compiled.route.salt, key) < compiled.threshold
+            decision = decisions["canary-service" if inside else "canary-monolith"]
+        else:
+            decision = decisions[mode]
+        return decision
+
+    def _override(self, headers: Mapping[bytes, bytes]) -> str | None:
+        raw = headers.get(self._override_header)
+        value = raw.decode("latin-1") if raw else None
+        if value is None and self._override_cookie:
+            cookies = headers.get(b"cookie")
+            value = cookie_value(cookies.decode("latin-1"), self._override_cookie) \
+                if cookies else None
+        if not value:
+            return None
+        side, _, secret = value.partition(":")
+        if side not in (MONOLITH, SERVICE) or self._secret is None:
+            return None
+        if not hmac.compare_digest(secret.encode(), self._secret.encode()):
+            return None
+        return side
+
+
+# -- static checks ------------------------------------------------------------------------------
+
+
+def _literal_prefix(match: Match) -> str:
+    if match.path_prefix is not None:
+        return match.path_prefix
+    if match.path is not None:
+        return match.path
+    return (match.path_template or "").split("{", 1)[0]
+
+
+def covers(earlier: Match, later: Match) -> bool:
+    """True when every request ``later`` matches is matched by ``earlier`` first.
+
+    >>> covers(Match(path_prefix="/api/"), Match(path="/api/x"))
+    True
+    >>> covers(Match(path="/api/x"), Match(path_prefix="/api/"))
+    False
+    """
+    if earlier.methods and not (later.methods and later.methods <= earlier.methods):
+        return False
+    if any(later.headers.get(k) != v for k, v in earlier.headers.items()):
+        return False
+    if earlier.path_prefix is not None:
+        return _literal_prefix(later).startswith(earlier.path_prefix)
+    if earlier.path is not None:
+        return later.path == earlier.path
+    if later.path is not None:
+        return re.fullmatch(template_regex(earlier.path_template or ""), later.path) is not None
+    return later.path_template == earlier.path_template
+
+
+def unreachable_routes(routes: tuple[Route, ...]) -> Iterator[tuple[int, Route, Route]]:
+    """Yield ``(index, route, earlier_route)`` for each route an earlier one always shadows."""
+    for index, later in enumerate(routes):
+        for earlier in routes[:index]:
+            if covers(earlier.match, later.match):
+                yield index, later, earlier
+                break
+
+
+__all__ = ["BUCKETS", "DEFAULT_ROUTE", "Decision", "RouteTable", "bucket", "canary_side",
+           "cookie_value", "covers", "match_regex", "template_regex", "unreachable_routes"]

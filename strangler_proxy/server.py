@@ -1,0 +1,1066 @@
+"""The forwarding edge: an asyncio + httptools HTTP/1.1 listener and keep-alive upstream pools.
+
+Callback-driven on purpose (no coroutine per request): the benchmark in ``bench/proxy``
+showed that every await on the hot path costs throughput, so a request is a small state
+machine driven by parser callbacks on both sides:
+
+    client bytes ─▶ ClientConnection (HttpRequestParser) ─ Exchange ─▶ UpstreamConnection
+    client ◀─ response head/body re-framed ◀─ (HttpResponseParser) ◀─ upstream bytes
+
+Bodies stream both ways chunk by chunk; backpressure is the transports' own: when one side's
+write buffer fills, the other side stops reading (``pause_reading``), so memory stays flat for
+any body size. Framing is always re-derived (Content-Length passed through after llhttp
+validated it, chunked re-encoded), so a smuggled framing never reaches an upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import ssl
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+
+from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig, Upstream
+from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
+from strangler_proxy.headers import (
+    FORWARDING,
+    RawHeaders,
+    client_address,
+    end_to_end,
+    error_response,
+    forwarded_headers,
+    is_trusted,
+    request_id_of,
+    rewrite_location,
+    serialize_head,
+)
+from strangler_proxy.metrics import Metrics
+from strangler_proxy.routing import Decision, RouteTable
+
+FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class NullSink:
+    """A shadow sink that accepts nothing (used until the shadow side provides one)."""
+
+    def offer(self, offer: ShadowOffer) -> bool:
+        """Drop the offer."""
+        return False
+
+
+@dataclass(slots=True)
+class ProxyState:
+    """What every connection reads per request; ``table`` is swapped atomically on reload."""
+
+    table: RouteTable
+    pools: dict[str, UpstreamPool]
+    metrics: Metrics
+    sink: ShadowSink = field(default_factory=NullSink)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def config(self) -> ProxyConfig:
+        """The config of the active table."""
+        return self.table.config
+
+
+# -- upstream side --------------------------------------------------------------------------
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream, at most ``max_connections`` at a time."""
+
+    def __init__(self, upstream: Upstream, loop: asyncio.AbstractEventLoop,
+                 metrics: Metrics) -> None:
+        self.upstream = upstream
+        self.loop = loop
+        self.metrics = metrics
+        self.idle: list[UpstreamConnection] = []
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.closed = False
+        self.origins = _origins(upstream)
+        self.ssl: ssl.SSLContext | None = \
+            ssl.create_default_context() if upstream.scheme == "https" else None
+
+    def acquire_nowait(self) -> UpstreamConnection | None:
+        """An idle, healthy connection, or None."""
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        """A new connection (waits for a free slot first); raises OSError or TimeoutError."""
+        while self.open >= self.upstream.max_connections:
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
+            idle = self.acquire_nowait()
+            if idle is not None:
+                return idle
+        self.open += 1
+        try:
+            async with asyncio.timeout(self.upstream.connect_timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self), self.upstream.hostname,
+                    self.upstream.port, ssl=self.ssl)
+        except BaseException:
+            self.open -= 1
+            self._wake()
+            raise
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a connection after a complete exchange (closed ones just free their slot)."""
+        if conn.closed or self.closed or not conn.reusable:
+            conn.close()
+        else:
+            self.idle.append(conn)
+        self._wake()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed: free its slot."""
+        self.open -= 1
+        with contextlib.suppress(ValueError):
+            self.idle.remove(conn)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        """Close idle connections now; busy ones close when their exchange ends."""
+        self.closed = True
+        for conn in list(self.idle):
+            conn.close()
+        self.idle.clear()
+
+
+def _origins(upstream: Upstream) -> list[bytes]:
+    netloc = upstream.netloc.encode()
+    out = [f"{upstream.scheme}://".encode() + netloc]
+    if upstream.port in (80, 443) and b":" not in netloc:
+        out.append(f"{upstream.scheme}://{upstream.hostname}:{upstream.port}".encode())
+    return out
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an upstream, serving one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.reusable = True
+        self.tunnel: ClientConnection | None = None
+        self.reason = b""
+        self.headers: RawHeaders = []
+        self.replace_parser = False
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        exchange = self.exchange
+        if exchange is None:  # an idle connection should not speak: drop it
+            self.close()
+            return
+        exchange.last_activity = exchange.loop_time()
+        if self.replace_parser:
+            self.parser = httptools.HttpResponseParser(self)
+            self.replace_parser = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._start_tunnel(data[upgrade.args[0]:])
+        except httptools.HttpParserError as exc:
+            self.pool.metrics.upstream_error(self.pool.upstream.name, "protocol")
+            if self.exchange is not None:
+                self.exchange.upstream_failed("protocol", f"invalid response: {exc}")
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+            return
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            exchange.upstream_closed()
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.pause("upload")
+        elif self.tunnel is not None:
+            self.tunnel.pause("upload")
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.resume("upload")
+        elif self.tunnel is not None:
+            self.tunnel.resume("upload")
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim (we answer Expect ourselves): skip it
+        if self.exchange is not None:
+            if not self.parser.should_keep_alive():
+                self.reusable = False
+            self.exchange.response_head(status, self.reason, self.headers)
+            if self.exchange is not None and self.exchange.method == "HEAD":
+                # llhttp cannot be told the request was HEAD; a HEAD answer has no body
+                # whatever its Content-Length says, so end here and use a fresh parser next.
+                self.replace_parser = True
+                self.exchange.response_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            return  # interim, or 101 whose tunnel starts in data_received
+        if self.exchange is not None:
+            self.exchange.response_complete()
+
+    # our API
+    def write(self, data: bytes) -> None:
+        """Send bytes to the upstream."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.reusable = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection without flushing."""
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _start_tunnel(self, rest: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.status != 101:
+            self.close()
+            return
+        client = exchange.client
+        self.exchange = None
+        exchange.response_complete(tunnel=True)
+        self.tunnel = client
+        client.start_tunnel(self)
+        if rest:
+            client.write(rest)
+
+
+# -- client side ------------------------------------------------------------------------------
+
+
+class Exchange:
+    """One request/response through the proxy: the glue between the two parsers."""
+
+    __slots__ = (
+        "client", "state", "table", "method", "url", "headers", "hmap", "decision", "upstream",
+        "conn", "pending", "head_bytes", "request_done", "chunked_request", "started",
+        "status", "response_started", "chunked_response", "close_delimited", "keep_alive",
+        "start", "last_activity", "timer", "request_id", "tee_request", "tee_response",
+        "tee_truncated", "body_bytes", "replay_body", "replayable", "sent_bytes", "finished",
+        "websocket", "fallen_back", "response_headers", "host", "path", "query",
+        "response_truncated", "bytes_to_service", "reused", "retried", "http11",
+    )
+
+    def __init__(self, client: ClientConnection, method: str, url: bytes,
+                 headers: RawHeaders) -> None:
+        self.client = client
+        self.state = client.state
+        self.table = client.state.table  # in-flight requests keep the table they started on
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.hmap: dict[bytes, bytes] = {}
+        self.decision: Decision | None = None
+        self.upstream = MONOLITH
+        self.conn: UpstreamConnection | None = None
+        self.pending: list[bytes] = []
+        self.head_bytes = b""
+        self.request_done = False
+        self.chunked_request = False
+        self.started = False
+        self.status = 0
+        self.response_started = False
+        self.chunked_response = False
+        self.close_delimited = False
+        self.keep_alive = True
+        self.http11 = True
+        self.start = 0.0
+        self.last_activity = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.request_id = ""
+        self.tee_request: bytearray | None = None
+        self.tee_response: bytearray | None = None
+        self.tee_truncated = False
+        self.response_truncated = False
+        self.body_bytes = 0
+        self.replay_body: list[bytes] | None = None
+        self.replayable = True
+        self.sent_bytes = 0
+        self.bytes_to_service = False
+        self.reused = False
+        self.retried = False
+        self.finished = False
+        self.websocket = False
+        self.fallen_back = ""
+        self.response_headers: RawHeaders = []
+        self.host = b""
+        self.path = "/"
+        self.query = ""
+
+    def loop_time(self) -> float:
+        """Monotonic time of the event loop."""
+        return self.client.loop.time()
+
+    # -- request side --------------------------------------------------------------------
+
+    def prepare(self) -> bytes | None:
+        """Route the request and build the upstream head; return an error response or None."""
+        client = self.client
+        config = self.table.config
+        hmap = self.hmap
+        for name, value in self.headers:
+            lower = name.lower()
+            hmap[lower] = hmap[lower] + b"; " + value \
+                if lower == b"cookie" and lower in hmap else value
+        self.request_id = request_id_of(hmap.get(b"x-request-id"))
+        url = self.url
+        if not url.startswith(b"/"):
+            if url == b"*":
+                url = b"/"
+            else:  # absolute-form: keep path and query only
+                rest = url.split(b"://", 1)[-1]
+                slash = rest.find(b"/")
+                url = rest[slash:] if slash >= 0 else b"/"
+        raw_path, _, raw_query = url.partition(b"?")
+        self.path = raw_path.decode("latin-1")
+        self.query = raw_query.decode("latin-1")
+        self.host = hmap.get(b"host", b"")
+        ip = client.client_ip
+        if client.trusted:
+            ip = client_address(client.peer, hmap.get(b"x-forwarded-for"), True,
+                                config.proxy.trusted_proxies)
+        decision = self.table.decide(self.method, self.path, hmap, ip)
+        self.decision = decision
+        self.upstream = decision.upstream
+        self.websocket = decision.route.websocket and \
+            hmap.get(b"upgrade", b"").lower() == b"websocket"
+        if decision.shadow:
+            self.tee_request = bytearray()
+        if decision.fallback:
+            self.replay_body = []
+        self.head_bytes = self.build_head(url, decision.upstream)
+        return None
+
+    def build_head(self, url: bytes, upstream_name: str) -> bytes:
+        """The request head for ``upstream_name``, with forwarded and framing headers."""
+        client = self.client
+        pool = self.state.pools[upstream_name]
+        upstream = pool.upstream
+        headers = end_to_end(self.headers, FORWARDING | _DROP_REQUEST)
+        host = self.host
+        if upstream.host == "rewrite" or not host:
+            headers = [(n, v) for n, v in headers if n.lower() != b"host"]
+            headers.insert(0, (b"Host", upstream.netloc.encode()))
+        headers += forwarded_headers(self.headers if client.trusted else (), client.peer,
+                                     client.trusted, host or upstream.netloc.encode())
+        headers.append((b"X-Request-ID", self.request_id.encode()))
+        if self.websocket:
+            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+        hmap = self.hmap
+        if b"content-length" in hmap:
+            headers.append((b"Content-Length", hmap[b"content-length"]))
+        elif b"transfer-encoding" in hmap:
+            self.chunked_request = True
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        target = (upstream.base_path.encode() + url) if upstream.base_path else url
+        return serialize_head(b"%s %s HTTP/1.1" % (self.method.encode(), target), headers)
+
+    def begin(self) -> None:
+        """Start forwarding: take a pooled connection or open one."""
+        self.started = True
+        self.start = self.last_activity = self.loop_time()
+        pool = self.state.pools[self.upstream]
+        conn = pool.acquire_nowait()
+        self.reused = conn is not None
+        if conn is not None:
+            self.attach(conn)
+        else:
+            self.client.loop.create_task(self.connect(pool))
+        self.arm_timer(pool.upstream)
+
+    async def connect(self, pool: UpstreamPool) -> None:
+        try:
+            conn = await pool.connect()
+        except TimeoutError:
+            self.state.metrics.upstream_error(pool.upstream.name, "connect_timeout")
+            self.upstream_failed("connect_timeout", f"connecting to {pool.upstream.name} "
+                                 f"timed out after {pool.upstream.connect_timeout}s")
+            return
+        except OSError as exc:
+            self.state.metrics.upstream_error(pool.upstream.name, "connect")
+            self.upstream_failed("connect", f"cannot connect to {pool.upstream.name} "
+                                 f"({pool.upstream.url}): {exc.strerror or exc}")
+            return
+        if self.finished:
+            pool.release(conn)
+            return
+        self.attach(conn)
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.exchange = self
+        conn.reusable = True
+        data = b"".join([self.head_bytes, *self.pending])
+        self.pending = []
+        self.sent_bytes += len(data)
+        if self.upstream != MONOLITH:
+            self.bytes_to_service = True
+        conn.write(data)
+
+    def arm_timer(self, upstream: Upstream) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        delay = min(upstream.read_timeout, upstream.total_timeout)
+        self.timer = self.client.loop.call_later(delay, self.check_timeout, upstream)
+
+    def check_timeout(self, upstream: Upstream) -> None:
+        if self.finished:
+            return
+        now = self.loop_time()
+        idle = now - self.last_activity
+        total = now - self.start
+        if idle < upstream.read_timeout and total < upstream.total_timeout:
+            left = min(upstream.read_timeout - idle, upstream.total_timeout - total)
+            self.timer = self.client.loop.call_later(left, self.check_timeout, upstream)
+            return
+        which = "read" if idle >= upstream.read_timeout else "total"
+        self.state.metrics.upstream_error(upstream.name, "timeout")
+        self.upstream_failed("timeout", f"{upstream.name} did not answer within its "
+                             f"{which}_timeout")
+
+    def request_body(self, chunk: bytes) -> None:
+        """A piece of the request body from the client parser."""
+        if self.finished:
+            return  # answered already (an early response): the rest of the body is dropped
+        self.body_bytes += len(chunk)
+        if self.started:
+            self.last_activity = self.loop_time()
+        tee = self.tee_request
+        if tee is not None:
+            self._tee(tee, chunk)
+        if self.replay_body is not None:
+            if self.body_bytes <= FALLBACK_BODY_LIMIT:
+                self.replay_body.append(chunk)
+            else:
+                self.replay_body = None
+                self.replayable = False
+        data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_request else chunk
+        if self.conn is not None:
+            self.sent_bytes += len(data)
+            self.conn.write(data)
+        else:
+            self.pending.append(data)
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        if self.chunked_request:
+            if self.conn is not None:
+                self.conn.write(b"0\r\n\r\n")
+            else:
+                self.pending.append(b"0\r\n\r\n")
+
+    def _tee(self, tee: bytearray, chunk: bytes) -> None:
+        limit = self.shadow_limit()
+        room = limit - len(tee)
+        if room >= len(chunk):
+            tee += chunk
+        else:
+            tee += chunk[:max(room, 0)]
+            self.tee_truncated = True
+
+    def shadow_limit(self) -> int:
+        decision = self.decision
+        route_limit = decision.route.shadow.max_body_bytes if decision else None
+        return route_limit if route_limit is not None \
+            else self.table.config.shadow.max_body_bytes
+
+    # -- response side ---------------------------------------------------------------------
+
+    def response_head(self, status: int, reason: bytes, headers: RawHeaders) -> None:
+        if self.finished:
+            return
+        self.status = status
+        if status >= 500 and self.may_fall_back(idempotent_only=True):
+            self.fall_back(f"status_{status}")
+            return
+        client = self.client
+        config = self.table.config
+        lower = {n.lower() for n, _ in headers}
+        no_body = self.method == "HEAD" or status in NO_BODY_STATUSES or status < 200
+        self.close_delimited = not no_body and b"content-length" not in lower and \
+            b"transfer-encoding" not in lower
+        out = end_to_end(headers)
+        for i, (name, value) in enumerate(out):
+            if name.lower() == b"location":
+                origin = (b"http://" + self.host) if self.host else b""
+                out[i] = (name, rewrite_location(value, self.state.pools[self.upstream].origins,
+                                                 origin))
+        if self.tee_request is not None:
+            self.response_headers = list(headers)
+            self.tee_response = bytearray()
+        if config.proxy.route_header and self.decision is not None:
+            out.append((b"X-Strangler-Route", self.route_header()))
+        if b"x-request-id" not in lower:
+            out.append((b"X-Request-ID", self.request_id.encode()))
+        if status == 101:
+            out += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+        elif not no_body:
+            if b"content-length" in lower:
+                out.append((b"Content-Length", _get(headers, b"content-length")))
+            elif self.http11:
+                self.chunked_response = True
+                out.append((b"Transfer-Encoding", b"chunked"))
+            else:
+                self.keep_alive = False
+        elif status in NO_BODY_STATUSES or self.method == "HEAD":
+            cl = _get(headers, b"content-length")
+            if cl and self.method == "HEAD":
+                out.append((b"Content-Length", cl))
+        if not self.keep_alive:
+            out.append((b"Connection", b"close"))
+        elif not self.http11:
+            out.append((b"Connection", b"keep-alive"))
+        self.response_started = True
+        client.write(serialize_head(b"HTTP/1.1 %d %s" % (status, reason or b"-"), out))
+
+    def route_header(self) -> bytes:
+        """``NAME;target=UPSTREAM`` (plus ``;fallback=WHY`` when the monolith stepped in)."""
+        assert self.decision is not None
+        value = self.decision.header_value
+        if self.fallen_back:
+            value = f"{self.decision.route.name};target={MONOLITH};fallback={self.fallen_back}"
+        return value.encode()
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.finished or not self.response_started:
+            return
+        tee = self.tee_response
+        if tee is not None:
+            room = self.shadow_limit() - len(tee)
+            if room >= len(chunk):
+                tee += chunk
+            else:
+                tee += chunk[:max(room, 0)]
+                self.response_truncated = True
+        if self.chunked_response:
+            self.client.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            self.client.write(chunk)
+
+    def response_complete(self, tunnel: bool = False) -> None:
+        if self.finished:
+            return
+        if not self.response_started:  # a fallen-back 5xx being drained: ignore
+            return
+        if self.chunked_response:
+            self.client.write(b"0\r\n\r\n")
+        conn = self.conn
+        self.finish()
+        if not self.request_done:
+            self.keep_alive = False  # answered before the body ended: close both sides
+        if conn is not None and not tunnel:
+            conn.exchange = None
+            if not self.request_done:
+                conn.close()
+            self.state.pools[self.upstream].release(conn)
+        self.offer_shadow()
+        self.client.exchange_done(self, tunnel=tunnel)
+
+    def finish(self) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        decision = self.decision
+        route = decision.route.name if decision else "none"
+        elapsed = self.loop_time() - self.start
+        self.state.metrics.observe(route, self.upstream, self.status, elapsed)
+        if self.client.access_log:
+            self.client.log_access(self, route, elapsed)
+
+    def offer_shadow(self) -> None:
+        decision = self.decision
+        if decision is None or self.tee_request is None or self.tee_response is None:
+            return
+        sink_offer = ShadowOffer(
+            route=decision.route.name,
+            route_template=decision.route.match.describe,
+            target=decision.route.target,
+            request=RecordedRequest(
+                method=self.method, path=self.path, query=self.query,
+                headers=_text_headers(end_to_end(self.headers)),
+                body=bytes(self.tee_request), body_truncated=self.tee_truncated,
+                request_id=self.request_id, client=self.client.client_ip),
+            primary=RecordedResponse(
+                status=self.status, headers=_text_headers(self.response_headers),
+                body=bytes(self.tee_response), body_truncated=self.response_truncated,
+                elapsed_ms=(self.loop_time() - self.start) * 1000.0),
+        )
+        try:
+            accepted = bool(self.state.sink.offer(sink_offer))
+        except Exception:  # noqa: BLE001 - shadow must never hurt the client path
+            accepted = False
+        self.state.metrics.shadow_offer(decision.route.name, accepted)
+
+    # -- failures --------------------------------------------------------------------------
+
+    def may_fall_back(self, idempotent_only: bool) -> bool:
+        decision = self.decision
+        if decision is None or not decision.fallback or self.fallen_back:
+            return False
+        if self.upstream == MONOLITH or not self.replayable or self.response_started:
+            return False
+        if not self.request_done and self.body_bytes:
+            return False  # the body is still streaming: cannot replay what we did not keep
+        if idempotent_only or self.bytes_to_service:
+            return self.method in IDEMPOTENT_METHODS
+        return True
+
+    def fall_back(self, why: str) -> None:
+        """Serve this request from the monolith instead of the failing service."""
+        decision = self.decision
+        assert decision is not None
+        self.state.metrics.fallback(decision.route.name, why)
+        self.fallen_back = why
+        conn = self.conn
+        if conn is not None:
+            conn.exchange = None
+            conn.close()
+            self.conn = None
+        self.upstream = MONOLITH
+        self.status = 0
+        self.bytes_to_service = False
+        url = self.path.encode("latin-1") + (b"?" + self.query.encode("latin-1")
+                                             if self.query else b"")
+        self.head_bytes = self.build_head(url, MONOLITH)
+        body = self.replay_body or []
+        if self.chunked_request:
+            body = [b"%x\r\n%s\r\n" % (len(c), c) for c in body if c]
+            if self.request_done:
+                body.append(b"0\r\n\r\n")
+        self.pending = list(body)
+        self.begin()
+
+    def upstream_failed(self, kind: str, message: str) -> None:
+        """No (complete) response: fall back, answer 502/504, or cut the client off."""
+        if self.finished:
+            return
+        connect_failure = kind in ("connect", "connect_timeout")
+        if self.may_fall_back(idempotent_only=not connect_failure):
+            self.fall_back(kind)
+            return
+        conn = self.conn
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+        if self.response_started:
+            # Too late for an error page: close so the client sees a truncated response.
+            self.status = self.status or 502
+            self.finish()
+            self.client.abort()
+            return
+        self.status = 504 if "timeout" in kind else 502
+        self.keep_alive = False
+        self.finish()
+        extra = [(b"X-Request-ID", self.request_id.encode())]
+        if self.table.config.proxy.route_header and self.decision is not None:
+            extra.append((b"X-Strangler-Route", self.route_header()))
+        self.client.write(error_response(self.status, message, extra, close=True))
+        self.client.exchange_done(self)
+
+    def upstream_closed(self) -> None:
+        """The upstream connection ended during this exchange."""
+        if self.finished:
+            return
+        if self.close_delimited and self.response_started:
+            self.conn = None
+            self.response_complete()
+            return
+        self.conn = None
+        if self.reused and not self.response_started and not self.retried and \
+                self.request_done and not self.body_bytes and self.method in IDEMPOTENT_METHODS:
+            # A pooled connection the upstream closed while idle (the race every keep-alive
+            # client has): retry once on a fresh one, only when nothing can be duplicated.
+            self.retried = True
+            self.pending = []
+            self.begin()
+            return
+        self.state.metrics.upstream_error(self.upstream, "reset")
+        self.upstream_failed("reset", f"{self.upstream} closed the connection before the "
+                             "response was complete")
+
+
+_DROP_REQUEST = frozenset({b"expect", b"x-request-id"})
+
+
+def _get(headers: RawHeaders, lower_name: bytes) -> bytes:
+    for name, value in headers:
+        if name.lower() == lower_name:
+            return value
+    return b""
+
+
+def _text_headers(headers: RawHeaders) -> tuple[tuple[str, str], ...]:
+    return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests, runs their exchanges in order."""
+
+    def __init__(self, state: ProxyState, loop: asyncio.AbstractEventLoop) -> None:
+        self.state = state
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = ""
+        self.client_ip = ""
+        self.trusted = False
+        self.queue: deque[Exchange] = deque()
+        self.url = b""
+        self.headers: RawHeaders = []
+        self.header_bytes = 0
+        self.current: Exchange | None = None
+        self.paused: set[str] = set()
+        self.write_paused = False
+        self.closing = False
+        self.tunnel: UpstreamConnection | None = None
+        self.access_log = state.config.proxy.access_log == "json"
+        self.rejected = False
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = self.client_ip = str(peer[0]) if peer else ""
+        self.trusted = is_trusted(self.peer, self.state.config.proxy.trusted_proxies)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.rejected:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._kick()
+            self._after_upgrade(data[upgrade.args[0]:])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self.reject(cause.status, cause.message)
+            else:
+                self.reject(400, "the request could not be processed")
+        except httptools.HttpParserError as exc:
+            self.reject(400, f"malformed request: {exc}")
+        else:
+            self._kick()
+
+    def _kick(self) -> None:
+        # Forwarding starts only after the whole read was parsed without error, so a request
+        # whose framing is broken within the first bytes never reaches an upstream.
+        if self.queue and not self.queue[0].started and not self.rejected:
+            self.queue[0].begin()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        for exchange in self.queue:
+            if not exchange.finished:
+                exchange.finished = True
+                if exchange.timer is not None:
+                    exchange.timer.cancel()
+                conn = exchange.conn
+                if conn is not None:
+                    conn.exchange = None
+                    conn.abort()  # the client is gone: do not let the upstream keep sending
+        self.queue.clear()
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        head = self.queue[0] if self.queue else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.pause_reading()
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            self.tunnel.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        head = self.queue[0] if self.queue else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.resume_reading()
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            self.tunnel.transport.resume_reading()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_bytes += len(url)
+        if self.header_bytes > self.state.config.proxy.max_header_bytes:
+            raise _Reject(431, "the request line and headers are too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.state.config.proxy.max_header_bytes:
+            raise _Reject(431, "the request headers are too large")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        exchange = Exchange(self, parser.get_method().decode("ascii"), self.url, self.headers)
+        exchange.http11 = parser.get_http_version() == "1.1"
+        exchange.keep_alive = parser.should_keep_alive()
+        self.current = exchange
+        exchange.prepare()
+        limit = exchange.table.config.proxy.max_body_bytes
+        length = exchange.hmap.get(b"content-length")
+        if length is not None and limit and int(length) > limit:
+            raise _Reject(413, f"the request body ({int(length)} bytes) is larger than "
+                          f"max_body_bytes ({limit})")
+        expect = exchange.hmap.get(b"expect")
+        if expect is not None:
+            if expect.lower() != b"100-continue":
+                raise _Reject(417, "only Expect: 100-continue is supported")
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.queue.append(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.current
+        if exchange is None:
+            return
+        limit = exchange.table.config.proxy.max_body_bytes
+        if limit and exchange.body_bytes + len(body) > limit:
+            raise _Reject(413, f"the request body is larger than max_body_bytes ({limit})")
+        exchange.request_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.current
+        self.current = None
+        if exchange is None:
+            return
+        exchange.request_complete()
+        # One request at a time: stop reading until its response is done (pipelined bytes
+        # already received are parsed and queued, the rest wait in the kernel).
+        self.pause("pipeline")
+
+    # connection-level API
+    def write(self, data: bytes) -> None:
+        """Send bytes to the client."""
+        if self.transport is not None and not self.closing:
+            self.transport.write(data)
+
+    def pause(self, reason: str) -> None:
+        """Stop reading from the client for ``reason`` (reasons nest)."""
+        if not self.paused and self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        """Drop one pause reason; read again when none is left."""
+        self.paused.discard(reason)
+        if not self.paused and self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after flushing what was written."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.closing = True
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        if self.transport is not None:
+            self.transport.abort()
+        self.closing = True
+
+    def reject(self, status: int, message: str) -> None:
+        """Answer a request the proxy refuses (400/413/431) and close: never forwarded."""
+        self.rejected = True
+        current = self.current
+        if current is not None and current.conn is not None:
+            current.conn.exchange = None
+            current.conn.abort()  # the upstream never gets a complete request
+        if current is not None:
+            current.finished = True
+            if current.timer is not None:
+                current.timer.cancel()
+        self.state.metrics.observe("none", "proxy", status, 0.0)
+        if self.queue and self.queue[-1] is current:
+            self.queue.pop()
+        if self.queue:  # earlier pipelined answers are still being sent: cut the connection
+            self.abort()
+            return
+        self.write(error_response(status, message, close=True))
+        self.close()
+
+    def exchange_done(self, exchange: Exchange, tunnel: bool = False) -> None:
+        """The exchange at the head of the queue finished its response."""
+        if self.queue and self.queue[0] is exchange:
+            self.queue.popleft()
+        if tunnel:
+            return
+        if not exchange.keep_alive or self.closing:
+            self.close()
+            return
+        if self.write_paused and exchange.conn is not None and exchange.conn.transport:
+            exchange.conn.transport.resume_reading()
+        if self.queue:
+            self.queue[0].begin()
+        elif self.current is None:
+            self.resume("pipeline")
+
+    def _after_upgrade(self, rest: bytes) -> None:
+        exchange = self.queue[-1] if self.queue else None
+        if exchange is not None and exchange.websocket and not exchange.finished:
+            # Bytes after the upgrade request belong to the tunnel once the upstream agrees.
+            exchange.pending.append(rest) if exchange.conn is None else \
+                exchange.conn.write(rest)
+            self.pause("pipeline")
+            return
+        # Not a websocket route: the Upgrade headers were stripped and the request forwarded
+        # as plain HTTP; carry on parsing with a fresh parser.
+        self.parser = httptools.HttpRequestParser(self)
+        if rest:
+            self.data_received(rest)
+
+    def start_tunnel(self, conn: UpstreamConnection) -> None:
+        """Switch to raw byte relaying after a 101 Switching Protocols."""
+        self.tunnel = conn
+        self.paused.clear()
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def log_access(self, exchange: Exchange, route: str, elapsed: float) -> None:
+        record = {"time": time.time(), "client": self.client_ip, "method": exchange.method,
+                  "path": exchange.path, "status": exchange.status, "route": route,
+                  "target": exchange.upstream, "ms": round(elapsed * 1000, 3),
+                  "request_id": exchange.request_id, "fallback": exchange.fallen_back or None}
+        sys.stderr.write(json.dumps(record) + "\n")
+
+
+class _Reject(Exception):  # noqa: N818 - internal signal, never escapes this module
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def protocol_factory(state: ProxyState, loop: asyncio.AbstractEventLoop,
+                     ) -> Callable[[], ClientConnection]:
+    """The factory ``loop.create_server`` needs."""
+    return lambda: ClientConnection(state, loop)
+
+
+def listen_socket(listen: str, reuse_port: bool = False) -> socket.socket:
+    """A bound, listening TCP socket for ``HOST:PORT`` (port 0 picks a free one)."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, int(port)))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def build_pools(config: ProxyConfig, loop: asyncio.AbstractEventLoop, metrics: Metrics,
+                old: dict[str, UpstreamPool] | None = None) -> dict[str, UpstreamPool]:
+    """Pools for the config's upstreams, reusing unchanged ones from ``old``."""
+    pools: dict[str, UpstreamPool] = {}
+    for name, upstream in config.upstreams.items():
+        previous = (old or {}).get(name)
+        pools[name] = previous if previous is not None and previous.upstream == upstream \
+            else UpstreamPool(upstream, loop, metrics)
+    for name, pool in (old or {}).items():
+        if pools.get(name) is not pool:
+            pool.close()
+    return pools
+
+
+def describe(sock: socket.socket) -> str:
+    """``host:port`` a socket listens on."""
+    address: Any = sock.getsockname()
+    return f"{address[0]}:{address[1]}"
+
+
+__all__ = ["ClientConnection", "NullSink", "ProxyState", "UpstreamPool", "build_pools",
+           "describe", "listen_socket", "protocol_factory"]

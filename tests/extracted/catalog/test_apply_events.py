@@ -1,0 +1,130 @@
+"""The service applies events at most once, in aggregate order, and tracks its position."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from extracted.catalog.models import Brand, Product, ProductSignals
+
+pytestmark = pytest.mark.django_db
+
+BRAND = {"name": "Acme", "slug": "acme", "country": "DE"}
+
+
+def event(kind: str, key: int, sequence: int, position: int, payload: dict[str, Any],
+          event_type: str = "updated", event_id: str | None = None) -> dict[str, Any]:
+    return {"id": event_id or str(uuid.uuid4()), "position": position, "aggregate_type": kind,
+            "aggregate_id": str(key), "sequence": sequence, "type": event_type,
+            "payload": payload, "occurred_at": "2026-11-26T10:00:00Z"}
+
+
+def post(sync: APIClient, events: list[dict[str, Any]], position: int | None = None,
+         stream: str = "monolith") -> Any:
+    body: dict[str, Any] = {"stream": stream, "events": events}
+    if position is not None:
+        body["position"] = position
+    return sync.post("/internal/events/", body, format="json")
+
+
+def test_an_event_delivered_twice_is_applied_once(sync: APIClient) -> None:
+    created = event("store.Brand", 7, 1, 1, BRAND, "created")
+    renamed = event("store.Brand", 7, 2, 2, dict(BRAND, name="Acme Corp"))
+    assert post(sync, [created, renamed]).json() == {
+        "applied": 2, "duplicates": 0, "stale": 0, "position": 2}
+    # when the relay restarts and redelivers both
+    again = post(sync, [created, renamed]).json()
+    # then both are recognised, and nothing changes
+    assert (again["applied"], again["duplicates"]) == (0, 2)
+    assert Brand.objects.get(pk=7).name == "Acme Corp"
+    status = sync.get("/internal/events/?stream=monolith").json()
+    assert status == {"stream": "monolith", "position": 2, "processed": 2, "applied": 2,
+                      "applied_twice": 0}
+
+
+def test_a_stale_event_is_skipped_and_a_gap_is_refused(sync: APIClient) -> None:
+    post(sync, [event("store.Brand", 1, 1, 1, BRAND, "created"),
+                event("store.Brand", 1, 2, 2, dict(BRAND, name="v2"))])
+    # an old change under a new id (e.g. replayed from a backup) is stale
+    stale = post(sync, [event("store.Brand", 1, 1, 3, dict(BRAND, name="old"))]).json()
+    assert (stale["applied"], stale["stale"]) == (0, 1)
+    # a change that skips sequence 3 is refused, and the whole batch rolls back
+    ok = event("store.Brand", 2, 1, 4, dict(BRAND, slug="b2"), "created")
+    gap = post(sync, [ok, event("store.Brand", 1, 4, 5, dict(BRAND, name="v4"))])
+    assert gap.status_code == 409
+    assert "store.Brand:1 expected sequence 3, got 4" in gap.json()["detail"]
+    assert not Brand.objects.filter(pk=2).exists()
+    assert Brand.objects.get(pk=1).name == "v2"
+
+
+def test_delete_leaves_a_tombstone_that_stops_a_late_backfill(sync: APIClient) -> None:
+    post(sync, [event("store.Brand", 3, 1, 1, BRAND, "created"),
+                event("store.Brand", 3, 2, 2, BRAND, "deleted")])
+    assert not Brand.objects.filter(pk=3).exists()
+    # when a backfill batch read before the delete arrives late
+    late = sync.post("/internal/snapshot/", {"aggregate_type": "store.Brand", "rows": [
+        {"id": 3, "sequence": 1, "fields": BRAND}]}, format="json")
+    # then it is skipped: the row stays deleted
+    assert late.json() == {"copied": 0, "skipped": 1}
+    assert not Brand.objects.filter(pk=3).exists()
+
+
+def test_backfill_then_stream_applies_each_change_once(sync: APIClient) -> None:
+    # given the backfill copied brand 5 as of its 2nd change
+    copied = sync.post("/internal/snapshot/", {"aggregate_type": "store.Brand", "rows": [
+        {"id": 5, "sequence": 2, "fields": dict(BRAND, name="v2")}]}, format="json")
+    assert copied.json() == {"copied": 1, "skipped": 0}
+    # when the stream delivers changes 2 (already in the copy) and 3
+    result = post(sync, [event("store.Brand", 5, 2, 10, dict(BRAND, name="v2")),
+                         event("store.Brand", 5, 3, 11, dict(BRAND, name="v3"))]).json()
+    # then 2 is stale and 3 applies
+    assert (result["stale"], result["applied"]) == (1, 1)
+    assert Brand.objects.get(pk=5).name == "v3"
+
+
+def test_position_only_moves_forward_and_is_kept_per_stream(sync: APIClient) -> None:
+    assert post(sync, [], position=40).json()["position"] == 40
+    assert post(sync, [], position=12).json()["position"] == 40
+    assert post(sync, [], position=5, stream="other").json()["position"] == 5
+    assert sync.get("/internal/events/?stream=monolith").json()["position"] == 40
+
+
+def test_signals_of_two_contexts_share_a_row_without_overwriting(sync: APIClient) -> None:
+    post(sync, [event("inventory.ProductStock", 9, 1, 1, {"in_stock": True}),
+                event("reviews.ProductRating", 9, 1, 2, {"rating": 3.5})])
+    post(sync, [event("inventory.ProductStock", 9, 2, 3, {"in_stock": False})])
+    signals = ProductSignals.objects.get(product_id=9)
+    assert (signals.in_stock, signals.rating) == (False, 3.5)
+
+
+def test_product_payload_values_are_converted_to_model_types(sync: APIClient) -> None:
+    payload = {"sku": "S", "name": "N", "slug": "s", "description": "", "category_id": 1,
+               "brand_id": 1, "price": "12.30", "currency": "EUR", "is_active": True,
+               "created_at": "2026-01-02T03:04:05.000006Z",
+               "updated_at": "2026-01-02T03:04:05.000006Z"}
+    assert post(sync, [event("store.Product", 4, 1, 1, payload, "created")]).status_code == 200
+    product = Product.objects.get(pk=4)
+    assert str(product.price) == "12.30"
+    assert product.created_at.microsecond == 6
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"stream": "m", "events": [{"id": "x"}]}, "events[0].position: missing"),
+    ({"stream": "m", "events": [event("store.Order", 1, 1, 1, {})]}, "store.Order"),
+    ({"stream": "m", "events": [event("store.Brand", 1, 1, 1, {"name": "x"})]},
+     "store.Brand.payload: missing field 'slug'"),
+])
+def test_bad_events_are_400_naming_the_field(
+    sync: APIClient, body: dict[str, Any], message: str
+) -> None:
+    answer = sync.post("/internal/events/", body, format="json")
+    assert answer.status_code == 400
+    assert message in answer.json()["detail"]
+
+
+def test_internal_endpoints_need_the_sync_token(anon: APIClient, staff: APIClient) -> None:
+    assert anon.get("/internal/events/?stream=m").status_code == 403
+    assert staff.get("/internal/versions/").status_code == 403

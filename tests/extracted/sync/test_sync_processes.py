@@ -1,0 +1,200 @@
+"""Relay, backfill and reconcile as real processes, against a fake producer.
+
+The producer here is ``fake_shop.FakeShop`` (catalog tables + outbox, written exactly as
+contract 5 says); the same guarantees against the real monolith are in
+``test_nothing_lost_monolith.py``. Runs on SQLite, and on PostgreSQL when
+STRANGLER_TEST_PG_URL is set.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import STRANGLER, SYNC_TOKEN, CatalogServer, Process, base_env, relay_argv
+from fake_shop import FakeShop
+
+from extracted.sync.database import Database
+
+pytestmark = pytest.mark.slow
+BOTH = pytest.mark.parametrize("databases", ["sqlite", "postgresql"], indirect=True)
+
+
+def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=base_env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def backfill(shop_url: str, server: CatalogServer) -> dict[str, Any]:
+    done = run([*STRANGLER, "backfill", "--source-db", shop_url, "--service-url", server.url,
+                "--token", SYNC_TOKEN, "--batch-size", "50", "--hole-grace", "0.5", "--json"])
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def reconcile(shop_url: str, server: CatalogServer) -> tuple[int, dict[str, Any]]:
+    done = run([*STRANGLER, "reconcile", "--source-db", shop_url, "--service-url", server.url,
+                "--token", SYNC_TOKEN, "--range-size", "25", "--json"])
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def relay_once(shop_url: str, server: CatalogServer) -> tuple[int, dict[str, Any]]:
+    done = run(relay_argv(shop_url, f"{server.url}/internal/events/", "outbox_outboxevent",
+                          "monolith", "--once", "--json"))
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class Writer(threading.Thread):
+    """Writes random catalog changes until stopped (bounded in count)."""
+
+    def __init__(self, shop: FakeShop, limit: int = 3000) -> None:
+        super().__init__(daemon=True)
+        self.shop, self.limit, self.count = shop, limit, 0
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.halt.is_set() and self.count < self.limit:
+                self.shop.random_change()
+                self.count += 1
+                time.sleep(0.002)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+@BOTH
+def test_nothing_lost_while_relay_is_killed_and_service_restarted(
+    databases: Any, tmp_path: Path
+) -> None:
+    # given a shop with rows from before the outbox existed, and some history
+    shop_url, service_url = databases("shop"), databases("catalog")
+    shop = FakeShop(shop_url)
+    shop.create_schema()
+    shop.populate(40, with_events=False)
+    for _ in range(60):
+        shop.random_change()
+    server = CatalogServer(service_url, tmp_path)
+    server.migrate()
+    server.start()
+    writer = Writer(shop)
+    relay = Process(relay_argv(shop_url, f"{server.url}/internal/events/"), base_env(),
+                    tmp_path / "relay.log")
+    try:
+        # when the workload writes while the backfill copies
+        writer.start()
+        report = backfill(shop_url, server)
+        assert report["total_copied"] > 100
+        # and the relay is killed and restarted, and the service stopped and started
+        for round_ in range(4):
+            relay.start()
+            time.sleep(0.8)
+            if round_ == 2:
+                server.stop()
+                time.sleep(0.8)
+                server.start()
+                time.sleep(0.5)
+            relay.kill(signal.SIGKILL)
+        writer.halt.set()
+        writer.join(timeout=30)
+        assert writer.error is None
+        # then, after quiescence, one last relay run catches up
+        code, status = relay_once(shop_url, server)
+        assert (code, status["lag_events"]) == (0, 0), status
+        # and reconcile finds the rows and every aggregate's change count equal
+        code, result = reconcile(shop_url, server)
+        assert code == 0, json.dumps(result, indent=1)[:3000]
+        # and every event after the backfill's mark was applied exactly once
+        source, target = Database(shop_url), Database(service_url)
+        after = {r["event_id"] for r in source.query(
+            "SELECT event_id FROM outbox_outboxevent WHERE id > ?", [report["high_water"]])}
+        applied = target.query("SELECT event_id FROM catalog_processedevent")
+        assert len(after) > 200
+        assert {r["event_id"] for r in applied} == after
+        assert len(applied) == len(after)
+        twice = target.query(
+            "SELECT count(*) AS n FROM (SELECT aggregate_type, aggregate_id, sequence FROM "
+            "catalog_processedevent WHERE outcome = 'applied' GROUP BY aggregate_type, "
+            "aggregate_id, sequence HAVING count(*) > 1) AS doubles")
+        assert twice[0]["n"] == 0
+        assert writer.count > 200
+        source.close()
+        target.close()
+    finally:
+        writer.halt.set()
+        relay.kill()
+        server.stop()
+        shop.close()
+
+
+def test_reconcile_names_missing_extra_and_different_keys(databases: Any,
+                                                          tmp_path: Path) -> None:
+    # given a shop copied to the service
+    shop_url, service_url = databases("shop"), databases("catalog")
+    shop = FakeShop(shop_url)
+    shop.create_schema()
+    shop.populate(30)
+    server = CatalogServer(service_url, tmp_path)
+    server.migrate()
+    server.start()
+    try:
+        backfill(shop_url, server)
+        assert reconcile(shop_url, server)[0] == 0
+        # when the copy is damaged behind the sync's back
+        target = Database(service_url)
+        target.query("DELETE FROM catalog_product WHERE id = 7")
+        target.query("UPDATE catalog_brand SET name = 'tampered' WHERE id = 2")
+        target.query("INSERT INTO catalog_tag (id, name, slug) VALUES (99, 'x', 'x')")
+        target.close()
+        # then reconcile exits 1 and names the keys
+        code, result = reconcile(shop_url, server)
+        tables = {t["aggregate_type"]: t for t in result["tables"]}
+        assert code == 1
+        assert result["ok"] is False
+        assert tables["store.Product"]["missing"] == [7]
+        assert tables["store.Brand"]["different"] == [2]
+        assert tables["common.Tag"]["extra"] == [99]
+        assert tables["store.Category"]["ok"] is True
+    finally:
+        server.stop()
+        shop.close()
+
+
+def test_relay_once_reports_a_down_service_and_exits_non_zero(databases: Any) -> None:
+    shop_url = databases("shop")
+    shop = FakeShop(shop_url)
+    shop.create_schema()
+    shop.populate(3)
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    done = run(relay_argv(shop_url, f"http://127.0.0.1:{port}/internal/events/",
+                          "outbox_outboxevent", "monolith", "--once", "--json"), timeout=60)
+    assert done.returncode == 1
+    status = json.loads(done.stdout.strip().splitlines()[-1])
+    assert status["state"] == "backing_off"
+    assert "unreachable" in status["last_error"]
+    assert status["failures"] >= 5
+    assert time.monotonic() - started < 30
+    shop.close()
+
+
+def test_bad_source_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = run([*STRANGLER, "relay", "--source-db", f"sqlite:///{tmp_path}/missing/x.db",
+                "--once"])
+    assert done.returncode == 2
+    assert done.stderr.startswith("strangler: error: cannot open sqlite:///")
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run([*STRANGLER, "reconcile", "--source-db", "mysql://x/y"])
+    assert done.returncode == 2
+    assert "use sqlite:///path or postgresql://" in done.stderr

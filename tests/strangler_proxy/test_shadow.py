@@ -1,0 +1,315 @@
+"""The shadow sink against real local HTTP servers: copy, compare, store, drop, never block."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strangler_proxy.config import ProxyConfig, parse_config
+from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.shadow import ShadowRunner, build_request, build_sink
+from strangler_proxy.store import open_store
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers JSON for /api/products/N/; /hang/ sleeps; remembers what it got."""
+
+    protocol_version = "HTTP/1.1"
+    price: object = "9.50"
+    delay: float = 0.0
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body_in = self.rfile.read(length) if length else b""
+        self.server.seen.append((self.command, self.path, dict(self.headers.items()),  # type: ignore[attr-defined]
+                                 body_in))
+        if self.path.startswith("/hang") or self.delay:
+            time.sleep(self.delay or 3.0)
+        body = json.dumps({"id": self.path, "price": self.price,
+                           "served_at": time.time()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_HEAD = _answer  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Server:
+    def __init__(self, **attrs: object) -> None:
+        handler = type("Handler", (Recorder,), dict(attrs))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.seen = []  # type: ignore[attr-defined]
+        self.handler = handler
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @property
+    def seen(self) -> list[tuple[str, str, dict[str, str], bytes]]:
+        return self.httpd.seen  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Server, Server]]:
+    monolith, service = Server(), Server(price=9.5)
+    try:
+        yield monolith, service
+    finally:
+        monolith.close()
+        service.close()
+
+
+def make_config(tmp_path: Path, monolith: Server, service: Server, shadow: str = "",
+                route_extra: str = "", compare: str = 'ignore = ["served_at"]') -> ProxyConfig:
+    text = f'''
+[admin]
+token = "t"
+[shadow]
+store = "{tmp_path / 'diffs.sqlite3'}"
+{shadow or "noise_percent = 0"}
+[upstreams.monolith]
+url = "{monolith.url}"
+[upstreams.catalog]
+url = "{service.url}"
+[[routes]]
+name = "products"
+match = {{ path_prefix = "/api/products/" }}
+mode = "shadow"
+target = "catalog"
+compare = {{ {compare} }}
+{route_extra}
+'''
+    return parse_config(text, str(tmp_path / "strangler.toml"))
+
+
+def offer(path: str = "/api/products/1/", method: str = "GET", body: bytes = b"",
+          headers: tuple[tuple[str, str], ...] = (("Host", "shop.example"),),
+          primary_body: bytes | None = None) -> ShadowOffer:
+    mono = primary_body if primary_body is not None else json.dumps(
+        {"id": path, "price": "9.50", "served_at": 1.0}).encode()
+    return ShadowOffer(
+        route="products", route_template="/api/products/", target="catalog",
+        request=RecordedRequest(method, path, "", headers, body),
+        primary=RecordedResponse(200, (("Content-Type", "application/json"),), mono,
+                                 elapsed_ms=2.0))
+
+
+def run(config: ProxyConfig, body: Callable[[ShadowRunner], Any],
+        rng: Callable[[], float] | None = None) -> Any:
+    async def main() -> Any:
+        sink = ShadowRunner(config, rng=rng) if rng else build_sink(config)
+        await sink.start()
+        try:
+            result = body(sink)
+            if asyncio.iscoroutine(result):
+                result = await result
+            await sink.wait_idle(timeout=8.0)
+            return result
+        finally:
+            await sink.stop()
+    return asyncio.run(main())
+
+
+def stored(tmp_path: Path) -> list[Any]:
+    store = open_store(str(tmp_path / "diffs.sqlite3"))
+    try:
+        return [store.get(r.id) for r in store.records()]
+    finally:
+        store.close()
+
+
+def counts(tmp_path: Path) -> dict[tuple[str, str], int]:
+    store = open_store(str(tmp_path / "diffs.sqlite3"))
+    try:
+        return store.counts()
+    finally:
+        store.close()
+
+
+def test_copy_is_marked_compared_and_stored(tmp_path: Path,
+                                            servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service)
+    assert run(config, lambda sink: sink.offer(offer())) is True
+    method, path, headers, _ = service.seen[0]
+    assert (method, path, headers.get("X-Strangler-Shadow")) == ("GET", "/api/products/1/", "1")
+    assert monolith.seen == []  # no noise sampling asked: the monolith is not called again
+    [record] = stored(tmp_path)
+    assert (record.verdict, record.template) == ("mismatch", "/api/products/{id}/")
+    assert [(d["path"], d["kind"]) for d in record.differences] == [("$.price", "type")]
+    assert json.loads(record.service_body)["price"] == 9.5  # bodies kept for mismatches
+
+
+def test_matching_exchange_is_stored_without_bodies(tmp_path: Path,
+                                                    servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    service.handler.price = "9.50"
+    run(make_config(tmp_path, monolith, service), lambda sink: sink.offer(offer()))
+    [record] = stored(tmp_path)
+    assert (record.verdict, record.monolith_body, record.service_body) == ("match", b"", b"")
+
+
+def test_writes_are_not_copied_unless_the_route_opts_in(tmp_path: Path,
+                                                        servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service)
+    assert run(config, lambda sink: sink.offer(offer(method="POST", body=b"{}"))) is False
+    assert service.seen == []
+    assert counts(tmp_path)[("products", "skipped_unsafe_method")] == 1
+    opted = make_config(tmp_path, monolith, service, route_extra="shadow = { writes = true }")
+    assert run(opted, lambda sink: sink.offer(offer(method="POST", body=b'{"a": 1}'))) is True
+    assert service.seen[0][0] == "POST"
+    assert service.seen[0][3] == b'{"a": 1}'
+    assert service.seen[0][2]["X-Strangler-Shadow"] == "1"
+
+
+def test_sampling_percent_and_body_cap(tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service,
+                         route_extra="shadow = { percent = 30, max_body_bytes = 10 }")
+    draws = iter([0.1, 0.5, 0.2, 0.9])  # x100 -> 10 (in), 50 (out), 20 (in), 90 (out)
+
+    def offers(sink: ShadowRunner) -> list[bool]:
+        sampled = [sink.offer(offer(f"/api/products/{i}/")) for i in range(4)]
+        big = sink.offer(offer(method="GET", body=b"x" * 11))
+        return [*sampled, big]
+
+    results = run(config, offers, rng=lambda: next(draws, 0.0))
+    assert results == [True, False, True, False, False]
+    assert len(service.seen) == 2
+    got = counts(tmp_path)
+    assert got[("products", "skipped_sampling")] == 2
+    assert got[("products", "skipped_body_too_large")] == 1
+
+
+def test_request_rewriting_per_target(tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service, route_extra=(
+        'shadow = { rewrite = { host = "catalog.internal", path_prefix = "/v2/products/", '
+        'authorization = "Bearer service-token" } }'))
+    request = RecordedRequest("GET", "/api/products/5/", "a=1",
+                              (("Host", "shop"), ("Authorization", "Bearer user")))
+    route = config.routes[0]
+    out = build_request(request, config.upstreams["catalog"], route)
+    assert out.url == f"{service.url}/v2/products/5/?a=1"
+    headers = dict(out.headers)
+    assert headers["Host"] == "catalog.internal"
+    assert headers["Authorization"] == "Bearer service-token"
+    run(config, lambda sink: sink.offer(offer(
+        "/api/products/5/", headers=(("Host", "shop"), ("Authorization", "Bearer user")))))
+    assert service.seen[0][1] == "/v2/products/5/"
+    assert service.seen[0][2]["Authorization"] == "Bearer service-token"
+    assert service.seen[0][2]["Host"] == "catalog.internal"
+
+
+def test_noise_sampling_asks_the_monolith_again(tmp_path: Path,
+                                               servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service, shadow="noise_percent = 100",
+                         compare="")
+    run(config, lambda sink: sink.offer(offer()))
+    assert monolith.seen[0][2]["X-Strangler-Shadow"] == "1"
+    kinds = sorted(r.kind for r in stored(tmp_path))
+    assert kinds == ["self", "service"]
+    self_record = next(r for r in stored(tmp_path) if r.kind == "self")
+    # the monolith's own answers differ in served_at: that is what noise learning needs
+    assert [d["path"] for d in self_record.differences] == ["$.served_at"]
+
+
+def test_hung_service_times_out_is_recorded_and_offer_stays_fast(
+        tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    service.handler.delay = 3.0
+    config = make_config(tmp_path, monolith, service,
+                         shadow="timeout = 0.3\nqueue_size = 3\nconcurrency = 1")
+
+    def flood(sink: ShadowRunner) -> tuple[list[bool], float]:
+        start = time.perf_counter()
+        results = [sink.offer(offer(f"/api/products/{i}/")) for i in range(50)]
+        return results, time.perf_counter() - start
+
+    async def flood_and_wait(sink: ShadowRunner) -> tuple[list[bool], float]:
+        results = flood(sink)
+        await sink.wait_idle(timeout=5.0)
+        return results
+
+    results, elapsed = run(config, flood_and_wait)
+    assert elapsed < 0.05  # 50 offers: the hot path never waits on the service
+    assert sum(results) <= 4  # queue of 3 (+1 already taken by the worker)
+    got = counts(tmp_path)
+    assert got[("products", "dropped_queue_full")] == 50 - sum(results)
+    errors = [r for r in stored(tmp_path) if r.verdict == "error"]
+    assert errors
+    assert errors[0].error == "timeout"
+    assert got[("products", "service_timeout")] == len(errors)
+
+
+def test_dead_service_is_recorded_as_connect_error(tmp_path: Path,
+                                                  servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    service.close()
+    run(make_config(tmp_path, monolith, service), lambda sink: sink.offer(offer()))
+    [record] = stored(tmp_path)
+    assert record.verdict == "error"
+    assert record.error.startswith("connect")
+
+
+def test_secrets_never_reach_the_store(tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service)
+    run(config, lambda sink: sink.offer(offer(headers=(
+        ("Cookie", "sessionid=s3cret"), ("Authorization", "Bearer s3cret")))))
+    assert service.seen[0][2]["Cookie"] == "sessionid=s3cret"  # the copy itself is faithful
+    raw = (tmp_path / "diffs.sqlite3").read_bytes()
+    wal = tmp_path / "diffs.sqlite3-wal"
+    assert b"s3cret" not in raw + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_bad_primary_bodies_do_not_break_the_sink(tmp_path: Path,
+                                                  servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service)
+
+    def offers(sink: ShadowRunner) -> None:
+        sink.offer(offer("/api/products/1/", primary_body=b"\xff\x00 binary"))
+        sink.offer(offer("/api/products/2/", primary_body=b"{broken"))
+
+    run(config, offers)
+    records = stored(tmp_path)
+    assert sorted(d["kind"] for r in records for d in r.differences) == [
+        "invalid_json", "invalid_json"]
+
+
+def test_prometheus_text_counts_events(tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+
+    async def body(sink: ShadowRunner) -> str:
+        sink.offer(offer())
+        await sink.wait_idle()
+        return sink.prometheus_text()
+
+    text = run(make_config(tmp_path, monolith, service), body)
+    assert 'strangler_shadow_events_total{route="products",event="accepted"} 1' in text
+    assert 'event="service_mismatch"} 1' in text
+    assert "strangler_shadow_queue_depth 0" in text

@@ -28,6 +28,8 @@ import networkx as nx
 from analysis.state import Analysis, Weights
 
 MAX_EVIDENCE = 4
+IDF_FLOOR = 0.05
+HUB_SHARE = 0.5  # a model in more than this share of units or endpoints is a hub
 
 
 class _Edges:
@@ -75,49 +77,116 @@ def build_graph(a: Analysis) -> Analysis:
     edges = _Edges(nodes)
     tables = table_models(a)
     signals = a.options.signals
+    hubs = _relation_hubs(a, w)
     if "relations" in signals:
-        _relations(a, edges, w)
+        _relations(a, edges, w, hubs)
     if "usage" in signals:
-        _usage(a, edges, w)
+        hubs.update(_common(_usage(a, edges, w), len(a.usages)))
     if "sql" in signals:
-        _sql(a, edges, w, tables)
+        hubs.update(_common(_sql(a, edges, w, tables), len(a.sql.request_shapes)))
     if not a.options.ignore_app_boundaries:
         _app(a, edges, w)
-    graph, hubs = _to_graph(nodes, edges, w)
-    return replace(a, graph=graph, hubs=hubs, table_models=tables)
+    return replace(a, graph=_to_graph(nodes, edges), hubs=hubs, table_models=tables)
 
 
-def _relations(a: Analysis, edges: _Edges, w: Weights) -> None:
+def _common(idf: dict[str, float], groups: int) -> dict[str, float]:
+    """Models in more than ``HUB_SHARE`` of the groups (their idf is low)."""
+    if groups < 5:
+        return {}
+    cut = math.log(1 / HUB_SHARE) / math.log(1 + groups)
+    return {m: round(1 - v, 3) for m, v in idf.items() if v < cut}
+
+
+def _relation_hubs(a: Analysis, w: Weights) -> dict[str, float]:
+    """Models that far more relations point at than the median (the user model)."""
+    indeg: dict[str, int] = defaultdict(int)
+    for rel in a.relations:
+        if rel.kind in ("fk", "o2o", "m2m") and rel.source != rel.target:
+            indeg[rel.target] += 1
+    if not indeg:
+        return {}
+    typical = max(median(indeg.values()), 1.0)
+    return {m: d / typical for m, d in indeg.items() if d >= max(4, w.hub_factor * typical)}
+
+
+def _relations(a: Analysis, edges: _Edges, w: Weights, hubs: dict[str, float]) -> None:
     for rel in a.relations:
         weight = getattr(w, rel.kind, w.fk)
+        for end in (rel.source, rel.target):  # a hub's many links each count for less
+            weight /= math.sqrt(hubs.get(end, 0.0) / w.hub_factor) if end in hubs else 1.0
         via = f" (from {rel.inherited_from})" if rel.inherited_from else ""
         edges.add(rel.source, rel.target, "relations", weight,
                   f"{rel.path}:{rel.line} {rel.source}.{rel.field} -> {rel.target} "
                   f"[{rel.kind}]{via}")
 
 
-def _usage(a: Analysis, edges: _Edges, w: Weights) -> None:
+def _idf(groups: list[set[str]]) -> dict[str, float]:
+    """Inverse document frequency of each model over groups (units of code, endpoints).
+
+    A model that every unit touches (the user model behind authentication, an audit log
+    written everywhere) tells nothing about boundaries, like "the" in a text search.
+
+    >>> idf = _idf([{"a", "u"}, {"b", "u"}, {"a", "u"}, {"b", "u"}])
+    >>> idf["u"] < idf["a"] == idf["b"]
+    True
+    """
+    df: dict[str, int] = defaultdict(int)
+    for g in groups:
+        for m in g:
+            df[m] += 1
+    n = len(groups)
+    norm = math.log(1 + n) or 1.0
+    return {m: max(IDF_FLOOR, math.log((1 + n) / (1 + d)) / norm) for m, d in df.items()}
+
+
+def _weighted_clique(edges: _Edges, models: set[str], signal: str, w: float, why: str,
+                     cap: int, idf: dict[str, float]) -> None:
+    k = len(models)
+    if k < 2:
+        return
+    share = w / (min(k, cap) - 1) * (min(k, cap) / k)
+    for u, v in combinations(sorted(models), 2):
+        edges.add(u, v, signal, share * idf.get(u, 1.0) * idf.get(v, 1.0), why)
+
+
+def _usage(a: Analysis, edges: _Edges, w: Weights) -> dict[str, float]:
+    idf = _idf([set(u.models) for u in a.usages])
     per_module: dict[str, set[str]] = defaultdict(set)
     where: dict[str, str] = {}
     for u in a.usages:
-        edges.clique(set(u.models), "usage", w.usage, f"{u.path}:{u.line} {u.unit}",
-                     w.max_unit_models)
+        _weighted_clique(edges, set(u.models), "usage", w.usage,
+                         f"{u.path}:{u.line} {u.unit}", w.max_unit_models, idf)
         per_module[u.module] |= set(u.models)
         where.setdefault(u.module, u.path)
     for module, models in per_module.items():
-        edges.clique(models, "usage", w.module, f"{where[module]} (module {module})",
-                     w.max_unit_models)
+        _weighted_clique(edges, models, "usage", w.module, f"{where[module]} (module {module})",
+                         w.max_unit_models, idf)
+    return idf
 
 
-def _sql(a: Analysis, edges: _Edges, w: Weights, tables: dict[str, tuple[str, ...]]) -> None:
-    for (endpoint, reads, writes), count in a.sql.request_shapes.items():
+def _sql(a: Analysis, edges: _Edges, w: Weights, tables: dict[str, tuple[str, ...]]
+         ) -> dict[str, float]:
+    """Co-access per endpoint: a pair counts by the share of the endpoint's requests that
+    touch both, so traffic volume does not decide coupling (a busy endpoint is not more
+    coupled than a quiet one)."""
+    groups: dict[str, list[tuple[set[str], set[str], int]]] = defaultdict(list)
+    for i, ((endpoint, reads, writes), count) in enumerate(sorted(
+            a.sql.request_shapes.items(), key=lambda kv: (str(kv[0][0]), sorted(kv[0][1]),
+                                                          sorted(kv[0][2])))):
         touched = {m for t in reads | writes for m in tables.get(t, ())}
         written = {m for t in writes for m in tables.get(t, ())}
-        scale = math.log2(1 + count)
-        why = f"{endpoint or 'statement'}: {', '.join(sorted(reads | writes))[:120]}"
-        edges.clique(touched, "sql", w.sql_coaccess * scale, why, w.max_unit_models)
-        edges.clique(written, "sql", w.shared_write * scale, f"writes together: {why}",
-                     w.max_unit_models)
+        groups[endpoint or f"statement {i}"].append((touched, written, count))
+    idf = _idf([set().union(*(t for t, _, _ in shapes)) for shapes in groups.values()])
+    for endpoint, shapes in groups.items():
+        total = sum(c for _, _, c in shapes)
+        for touched, written, count in shapes:
+            share = count / total
+            why = f"{endpoint}: {', '.join(sorted(touched))[:120]}"
+            _weighted_clique(edges, touched, "sql", w.sql_coaccess * share, why,
+                             w.max_unit_models, idf)
+            _weighted_clique(edges, written, "sql", w.shared_write * share,
+                             f"writes together: {why}", w.max_unit_models, idf)
+    return idf
 
 
 def _app(a: Analysis, edges: _Edges, w: Weights) -> None:
@@ -133,21 +202,10 @@ def _app(a: Analysis, edges: _Edges, w: Weights) -> None:
         edges.clique(models, "app", w.same_file, f"same file {path}", 10**6)
 
 
-def _to_graph(nodes: set[str], edges: _Edges, w: Weights) -> tuple[nx.Graph, dict[str, float]]:
-    degree: dict[str, int] = defaultdict(int)
-    for u, v in edges.weight:
-        degree[u] += 1
-        degree[v] += 1
-    typical = max(median(degree.values()) if degree else 1.0, 2.0)
-    threshold = w.hub_factor * typical
-    hubs = {n: d / typical for n, d in degree.items() if d > threshold and d >= 4}
+def _to_graph(nodes: set[str], edges: _Edges) -> nx.Graph:
     graph = nx.Graph()
     graph.add_nodes_from(sorted(nodes))
     for (u, v), per in sorted(edges.weight.items()):
-        damp = 1.0
-        for n in (u, v):
-            if n in hubs:
-                damp *= math.sqrt(threshold / degree[n])
-        total = sum(per.values()) * damp
-        graph.add_edge(u, v, weight=total, signals=per, evidence=edges.evidence[(u, v)])
-    return graph, hubs
+        graph.add_edge(u, v, weight=sum(per.values()), signals=per,
+                       evidence=edges.evidence[(u, v)])
+    return graph

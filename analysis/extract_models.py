@@ -125,7 +125,8 @@ def _model_info(cand: _Candidate, labels: dict[str, str], r: Resolver,
     return ModelInfo(
         key=f"{label}.{cand.cls.name}", qualname=cand.qualname, app_label=label,
         name=cand.cls.name, path=cand.path, line=cand.cls.line,
-        table=meta.get("db_table") or f"{label}_{cand.cls.name.lower()}",
+        table="" if meta.get("abstract") == "True" else (
+            meta.get("db_table") or f"{label}_{cand.cls.name.lower()}"),
         abstract=meta.get("abstract") == "True", proxy=meta.get("proxy") == "True",
         parents=parents, managers=tuple(f"{n}: {m}" for n, m in cand.cls.managers),
     )

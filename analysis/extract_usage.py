@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from analysis.facts import ModelInfo, UnitFact, Usage
+from analysis.facts import UnitFact, Usage
 from analysis.resolve import Resolver
 from analysis.state import Analysis
 
@@ -34,13 +34,14 @@ def extract_usage(a: Analysis) -> Analysis:
     r: Resolver = a.resolve
     by_qual = {m.qualname: m.key for m in a.models.values() if not m.abstract}
     direct = _direct_use(a, r, by_qual)
+    model_classes = {m.qualname for m in a.models.values()}  # abstract ones too
     usages: list[Usage] = []
     for f in a.facts:
         if not is_domain_module(f.module):
             continue
         for u in f.units:
             unit = f"{f.module}.{u.name}"
-            if unit in by_qual or _is_abstract(unit, a.models):
+            if unit in model_classes:
                 continue
             models = set(direct.get(unit, ()))
             if u.kind != "module":  # a urls module names every view: no expansion there
@@ -50,10 +51,6 @@ def extract_usage(a: Analysis) -> Analysis:
             if models:
                 usages.append(Usage(unit, f.path, u.line, tuple(sorted(models)), f.module))
     return replace(a, usages=tuple(usages), direct_use=direct)
-
-
-def _is_abstract(unit: str, models: dict[str, ModelInfo]) -> bool:
-    return any(m.qualname == unit for m in models.values())
 
 
 def _direct_use(a: Analysis, r: Resolver, by_qual: dict[str, str]) -> dict[str, set[str]]:

@@ -187,6 +187,7 @@ class SqlSummary:
     shape_sql: dict[str, str] = field(default_factory=dict)
     shape_count: dict[str, int] = field(default_factory=dict)
     statements: int = 0
+    control: int = 0  # SET, SAVEPOINT, BEGIN, COMMIT...: counted, not parsed
     unparsed: dict[str, str] = field(default_factory=dict)  # fingerprint -> reason
     requests: dict[str, tuple[str | None, set[str], set[str]]] = field(default_factory=dict)
     # (endpoint, tables read, tables written) of each request or lone statement -> count

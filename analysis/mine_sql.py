@@ -25,6 +25,8 @@ _PLACEHOLDER = re.compile(r"%\(\w+\)s|%s|\$\d+|:\w+\b|\?")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _VALUES = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
 _SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"^\s*(SET|SHOW|SAVEPOINT|RELEASE|ROLLBACK|BEGIN|START\s+TRANSACTION|COMMIT|"
+                      r"END|DEALLOCATE|DISCARD)\b", re.I)
 
 
 def fingerprint(sql: str) -> str:
@@ -114,6 +116,9 @@ class _Miner:
             s.statements += 1
             if not st.sql:
                 s.unparsed.setdefault("<unreadable log line>", st.source)
+                continue
+            if _CONTROL.match(st.sql):  # transaction control and session settings: no tables
+                s.control += 1
                 continue
             fp = fingerprint(st.sql)
             acc = shapes.get(fp)

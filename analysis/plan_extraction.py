@@ -88,9 +88,10 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
 def route_groups(endpoints: list[str], ep_ctx: dict[str, int], c: int) -> list[dict[str, Any]]:
     """Collapse a context's endpoints into path prefixes where nothing else lives below.
 
-    >>> route_groups(["/api/a/", "/api/a/{pk}/", "/api/b/{pk}/"],
-    ...              {"/api/a/": 0, "/api/a/{pk}/": 0, "/api/b/{pk}/": 0, "/api/b/x/": 1}, 0)
-    [{'path_prefix': '/api/a/'}, {'path_template': '/api/b/{pk}/'}]
+    >>> route_groups(["/api/a/", "/api/a/{pk}/", "/api/b/{pk}/", "/c/"],
+    ...              {"/api/a/": 0, "/api/a/{pk}/": 0, "/api/b/{pk}/": 0, "/api/b/x/": 1,
+    ...               "/c/": 0}, 0)
+    [{'path_prefix': '/api/a/'}, {'path_template': '/api/b/{pk}/'}, {'path': '/c/'}]
     """
     out: list[dict[str, Any]] = []
     done: set[str] = set()
@@ -102,8 +103,8 @@ def route_groups(endpoints: list[str], ep_ctx: dict[str, int], c: int) -> list[d
         if prefix.count("/") >= 3 and all(ep_ctx[e] == c for e in below):
             out.append({"path_prefix": prefix})
             done.update(below)
-        else:  # exact template (placeholders or none): nothing else is caught by mistake
-            out.append({"path_template": t})
+        else:  # exact: nothing else is caught by mistake
+            out.append({"path_template": t} if "{" in t else {"path": t})
             done.add(t)
     return out
 

@@ -82,8 +82,8 @@ class _Collector:
         self.consts: dict[str, str] = {}
         self.uses_django = False
 
-    def imports(self, tree: ast.Module) -> None:
-        for node in ast.walk(tree):
+    def imports(self, nodes: list[ast.Import | ast.ImportFrom]) -> None:
+        for node in nodes:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self.imported.append((alias.name, node.lineno))
@@ -240,25 +240,33 @@ def _extra_sql(call: ast.Call, scope: dict[str, str]) -> list[SqlFact]:
     return out
 
 
-def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str]) -> UnitFact:
+def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
+          imports: list[ast.Import | ast.ImportFrom]) -> UnitFact:
+    """One walk over a unit: names it references, SQL it runs, imports it makes."""
     refs: set[str] = set()
-    model_strings: list[str] = []
-    sql: list[SqlFact] = []
+    calls: list[ast.Call] = []
     scope = dict(consts)
     for child in ast.walk(node):
-        if isinstance(child, ast.Assign) and isinstance(child.targets[0], ast.Name):
-            value = _const_str(child.value, scope)
-            if value is not None:
-                scope[child.targets[0].id] = value
-    for child in ast.walk(node):
-        if isinstance(child, ast.Name):
-            refs.add(child.id)
-        elif isinstance(child, ast.Attribute) and (d := dotted(child)):
-            parts = d.split(".")
-            refs.update(".".join(parts[:i]) for i in range(2, min(len(parts), 4) + 1))
-        elif isinstance(child, ast.Call):
-            sql.extend(_sql_from_call(child, scope))
-            model_strings.extend(_model_strings(child))
+        t = type(child)
+        if t is ast.Name:
+            refs.add(child.id)  # type: ignore[attr-defined]
+        elif t is ast.Attribute:
+            d = dotted(child)
+            if d:
+                parts = d.split(".")
+                refs.update(".".join(parts[:i]) for i in range(2, min(len(parts), 4) + 1))
+        elif t is ast.Call:
+            calls.append(child)  # type: ignore[arg-type]
+        elif t is ast.Assign:
+            target = child.targets[0]  # type: ignore[attr-defined]
+            if isinstance(target, ast.Name):
+                value = _const_str(child.value, scope)  # type: ignore[attr-defined]
+                if value is not None:
+                    scope[target.id] = value
+        elif t is ast.Import or t is ast.ImportFrom:
+            imports.append(child)  # type: ignore[arg-type]
+    sql = [fact for call in calls for fact in _sql_from_call(call, scope)]
+    model_strings = [m for call in calls for m in _model_strings(call)]
     line = getattr(node, "lineno", 1)
     return UnitFact(name=name, line=line, kind=kind, refs=tuple(sorted(refs)),
                     model_strings=tuple(model_strings), sql=tuple(sql))
@@ -335,16 +343,15 @@ def python_facts(source: str | bytes, module: str, is_package: bool = False,
                          error=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
     text_lines = (source.count(b"\n") if isinstance(source, bytes) else source.count("\n")) + 1
     c = _Collector(module, is_package)
-    c.imports(tree)
     c.module_consts(tree)
     classes = tuple(_class_fact(n) for n in tree.body if isinstance(n, ast.ClassDef))
-    units = [_unit(n, n.name, "class" if isinstance(n, ast.ClassDef) else "function", c.consts)
-             for n in tree.body
-             if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)]
-    rest = ast.Module(body=[n for n in tree.body if not isinstance(
-        n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef | ast.Import | ast.ImportFrom)],
-        type_ignores=[])
-    units.append(_unit(rest, "<module>", "module", c.consts))
+    imports: list[ast.Import | ast.ImportFrom] = []
+    defs = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    units = [_unit(n, n.name, "class" if isinstance(n, ast.ClassDef) else "function", c.consts,
+                   imports) for n in tree.body if isinstance(n, defs)]
+    rest = ast.Module(body=[n for n in tree.body if not isinstance(n, defs)], type_ignores=[])
+    units.append(_unit(rest, "<module>", "module", c.consts, imports))
+    c.imports(imports)
     urls, routers = _urls(tree, c.consts) if _looks_like_urls(module, c) else ([], [])
     return FileFacts(
         path=path, module=module, is_package=is_package, lines=text_lines,

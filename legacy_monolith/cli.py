@@ -14,15 +14,7 @@ from typing import Any
 
 import click
 
-
-class MonolithError(Exception):
-    """A monolith command failed; printed by ``strangler`` as one line, exit 2.
-
-    Tree: MonolithError; legacy_monolith.seed.SeedError and
-    legacy_monolith.workload.WorkloadError carry the same marker.
-    """
-
-    strangler_user_error = True
+from legacy_monolith.errors import MonolithError
 
 
 def _setup_django() -> None:
@@ -64,7 +56,19 @@ def check_database(require_migrated: bool) -> None:
         )
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Turn click's three-line usage errors into one MonolithError line (exit 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            sub = exc.ctx.info_name if exc.ctx and exc.ctx.command is not self else ""
+            hint = " ".join(w for w in ("strangler monolith", sub, "--help") if w)
+            raise MonolithError(f"{exc.format_message()} (see `{hint}`)") from exc
+
+
+@click.group(cls=OneLineErrors)
 def monolith() -> None:
     """Run, seed and drive the demo monolith (Django + DRF online shop).
 

@@ -66,12 +66,6 @@ ALICE = ("alice", "alice-password")
 SHOPPER_PASSWORD = "shopper-password"  # noqa: S105 - demo credentials, documented
 
 
-class SeedError(Exception):
-    """Seeding could not run; the message says why and how to fix it."""
-
-    strangler_user_error = True
-
-
 @dataclass(frozen=True)
 class SeedSize:
     """How much of everything to create."""
@@ -262,16 +256,17 @@ def seed_orders(rng: random.Random, size: SeedSize, users: list[User],
                 products: list[Product], ref: dict[str, list[Any]]) -> list[Order]:
     """Orders in every status, their lines, payments, reservations and shipments."""
     shoppers = users[1:]
+    address_of = dict(Address.objects.order_by("user_id", "-id").values_list("user_id", "id"))
     plans = []
     for i in range(1, size.orders + 1):
         lines = [(p, rng.randint(1, 3)) for p in rng.sample(products, rng.randint(1, 4))]
         total = money(sum((p.price * q for p, q in lines), Decimal(0)))
         user = rng.choice(shoppers)
         plans.append((Order(number=order_number(i), user=user,
+                            shipping_address_id=address_of.get(user.pk),
                             status=_weighted(rng, STATUSES), total=total), lines))
     orders = _bulk(Order, (order for order, _ in plans))
     _fix_numbers(orders)
-    _attach_addresses(orders)
     order_lines = _bulk(OrderLine, (
         OrderLine(order=o, product=p, product_name=p.name, unit_price=p.price, quantity=q)
         for o, (_, lines) in zip(orders, plans, strict=True) for p, q in lines
@@ -290,13 +285,6 @@ def _fix_numbers(orders: list[Order]) -> None:
     for order in wrong:
         order.number = order_number(order.pk)
     Order.objects.bulk_update(wrong, ["number"], batch_size=BATCH)
-
-
-def _attach_addresses(orders: list[Order]) -> None:
-    first = dict(Address.objects.order_by("user_id", "id").values_list("user_id", "id"))
-    for order in orders:
-        order.shipping_address_id = first.get(order.user_id)
-    Order.objects.bulk_update(orders, ["shipping_address"], batch_size=BATCH)
 
 
 def _seed_payments(orders: list[Order]) -> None:

@@ -76,6 +76,7 @@ def _database() -> dict[str, object]:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(DATA_DIR / "monolith.sqlite3"),
+        "CONN_MAX_AGE": 60,  # one connection per worker, not one (and its PRAGMAs) per request
         # IMMEDIATE: take the write lock at BEGIN, so two gunicorn workers queue for it
         # (busy timeout) instead of failing with "database is locked" on lock upgrade.
         "OPTIONS": {

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from legacy_monolith.errors import MonolithError
+
 SHOPPERS = (("alice", "alice-password"),) + tuple(
     (f"shopper{i:04d}", "shopper-password") for i in range(1, 5)
 )
@@ -30,10 +32,8 @@ JOURNEYS: tuple[tuple[str, int], ...] = (
 )
 
 
-class WorkloadError(Exception):
+class WorkloadError(MonolithError):
     """The workload cannot run (bad arguments, unreachable shop)."""
-
-    strangler_user_error = True
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from strangler_proxy.server import (
     describe,
     listen_socket,
     protocol_factory,
+    watchdog,
 )
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
@@ -122,6 +123,7 @@ class ProxyApp:
         self.server = await loop.create_server(protocol_factory(self.state, loop),
                                                sock=proxy_sock, backlog=1024)
         self.proxy_address = describe(proxy_sock)
+        self.tasks.append(loop.create_task(watchdog(self.state)))
         if self.with_admin and admin_sock is not None and self.token:
             self.admin = AdminServer(self, self.token)
             await self.admin.start(admin_sock)

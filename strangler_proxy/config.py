@@ -333,6 +333,9 @@ class _Reader:
             found = self.lines.get(path[:end])
             if found:
                 return found
+            inside = [n for key, n in self.lines.items() if key[:end] == path[:end]]
+            if inside:
+                return min(inside)
         return None
 
     def table(self, data: Any, path: tuple[str | int, ...], schema: str) -> dict[str, Any]:

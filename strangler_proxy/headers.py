@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import count
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -31,6 +32,9 @@ FORWARDING = frozenset({
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
     b"x-real-ip", b"forwarded",
 })
+REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | frozenset({b"expect", b"x-request-id",
+                                                             b"via"})
+RESPONSE_DROP = HOP_BY_HOP | FRAMING
 VIA = b"1.1 strangler"
 _KEPT_WHEN_TRUSTED = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),
                       (b"x-forwarded-port", b"X-Forwarded-Port"))
@@ -58,6 +62,44 @@ def request_id_of(value: bytes | None) -> str:
     if value and _REQUEST_ID.fullmatch(value):
         return value.decode("ascii")
     return new_request_id()
+
+
+@lru_cache(maxsize=256)
+def connection_tokens_of(value: bytes) -> frozenset[bytes]:
+    """The lower-cased names in one (joined) ``Connection`` value; cached, values repeat.
+
+    >>> sorted(connection_tokens_of(b"Keep-Alive, X-Hop"))
+    [b'keep-alive', b'x-hop']
+    """
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
+def request_head(start: bytes, headers: Sequence[tuple[bytes, bytes]], lowers: Sequence[bytes],
+                 tokens: frozenset[bytes], drop_host: bool, tail: bytes) -> bytes:
+    """The request head for an upstream, in one pass: ``start`` (request line, maybe Host),
+    the client's end-to-end headers, then ``tail`` (forwarded, request id, framing, CRLF).
+
+    Hop-by-hop, framing, forwarding, ``Expect``, ``Via`` and ``X-Request-ID`` headers of the
+    client are dropped here because the tail re-adds the proxy's own.
+
+    >>> request_head(b"GET / HTTP/1.1\\r\\n", [(b"Connection", b"X-A"), (b"X-A", b"1"),
+    ...              (b"Accept", b"*/*")], [b"connection", b"x-a", b"accept"],
+    ...              frozenset({b"x-a"}), False, b"\\r\\n")
+    b'GET / HTTP/1.1\\r\\nAccept: */*\\r\\n\\r\\n'
+    """
+    parts = [start]
+    drop = REQUEST_DROP
+    for (name, value), lower in zip(headers, lowers, strict=True):
+        if lower in drop or lower in tokens or (drop_host and lower == b"host"):
+            continue
+        parts.append(b"%s: %s\r\n" % (name, value))
+    parts.append(tail)
+    return b"".join(parts)
+
+
+def serialize_lines(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Header lines, each ending with CRLF (no start line, no final empty line)."""
+    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -199,7 +241,9 @@ def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes
 
 
 __all__ = [
-    "FORWARDING", "FRAMING", "HOP_BY_HOP", "REASONS", "client_address", "connection_tokens",
+    "FORWARDING", "FRAMING", "HOP_BY_HOP", "REASONS", "REQUEST_DROP", "RESPONSE_DROP", "VIA",
+    "client_address", "connection_tokens", "connection_tokens_of", "request_head",
+    "serialize_lines",
     "end_to_end", "error_response", "forwarded_headers", "is_trusted", "new_request_id",
     "request_id_of", "rewrite_location", "serialize_head",
 ]

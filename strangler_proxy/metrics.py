@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
@@ -94,7 +96,7 @@ class Metrics:
 
 
 def _counter(out: list[str], name: str, help_text: str, label_names: tuple[str, ...],
-             values: dict[tuple[str, ...], int] | defaultdict[tuple[str, ...], int]) -> None:
+             values: Mapping[Any, int]) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
     out += [f"{name}{{{_labels(label_names, key)}}} {n}" for key, n in sorted(values.items())]
 

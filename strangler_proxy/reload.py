@@ -37,7 +37,7 @@ class Reloader:
         self.path = Path(path)
         self.apply = apply
         self.count = count
-        self.seen_text = initial_text
+        self.seen_text = self.active_text = initial_text
         self.status = ReloadStatus(last_reload=now_iso())
 
     def check(self, force: bool = False) -> tuple[bool, str]:
@@ -46,13 +46,18 @@ class Reloader:
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
             return self._failed(text=None, message=f"{self.path}: cannot read: {exc}")
-        if text == self.seen_text and not force:
+        if text == self.active_text:
+            if self.seen_text != text:  # a bad edit was reverted: nothing to apply
+                self.seen_text = text
+                self.status.last_error = ""
             return True, "unchanged"
+        if text == self.seen_text and not force:
+            return False, self.status.last_error  # the bad file seen before, logged once
         try:
             config = parse_config(text, source=str(self.path))
         except ConfigError as exc:
             return self._failed(text, str(exc))
-        self.seen_text = text
+        self.seen_text = self.active_text = text
         self.apply(config)
         self.status.version += 1
         self.status.last_reload = now_iso()

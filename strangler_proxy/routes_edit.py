@@ -91,7 +91,7 @@ def is_promotion(old: dict[str, Any], new: dict[str, Any]) -> bool:
         return False
     if new["mode"] != old["mode"]:
         return not (old["mode"] == "service" and new["mode"] == "canary")
-    return new["mode"] == "canary" and new["percent"] > old["percent"]
+    return bool(new["mode"] == "canary" and new["percent"] > old["percent"])
 
 
 GateCheck = Callable[[ProxyConfig, str, str], Any]

@@ -32,16 +32,19 @@ import httptools
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig, Upstream
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
 from strangler_proxy.headers import (
-    FORWARDING,
+    RESPONSE_DROP,
+    VIA,
     RawHeaders,
     client_address,
+    connection_tokens_of,
     end_to_end,
     error_response,
     forwarded_headers,
     is_trusted,
+    request_head,
     request_id_of,
     rewrite_location,
-    serialize_head,
+    serialize_lines,
 )
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import Decision, RouteTable
@@ -67,6 +70,7 @@ class ProxyState:
     metrics: Metrics
     sink: ShadowSink = field(default_factory=NullSink)
     loop: asyncio.AbstractEventLoop | None = None
+    inflight: set[Exchange] = field(default_factory=set)
 
     @property
     def config(self) -> ProxyConfig:
@@ -195,15 +199,20 @@ class UpstreamConnection(asyncio.Protocol):
         if self.replace_parser:
             self.parser = httptools.HttpResponseParser(self)
             self.replace_parser = False
+        client = exchange.client
+        client.batch = []  # one write to the client per read from the upstream
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            client.flush()
             self._start_tunnel(data[upgrade.args[0]:])
         except httptools.HttpParserError as exc:
             self.pool.metrics.upstream_error(self.pool.upstream.name, "protocol")
             if self.exchange is not None:
                 self.exchange.upstream_failed("protocol", f"invalid response: {exc}")
             self.close()
+        finally:
+            client.flush()
 
     def eof_received(self) -> bool | None:
         return None
@@ -235,13 +244,19 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.headers = []
+        self.lowers: list[bytes] = []
+        self.rmap: dict[bytes, bytes] = {}
         self.reason = b""
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
         self.headers.append((name, value))
+        self.lowers.append(lower)
+        rmap = self.rmap
+        rmap[lower] = rmap[lower] + b", " + value if lower in rmap else value
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -250,7 +265,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.exchange is not None:
             if not self.parser.should_keep_alive():
                 self.reusable = False
-            self.exchange.response_head(status, self.reason, self.headers)
+            self.exchange.response_head(status, self.reason, self.headers, self.lowers,
+                                        self.rmap)
             if self.exchange is not None and self.exchange.method == "HEAD":
                 # llhttp cannot be told the request was HEAD; a HEAD answer has no body
                 # whatever its Content-Length says, so end here and use a fresh parser next.
@@ -304,63 +320,58 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class Exchange:
-    """One request/response through the proxy: the glue between the two parsers."""
+    """One request/response through the proxy: the glue between the two parsers.
 
-    __slots__ = (
-        "client", "state", "table", "method", "url", "headers", "hmap", "decision", "upstream",
-        "conn", "pending", "head_bytes", "request_done", "chunked_request", "started",
-        "status", "response_started", "chunked_response", "close_delimited", "keep_alive",
-        "start", "last_activity", "timer", "request_id", "tee_request", "tee_response",
-        "tee_truncated", "body_bytes", "replay_body", "replayable", "sent_bytes", "finished",
-        "websocket", "fallen_back", "response_headers", "host", "path", "query",
-        "response_truncated", "bytes_to_service", "reused", "retried", "http11",
-    )
+    Most attributes are class-level defaults so that creating one costs a handful of stores
+    (the per-request constructor showed up in the benchmark profile).
+    """
+
+    decision: Decision | None = None
+    upstream = MONOLITH
+    conn: UpstreamConnection | None = None
+    head_bytes = b""
+    request_done = False
+    chunked_request = False
+    started = False
+    status = 0
+    response_started = False
+    chunked_response = False
+    close_delimited = False
+    keep_alive = True
+    http11 = True
+    start = 0.0
+    last_activity = 0.0
+    request_id = ""
+    tee_request: bytearray | None = None
+    tee_response: bytearray | None = None
+    tee_truncated = False
+    response_truncated = False
+    body_bytes = 0
+    replay_body: list[bytes] | None = None
+    replayable = True
+    bytes_to_service = False
+    reused = False
+    retried = False
+    finished = False
+    websocket = False
+    fallen_back = ""
+    response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
+    host = b""
+    path = "/"
+    query = ""
+    tokens: frozenset[bytes] = frozenset()
 
     def __init__(self, client: ClientConnection, method: str, url: bytes,
-                 headers: RawHeaders) -> None:
+                 headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes]) -> None:
         self.client = client
         self.state = client.state
         self.table = client.state.table  # in-flight requests keep the table they started on
         self.method = method
         self.url = url
         self.headers = headers
-        self.hmap: dict[bytes, bytes] = {}
-        self.decision: Decision | None = None
-        self.upstream = MONOLITH
-        self.conn: UpstreamConnection | None = None
+        self.lowers = lowers
+        self.hmap = hmap
         self.pending: list[bytes] = []
-        self.head_bytes = b""
-        self.request_done = False
-        self.chunked_request = False
-        self.started = False
-        self.status = 0
-        self.response_started = False
-        self.chunked_response = False
-        self.close_delimited = False
-        self.keep_alive = True
-        self.http11 = True
-        self.start = 0.0
-        self.last_activity = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.request_id = ""
-        self.tee_request: bytearray | None = None
-        self.tee_response: bytearray | None = None
-        self.tee_truncated = False
-        self.response_truncated = False
-        self.body_bytes = 0
-        self.replay_body: list[bytes] | None = None
-        self.replayable = True
-        self.sent_bytes = 0
-        self.bytes_to_service = False
-        self.reused = False
-        self.retried = False
-        self.finished = False
-        self.websocket = False
-        self.fallen_back = ""
-        self.response_headers: RawHeaders = []
-        self.host = b""
-        self.path = "/"
-        self.query = ""
 
     def loop_time(self) -> float:
         """Monotonic time of the event loop."""
@@ -373,10 +384,9 @@ class Exchange:
         client = self.client
         config = self.table.config
         hmap = self.hmap
-        for name, value in self.headers:
-            lower = name.lower()
-            hmap[lower] = hmap[lower] + b"; " + value \
-                if lower == b"cookie" and lower in hmap else value
+        connection = hmap.get(b"connection")
+        if connection is not None:
+            self.tokens = connection_tokens_of(connection)
         self.request_id = request_id_of(hmap.get(b"x-request-id"))
         url = self.url
         if not url.startswith(b"/"):
@@ -409,26 +419,34 @@ class Exchange:
     def build_head(self, url: bytes, upstream_name: str) -> bytes:
         """The request head for ``upstream_name``, with forwarded and framing headers."""
         client = self.client
-        pool = self.state.pools[upstream_name]
-        upstream = pool.upstream
-        headers = end_to_end(self.headers, FORWARDING | _DROP_REQUEST)
+        upstream = self.state.pools[upstream_name].upstream
         host = self.host
-        if upstream.host == "rewrite" or not host:
-            headers = [(n, v) for n, v in headers if n.lower() != b"host"]
-            headers.insert(0, (b"Host", upstream.netloc.encode()))
-        headers += forwarded_headers(self.headers if client.trusted else (), client.peer,
-                                     client.trusted, host or upstream.netloc.encode())
-        headers.append((b"X-Request-ID", self.request_id.encode()))
-        if self.websocket:
-            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+        rewrite = upstream.host == "rewrite" or not host
         hmap = self.hmap
-        if b"content-length" in hmap:
-            headers.append((b"Content-Length", hmap[b"content-length"]))
+        if client.trusted:
+            forwarded = serialize_lines(forwarded_headers(
+                self.headers, client.peer, True, host or upstream.netloc.encode()))
+        else:
+            via = hmap.get(b"via")
+            forwarded = b"%sX-Forwarded-Host: %s\r\nVia: %s\r\n" % (
+                client.forwarded_prefix, host or upstream.netloc.encode(),
+                via + b", " + VIA if via else VIA)
+        tail = [forwarded, b"X-Request-ID: ", self.request_id.encode(), b"\r\n"]
+        if self.websocket:
+            tail.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+        length = hmap.get(b"content-length")
+        if length is not None:
+            tail += [b"Content-Length: ", length, b"\r\n"]
         elif b"transfer-encoding" in hmap:
             self.chunked_request = True
-            headers.append((b"Transfer-Encoding", b"chunked"))
+            tail.append(b"Transfer-Encoding: chunked\r\n")
+        tail.append(b"\r\n")
         target = (upstream.base_path.encode() + url) if upstream.base_path else url
-        return serialize_head(b"%s %s HTTP/1.1" % (self.method.encode(), target), headers)
+        start = b"%s %s HTTP/1.1\r\n" % (self.method.encode(), target)
+        if rewrite:
+            start += b"Host: " + upstream.netloc.encode() + b"\r\n"
+        return request_head(start, self.headers, self.lowers, self.tokens, rewrite,
+                            b"".join(tail))
 
     def begin(self) -> None:
         """Start forwarding: take a pooled connection or open one."""
@@ -441,7 +459,7 @@ class Exchange:
             self.attach(conn)
         else:
             self.client.loop.create_task(self.connect(pool))
-        self.arm_timer(pool.upstream)
+        self.state.inflight.add(self)
 
     async def connect(self, pool: UpstreamPool) -> None:
         try:
@@ -467,26 +485,18 @@ class Exchange:
         conn.reusable = True
         data = b"".join([self.head_bytes, *self.pending])
         self.pending = []
-        self.sent_bytes += len(data)
         if self.upstream != MONOLITH:
             self.bytes_to_service = True
         conn.write(data)
 
-    def arm_timer(self, upstream: Upstream) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        delay = min(upstream.read_timeout, upstream.total_timeout)
-        self.timer = self.client.loop.call_later(delay, self.check_timeout, upstream)
-
-    def check_timeout(self, upstream: Upstream) -> None:
+    def check_timeout(self, now: float) -> None:
+        """Called by the watchdog: answer 504 when the upstream is silent or slow too long."""
         if self.finished:
+            self.state.inflight.discard(self)
             return
-        now = self.loop_time()
+        upstream = self.state.pools[self.upstream].upstream
         idle = now - self.last_activity
-        total = now - self.start
-        if idle < upstream.read_timeout and total < upstream.total_timeout:
-            left = min(upstream.read_timeout - idle, upstream.total_timeout - total)
-            self.timer = self.client.loop.call_later(left, self.check_timeout, upstream)
+        if idle < upstream.read_timeout and now - self.start < upstream.total_timeout:
             return
         which = "read" if idle >= upstream.read_timeout else "total"
         self.state.metrics.upstream_error(upstream.name, "timeout")
@@ -511,8 +521,7 @@ class Exchange:
                 self.replayable = False
         data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_request else chunk
         if self.conn is not None:
-            self.sent_bytes += len(data)
-            self.conn.write(data)
+                self.conn.write(data)
         else:
             self.pending.append(data)
 
@@ -541,52 +550,55 @@ class Exchange:
 
     # -- response side ---------------------------------------------------------------------
 
-    def response_head(self, status: int, reason: bytes, headers: RawHeaders) -> None:
+    def response_head(self, status: int, reason: bytes, headers: RawHeaders,
+                      lowers: list[bytes], rmap: dict[bytes, bytes]) -> None:
         if self.finished:
             return
         self.status = status
         if status >= 500 and self.may_fall_back(idempotent_only=True):
             self.fall_back(f"status_{status}")
             return
-        client = self.client
-        config = self.table.config
-        lower = {n.lower() for n, _ in headers}
-        no_body = self.method == "HEAD" or status in NO_BODY_STATUSES or status < 200
-        self.close_delimited = not no_body and b"content-length" not in lower and \
-            b"transfer-encoding" not in lower
-        out = end_to_end(headers)
-        for i, (name, value) in enumerate(out):
-            if name.lower() == b"location":
-                origin = (b"http://" + self.host) if self.host else b""
-                out[i] = (name, rewrite_location(value, self.state.pools[self.upstream].origins,
-                                                 origin))
+        method = self.method
+        no_body = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
+        length = rmap.get(b"content-length")
+        self.close_delimited = not no_body and length is None and \
+            b"transfer-encoding" not in rmap
+        connection = rmap.get(b"connection")
+        tokens = connection_tokens_of(connection) if connection is not None else frozenset()
         if self.tee_request is not None:
             self.response_headers = list(headers)
             self.tee_response = bytearray()
-        if config.proxy.route_header and self.decision is not None:
-            out.append((b"X-Strangler-Route", self.route_header()))
-        if b"x-request-id" not in lower:
-            out.append((b"X-Request-ID", self.request_id.encode()))
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
+        for (name, value), lower in zip(headers, lowers, strict=True):
+            if lower in RESPONSE_DROP or lower in tokens:
+                continue
+            if lower == b"location":
+                value = rewrite_location(value, self.state.pools[self.upstream].origins,
+                                         b"http://" + self.host if self.host else b"")
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if self.table.config.proxy.route_header and self.decision is not None:
+            parts += [b"X-Strangler-Route: ", self.route_header(), b"\r\n"]
+        if b"x-request-id" not in rmap:
+            parts += [b"X-Request-ID: ", self.request_id.encode(), b"\r\n"]
         if status == 101:
-            out += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+            parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
         elif not no_body:
-            if b"content-length" in lower:
-                out.append((b"Content-Length", _get(headers, b"content-length")))
+            if length is not None:
+                parts += [b"Content-Length: ", length, b"\r\n"]
             elif self.http11:
                 self.chunked_response = True
-                out.append((b"Transfer-Encoding", b"chunked"))
+                parts.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False
-        elif status in NO_BODY_STATUSES or self.method == "HEAD":
-            cl = _get(headers, b"content-length")
-            if cl and self.method == "HEAD":
-                out.append((b"Content-Length", cl))
+        elif method == "HEAD" and length is not None:
+            parts += [b"Content-Length: ", length, b"\r\n"]
         if not self.keep_alive:
-            out.append((b"Connection", b"close"))
+            parts.append(b"Connection: close\r\n")
         elif not self.http11:
-            out.append((b"Connection", b"keep-alive"))
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
         self.response_started = True
-        client.write(serialize_head(b"HTTP/1.1 %d %s" % (status, reason or b"-"), out))
+        self.client.write(b"".join(parts))
 
     def route_header(self) -> bytes:
         """``NAME;target=UPSTREAM`` (plus ``;fallback=WHY`` when the monolith stepped in)."""
@@ -633,9 +645,7 @@ class Exchange:
 
     def finish(self) -> None:
         self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"
         elapsed = self.loop_time() - self.start
@@ -755,16 +765,6 @@ class Exchange:
                              "response was complete")
 
 
-_DROP_REQUEST = frozenset({b"expect", b"x-request-id"})
-
-
-def _get(headers: RawHeaders, lower_name: bytes) -> bytes:
-    for name, value in headers:
-        if name.lower() == lower_name:
-            return value
-    return b""
-
-
 def _text_headers(headers: RawHeaders) -> tuple[tuple[str, str], ...]:
     return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
 
@@ -790,6 +790,11 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False
         self.tunnel: UpstreamConnection | None = None
         self.access_log = state.config.proxy.access_log == "json"
+        self.batch: list[bytes] | None = None
+        self.max_header_bytes = state.config.proxy.max_header_bytes
+        self.forwarded_prefix = b""
+        self.lowers: list[bytes] = []
+        self.hmap: dict[bytes, bytes] = {}
         self.rejected = False
 
     # asyncio callbacks
@@ -798,6 +803,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = self.client_ip = str(peer[0]) if peer else ""
         self.trusted = is_trusted(self.peer, self.state.config.proxy.trusted_proxies)
+        self.forwarded_prefix = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
+            self.peer.encode("latin-1"))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -836,8 +843,7 @@ class ClientConnection(asyncio.Protocol):
         for exchange in self.queue:
             if not exchange.finished:
                 exchange.finished = True
-                if exchange.timer is not None:
-                    exchange.timer.cancel()
+                self.state.inflight.discard(exchange)
                 conn = exchange.conn
                 if conn is not None:
                     conn.exchange = None
@@ -867,23 +873,35 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.lowers = []
+        self.hmap = {}
         self.header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.header_bytes += len(url)
-        if self.header_bytes > self.state.config.proxy.max_header_bytes:
+        if self.header_bytes > self.max_header_bytes:
             raise _Reject(431, "the request line and headers are too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.state.config.proxy.max_header_bytes:
+        if self.header_bytes > self.max_header_bytes:
             raise _Reject(431, "the request headers are too large")
+        lower = name.lower()
         self.headers.append((name, value))
+        self.lowers.append(lower)
+        hmap = self.hmap
+        if lower in hmap:
+            if lower == b"host":
+                raise _Reject(400, "more than one Host header")
+            hmap[lower] = hmap[lower] + (b"; " if lower == b"cookie" else b", ") + value
+        else:
+            hmap[lower] = value
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        exchange = Exchange(self, parser.get_method().decode("ascii"), self.url, self.headers)
+        exchange = Exchange(self, parser.get_method().decode("ascii"), self.url, self.headers,
+                            self.lowers, self.hmap)
         exchange.http11 = parser.get_http_version() == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
@@ -921,9 +939,19 @@ class ClientConnection(asyncio.Protocol):
 
     # connection-level API
     def write(self, data: bytes) -> None:
-        """Send bytes to the client."""
-        if self.transport is not None and not self.closing:
+        """Send bytes to the client (collected while a batch is open, see :meth:`flush`)."""
+        batch = self.batch
+        if batch is not None:
+            batch.append(data)
+        elif self.transport is not None and not self.closing:
             self.transport.write(data)
+
+    def flush(self) -> None:
+        """Close the open batch and send it with one write (one syscall per upstream read)."""
+        batch = self.batch
+        self.batch = None
+        if batch and self.transport is not None and not self.closing:
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def pause(self, reason: str) -> None:
         """Stop reading from the client for ``reason`` (reasons nest)."""
@@ -939,12 +967,14 @@ class ClientConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after flushing what was written."""
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.closing = True
 
     def abort(self) -> None:
         """Drop the connection now."""
+        self.batch = None
         if self.transport is not None:
             self.transport.abort()
         self.closing = True
@@ -958,8 +988,7 @@ class ClientConnection(asyncio.Protocol):
             current.conn.abort()  # the upstream never gets a complete request
         if current is not None:
             current.finished = True
-            if current.timer is not None:
-                current.timer.cancel()
+            self.state.inflight.discard(current)
         self.state.metrics.observe("none", "proxy", status, 0.0)
         if self.queue and self.queue[-1] is current:
             self.queue.pop()
@@ -1021,6 +1050,20 @@ class _Reject(Exception):  # noqa: N818 - internal signal, never escapes this mo
         self.message = message
 
 
+async def watchdog(state: ProxyState, tick: float = 0.1) -> None:
+    """Check in-flight exchanges for read/total timeouts every ``tick`` seconds.
+
+    One periodic task instead of a timer per request: arming and cancelling a timer per
+    request cost more than the whole routing decision. Timeouts fire up to ``tick`` late.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(tick)
+        now = loop.time()
+        for exchange in list(state.inflight):
+            exchange.check_timeout(now)
+
+
 def protocol_factory(state: ProxyState, loop: asyncio.AbstractEventLoop,
                      ) -> Callable[[], ClientConnection]:
     """The factory ``loop.create_server`` needs."""
@@ -1063,4 +1106,4 @@ def describe(sock: socket.socket) -> str:
 
 
 __all__ = ["ClientConnection", "NullSink", "ProxyState", "UpstreamPool", "build_pools",
-           "describe", "listen_socket", "protocol_factory"]
+           "describe", "listen_socket", "protocol_factory", "watchdog"]

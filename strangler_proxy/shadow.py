@@ -232,7 +232,8 @@ class ShadowRunner:
             self._start_tasks()
         assert self._queue is not None
         method = offer.request.method.upper()
-        repeat = method in SAFE_METHODS and self._rng() * 100 < self.config.shadow.noise_percent
+        noise = self.config.shadow.noise_percent
+        repeat = method in SAFE_METHODS and noise > 0 and self._rng() * 100 < noise
         try:
             self._queue.put_nowait(_Job(offer, repeat, time.monotonic()))
         except asyncio.QueueFull:

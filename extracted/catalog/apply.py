@@ -50,7 +50,9 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     """Apply a batch in order, in one transaction, and move the stream's position.
 
     ``position`` is the relay's low-water mark after this batch (every event at or below it
-    has been delivered); it only ever moves forward.
+    has been delivered); it only ever moves forward. The batch is decided in memory first
+    (duplicates, stale, gaps, the final state of each aggregate) and then written with a
+    handful of bulk statements, whatever its size.
     """
     counts = {"applied": 0, "duplicates": 0, "stale": 0}
     with transaction.atomic():
@@ -58,38 +60,24 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
             ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
             .values_list("event_id", flat=True)
         )
+        plan = _Plan(_versions({e.aggregate_key for e in events}))
+        processed: list[ProcessedEvent] = []
         for event in events:
             if event.id in seen:
                 counts["duplicates"] += 1
                 continue
             seen.add(event.id)
-            outcome = _apply_one(event)
+            outcome = plan.add_event(event)
             counts[outcome] += 1
-            ProcessedEvent.objects.create(
+            processed.append(ProcessedEvent(
                 event_id=event.id, stream=stream, position=event.position,
                 aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
                 sequence=event.sequence, outcome=outcome,
-            )
+            ))
+        plan.write()
+        ProcessedEvent.objects.bulk_create(processed)
         new_position = _advance(stream, position)
-        _reset_sequences_if_needed()
     return ApplyResult(position=new_position, **counts)
-
-
-def _apply_one(event: OutboxEvent) -> str:
-    spec = spec_for(event.aggregate_type)
-    version = _version(event.aggregate_type, event.aggregate_id)
-    if version is not None and event.sequence <= version.sequence:
-        return "stale"
-    if version is not None and event.sequence > version.sequence + 1:
-        raise SequenceGap(
-            f"{event.aggregate_type}:{event.aggregate_id} expected sequence "
-            f"{version.sequence + 1}, got {event.sequence} (event {event.id}): an earlier "
-            "event is missing; run `strangler reconcile` and see docs/reliability.md"
-        )
-    _write(spec, event.aggregate_id, event.type, event.payload)
-    _save_version(event.aggregate_type, event.aggregate_id, event.sequence,
-                  deleted=event.type == "deleted", existing=version)
-    return "applied"
 
 
 def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -98,69 +86,117 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]]) -> di
     ``sequence`` is the source's last outbox sequence for that row, read in the same
     snapshot as the row, so the event stream can start before or after the copy.
     """
-    spec = spec_for(aggregate_type)
+    rows = list(rows)
+    spec_for(aggregate_type)
+    keys = {(aggregate_type, str(row["id"])) for row in rows}
     copied = skipped = 0
     with transaction.atomic():
+        plan = _Plan(_versions(keys))
         for row in rows:
-            key, sequence = str(row["id"]), int(row["sequence"])
-            version = _version(aggregate_type, key)
-            if version is not None and sequence <= version.sequence:
+            if plan.add_state(aggregate_type, str(row["id"]), int(row["sequence"]), "updated",
+                              row["fields"]):
+                copied += 1
+            else:
                 skipped += 1
-                continue
-            _write(spec, key, "updated", row["fields"])
-            _save_version(aggregate_type, key, sequence, deleted=False, existing=version)
-            copied += 1
-        _reset_sequences_if_needed()
+        plan.write()
     return {"copied": copied, "skipped": skipped}
 
 
-def _version(aggregate_type: str, aggregate_id: str) -> AggregateVersion | None:
-    query = AggregateVersion.objects.filter(
-        aggregate_type=aggregate_type, aggregate_id=aggregate_id
-    )
-    if connection.features.has_select_for_update:
-        query = query.select_for_update()
-    return query.first()
+Key = tuple[str, str]
 
 
-def _save_version(
-    aggregate_type: str, aggregate_id: str, sequence: int, *, deleted: bool,
-    existing: AggregateVersion | None,
-) -> None:
-    if existing is None:
-        AggregateVersion.objects.create(
-            aggregate_type=aggregate_type, aggregate_id=aggregate_id, sequence=sequence,
-            deleted=deleted,
-        )
-        return
-    existing.sequence, existing.deleted = sequence, deleted
-    existing.save(update_fields=["sequence", "deleted"])
+def _versions(keys: set[Key]) -> dict[Key, AggregateVersion]:
+    """The known versions of ``keys``, locked on PostgreSQL until the batch commits."""
+    found: dict[Key, AggregateVersion] = {}
+    by_type: dict[str, list[str]] = {}
+    for kind, key in keys:
+        by_type.setdefault(kind, []).append(key)
+    for kind, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            query = AggregateVersion.objects.filter(aggregate_type=kind,
+                                                    aggregate_id__in=ids[start:start + 500])
+            if connection.features.has_select_for_update:
+                query = query.select_for_update()
+            found.update({(v.aggregate_type, v.aggregate_id): v for v in query})
+    return found
 
 
-def _write(spec: TableSpec, key: str, kind: str, payload: Mapping[str, Any]) -> None:
+class _Plan:
+    """The final state of every aggregate a batch touches, then written in bulk."""
+
+    def __init__(self, versions: dict[Key, AggregateVersion]) -> None:
+        self.versions = versions
+        self.sequence = {k: v.sequence for k, v in versions.items()}
+        self.final: dict[Key, tuple[str, Mapping[str, Any], int]] = {}
+
+    def add_event(self, event: OutboxEvent) -> str:
+        """Decide one event: "applied" or "stale"; a skipped sequence raises SequenceGap."""
+        known = self.sequence.get(event.aggregate_key)
+        if known is not None and event.sequence <= known:
+            return "stale"
+        if known is not None and event.sequence > known + 1:
+            raise SequenceGap(
+                f"{event.aggregate_type}:{event.aggregate_id} expected sequence "
+                f"{known + 1}, got {event.sequence} (event {event.id}): an earlier "
+                "event is missing; run `strangler reconcile` and see docs/reliability.md"
+            )
+        self.add_state(event.aggregate_type, event.aggregate_id, event.sequence, event.type,
+                       event.payload)
+        return "applied"
+
+    def add_state(self, kind: str, key: str, sequence: int, event_type: str,
+                  payload: Mapping[str, Any]) -> bool:
+        """Record a row's state at ``sequence`` unless a newer one is known."""
+        known = self.sequence.get((kind, key))
+        if known is not None and sequence <= known:
+            return False
+        self.sequence[(kind, key)] = sequence
+        self.final[(kind, key)] = (event_type, payload, sequence)
+        return True
+
+    def write(self) -> None:
+        """Delete, upsert and version every aggregate in its final state."""
+        groups: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = {}
+        for (kind, key), (event_type, payload, _) in self.final.items():
+            spec = spec_for(kind)
+            groups.setdefault((kind, "deleted" if event_type == "deleted" else "upsert"),
+                              []).append((_int_key(spec, key), payload))
+        for (kind, action), items in sorted(groups.items()):
+            spec = spec_for(kind)
+            if action == "deleted":
+                _delete(spec, [pk for pk, _ in items])
+            else:
+                _upsert(spec, items)
+        self._write_versions()
+
+    def _write_versions(self) -> None:
+        rows = [AggregateVersion(aggregate_type=kind, aggregate_id=key, sequence=sequence,
+                                 deleted=event_type == "deleted")
+                for (kind, key), (event_type, _, sequence) in self.final.items()]
+        AggregateVersion.objects.bulk_create(
+            rows, batch_size=500, update_conflicts=True,
+            unique_fields=["aggregate_type", "aggregate_id"], update_fields=["sequence",
+                                                                             "deleted"])
+
+
+def _delete(spec: TableSpec, pks: list[int]) -> None:
     model = apps.get_model("catalog", spec.model)
-    pk = _int_key(spec, key)
     if spec.aggregate_type in SIGNAL_TYPES:
-        _write_signal(model, spec, pk, kind, payload)
+        # Two aggregates share one signals row: forgetting one fact keeps the other.
+        reset = {f.name: None if f.nullable else False for f in spec.fields}
+        model._base_manager.filter(pk__in=pks).update(**reset)
         return
-    if kind == "deleted":
-        model._base_manager.filter(pk=pk)._raw_delete(connection.alias)
-        return
-    values = _values(model, spec, payload)
-    if not model._base_manager.filter(pk=pk).update(**values):
-        model._base_manager.create(pk=pk, **values)
+    model._base_manager.filter(pk__in=pks)._raw_delete(connection.alias)
 
 
-def _write_signal(
-    model: type[models.Model], spec: TableSpec, pk: int, kind: str, payload: Mapping[str, Any]
-) -> None:
-    # Two aggregates share one row: a stock change leaves the rating alone and vice versa.
-    if kind == "deleted":
-        values = {f.name: None if f.nullable else False for f in spec.fields}
-    else:
-        values = _values(model, spec, payload)
-    if not model._base_manager.filter(pk=pk).update(**values):
-        model._base_manager.create(pk=pk, **values)
+def _upsert(spec: TableSpec, items: list[tuple[int, Mapping[str, Any]]]) -> None:
+    model = apps.get_model("catalog", spec.model)
+    objects = [model(pk=pk, **_values(model, spec, payload)) for pk, payload in items]
+    model._base_manager.bulk_create(
+        objects, batch_size=500, update_conflicts=True,
+        unique_fields=[model._meta.pk.name], update_fields=list(spec.field_names),
+    )
+    _reset_sequences_if_needed(model)
 
 
 def _values(
@@ -190,19 +226,18 @@ def _advance(stream: str, position: int) -> int:
     return max(position, current.position)
 
 
-def _reset_sequences_if_needed() -> None:
-    """Rows arrive with the source's ids; on PostgreSQL move the id sequences past them.
+def _reset_sequences_if_needed(model: type[models.Model]) -> None:
+    """Rows arrive with the source's ids; on PostgreSQL move the id sequence past them.
 
     SQLite picks ``max(id) + 1`` by itself, so only PostgreSQL needs this, or the first
     product created through the service after cutover would collide with a copied id.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not isinstance(model._meta.pk, models.AutoField):
         return
     from django.core.management.color import no_style
 
-    catalog = apps.get_app_config("catalog").get_models()
     with connection.cursor() as cursor:
-        for sql in connection.ops.sequence_reset_sql(no_style(), list(catalog)):
+        for sql in connection.ops.sequence_reset_sql(no_style(), [model]):
             cursor.execute(sql)
 
 

@@ -70,7 +70,8 @@ def migrate(data_dir: str | None, database_url: str | None) -> None:
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except OperationalError as exc:
-        raise CatalogError(f"cannot migrate the catalog database: {exc}; check "
+        reason = " ".join(str(exc).split())  # one line, whatever the driver printed
+        raise CatalogError(f"cannot migrate the catalog database: {reason}; check "
                            "CATALOG_DATABASE_URL or --data-dir") from None
     click.echo("catalog database is up to date")
 

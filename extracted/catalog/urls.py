@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from extracted.catalog import health, internal, views
 
-router = DefaultRouter(use_regex_path=False)
+router = SimpleRouter(use_regex_path=False)
 router.register("products", views.ProductViewSet, basename="product")
 router.register("categories", views.CategoryViewSet, basename="category")
 router.register("brands", views.BrandViewSet, basename="brand")

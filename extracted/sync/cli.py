@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -16,9 +17,10 @@ from extracted.sync.relay import Relay, RelayOptions
 from extracted.sync.service import ServiceInternals
 
 DEFAULT_TOKEN = "strangler-demo-sync-token"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _source_db() -> Any:
+def _source_db() -> Callable[[F], F]:
     return click.option(
         "--source-db", envvar="STRANGLER_SOURCE_DB", required=True,
         help="URL of the producer's database, e.g. sqlite:///.demo/monolith.sqlite3 or "
@@ -26,13 +28,13 @@ def _source_db() -> Any:
     )
 
 
-def _token() -> Any:
+def _token() -> Callable[[F], F]:
     return click.option("--token", envvar="CATALOG_SYNC_TOKEN", default=DEFAULT_TOKEN,
                         show_default="the demo token",
                         help="Bearer token of the internal endpoints (env CATALOG_SYNC_TOKEN).")
 
 
-def _outbox_table() -> Any:
+def _outbox_table() -> Callable[[F], F]:
     return click.option("--outbox-table", default="outbox_outboxevent", show_default=True,
                         help="The producer's outbox table (the service's is "
                              "catalog_outboxevent).")

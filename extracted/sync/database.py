@@ -55,8 +55,8 @@ class Database:
                                    connect_timeout=5)
         except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg raise unrelated types
             raise DatabaseUnavailable(
-                f"cannot open {redact(self.url)}: {exc}; check the URL and that the database "
-                "exists (migrate the monolith first)"
+                f"cannot open {redact(self.url)}: {one_line(exc)}; check the URL and that the "
+                "database exists (migrate the monolith first)"
             ) from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -69,7 +69,8 @@ class Database:
                 return []
             return [dict(row) for row in cursor.fetchall()]
         except Exception as exc:  # noqa: BLE001
-            raise DatabaseUnavailable(f"query on {redact(self.url)} failed: {exc}") from None
+            raise DatabaseUnavailable(
+                f"query on {redact(self.url)} failed: {one_line(exc)}") from None
 
     @contextmanager
     def snapshot(self) -> Iterator[Database]:
@@ -88,6 +89,11 @@ class Database:
             self._conn.close()
         except Exception:  # noqa: BLE001, S110 - closing a broken connection is best effort
             pass
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver's error message on one line (psycopg's span several)."""
+    return " ".join(str(exc).split())
 
 
 def redact(url: str) -> str:

@@ -91,6 +91,7 @@ class Relay:
         self._backoff = options.min_backoff
         self._started = self.clock.now()
         self._last_status_write = 0.0
+        self._saved = 0
 
     def run(self) -> RelayStatus:
         """Deliver until stopped (or, with ``once``, until caught up); return the status."""
@@ -120,7 +121,7 @@ class Relay:
         """Ask the consumer where to start; False when ``once`` gave up on it."""
         while not self.stopping:
             try:
-                self.cursor.low_water = self.endpoint.position()
+                self.cursor.low_water = self._saved = self.endpoint.position()
                 self.status.position = self.cursor.low_water
                 self.status.state = "running"
                 return True
@@ -135,10 +136,14 @@ class Relay:
         events = self._fetch()
         self.cursor.advance(self.clock.now())
         if not events:
+            if self.cursor.low_water > self._saved:
+                # The mark stepped over a hole: tell the consumer, so a restart starts there.
+                self._saved = self.endpoint.deliver([], self.cursor.low_water).position
             self.status.position = self.cursor.low_water
             return False
         position = self.cursor.preview([e.position for e in events], self.clock.now())
         result = self.endpoint.deliver(events, position)
+        self._saved = result.position
         self.cursor.mark([e.position for e in events], self.clock.now())
         self._count(events, result.applied, result.duplicates, result.stale)
         return True
@@ -181,7 +186,7 @@ class Relay:
     def _refresh_lag(self) -> None:
         s = self.status
         s.head = self.outbox.head()
-        s.position = self.cursor.low_water
+        s.position, s.holes_skipped = self.cursor.low_water, self.cursor.holes_skipped
         s.lag_events = max(0, self.outbox.count_after(self.cursor.top))
         if s.lag_events == 0:
             s.lag_seconds = 0.0

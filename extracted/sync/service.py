@@ -22,8 +22,10 @@ class ServiceInternals:
 
     def snapshot(self, aggregate_type: str, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Upsert backfilled rows; returns ``{"copied", "skipped"}``."""
-        return self._call("POST", "/internal/snapshot/",
-                          json={"aggregate_type": aggregate_type, "rows": list(rows)})
+        data: dict[str, int] = self._call(
+            "POST", "/internal/snapshot/", json={"aggregate_type": aggregate_type,
+                                                 "rows": list(rows)})
+        return data
 
     def set_position(self, stream: str, position: int) -> int:
         """Move a stream's position forward (never back) to ``position``."""
@@ -33,21 +35,25 @@ class ServiceInternals:
 
     def position(self, stream: str) -> dict[str, Any]:
         """The stream's position and processed-event count."""
-        return self._call("GET", "/internal/events/", params={"stream": stream})
+        data: dict[str, Any] = self._call("GET", "/internal/events/", params={"stream": stream})
+        return data
 
     def checksums(self, aggregate_type: str, range_size: int) -> dict[str, Any]:
         """Per-range counts and digests of one aggregate type."""
-        return self._call("GET", "/internal/checksums/",
-                          params={"aggregate_type": aggregate_type, "range_size": range_size})
+        params = {"aggregate_type": aggregate_type, "range_size": range_size}
+        data: dict[str, Any] = self._call("GET", "/internal/checksums/", params=params)
+        return data
 
     def rows(self, aggregate_type: str, start: int, end: int) -> dict[str, Any]:
         """Per-row digests and fields of keys in ``[start, end)``."""
-        return self._call("GET", "/internal/rows/",
-                          params={"aggregate_type": aggregate_type, "start": start, "end": end})
+        params = {"aggregate_type": aggregate_type, "start": start, "end": end}
+        data: dict[str, Any] = self._call("GET", "/internal/rows/", params=params)
+        return data
 
     def versions(self) -> dict[str, Any]:
         """Every aggregate's last applied sequence."""
-        return self._call("GET", "/internal/versions/")
+        data: dict[str, Any] = self._call("GET", "/internal/versions/")
+        return data
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -140,7 +140,7 @@ class CatalogServer:
     port: int = 0
     process: Process | None = None
     starts: int = 0
-    _env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -154,7 +154,7 @@ class CatalogServer:
         self.starts += 1
         log = self.workdir / f"catalog-{self.starts}.log"
         env = base_env(CATALOG_DATABASE_URL=self.database_url,
-                       DJANGO_SETTINGS_MODULE="extracted.catalog.settings")
+                       DJANGO_SETTINGS_MODULE="extracted.catalog.settings", **self.extra_env)
         argv = [str(BIN / "gunicorn"), "extracted.catalog.wsgi", "--bind",
                 f"127.0.0.1:{self.port}", "--workers", "2", "--graceful-timeout", "2"]
         self.process = Process(argv, env, log).start()
@@ -230,3 +230,73 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
             with psycopg.connect(server, autocommit=True) as conn:
                 for db in created:
                     conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@dataclass
+class MonolithServer:
+    """The demo monolith, migrated and seeded small, under gunicorn on 127.0.0.1.
+
+    ``database_url`` empty means SQLite in ``workdir`` (``STRANGLER_DATA_DIR``).
+    """
+
+    workdir: Path
+    database_url: str = ""
+    port: int = 0
+    process: Process | None = None
+    seed_output: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def source_db(self) -> str:
+        """The monolith's database URL, as the relay, backfill and reconcile take it."""
+        return self.database_url or f"sqlite:///{self.workdir / 'monolith.sqlite3'}"
+
+    def env(self) -> dict[str, str]:
+        env = base_env(STRANGLER_DATA_DIR=str(self.workdir),
+                       DJANGO_SETTINGS_MODULE="legacy_monolith.settings")
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        return env
+
+    def prepare(self, size: str = "small") -> MonolithServer:
+        for argv in (["monolith", "migrate"], ["monolith", "seed", "--size", size]):
+            done = subprocess.run([*STRANGLER, *argv], env=self.env(), capture_output=True,
+                                  text=True, timeout=600, check=False)
+            assert done.returncode == 0, f"{argv}: {done.stderr[-2000:]}"
+            self.seed_output = done.stdout
+        return self
+
+    def token(self, username: str) -> str:
+        found = re.search(rf"{username}\s+password \S+\s+token (\w+)", self.seed_output)
+        assert found, f"no token for {username} in the seed's output:\n{self.seed_output}"
+        return found.group(1)
+
+    def start(self, workers: int = 2) -> MonolithServer:
+        log = self.workdir / "monolith.log"
+        argv = [sys.executable, "-m", "gunicorn", "legacy_monolith.wsgi:application", "--bind",
+                f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", "2",
+                "--graceful-timeout", "2"]
+        self.process = Process(argv, self.env(), log).start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            found = re.findall(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
+            if found:
+                self.port = int(found[-1])
+                try:
+                    if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+            assert self.process.proc is not None
+            if self.process.proc.poll() is not None:
+                raise AssertionError(f"monolith exited:\n{text[-2000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"monolith did not start:\n{log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()

@@ -63,3 +63,14 @@ def test_schema_command_writes_json_and_yaml(tmp_path: Path) -> None:
     write_schema(yaml_out)
     assert yaml_out.read_text().startswith("openapi: 3")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.django_db
+def test_write_schema_management_command(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.json"
+    call_command("write_schema", "--out", str(out), stdout=StringIO())
+    assert json.loads(out.read_text())["info"]["title"] == "Legacy shop API"

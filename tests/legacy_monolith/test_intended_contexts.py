@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from django.apps import apps
-
-import legacy_monolith
+from django.conf import settings
 
 CONTEXTS = {"catalog", "inventory", "customers", "ordering", "payments", "shipping", "reviews",
             "notifications", "shared"}
@@ -15,7 +14,7 @@ SHOP_APPS = {"common", "accounts", "store", "orders", "reviews", "notifications"
 
 
 def _intended() -> dict[str, object]:
-    path = Path(legacy_monolith.__file__).parent / "intended_contexts.json"
+    path = Path(settings.BASE_DIR) / "intended_contexts.json"
     return dict(json.loads(path.read_text()))
 
 

@@ -52,6 +52,11 @@ def test_seed_before_migrate_says_to_migrate(tmp_path: Path) -> None:
     _one_line_error(done, "unapplied migrations", "strangler monolith migrate")
 
 
+def test_unknown_size_is_one_line(tmp_path: Path) -> None:
+    done = strangler(_env(tmp_path), "seed", "--size", "huge")
+    _one_line_error(done, "--size", "huge", "strangler monolith seed --help")
+
+
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     env = _env(tmp_path, DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
     done = strangler(env, "migrate")

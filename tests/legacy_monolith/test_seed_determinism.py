@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 import pytest
@@ -73,3 +74,13 @@ def test_small_seed_has_the_promised_size_and_consistent_numbers() -> None:
 def test_large_size_meets_the_brief() -> None:
     assert SIZES["large"].products >= 10_000
     assert SIZES["large"].orders >= 50_000
+
+
+@pytest.mark.django_db
+def test_seed_management_command_matches_the_module() -> None:
+    from django.core.management import call_command
+
+    seed(SIZES["tiny"], 9)
+    expected = _fingerprint()
+    call_command("seed", "--size", "tiny", "--seed", "9", stdout=StringIO())
+    assert _fingerprint() == expected

@@ -64,7 +64,12 @@ name = "products"
 match = { path_prefix = "/api/products/" }
 mode = "shadow"
 target = "catalog"
-compare = { ignore = ["served_at", "items[*].updated_at"], headers = ["Content-Type"], tolerance = { price = 0.01 }, unordered = { tags = "" }, formats = { id = "uuid" } }
+[routes.compare]
+ignore = ["served_at", "items[*].updated_at"]
+headers = ["Content-Type"]
+tolerance = { price = 0.01 }
+unordered = { tags = "" }
+formats = { id = "uuid" }
 ''')
     rules = compile_rules(config.routes[0].compare)
     assert [(r.pattern, r.action) for r in rules.rules] == [

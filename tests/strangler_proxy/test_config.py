@@ -58,10 +58,12 @@ def _error(text: str) -> str:
     (("percent = 10", "percent = 150"),
      "routes[0].percent: 150 is not between 0 and 100 (in s.toml, line 19)"),
     (("mode = \"canary\"", "mode = \"blue\""),
-     "routes[0].mode: 'blue' is not one of monolith, shadow, canary, service (in s.toml, line 18)"),
+     "routes[0].mode: 'blue' is not one of monolith, shadow, canary, service "
+     "(in s.toml, line 18)"),
     (("target = \"catalog\"", "target = \"nope\""), "routes[0].target: 'nope' is not an upstream"),
     (("sticky = \"header:X-User-Id\"", "stiky = 1"), "routes[0].stiky: unknown key"),
-    (("listen = \"127.0.0.1:8080\"", "listen = \"8080\""), "proxy.listen: '8080' is not HOST:PORT"),
+    (("listen = \"127.0.0.1:8080\"", "listen = \"8080\""),
+     "proxy.listen: '8080' is not HOST:PORT"),
     (("token = \"change-me\"", "token_name = \"x\""), "admin: needs token"),
     (("url = \"http://127.0.0.1:8001\"", "url = \"ftp://x\""), "upstreams.catalog.url: 'ftp://x'"),
     (("[upstreams.monolith]", "[upstreams.mono]"), "upstreams: needs [upstreams.monolith]"),
@@ -84,7 +86,8 @@ def test_unknown_top_level_table_is_an_error() -> None:
 
 def test_invalid_toml_is_one_line() -> None:
     message = _error("[proxy\n")
-    assert message.startswith("not valid TOML") and "\n" not in message
+    assert message.startswith("not valid TOML")
+    assert "\n" not in message
 
 
 def test_duplicate_route_names_are_refused() -> None:
@@ -100,7 +103,8 @@ match = { path_template = "/api/products/{id}/", methods = ["GET"] }
 '''
     config = parse_config(text)
     assert len(config.warnings) == 1
-    assert "'one-product'" in config.warnings[0] and "'catalog'" in config.warnings[0]
+    assert "'one-product'" in config.warnings[0]
+    assert "'catalog'" in config.warnings[0]
 
 
 def test_shadow_and_compare_tables_parse_into_frozen_values() -> None:
@@ -108,7 +112,8 @@ def test_shadow_and_compare_tables_parse_into_frozen_values() -> None:
 compare = { ignore = ["served_at"], tolerance = { "price" = 0.01 }, formats = { "id" = "uuid" } }
 '''
     route = parse_config(text).routes[0]
-    assert route.shadow.percent == 50 and route.shadow.writes
+    assert route.shadow.percent == 50
+    assert route.shadow.writes
     assert route.shadow.rewrite.host == "svc"
     assert route.compare.ignore == ("served_at",)
     assert route.compare.tolerance["price"] == 0.01

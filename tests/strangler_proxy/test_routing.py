@@ -101,7 +101,9 @@ def test_modes_pick_the_side() -> None:
               + route("sh", '{ path = "/sh" }', mode="shadow"))
     m, s, sh = (t.decide("GET", p, {}, "ip") for p in ("/m", "/s", "/sh"))
     assert (m.upstream, s.upstream, sh.upstream) == ("monolith", "catalog", "monolith")
-    assert sh.shadow and not m.shadow and not s.shadow
+    assert sh.shadow
+    assert not m.shadow
+    assert not s.shadow
 
 
 def test_templates_methods_and_headers_filter_in_order() -> None:

@@ -41,7 +41,8 @@ def test_route_header_can_be_switched_off(tmp_path: Path) -> None:
 def test_hop_by_hop_headers_are_stripped_on_the_wire(tmp_path: Path) -> None:
     with running_proxy(tmp_path, {"monolith": answer_with("m")}) as run:
         raw_exchange(run.port, b"GET /x HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, "
-                     b"X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+                     b"X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+                     b"TE: trailers\r\n"
                      b"Proxy-Authorization: Basic Zm9v\r\nUpgrade: h2c\r\nX-Kept: yes\r\n"
                      b"Connection: close\r\n\r\n")
         raw = bytes(run.upstreams["monolith"].raw_connections[0]).lower()
@@ -85,7 +86,8 @@ def test_request_id_is_generated_or_propagated(tmp_path: Path) -> None:
     assert given.headers["x-request-id"] == "req-42"
     assert sent[0] == "req-42"
     assert made.headers["x-request-id"] == sent[1]
-    assert sent[1] and sent[1] != "req-42"
+    assert sent[1]
+    assert sent[1] != "req-42"
 
 
 def test_host_rewrite_and_location_rewrite(tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_host_rewrite_and_location_rewrite(tmp_path: Path) -> None:
     with running_proxy(tmp_path, {"monolith": redirect}, extra=extra) as run:
         text = run.config_path.read_text() + 'host = "rewrite"\n'
         run.config_path.write_text(text)
-        assert run.app.reload()[0]
+        assert run.loop.call(lambda: run.app.reload(force=True))[0]
         got = httpx.get(f"{run.url}/x", headers={"Host": "shop.example"}, timeout=5)
         req = run.upstreams["monolith"].requests[0]
     assert req.header("host") == f"127.0.0.1:{run.upstreams['monolith'].port}"
@@ -345,3 +347,63 @@ websocket = true
     assert got.startswith(b"HTTP/1.1 101")
     assert b"upgrade: websocket" in raw.lower()
     assert raw.endswith(b"client-frame")
+
+
+class RecordingSink:
+    """Collects offers, like the shadow side's sink would queue them."""
+
+    def __init__(self) -> None:
+        self.offers: list[object] = []
+
+    def offer(self, offer: object) -> bool:
+        self.offers.append(offer)
+        return True
+
+
+def test_shadow_route_serves_monolith_and_offers_the_exchange_after_the_response(
+        tmp_path: Path) -> None:
+    async def echo(req: Request, transport: asyncio.Transport) -> None:
+        transport.write(response(200, b"monolith:" + req.body))
+    routes = CATALOG_ROUTE.replace('mode = "service"', 'mode = "shadow"') + \
+        "shadow = { max_body_bytes = 8 }\n"
+    sink = RecordingSink()
+    with running_proxy(tmp_path, {"monolith": echo, "catalog": answer_with("catalog")}, routes,
+                       sink=sink) as run:
+        got = httpx.post(f"{run.url}/api/products/7?x=1", content=b"0123456789", timeout=5,
+                         headers={"X-Request-ID": "r1", "Cookie": "a=1"})
+        catalog_seen = len(run.upstreams["catalog"].requests)
+        metrics = run.app.metrics_text()
+    assert (got.text, got.headers["x-strangler-route"]) == ("monolith:0123456789",
+                                                            "catalog;target=monolith")
+    assert catalog_seen == 0  # the copy is the shadow side's job, not the forwarder's
+    (offer,) = sink.offers
+    assert offer.route == "catalog" and offer.target == "catalog"  # type: ignore[attr-defined]
+    request = offer.request  # type: ignore[attr-defined]
+    assert (request.method, request.path, request.query) == ("POST", "/api/products/7", "x=1")
+    assert (request.body, request.body_truncated, request.request_id) == (b"01234567", True, "r1")
+    assert ("Cookie", "a=1") in request.headers
+    primary = offer.primary  # type: ignore[attr-defined]
+    assert (primary.status, primary.body, primary.body_truncated) == (200, b"monolith", True)
+    assert 'strangler_shadow_offers_total{route="catalog",result="accepted"} 1' in metrics
+
+
+def test_a_failing_sink_never_hurts_the_client(tmp_path: Path) -> None:
+    class Broken:
+        def offer(self, offer: object) -> bool:
+            raise RuntimeError("boom")
+    routes = CATALOG_ROUTE.replace('mode = "service"', 'mode = "shadow"')
+    with running_proxy(tmp_path, {"monolith": answer_with("m"), "catalog": answer_with("c")},
+                       routes, sink=Broken()) as run:
+        got = [httpx.get(f"{run.url}/api/products/1", timeout=5).status_code for _ in range(3)]
+    assert got == [200, 200, 200]
+
+
+def test_access_log_writes_one_json_line_per_request(tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    import json
+    with running_proxy(tmp_path, {"monolith": answer_with("m")},
+                       proxy='access_log = "json"') as run:
+        httpx.get(f"{run.url}/logged?q=1", timeout=5, headers={"X-Request-ID": "log-1"})
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    assert [(x["path"], x["status"], x["request_id"]) for x in lines] == \
+        [("/logged", 200, "log-1")]

@@ -66,8 +66,10 @@ class Server:
         return self.httpd.seen  # type: ignore[attr-defined, no-any-return]
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.thread.is_alive():  # idempotent: a second shutdown() would wait forever
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -313,3 +315,82 @@ def test_prometheus_text_counts_events(tmp_path: Path, servers: tuple[Server, Se
     assert 'strangler_shadow_events_total{route="products",event="accepted"} 1' in text
     assert 'event="service_mismatch"} 1' in text
     assert "strangler_shadow_queue_depth 0" in text
+
+
+# -- end to end behind the real proxy ---------------------------------------------------------
+
+
+def _listening() -> Any:
+    from strangler_proxy.server import listen_socket
+
+    return listen_socket("127.0.0.1:0")
+
+
+def test_shadow_behind_the_real_proxy_client_gets_monolith_store_gets_record(
+        tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    import httpx
+
+    from strangler_proxy.app import ProxyApp
+
+    monolith, service = servers
+    routes_file = tmp_path / "strangler.toml"
+    routes_file.write_text(config_text_of(tmp_path, monolith, service))
+
+    async def main() -> tuple[list[float], list[float]]:
+        app = ProxyApp(routes_file, environ={})
+        await app.start(proxy_sock=_listening(), admin_sock=_listening(), watch=False)
+        try:
+            base = f"http://{app.proxy_address}"
+            async with httpx.AsyncClient(trust_env=False) as client:
+                # given a well-behaved service: the client gets the monolith's answer
+                answer = await client.get(f"{base}/api/products/1/")
+                assert answer.json()["price"] == "9.50"
+                await app.sink.wait_idle(timeout=5)
+                # when the service hangs for 3 s on every request
+                service.handler.delay = 3.0
+                hung = [await _timed(client, f"{base}/api/products/{i}/") for i in range(10)]
+                service.handler.delay = 0.0
+                plain = [await _timed(client, f"{base}/other/{i}/") for i in range(10)]
+            return hung, plain
+        finally:
+            await app.stop(grace=1.0)
+
+    hung, plain = asyncio.run(main())
+    # then the primary path is not slowed by the hung shadow service
+    assert max(hung) < 0.4, hung
+    assert sorted(hung)[5] < sorted(plain)[5] + 0.05
+    records = stored(tmp_path)
+    first = next(r for r in records if r.path == "/api/products/1/")
+    assert (first.verdict, first.differences[0]["path"]) == ("mismatch", "$.price")
+    assert any(r.verdict == "error" for r in records)
+
+
+async def _timed(client: Any, url: str) -> float:
+    start = time.perf_counter()
+    response = await client.get(url)
+    assert response.status_code == 200
+    return time.perf_counter() - start
+
+
+def config_text_of(tmp_path: Path, monolith: Server, service: Server) -> str:
+    return f'''
+[proxy]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+token = "t"
+[shadow]
+store = "{tmp_path / 'diffs.sqlite3'}"
+noise_percent = 0
+timeout = 0.5
+[upstreams.monolith]
+url = "{monolith.url}"
+[upstreams.catalog]
+url = "{service.url}"
+[[routes]]
+name = "products"
+match = {{ path_prefix = "/api/products/" }}
+mode = "shadow"
+target = "catalog"
+compare = {{ ignore = ["served_at"] }}
+'''

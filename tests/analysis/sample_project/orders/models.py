@@ -1,7 +1,6 @@
-from django.db import models
-
 from catalog.models import Product
 from core.models import OwnedMixin
+from django.db import models
 
 
 class Order(OwnedMixin):

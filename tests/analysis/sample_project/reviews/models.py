@@ -1,7 +1,6 @@
+from catalog import models as catalog_models
 from django.contrib.contenttypes.fields import GenericRelation
 from django.db import models
-
-from catalog import models as catalog_models
 
 
 class Review(models.Model):

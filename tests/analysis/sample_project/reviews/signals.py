@@ -1,7 +1,7 @@
+from core.models import AuditLog
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from core.models import AuditLog
 from reviews.models import Review
 
 

@@ -1,5 +1,4 @@
 from django.urls import include, path, re_path
-
 from orders import views as order_views
 from reviews.views import ReviewList
 

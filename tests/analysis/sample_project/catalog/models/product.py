@@ -1,6 +1,5 @@
-from django.db import models
-
 from core.models import Tag, TimeStamped
+from django.db import models
 
 from ..managers import ProductManager, ProductQuerySet
 

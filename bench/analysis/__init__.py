@@ -1,0 +1,1 @@
+"""Benchmarks of ``strangler analyze``: run ``python -m bench.analysis`` (``--quick`` for CI)."""

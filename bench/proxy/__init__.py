@@ -1,0 +1,1 @@
+"""Benchmark of the strangler proxy against nginx and mitmproxy (see ``run.py``)."""

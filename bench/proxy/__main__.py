@@ -1,0 +1,5 @@
+"""``python -m bench.proxy``: run the proxy benchmark."""
+
+from bench.proxy.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""Benchmarks of the shadow side: comparator throughput, noise filter quality, primary latency."""

@@ -1,0 +1,111 @@
+"""The admin listener: token for everything, routes, flips, status, metrics, reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from proxy_harness import answer_with, running_proxy
+
+ROUTES = """
+[[routes]]
+name = "catalog"
+match = { path_prefix = "/api/products/" }
+mode = "monolith"
+target = "catalog"
+"""
+AUTH = {"Authorization": "Bearer secret-token"}
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, ROUTES) as running:
+        yield running
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/routes"), ("PUT", "/routes/catalog"), ("GET", "/status"), ("GET", "/metrics"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/reload"), ("GET", "/dashboard"),
+])
+def test_admin_refuses_without_token(run, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    before = run.config_path.read_text()
+    no_token = httpx.request(method, run.admin_url + path, json={"mode": "service"}, timeout=5)
+    wrong = httpx.request(method, run.admin_url + path, json={"mode": "service"}, timeout=5,
+                          headers={"Authorization": "Bearer nope"})
+    assert no_token.status_code == 401
+    assert wrong.status_code == 401
+    assert run.config_path.read_text() == before
+
+
+def test_status_routes_health(run) -> None:  # type: ignore[no-untyped-def]
+    status = httpx.get(run.admin_url + "/status", headers=AUTH, timeout=5).json()
+    routes = httpx.get(run.admin_url + "/routes", headers=AUTH, timeout=5).json()
+    assert status["version"] == 1
+    assert status["last_error"] is None
+    assert routes["routes"][0]["name"] == "catalog"
+    assert httpx.get(run.admin_url + "/healthz", headers=AUTH, timeout=5).text == "ok\n"
+    assert httpx.get(run.admin_url + "/readyz", headers=AUTH, timeout=5).status_code == 200
+
+
+def test_put_flips_the_route_through_the_file_with_audit(run) -> None:  # type: ignore[no-untyped-def]
+    before = httpx.get(run.url + "/api/products/1", timeout=5).text
+    got = httpx.put(run.admin_url + "/routes/catalog", headers=AUTH, timeout=5,
+                    json={"mode": "service", "reason": "ready", "force": True})
+    after = httpx.get(run.url + "/api/products/1", timeout=5).text
+    assert got.status_code == 200, got.text
+    assert got.json()["new"]["mode"] == "service"
+    assert got.json()["version"] == 2
+    assert (before, after) == ("monolith", "catalog")
+    assert 'mode = "service"' in run.config_path.read_text()
+    assert "# test routes file" in run.config_path.read_text()
+    audit = (run.config_path.parent / "strangler.toml.audit.jsonl").read_text()
+    assert '"via": "admin"' in audit
+    assert '"who": "admin"' in audit
+
+
+def test_put_rejects_bad_bodies(run) -> None:  # type: ignore[no-untyped-def]
+    bad_mode = httpx.put(run.admin_url + "/routes/catalog", headers=AUTH, timeout=5,
+                         json={"mode": "blue"})
+    unknown = httpx.put(run.admin_url + "/routes/nope", headers=AUTH, timeout=5,
+                        json={"mode": "monolith"})
+    extra = httpx.put(run.admin_url + "/routes/catalog", headers=AUTH, timeout=5,
+                      json={"mode": "monolith", "colour": 1})
+    assert bad_mode.status_code == 409
+    assert "not one of" in bad_mode.json()["error"]
+    assert unknown.status_code == 409
+    assert "no route named" in unknown.json()["error"]
+    assert extra.status_code == 400
+    assert httpx.get(run.admin_url + "/routes/catalog", headers=AUTH, timeout=5
+                     ).status_code == 405
+
+
+def test_reload_with_a_broken_file_keeps_the_last_good_table(run) -> None:  # type: ignore[no-untyped-def]
+    run.config_path.write_text(run.config_path.read_text().replace('mode = "monolith"',
+                                                                   'mode = "sideways"'))
+    reload = httpx.post(run.admin_url + "/reload", headers=AUTH, timeout=5)
+    status = httpx.get(run.admin_url + "/status", headers=AUTH, timeout=5).json()
+    served = httpx.get(run.url + "/api/products/1", timeout=5)
+    assert reload.status_code == 422
+    assert "routes[0].mode: 'sideways'" in status["last_error"]
+    assert status["version"] == 1
+    assert served.text == "monolith"
+
+
+def test_metrics_are_prometheus_text(run) -> None:  # type: ignore[no-untyped-def]
+    httpx.get(run.url + "/api/products/1", timeout=5)
+    text = httpx.get(run.admin_url + "/metrics", headers=AUTH, timeout=5).text
+    assert 'strangler_requests_total{route="catalog",target="monolith",status="200"} 1' in text
+    assert 'strangler_request_duration_seconds_count{route="catalog",target="monolith"} 1' in text
+    assert "strangler_route_table_version 1" in text
+
+
+def test_login_sets_a_cookie_that_authorizes(run) -> None:  # type: ignore[no-untyped-def]
+    bad = httpx.get(run.admin_url + "/login?token=wrong", timeout=5)
+    good = httpx.get(run.admin_url + "/login?token=secret-token", timeout=5)
+    assert bad.status_code == 401
+    assert good.status_code == 303
+    cookie = good.cookies.get("strangler_admin")
+    status = httpx.get(run.admin_url + "/status", cookies={"strangler_admin": cookie}, timeout=5)
+    assert status.status_code == 200

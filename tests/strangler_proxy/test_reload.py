@@ -1,0 +1,118 @@
+"""Live flips and reloads under sustained load: nothing dropped, one side per response."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from proxy_harness import Running, answer_with, running_proxy
+
+from strangler_proxy.routes_edit import apply_route_change
+
+ROUTES = """
+[[routes]]
+name = "catalog"
+match = { path_prefix = "/api/products/" }
+mode = "monolith"   # flipped by the test
+target = "catalog"
+"""
+
+
+class Load:
+    """Client threads hammering the proxy on keep-alive connections, recording every answer."""
+
+    def __init__(self, url: str, threads: int = 3) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str, str]] = []
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, index: int) -> None:
+        with httpx.Client(timeout=5) as client:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                try:
+                    got = client.get(f"{self.url}/api/products/{index}-{n}")
+                    item = (got.status_code, got.text, got.headers.get("x-strangler-route", ""))
+                except httpx.HTTPError as exc:
+                    with self.lock:
+                        self.errors.append(repr(exc))
+                    continue
+                with self.lock:
+                    self.results.append(item)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+def _handlers() -> dict:  # type: ignore[type-arg]
+    return {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+
+
+def _flip(run: Running, mode: str) -> None:
+    apply_route_change(run.config_path, "catalog", mode, None, force=True)
+    ok, message = run.loop.call(lambda: run.app.reload(force=True))
+    assert ok, message
+
+
+def test_100_flips_under_load_drop_nothing_and_each_answer_has_one_side(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, _handlers(), ROUTES) as run, Load(run.url) as load:
+        time.sleep(0.1)
+        for i in range(100):
+            _flip(run, "service" if i % 2 == 0 else "monolith")
+            time.sleep(0.01)
+        time.sleep(0.1)
+        load.stop.set()
+        for thread in load.threads:
+            thread.join(10)
+        served = {n: len(u.requests) for n, u in run.upstreams.items()}
+        version = run.app.reloader.status.version
+    assert load.errors == []
+    assert all(status == 200 for status, _, _ in load.results)
+    sides = Counter(body for _, body, _ in load.results)
+    assert set(sides) == {"monolith", "catalog"}, sides
+    # the header names the side whose body came back: no mixed or duplicated answers
+    assert all(header == f"catalog;target={body}" for _, body, header in load.results)
+    assert sum(served.values()) == len(load.results)
+    assert served == {"monolith": sides["monolith"], "catalog": sides["catalog"]}
+    assert version == 101
+    assert len(load.results) > 300
+
+
+def test_broken_file_under_load_keeps_serving_the_last_good_table(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, _handlers(), ROUTES) as run, Load(run.url) as load:
+        _flip(run, "service")
+        good = run.config_path.read_text()
+        time.sleep(0.1)
+        run.config_path.write_text(good.replace('target = "catalog"', 'target = "nowhere"'))
+        time.sleep(0.4)  # the watcher (every 50 ms) sees the bad file
+        status = run.loop.call(run.app.status)
+        bad_count = len(load.results)
+        time.sleep(0.2)
+        run.config_path.write_text(good.replace('mode = "service"', 'mode = "monolith"'))
+        time.sleep(0.4)
+        fixed = run.loop.call(run.app.status)
+        load.stop.set()
+        for thread in load.threads:
+            thread.join(10)
+        results = list(load.results)
+    assert load.errors == []
+    assert "routes[0].target: 'nowhere' is not an upstream" in status["last_error"]
+    assert status["version"] == 2
+    assert all(r == (200, "catalog", "catalog;target=catalog") for r in results[:bad_count])
+    assert fixed["last_error"] is None
+    assert fixed["version"] == 3
+    assert results[-1][1] == "monolith"

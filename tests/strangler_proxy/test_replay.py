@@ -1,0 +1,227 @@
+"""Record with mitmproxy, replay flow and HAR files to the service, compare and store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from strangler_proxy.cli import cli, main
+from strangler_proxy.replay import ReplayError, load_exchanges, record_command
+from strangler_proxy.store import open_store
+
+
+class Shop(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    price: object = "9.50"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.server.seen.append((self.command, self.path,  # type: ignore[attr-defined]
+                                 self.headers.get("X-Strangler-Shadow")))
+        body = json.dumps({"path": self.path, "price": self.price}).encode()
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Server:
+    def __init__(self, price: object) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                         type("H", (Shop,), {"price": price}))
+        self.httpd.daemon_threads = True
+        self.httpd.seen = []  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @property
+    def seen(self) -> list[tuple[str, str, str | None]]:
+        return self.httpd.seen  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def shop() -> Iterator[tuple[Server, Server]]:
+    monolith, service = Server("9.50"), Server(9.5)
+    try:
+        yield monolith, service
+    finally:
+        monolith.close()
+        service.close()
+
+
+def write_config(tmp_path: Path, monolith: Server, service: Server) -> Path:
+    path = tmp_path / "strangler.toml"
+    path.write_text(f'''
+[admin]
+token = "t"
+[shadow]
+store = "diffs.sqlite3"
+timeout = 2.0
+[upstreams.monolith]
+url = "{monolith.url}"
+[upstreams.catalog]
+url = "{service.url}"
+[[routes]]
+name = "products"
+match = {{ path_prefix = "/api/products/" }}
+mode = "shadow"
+target = "catalog"
+''')
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"recorder exited early: {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("recorder did not start listening")
+
+
+@pytest.mark.slow
+def test_record_then_replay_end_to_end(tmp_path: Path, shop: tuple[Server, Server]) -> None:
+    monolith, service = shop
+    flows = tmp_path / "traffic.flows"
+    port = free_port()
+    # given `strangler record` in front of the monolith
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "strangler_proxy.cli", "record", "--upstream", monolith.url,
+         "--listen", f"127.0.0.1:{port}", "--out", str(flows)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_port(port, recorder)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
+            for path in ("/api/products/1/", "/api/products/2/", "/about/"):
+                assert client.get(path).json()["price"] == "9.50"
+            assert client.post("/api/products/", json={"name": "x"}).status_code == 201
+        # when the user stops it with Ctrl-C
+        recorder.send_signal(signal.SIGINT)
+        assert recorder.wait(timeout=20) == 0
+    finally:
+        if recorder.poll() is None:
+            os.killpg(recorder.pid, signal.SIGKILL)
+            recorder.wait(timeout=5)
+    assert len(list(load_exchanges(flows))) == 4
+    monolith.seen.clear()
+    # then replaying the flow file to the service compares and stores
+    config = write_config(tmp_path, monolith, service)
+    result = CliRunner().invoke(cli, ["replay", str(flows), "--route", "products", "--config",
+                                      str(config), "--against-monolith", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["replayed"] == 2
+    assert summary["verdicts"] == {"mismatch": 2}
+    assert summary["skipped"] == {"other_route": 1, "unsafe_method": 1}
+    assert sorted(p for _, p, _ in service.seen) == ["/api/products/1/", "/api/products/2/"]
+    assert all(mark == "1" for _, _, mark in service.seen + monolith.seen)
+    assert [m for m, _, _ in monolith.seen] == ["GET", "GET"]  # writes never go back
+    store = open_store(str(tmp_path / "diffs.sqlite3"))
+    try:
+        records = store.records(route="products")
+    finally:
+        store.close()
+    assert {(r.origin, r.kind, r.verdict) for r in records} == {
+        ("replay", "service", "mismatch"), ("replay", "self", "match")}
+    assert records[0].differences[0]["path"] == "$.price"
+    report = CliRunner().invoke(cli, ["shadow", "report", "--config", str(config), "--json"])
+    assert json.loads(report.output)["routes"][0]["compared"] == 2
+
+
+def har(entries: int) -> dict[str, object]:
+    return {"log": {"version": "1.2", "entries": [{
+        "time": 12.5,
+        "request": {"method": "GET", "url": f"http://shop.example/api/products/{i}/?x=1",
+                    "headers": [{"name": ":authority", "value": "shop.example"},
+                                {"name": "Accept", "value": "application/json"}]},
+        "response": {"status": 200, "headers": [
+            {"name": "Content-Type", "value": "application/json"},
+            {"name": "Content-Encoding", "value": "gzip"}],
+            "content": {"text": json.dumps({"path": f"/api/products/{i}/?x=1",
+                                            "price": 9.5})}}}
+        for i in range(entries)]}}
+
+
+def test_har_replay_is_paced_and_bounded(tmp_path: Path, shop: tuple[Server, Server]) -> None:
+    monolith, service = shop
+    har_file = tmp_path / "traffic.har"
+    har_file.write_text(json.dumps(har(12)))
+    config = write_config(tmp_path, monolith, service)
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["replay", str(har_file), "--route", "products",
+                                      "--config", str(config), "--rate", "20", "--limit", "10",
+                                      "--json"])
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["replayed"], summary["skipped"]) == (10, {"limit": 2})
+    assert summary["verdicts"] == {"match": 10}  # the HAR answer matches the service
+    assert elapsed >= 0.45  # 10 requests at 20/s: the last starts at 0.45 s
+    assert service.seen[0][1] == "/api/products/0/?x=1"
+    assert monolith.seen == []
+
+
+def test_unreadable_flow_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[
+        str]) -> None:
+    bad = tmp_path / "bad.flows"
+    bad.write_bytes(b"this is not a flow file")
+    with pytest.raises(ReplayError, match="not a mitmproxy flow file"):
+        list(load_exchanges(bad))
+    (tmp_path / "strangler.toml").write_text('[admin]\ntoken = "t"\n[upstreams.monolith]\n'
+                                             'url = "http://127.0.0.1:9"\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", str(bad), "--route", "x", "--config", str(tmp_path / "strangler.toml")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "strangler: error:" in err
+
+
+def test_bad_har_entry_names_the_entry(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.har"
+    bad.write_text(json.dumps({"log": {"entries": [{"request": {"method": "GET"}}]}}))
+    with pytest.raises(ReplayError, match=r"log.entries\[0\]"):
+        list(load_exchanges(bad))
+
+
+def test_record_command_validates_its_arguments() -> None:
+    with pytest.raises(ReplayError, match="--upstream"):
+        record_command("ftp://x", "127.0.0.1:1", "f")
+    with pytest.raises(ReplayError, match="--listen"):
+        record_command("http://127.0.0.1:1", "nope", "f")

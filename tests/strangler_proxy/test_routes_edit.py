@@ -1,0 +1,145 @@
+"""Flipping routes: round-trip edits keep comments, validation first, gate, audit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_config import MINIMAL
+
+from strangler_proxy.audit import read_audit
+from strangler_proxy.cli import cli
+from strangler_proxy.config import ProxyConfig
+from strangler_proxy.errors import ConfigError, RouteEditError
+from strangler_proxy.routes_edit import apply_route_change, edit_route_text, is_promotion
+
+
+@dataclass(frozen=True)
+class FakeGate:
+    """Stands in for the shadow side's gate, whose evidence needs a diff store."""
+
+    allowed: bool
+    reason: str = "only 3 of 200 comparisons"
+
+
+def gate(allowed: bool) -> object:
+    calls: list[tuple[str, str]] = []
+
+    def check(config: ProxyConfig, route: str, mode: str) -> FakeGate:
+        calls.append((route, mode))
+        return FakeGate(allowed)
+    check.calls = calls  # type: ignore[attr-defined]
+    return check
+
+
+@pytest.fixture
+def routes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "strangler.toml"
+    path.write_text(MINIMAL.replace('mode = "canary"', 'mode = "canary"  # ramping up'))
+    return path
+
+
+def test_edit_keeps_comments_and_layout() -> None:
+    text = MINIMAL.replace('percent = 10', 'percent = 10   # ten percent first')
+    new, old, after = edit_route_text(text, "catalog", "canary", 25)
+    assert (old, after) == ({"mode": "canary", "percent": 10}, {"mode": "canary", "percent": 25})
+    assert new == text.replace("percent = 10 ", "percent = 25 ")
+
+
+def test_cli_set_edits_in_place_prints_change_and_audits(routes_file: Path) -> None:
+    before = routes_file.read_text()
+    result = CliRunner().invoke(cli, ["routes", "set", "catalog", "--mode", "shadow",
+                                      "--reason", "compare first", "--config", str(routes_file)])
+    assert result.exit_code == 0, result.output
+    assert "changed catalog: canary 10% -> shadow" in result.output
+    after = routes_file.read_text()
+    assert after == before.replace('"canary"  # ramping up', '"shadow"  # ramping up')
+    (record,) = read_audit(routes_file)
+    assert record["route"] == "catalog"
+    assert record["reason"] == "compare first"
+    assert record["old"] == {"mode": "canary", "percent": 10}
+    assert record["new"] == {"mode": "shadow", "percent": 10}
+    assert record["who"]
+    assert not record["forced"]
+
+
+def test_unknown_route_is_one_line_exit_2(routes_file: Path) -> None:
+    result = CliRunner().invoke(cli, ["routes", "set", "nope", "--mode", "service",
+                                      "--config", str(routes_file)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, RouteEditError)
+    assert "no route named 'nope'" in str(result.exception)
+
+
+def test_promotion_refused_by_gate_unless_forced_and_forcing_is_audited(routes_file: Path,
+                                                                        ) -> None:
+    before = routes_file.read_text()
+    refusing = gate(False)
+    with pytest.raises(RouteEditError, match="gate refused catalog -> service"):
+        apply_route_change(routes_file, "catalog", "service", None, gate=refusing)
+    assert routes_file.read_text() == before
+    change = apply_route_change(routes_file, "catalog", "service", None, reason="hotfix",
+                                force=True, gate=refusing)
+    assert change.forced
+    assert read_audit(routes_file)[-1]["forced"] is True
+
+
+def test_rollback_never_asks_the_gate(routes_file: Path) -> None:
+    refusing = gate(False)
+    change = apply_route_change(routes_file, "catalog", "monolith", None, gate=refusing)
+    assert change.new["mode"] == "monolith"
+    assert refusing.calls == []  # type: ignore[attr-defined]
+
+
+def test_allowed_promotion_passes(routes_file: Path) -> None:
+    allowing = gate(True)
+    apply_route_change(routes_file, "catalog", "canary", 50, gate=allowing)
+    assert allowing.calls == [("catalog", "canary")]  # type: ignore[attr-defined]
+    assert 'percent = 50' in routes_file.read_text()
+
+
+def test_is_promotion() -> None:
+    assert is_promotion({"mode": "shadow", "percent": 0}, {"mode": "canary", "percent": 5})
+    assert is_promotion({"mode": "canary", "percent": 5}, {"mode": "canary", "percent": 6})
+    assert not is_promotion({"mode": "canary", "percent": 5}, {"mode": "canary", "percent": 1})
+    assert not is_promotion({"mode": "service", "percent": 0}, {"mode": "canary", "percent": 9})
+    assert not is_promotion({"mode": "canary", "percent": 5}, {"mode": "monolith", "percent": 5})
+
+
+def test_a_change_that_breaks_the_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(MINIMAL.replace('percent = 10\n', ''))
+    with pytest.raises(RouteEditError, match="canary needs --percent"):
+        apply_route_change(path, "catalog", "canary", None)
+
+
+def test_validate_and_list_json(routes_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["routes", "validate", str(routes_file)])
+    assert ok.exit_code == 0
+    assert "ok (1 routes, 2 upstreams" in ok.output
+    listed = runner.invoke(cli, ["routes", "list", "--config", str(routes_file), "--json"])
+    data = json.loads(listed.output)
+    assert data["routes"][0]["name"] == "catalog"
+    assert data["routes"][0]["match"]["path_prefix"] == "/api/products/"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("percent = 10", "percent = 101"))
+    failed = runner.invoke(cli, ["routes", "validate", str(bad)])
+    assert failed.exit_code != 0
+    assert isinstance(failed.exception, ConfigError)
+    assert "routes[0].percent: 101 is not between 0 and 100" in str(failed.exception)
+
+
+def test_cli_subprocess_error_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL.replace("percent = 10", "percent = 101"))
+    done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "validate",
+                           str(bad)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "line 19" in done.stderr

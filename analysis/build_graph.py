@@ -113,7 +113,8 @@ def _relations(a: Analysis, edges: _Edges, w: Weights, hubs: dict[str, float]) -
     for rel in a.relations:
         weight = getattr(w, rel.kind, w.fk)
         for end in (rel.source, rel.target):  # a hub's many links each count for less
-            weight /= math.sqrt(hubs.get(end, 0.0) / w.hub_factor) if end in hubs else 1.0
+            if end in hubs:
+                weight /= math.sqrt(hubs[end] / w.hub_factor)
         via = f" (from {rel.inherited_from})" if rel.inherited_from else ""
         edges.add(rel.source, rel.target, "relations", weight,
                   f"{rel.path}:{rel.line} {rel.source}.{rel.field} -> {rel.target} "

@@ -46,7 +46,7 @@ def report_data(a: Analysis) -> dict[str, Any]:
         ],
         "contexts": [_context(c, names) for c in a.contexts],
         "shared_kernel": [
-            {"model": m, "neighbours_vs_median": round(a.hubs.get(m, 0.0), 2),
+            {"model": m, "hub_score": round(a.hubs.get(m, 0.0), 2),
              "generic_relation": m in a.generic_models,
              "context": names.get(part.get(m, -1))}
             for m in sorted(set(a.hubs) | set(a.generic_models)) if m in a.graph

@@ -138,10 +138,10 @@ def _context(c: dict[str, Any]) -> str:
 
 
 def _shared(r: dict[str, Any]) -> str:
-    rows = [[s["model"], s["context"], s["neighbours_vs_median"], s["generic_relation"]]
+    rows = [[s["model"], s["context"], s["hub_score"], s["generic_relation"]]
             for s in r["shared_kernel"]]
     return "<h2>Shared-kernel candidates</h2>" + (_table(
-        ["model", "placed in", "neighbours / median", "generic relation"], rows)
+        ["model", "placed in", "hub score", "generic relation"], rows)
         if rows else "<p>none</p>")
 
 

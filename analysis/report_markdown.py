@@ -46,8 +46,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         out += ["", "## Shared-kernel candidates", "",
                 "Hub models that much of the code touches; damped in the graph so they do "
                 "not glue contexts together. Decide who owns them before extracting.", ""]
-        out += [f"- `{s['model']}` (in {s['context']}; {s['neighbours_vs_median']}x the median "
-                f"neighbours{', generic relation' if s['generic_relation'] else ''})"
+        out += [f"- `{s['model']}` (placed in {s['context']}; hub score {s['hub_score']}"
+                f"{'; holds a generic relation' if s['generic_relation'] else ''})"
                 for s in r["shared_kernel"]]
     out += _conflicts(r) + _plan(r)
     if r["sql"]["unparsed"]:

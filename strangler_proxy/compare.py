@@ -327,99 +327,163 @@ def compare_json(a: Any, b: Any, rules: Rules = DEFAULT_RULES,
     [('$.a', 'order'), ('$.b', 'missing'), ('$.c', 'extra')]
     """
     collector = out if out is not None else _Collector(rules.max_differences)
-    _walk(a, b, (), rules.start, rules.rules, collector)
+    if not _same(a, b):
+        _Walker(rules, collector).walk(a, b, None, rules.start)
     return collector.items
 
 
-def _walk(a: Any, b: Any, path: tuple[Segment, ...], states: tuple[State, ...],
-          rules: tuple[Rule, ...], out: _Collector) -> None:
-    ta, tb = _jtype(a), _jtype(b)
-    if ta != tb:
-        out.add(render_path(path), "type", _typed(a, ta), _typed(b, tb))
-        return
-    here = active(rules, states) if states else ()
-    for rule in here:
-        if rule.action == "ignore":
-            return  # the type matched above; the value and everything below it may vary
-        if rule.action == "format":
-            _check_format(a, b, rule, path, out)
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_NUMBERS: Final = frozenset({int, float})
+Link = tuple[Any, Segment] | None  # a path as a linked list: (parent link, segment)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal with equal JSON types, at C speed where possible.
+
+    ``==`` alone would call ``true`` equal to ``1``; equal ``repr`` rules that out (it also
+    differs for key order or ``1`` vs ``1.0``, which then take the slow, exact walk).
+    """
+    ta = type(a)
+    if ta is not type(b):
+        return False
+    if ta in _SCALARS:
+        return bool(a == b)
+    return bool(a == b) and repr(a) == repr(b)
+
+
+def _flatten(link: Link) -> tuple[Segment, ...]:
+    parts: list[Segment] = []
+    while link is not None:
+        link, segment = link
+        parts.append(segment)
+    return tuple(reversed(parts))
+
+
+class _Walker:
+    """One structural comparison: rules, the NFA memo and the collector."""
+
+    __slots__ = ("rules", "out", "memo", "int_key")
+
+    def __init__(self, rules: Rules, out: _Collector) -> None:
+        self.rules = rules.rules
+        self.out = out
+        self.memo = rules.memo if len(rules.memo) < 20_000 else {}
+        self.int_key = rules.literal_index  # False: every index steps the NFA alike
+
+    def add(self, link: Link, kind: str, a: object, b: object) -> None:
+        self.out.add(render_path(_flatten(link)), kind, a, b)
+
+    def step(self, states: tuple[State, ...], segment: Segment) -> tuple[State, ...]:
+        key = (states, segment if self.int_key or not isinstance(segment, int) else -1)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = advance(self.rules, states, segment)
+        return found
+
+    def active(self, states: tuple[State, ...]) -> tuple[Rule, ...]:
+        found: tuple[Rule, ...] | None = self.memo.get(states)
+        if found is None:
+            found = self.memo[states] = active(self.rules, states)
+        return found
+
+    def walk(self, a: Any, b: Any, link: Link, states: tuple[State, ...]) -> None:
+        ta, tb = type(a), type(b)
+        if ta is not tb and not (ta in _NUMBERS and tb in _NUMBERS):
+            self.add(link, "type", _typed(a, _jtype(a)), _typed(b, _jtype(b)))
             return
-    if ta == "object":
-        _walk_object(a, b, path, states, rules, out)
-    elif ta == "array":
-        _walk_array(a, b, path, states, rules, here, out)
-    elif ta == "number" and a != b:
-        if not any(r.action == "tolerance" and _within(a, b, r) for r in here):
-            out.add(render_path(path), "value", a, b)
-    elif a != b:
-        out.add(render_path(path), "value", a, b)
+        here = self.active(states) if states else ()
+        for rule in here:
+            if rule.action == "ignore":
+                return  # the type matched above; the value and everything below may vary
+            if rule.action == "format":
+                _check_format(a, b, rule, link, self)
+                return
+        if ta is dict:
+            self.walk_object(a, b, link, states)
+        elif ta is list:
+            self.walk_array(a, b, link, states, here)
+        elif ta in _NUMBERS and tb in _NUMBERS and a != b:
+            if not any(r.action == "tolerance" and _within(a, b, r) for r in here):
+                self.add(link, "value", a, b)
+        elif a != b:
+            self.add(link, "value", a, b)
+
+    def walk_object(self, a: dict[str, Any], b: dict[str, Any], link: Link,
+                    states: tuple[State, ...]) -> None:
+        for key, va in a.items():
+            if key not in b:
+                self.add((link, key), "missing", va, None)
+                continue
+            vb = b[key]
+            tva = type(va)
+            if tva is type(vb) and (va == vb if tva in _SCALARS else _same(va, vb)):
+                continue
+            self.walk(va, vb, (link, key), self.step(states, key) if states else states)
+        for key, vb in b.items():
+            if key not in a:
+                self.add((link, key), "extra", None, vb)
+
+    def walk_array(self, a: list[Any], b: list[Any], link: Link, states: tuple[State, ...],
+                   here: tuple[Rule, ...]) -> None:
+        unordered = next((r for r in here if r.action == "unordered"), None)
+        if unordered is not None and unordered.key:
+            self.walk_keyed(a, b, unordered.key, link, states)
+            return
+        if unordered is not None:
+            a, b = sorted(a, key=_canonical), sorted(b, key=_canonical)
+        if len(a) != len(b):
+            self.add(link, "length", len(a), len(b))
+        outer, self.out = self.out, _Collector(self.out.limit)
+        differing: list[int] = []  # indices whose elements gave differences
+        try:
+            for index, (x, y) in enumerate(zip(a, b, strict=False)):
+                if not _same(x, y):
+                    before = len(self.out.items)
+                    self.walk(x, y, (link, index),
+                              self.step(states, index) if states else states)
+                    if len(self.out.items) != before or self.out.truncated:
+                        differing.append(index)
+            inner = self.out
+        finally:
+            self.out = outer
+        # Elements equal at the same index cancel out, so the lists hold the same elements in
+        # another order iff the differing positions do (checked on those positions only).
+        if inner.items and len(a) == len(b) and unordered is None and _same_multiset(
+                [a[i] for i in differing], [b[i] for i in differing]):
+            self.add(link, "order", _short(a), _short(b))
+            return
+        for diff in inner.items:
+            outer.add(diff.path, diff.kind, diff.monolith_value, diff.service_value)
+        outer.truncated = outer.truncated or inner.truncated
+
+    def walk_keyed(self, a: list[Any], b: list[Any], key: str, link: Link,
+                   states: tuple[State, ...]) -> None:
+        index_a = {_element_key(x, key): x for x in a}
+        index_b = {_element_key(y, key): y for y in b}
+        for k, x in index_a.items():
+            seg = Keyed(key, k)
+            if k not in index_b:
+                self.add((link, seg), "missing", x, None)
+            elif not _same(x, index_b[k]):
+                self.walk(x, index_b[k], (link, seg), self.step(states, seg) if states
+                          else states)
+        for k, y in index_b.items():
+            if k not in index_a:
+                self.add((link, Keyed(key, k)), "extra", None, y)
 
 
-def _check_format(a: Any, b: Any, rule: Rule, path: tuple[Segment, ...],
-                  out: _Collector) -> None:
+def _check_format(a: Any, b: Any, rule: Rule, link: Link, walker: _Walker) -> None:
     pattern = rule.format
     assert pattern is not None
     ok_a = isinstance(a, str) and pattern.match(a) is not None
     ok_b = isinstance(b, str) and pattern.match(b) is not None
     if (ok_a and not ok_b) or (not ok_a and not ok_b and a != b):
-        out.add(render_path(path), "format", a, f"{b!r} is not {rule.format_name or 'valid'}")
+        walker.add(link, "format", a, f"{b!r} is not {rule.format_name or 'valid'}")
 
 
 def _within(a: float, b: float, rule: Rule) -> bool:
     limit = rule.tolerance * max(abs(a), abs(b)) if rule.relative else rule.tolerance
     return abs(a - b) <= limit + 1e-12
-
-
-def _walk_object(a: dict[str, Any], b: dict[str, Any], path: tuple[Segment, ...],
-                 states: tuple[State, ...], rules: tuple[Rule, ...], out: _Collector) -> None:
-    for key, value in a.items():
-        if key in b:
-            child = advance(rules, states, key) if states else states
-            _walk(value, b[key], (*path, key), child, rules, out)
-        else:
-            out.add(render_path((*path, key)), "missing", value, None)
-    for key, value in b.items():
-        if key not in a:
-            out.add(render_path((*path, key)), "extra", None, value)
-
-
-def _walk_array(a: list[Any], b: list[Any], path: tuple[Segment, ...],
-                states: tuple[State, ...], rules: tuple[Rule, ...], here: tuple[Rule, ...],
-                out: _Collector) -> None:
-    unordered = next((r for r in here if r.action == "unordered"), None)
-    if unordered is not None and unordered.key:
-        _walk_keyed(a, b, unordered.key, path, states, rules, out)
-        return
-    if unordered is not None:
-        a, b = sorted(a, key=_canonical), sorted(b, key=_canonical)
-    if len(a) != len(b):
-        out.add(render_path(path), "length", len(a), len(b))
-    inner = _Collector(out.limit)
-    for index, (x, y) in enumerate(zip(a, b, strict=False)):
-        child = advance(rules, states, index) if states else states
-        _walk(x, y, (*path, index), child, rules, inner)
-    if inner.items and len(a) == len(b) and unordered is None and _same_multiset(a, b):
-        out.add(render_path(path), "order", _short(a), _short(b))
-        return
-    for diff in inner.items:
-        out.add(diff.path, diff.kind, diff.monolith_value, diff.service_value)
-    out.truncated = out.truncated or inner.truncated
-
-
-def _walk_keyed(a: list[Any], b: list[Any], key: str, path: tuple[Segment, ...],
-                states: tuple[State, ...], rules: tuple[Rule, ...], out: _Collector) -> None:
-    index_a = {_element_key(x, key): x for x in a}
-    index_b = {_element_key(y, key): y for y in b}
-    for k, x in index_a.items():
-        seg = Keyed(key, k)
-        if k in index_b:
-            child = advance(rules, states, seg) if states else states
-            _walk(x, index_b[k], (*path, seg), child, rules, out)
-        else:
-            out.add(render_path((*path, seg)), "missing", x, None)
-    for k, y in index_b.items():
-        if k not in index_a:
-            out.add(render_path((*path, Keyed(key, k))), "extra", None, y)
 
 
 def _element_key(element: Any, key: str) -> str:

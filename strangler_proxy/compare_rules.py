@@ -95,6 +95,10 @@ class Rules:
     headers: tuple[str, ...] = DEFAULT_HEADERS
     max_differences: int = 100
     start: tuple[tuple[int, int], ...] = field(default=())
+    literal_index: bool = False  # some pattern names a list index such as items[0]
+    # NFA steps already taken, shared by every comparison under these rules (a cache, not
+    # state: the comparator trims it when it grows)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -186,7 +190,8 @@ def compile_rules(compare: Any = None, max_differences: int = 100) -> Rules:
                    format_name=str(f)) for p, f in _items(get("formats", {}))]
     headers = tuple(h.lower() for h in (get("headers", ()) or ())) or DEFAULT_HEADERS
     start = advance_start(tuple(rules))
-    return Rules(tuple(rules), headers, max_differences, start)
+    literal = any(isinstance(t, int) for r in rules for t in r.tokens)
+    return Rules(tuple(rules), headers, max_differences, start, literal)
 
 
 def _items(value: Any) -> Iterable[tuple[str, Any]]:

@@ -19,7 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import random
+import socket
+import struct
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -184,14 +189,33 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def refusal(config: ProxyConfig, route: Any, offer: ShadowOffer,
+            rng: Callable[[], float]) -> str:
+    """Why an offer is not copied ("" when it is): no service, method, body size, sampling."""
+    if route is None or route.target == MONOLITH or route.target not in config.upstreams:
+        return "skipped_no_service"
+    if offer.request.method.upper() not in SAFE_METHODS and not route.shadow.writes:
+        return "skipped_unsafe_method"
+    if offer.primary.error:
+        return "skipped_primary_error"
+    cap = route.shadow.max_body_bytes
+    cap = config.shadow.max_body_bytes if cap is None else cap
+    if offer.request.body_truncated or len(offer.request.body) > cap:
+        return "skipped_body_too_large"
+    if route.shadow.percent < 100 and rng() * 100 >= route.shadow.percent:
+        return "skipped_sampling"
+    return ""
+
+
 class ShadowRunner:
     """The shadow sink the proxy offers exchanges to (see the module docstring)."""
 
     def __init__(self, config: ProxyConfig,
                  store_factory: Callable[[Any], DiffStore] = open_config_store,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random, prefiltered: bool = False) -> None:
         self._store_factory = store_factory
         self._rng = rng
+        self.prefiltered = prefiltered
         self.counts: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._unflushed: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._queue: asyncio.Queue[_Job] | None = None
@@ -200,6 +224,7 @@ class ShadowRunner:
         self._client: httpx.AsyncClient | None = None
         self.store: DiffStore | None = None
         self._pending = 0
+        self._writing = False
         self.reconfigure(config)
 
     # configuration
@@ -243,23 +268,19 @@ class ShadowRunner:
         return True
 
     def _refusal(self, offer: ShadowOffer, route: Any) -> str:
-        if route is None or route.target == MONOLITH or route.target not in self.config.upstreams:
-            return "skipped_no_service"
-        if offer.request.method.upper() not in SAFE_METHODS and not route.shadow.writes:
-            return "skipped_unsafe_method"
-        if offer.primary.error:
-            return "skipped_primary_error"
-        cap = route.shadow.max_body_bytes
-        cap = self.config.shadow.max_body_bytes if cap is None else cap
-        if offer.request.body_truncated or len(offer.request.body) > cap:
-            return "skipped_body_too_large"
-        if route.shadow.percent < 100 and self._rng() * 100 >= route.shadow.percent:
-            return "skipped_sampling"
-        return ""
+        if self.prefiltered:  # the proxy-side ProcessSink already checked and sampled
+            return "" if route is not None and route.target in self.config.upstreams \
+                else "skipped_no_service"
+        return refusal(self.config, route, offer, self._rng)
 
     def _count(self, route: str, name: str, amount: int = 1) -> None:
         self.counts[(route, name)] += amount
         self._unflushed[(route, name)] += amount
+
+    def add_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add counters counted elsewhere (the proxy side of a ProcessSink) for storing."""
+        for (route, name), value in counts.items():
+            self._count(route, name, value)
 
     # lifecycle
     async def start(self) -> None:
@@ -309,7 +330,7 @@ class ShadowRunner:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             busy = (self._queue is not None and self._queue.qsize()) or self._pending or (
-                self._records is not None and self._records.qsize())
+                self._records is not None and self._records.qsize()) or self._writing
             if not busy:
                 return
             await asyncio.sleep(0.01)
@@ -371,7 +392,15 @@ class ShadowRunner:
                 batch = [first, *self._drain_records()]
             except TimeoutError:
                 batch = []
-            await self._flush(batch)
+            self._writing = True
+            try:
+                await self._flush(batch)
+            finally:
+                self._writing = False
+
+    async def flush(self) -> None:
+        """Write queued records and counters now."""
+        await self._flush(self._drain_records())
 
     def _drain_records(self) -> list[DiffRecord]:
         batch: list[DiffRecord] = []
@@ -417,10 +446,261 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def build_sink(config: ProxyConfig) -> ShadowRunner:
-    """Build the shadow sink for a proxy configuration (the proxy's ``app.py`` calls this)."""
-    return ShadowRunner(config)
+# -- the process boundary -----------------------------------------------------------------------
+#
+# Copying, comparing and storing cost CPU; done on the proxy's event loop they slow every
+# client request (measured: bench/shadow). So the proxy gets a ProcessSink: ``offer`` does the
+# cheap checks, pickles the offer and writes one frame to a Unix socket whose write buffer is
+# bounded (full buffer: dropped and counted); a worker process (``python -m
+# strangler_proxy.shadow --worker FD --config FILE``) runs a ShadowRunner on the other end.
+# Frames are (4-byte length, pickle of a tuple): ("offer", ShadowOffer), ("counts", dict),
+# ("reload", path), ("idle", n), ("stop",); the worker answers ("counts", dict) every second
+# and ("idle", n) when it has caught up.
+
+_FRAME = struct.Struct("!I")
+IPC_BUFFER_BYTES: Final = 16 * 1024 * 1024
+_COUNTS_SECONDS: Final = 1.0
 
 
-__all__ = ["SAFE_METHODS", "SHADOW_HEADER", "OutgoingRequest", "ShadowRunner", "build_request",
-           "build_sink", "make_record", "rewrite_path", "send"]
+def _frame(message: tuple[Any, ...]) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _FRAME.pack(len(data)) + data
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
+    try:
+        header = await reader.readexactly(_FRAME.size)
+        message: tuple[Any, ...] = pickle.loads(await reader.readexactly(
+            _FRAME.unpack(header)[0]))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return message
+
+
+class _Link(asyncio.Protocol):
+    """The proxy's end of the socket: frames from the worker go to the sink."""
+
+    def __init__(self, sink: ProcessSink) -> None:
+        self.sink = sink
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= _FRAME.size:
+            size = _FRAME.unpack_from(self.buffer)[0]
+            if len(self.buffer) < _FRAME.size + size:
+                return
+            message = pickle.loads(bytes(self.buffer[_FRAME.size:_FRAME.size + size]))
+            del self.buffer[:_FRAME.size + size]
+            self.sink.from_worker(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sink.worker_gone()
+
+
+class ProcessSink:
+    """The proxy-side sink: cheap checks, then one non-blocking write to the worker process."""
+
+    def __init__(self, config: ProxyConfig, rng: Callable[[], float] = random.random,
+                 buffer_bytes: int = IPC_BUFFER_BYTES) -> None:
+        self._rng = rng
+        self._buffer_bytes = buffer_bytes
+        self.counts: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._unsent: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.worker_counts: dict[tuple[str, str], int] = {}
+        self._transport: asyncio.Transport | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._idle: dict[int, asyncio.Future[None]] = {}
+        self.reconfigure(config, notify=False)
+
+    def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
+        """New routes file: new checks here, and the worker re-reads the file."""
+        self.config = config
+        self._routes = {r.name: r for r in config.routes}
+        if notify:
+            self._send(("reload", config.source))
+
+    def offer(self, offer: ShadowOffer) -> bool:
+        """Check, then hand the offer to the worker; drop and count when it cannot keep up."""
+        try:
+            reason = refusal(self.config, self._routes.get(offer.route), offer, self._rng)
+            if reason:
+                self._count(offer.route, reason)
+                return False
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                self._count(offer.route, "dropped_worker_down")
+                return False
+            if transport.get_write_buffer_size() > self._buffer_bytes:
+                self._count(offer.route, "dropped_queue_full")
+                return False
+            transport.write(_frame(("offer", offer)))
+            self.counts[(offer.route, "handed_to_worker")] += 1
+            return True
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow offer failed")
+            self._count(offer.route, "dropped_internal_error")
+            return False
+
+    def _count(self, route: str, name: str) -> None:
+        self.counts[(route, name)] += 1
+        self._unsent[(route, name)] += 1
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(_frame(message))
+        return True
+
+    async def start(self) -> None:
+        """Spawn the worker process and connect to it."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "strangler_proxy.shadow", "--worker",
+                 str(child.fileno()), "--config", str(self.config.source)],
+                pass_fds=(child.fileno(),))
+        finally:
+            child.close()
+        loop = asyncio.get_running_loop()
+        parent.setblocking(False)
+        transport, _ = await loop.create_unix_connection(lambda: _Link(self), sock=parent)
+        self._transport = transport
+        self._task = asyncio.create_task(self._send_counts())
+
+    async def _send_counts(self) -> None:
+        while True:
+            await asyncio.sleep(_COUNTS_SECONDS)
+            if self._unsent and self._send(("counts", dict(self._unsent))):
+                self._unsent.clear()
+
+    def from_worker(self, message: tuple[Any, ...]) -> None:
+        """A frame from the worker: its counters, or an answer to wait_idle."""
+        if message[0] == "counts":
+            self.worker_counts = dict(message[1])
+        elif message[0] == "idle":
+            future = self._idle.pop(message[1], None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def worker_gone(self) -> None:
+        """The worker closed its end (it exited or crashed): offers are dropped from now."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        log.warning("shadow worker is gone; shadow copies are dropped until a restart")
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until the worker has compared and stored everything sent so far."""
+        token = len(self._idle) + int(time.monotonic_ns() % 1_000_000_000)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle[token] = future
+        if self._send(("idle", token, timeout)):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout + 1.0)
+        self._idle.pop(token, None)
+
+    async def stop(self, drain_seconds: float = 2.0) -> None:
+        """Send the last counters, ask the worker to finish, wait for it (killed if stuck)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._unsent:
+            self._send(("counts", dict(self._unsent)))
+            self._unsent.clear()
+        self._send(("stop", drain_seconds))
+        process, self._process = self._process, None
+        if process is not None:
+            await asyncio.to_thread(_wait_or_kill, process, drain_seconds + 5.0)
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def prometheus_text(self) -> str:
+        """Proxy-side counters and the worker's last report, Prometheus text format."""
+        # the worker stores (and reports back) what this side counted, a second later
+        merged = dict(self.worker_counts)
+        for key, value in self.counts.items():
+            merged[key] = max(merged.get(key, 0), value)
+        lines = ["# HELP strangler_shadow_events_total Shadow sink events by route and event.",
+                 "# TYPE strangler_shadow_events_total counter"]
+        lines += [f'strangler_shadow_events_total{{route="{_esc(route)}",event="{name}"}} '
+                  f"{value}" for (route, name), value in sorted(merged.items())]
+        pending = self._transport.get_write_buffer_size() if self._transport else 0
+        lines += ["# HELP strangler_shadow_ipc_bytes Bytes waiting for the shadow worker.",
+                  "# TYPE strangler_shadow_ipc_bytes gauge",
+                  f"strangler_shadow_ipc_bytes {pending}"]
+        return "\n".join(lines) + "\n"
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+async def serve_worker(fd: int, config_path: str) -> None:
+    """The worker process: read frames from the proxy, run a ShadowRunner, report back."""
+    from strangler_proxy.config import load_config
+
+    runner = ShadowRunner(load_config(config_path), prefiltered=True)
+    await runner.start()
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    reporter = asyncio.create_task(_report_counts(runner, writer))
+    drain = 2.0
+    try:
+        while (message := await _read_frame(reader)) is not None:
+            kind = message[0]
+            if kind == "offer":
+                runner.offer(message[1])
+            elif kind == "counts":
+                runner.add_counts(message[1])
+            elif kind == "reload":
+                with contextlib.suppress(Exception):
+                    runner.reconfigure(load_config(message[1]))
+            elif kind == "idle":
+                await runner.wait_idle(message[2])
+                await runner.flush()
+                writer.write(_frame(("idle", message[1])))
+            elif kind == "stop":
+                drain = float(message[1])
+                break
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        await runner.stop(drain_seconds=drain)
+        writer.close()
+
+
+async def _report_counts(runner: ShadowRunner, writer: asyncio.StreamWriter) -> None:
+    while True:
+        await asyncio.sleep(_COUNTS_SECONDS)
+        writer.write(_frame(("counts", dict(runner.counts))))
+
+
+def _worker_main(argv: list[str]) -> None:
+    fd = int(argv[argv.index("--worker") + 1])
+    config_path = argv[argv.index("--config") + 1]
+    logging.basicConfig(level=logging.WARNING, format="shadow worker: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_worker(fd, config_path))
+
+
+def build_sink(config: ProxyConfig) -> ProcessSink:
+    """The proxy's shadow sink (``app.py`` calls this): a worker process does the work."""
+    return ProcessSink(config)
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])
+
+
+__all__ = ["SAFE_METHODS", "SHADOW_HEADER", "OutgoingRequest", "ProcessSink", "ShadowRunner",
+           "build_request", "build_sink", "make_record", "refusal", "rewrite_path", "send",
+           "serve_worker"]

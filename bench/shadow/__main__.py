@@ -1,0 +1,53 @@
+"""Run the shadow benchmarks and print the tables for docs/benchmarks.md.
+
+    .venv/bin/python -m bench.shadow            # ~2 minutes
+    .venv/bin/python -m bench.shadow --quick    # ~40 s: shorter runs, one round
+    PYTHONPATH=/tmp/benchdeps .venv/bin/python -m bench.shadow   # with deepdiff installed there
+
+Results also go to bench/out/shadow.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+from bench.shadow import comparator, latency, noise_quality
+
+OUT = Path(__file__).resolve().parents[1] / "out"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.shadow")
+    parser.add_argument("--quick", action="store_true", help="shorter runs, one round")
+    parser.add_argument("--skip-latency", action="store_true", help="no proxy/nginx part")
+    args = parser.parse_args()
+    print(f"# shadow benchmarks ({platform.python_implementation()} "
+          f"{platform.python_version()}, {os.cpu_count()} cores)\n")
+    rows = comparator.run(0.7 if args.quick else 2.0)
+    print("## Comparator throughput (one core)\n")
+    print(comparator.markdown(rows))
+    noise = [noise_quality.run(samples=n) for n in (50, 200, 1000)]
+    print("\n## Noise filter quality\n")
+    print(noise_quality.MARKDOWN_HEADER)
+    for result in noise:
+        print(noise_quality.markdown(result))
+    for result in noise:
+        if result["missed"] or result["noise_reported"]:
+            print(f"- {result['samples_per_endpoint']} per endpoint: missed "
+                  f"{result['missed'] or 'none'}; noise reported {result['noise_reported']}")
+    lat: dict[str, object] = {"skipped": "--skip-latency"}
+    if not args.skip_latency:
+        lat = latency.run(seconds=4.0 if args.quick else 8.0, rounds=1 if args.quick else 2)
+        print("\n## Primary latency, shadow on vs off\n")
+        print(latency.markdown(lat))  # type: ignore[arg-type]
+    OUT.mkdir(exist_ok=True)
+    (OUT / "shadow.json").write_text(json.dumps(
+        {"comparator": rows, "noise": noise, "latency": lat}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Primary latency with shadow on vs off, at half the proxy's max throughput.
+
+nginx plays the monolith and the service (fixed JSON answers that differ in one field, so
+every shadow copy is a mismatch that gets compared and stored with bodies). Our proxy runs
+the route in ``monolith`` mode (shadow off) or ``shadow`` mode at 100% and 10% sampling.
+First wrk finds the max throughput with shadow off; then an open-loop client (latency from
+each request's due time, no coordinated omission) sends half that rate to each setup in
+alternating rounds, and we compare p50 and p99.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.proxy.openloop import open_loop
+from strangler_proxy.store import open_store
+
+MONOLITH_BODY = '{"id": 1, "name": "Chair", "price": "9.50", "stock": 5, "tags": ["a", "b"]}'
+SERVICE_BODY = '{"id": 1, "name": "Chair", "price": 9.5, "stock": 5, "tags": ["a", "b"]}'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextlib.contextmanager
+def running(argv: list[str], port: int, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                start_new_session=True)
+    try:
+        wait_port(port)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def nginx_conf(work: Path, monolith: int, service: int) -> Path:
+    temps = "\n".join(f"{k}_temp_path {work}/{k};" for k in
+                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    servers = "\n".join(f"""server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000;
+        location / {{ default_type application/json; return 200 '{body}'; }} }}"""
+                        for port, body in ((monolith, MONOLITH_BODY), (service, SERVICE_BODY)))
+    conf = work / "nginx.conf"
+    conf.write_text(f"""worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; {temps} {servers} }}
+""")
+    return conf
+
+
+def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, percent: float,
+                store: Path) -> str:
+    return f"""[proxy]
+listen = "127.0.0.1:{port}"
+access_log = "off"
+reload_interval = 0
+[admin]
+listen = "127.0.0.1:{admin}"
+token = "bench"
+[shadow]
+store = "{store}"
+noise_percent = 5
+[upstreams.monolith]
+url = "http://127.0.0.1:{monolith}"
+[upstreams.catalog]
+url = "http://127.0.0.1:{service}"
+[[routes]]
+name = "products"
+match = {{ path_prefix = "/api/products/" }}
+mode = "{mode}"
+target = "catalog"
+shadow = {{ percent = {percent} }}
+"""
+
+
+def wrk_rps(url: str, seconds: int) -> float:
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url],  # noqa: S607
+                         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
+SETUPS = (("shadow off", "monolith", 100.0), ("shadow on, 100%", "shadow", 100.0),
+          ("shadow on, 10%", "shadow", 10.0))
+
+
+def run(seconds: float = 8.0, rounds: int = 2) -> dict[str, Any]:
+    """Max throughput (shadow off), then p50/p99 per setup at half of it."""
+    missing = [t for t in ("nginx", "wrk") if shutil.which(t) is None]
+    if missing:
+        return {"skipped": f"needs {', '.join(missing)}: apt-get install -y nginx-light wrk"}
+    with tempfile.TemporaryDirectory(prefix="shadow-bench-") as tmp:
+        work = Path(tmp)
+        mono, serv = free_port(), free_port()
+        with running(["nginx", "-c", str(nginx_conf(work, mono, serv))], mono,
+                     work / "nginx.log"):
+            wait_port(serv)
+            max_rps = _proxy_max(work, mono, serv)
+            rate = max_rps / 2
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in SETUPS}
+            counts: dict[str, dict[str, int]] = {}
+            for _ in range(rounds):
+                for name, mode, percent in SETUPS:
+                    p50, p99, got = _measure(work, mono, serv, mode, percent, rate, seconds)
+                    samples[name].append((p50, p99))
+                    counts[name] = got
+    rows = {name: {"p50_ms": statistics.median(p for p, _ in s),
+                   "p99_ms": statistics.median(p for _, p in s), "shadow": counts[name]}
+            for name, s in samples.items()}
+    return {"max_rps_shadow_off": max_rps, "rate": rate, "seconds": seconds, "rounds": rounds,
+            "setups": rows}
+
+
+def _proxy_max(work: Path, mono: int, serv: int) -> float:
+    port, admin = free_port(), free_port()
+    config = work / "max.toml"
+    config.write_text(routes_text(port, admin, mono, serv, "monolith", 100, work / "max.db"))
+    with running([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+                  str(config)], port, work / "max.log"):
+        wrk_rps(f"http://127.0.0.1:{port}/api/products/1/", 2)  # warm-up
+        return wrk_rps(f"http://127.0.0.1:{port}/api/products/1/", 5)
+
+
+def _measure(work: Path, mono: int, serv: int, mode: str, percent: float, rate: float,
+             seconds: float) -> tuple[float, float, dict[str, int]]:
+    port, admin = free_port(), free_port()
+    store = work / f"{mode}-{percent:.0f}-{time.monotonic_ns()}.sqlite3"
+    config = work / "run.toml"
+    config.write_text(routes_text(port, admin, mono, serv, mode, percent, store))
+    with running([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+                  str(config)], port, work / "run.log"):
+        open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
+        result = open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=seconds)
+    counts: dict[str, int] = {}
+    if store.exists():
+        opened = open_store(str(store))
+        try:
+            counts = {name: value for (_, name), value in opened.counts().items()}
+            counts["stored"] = len(opened.records())
+        finally:
+            opened.close()
+    return result.percentile(50), result.percentile(99), counts
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table for docs/benchmarks.md."""
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    off = result["setups"]["shadow off"]
+    lines = [f"Max throughput with shadow off: {result['max_rps_shadow_off']:,.0f} req/s; "
+             f"open loop at {result['rate']:,.0f} req/s for {result['seconds']:.0f} s, median of "
+             f"{result['rounds']} alternating rounds.", "",
+             "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | shadow copies compared "
+             "/ dropped (last round) |", "|---|---|---|---|---|---|"]
+    for name, row in result["setups"].items():
+        shadow = row["shadow"]
+        compared = sum(v for k, v in shadow.items() if k.startswith("service_"))
+        dropped = sum(v for k, v in shadow.items() if k.startswith("dropped_"))
+        lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                     f"{row['p50_ms'] / off['p50_ms']:.2f} | {row['p99_ms'] / off['p99_ms']:.2f}"
+                     f" | {compared:,} / {dropped:,} |")
+    return "\n".join(lines)

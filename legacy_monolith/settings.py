@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "legacy_monolith.orders",
     "legacy_monolith.reviews",
     "legacy_monolith.notifications",
+    "legacy_monolith.outbox",
 ]
 
 MIDDLEWARE = [

@@ -11,6 +11,7 @@ from legacy_monolith.accounts import views as accounts
 from legacy_monolith.common import health
 from legacy_monolith.notifications import views as notifications
 from legacy_monolith.orders import views as orders
+from legacy_monolith.outbox.views import CatalogEventsView
 from legacy_monolith.reporting import views as reporting
 from legacy_monolith.reviews import views as reviews
 from legacy_monolith.store import views as store
@@ -58,5 +59,6 @@ api = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("internal/catalog-events/", CatalogEventsView.as_view(), name="internal-catalog-events"),
     path("api/", include(api)),
 ]

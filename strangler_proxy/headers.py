@@ -39,8 +39,16 @@ VIA = b"1.1 strangler"
 _KEPT_WHEN_TRUSTED = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),
                       (b"x-forwarded-port", b"X-Forwarded-Port"))
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,200}")
-_ID_PREFIX = os.urandom(6).hex()
 _ID_COUNTER = count(1)
+_ID_PREFIX: list[str] = []  # per process: random bytes and the pid, reset after fork
+
+
+def _reset_id_prefix() -> None:
+    _ID_PREFIX[:] = [f"{os.urandom(6).hex()}{os.getpid():x}-"]
+
+
+_reset_id_prefix()
+os.register_at_fork(after_in_child=_reset_id_prefix)
 
 
 def new_request_id() -> str:
@@ -48,7 +56,7 @@ def new_request_id() -> str:
 
     Cheaper than ``uuid4()`` on the hot path and just as unique for correlating logs.
     """
-    return f"{_ID_PREFIX}{os.getpid():x}-{next(_ID_COUNTER):08x}"
+    return f"{_ID_PREFIX[0]}{next(_ID_COUNTER):08x}"
 
 
 def request_id_of(value: bytes | None) -> str:

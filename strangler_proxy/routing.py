@@ -29,6 +29,7 @@ from strangler_proxy.config import (
 )
 
 BUCKETS = 10_000
+BUCKET_CACHE = 65_536  # remembered (salt, key) -> bucket pairs per route table
 SERVICE = "service"
 DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
 
@@ -172,6 +173,7 @@ class RouteTable:
         self._secret = override_secret
         self._override_header = config.canary.override_header.lower().encode("latin-1")
         self._override_cookie = config.canary.override_cookie
+        self._buckets: dict[tuple[str, str], int] = {}
 
     def match(self, method: str, path: str, headers: Mapping[bytes, bytes]) -> _CompiledRoute:
         """The first route whose path, methods and headers all match (the default at worst)."""
@@ -204,7 +206,14 @@ class RouteTable:
         mode = compiled.route.mode
         if mode == "canary":
             key = compiled.sticky_key(headers, client_ip)
-            inside = bucket(compiled.route.salt, key) < compiled.threshold
+            cache = self._buckets
+            cache_key = (compiled.route.salt, key)
+            found = cache.get(cache_key)
+            if found is None:
+                if len(cache) >= BUCKET_CACHE:
+                    cache.clear()  # crude but bounded; users repeat, so it refills fast
+                found = cache[cache_key] = bucket(compiled.route.salt, key)
+            inside = found < compiled.threshold
             decision = decisions["canary-service" if inside else "canary-monolith"]
         else:
             decision = decisions[mode]

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
+import marshal
+import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -35,6 +37,7 @@ import httpx
 
 from strangler_proxy.compare import Comparison, compare, decode_body
 from strangler_proxy.compare_rules import Rules, compile_rules
+from strangler_proxy.errors import ProxyError, StartupError
 from strangler_proxy.exchange import Headers, RecordedRequest, RecordedResponse, ShadowOffer
 from strangler_proxy.noise import template_for
 from strangler_proxy.store import (
@@ -450,27 +453,50 @@ def _esc(value: str) -> str:
 #
 # Copying, comparing and storing cost CPU; done on the proxy's event loop they slow every
 # client request (measured: bench/shadow). So the proxy gets a ProcessSink: ``offer`` does the
-# cheap checks, pickles the offer and writes one frame to a Unix socket whose write buffer is
+# cheap checks, serializes the offer and writes one frame to a Unix socket whose write buffer is
 # bounded (full buffer: dropped and counted); a worker process (``python -m
 # strangler_proxy.shadow --worker FD --config FILE``) runs a ShadowRunner on the other end.
-# Frames are (4-byte length, pickle of a tuple): ("offer", ShadowOffer), ("counts", dict),
+# Frames are (4-byte length, marshal of a tuple): ("offer", fields...), ("counts", dict),
 # ("reload", path), ("idle", n), ("stop",); the worker answers ("counts", dict) every second
 # and ("idle", n) when it has caught up.
 
 _FRAME = struct.Struct("!I")
 IPC_BUFFER_BYTES: Final = 16 * 1024 * 1024
 _COUNTS_SECONDS: Final = 1.0
+_START_SECONDS: Final = 20.0
+WORKER_NICE: Final = 19
 
 
 def _frame(message: tuple[Any, ...]) -> bytes:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    # marshal: plain builtin values only, the same interpreter on both ends, and 6x cheaper
+    # than pickling the dataclasses (measured; this runs once per shadowed request)
+    data = marshal.dumps(message)
     return _FRAME.pack(len(data)) + data
+
+
+def offer_message(offer: ShadowOffer) -> tuple[Any, ...]:
+    """An offer as a flat tuple of builtin values (the frame the worker reads)."""
+    r, p = offer.request, offer.primary
+    return ("offer", offer.route, offer.route_template, offer.target, r.method, r.path,
+            r.query, r.headers, r.body, r.body_truncated, r.request_id, r.client, p.status,
+            p.headers, p.body, p.body_truncated, p.elapsed_ms, p.error, offer.extra)
+
+
+def offer_from_message(m: tuple[Any, ...]) -> ShadowOffer:
+    """The inverse of :func:`offer_message`."""
+    def pairs(headers: Any) -> Headers:
+        return tuple((str(k), str(v)) for k, v in headers)
+
+    return ShadowOffer(m[1], m[2], m[3],
+                       RecordedRequest(m[4], m[5], m[6], pairs(m[7]), m[8], m[9], m[10], m[11]),
+                       RecordedResponse(m[12], pairs(m[13]), m[14], m[15], m[16], m[17]),
+                       dict(m[18]))
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     try:
         header = await reader.readexactly(_FRAME.size)
-        message: tuple[Any, ...] = pickle.loads(await reader.readexactly(
+        message: tuple[Any, ...] = marshal.loads(await reader.readexactly(
             _FRAME.unpack(header)[0]))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
@@ -490,7 +516,7 @@ class _Link(asyncio.Protocol):
             size = _FRAME.unpack_from(self.buffer)[0]
             if len(self.buffer) < _FRAME.size + size:
                 return
-            message = pickle.loads(bytes(self.buffer[_FRAME.size:_FRAME.size + size]))
+            message = marshal.loads(bytes(self.buffer[_FRAME.size:_FRAME.size + size]))
             del self.buffer[:_FRAME.size + size]
             self.sink.from_worker(message)
 
@@ -511,7 +537,9 @@ class ProcessSink:
         self._transport: asyncio.Transport | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._idle: dict[int, asyncio.Future[None]] = {}
+        self._idle: dict[int, asyncio.Future[Any]] = {}
+        self._ready: asyncio.Future[bool] | None = None
+        self._started = False
         self.reconfigure(config, notify=False)
 
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
@@ -535,7 +563,7 @@ class ProcessSink:
             if transport.get_write_buffer_size() > self._buffer_bytes:
                 self._count(offer.route, "dropped_queue_full")
                 return False
-            transport.write(_frame(("offer", offer)))
+            transport.write(_frame(offer_message(offer)))
             self.counts[(offer.route, "handed_to_worker")] += 1
             return True
         except Exception:  # noqa: BLE001 - the client's path must never see our failures
@@ -566,8 +594,18 @@ class ProcessSink:
             child.close()
         loop = asyncio.get_running_loop()
         parent.setblocking(False)
+        self._ready = loop.create_future()
         transport, _ = await loop.create_unix_connection(lambda: _Link(self), sock=parent)
         self._transport = transport
+        try:
+            ready = await asyncio.wait_for(self._ready, _START_SECONDS)
+        except TimeoutError:
+            ready = False
+        if not ready:
+            await self.stop(drain_seconds=0.0)
+            raise StartupError("the shadow worker did not start (its error is printed above; "
+                               "check [shadow].store and the routes file)")
+        self._started = True
         self._task = asyncio.create_task(self._send_counts())
 
     async def _send_counts(self) -> None:
@@ -580,6 +618,8 @@ class ProcessSink:
         """A frame from the worker: its counters, or an answer to wait_idle."""
         if message[0] == "counts":
             self.worker_counts = dict(message[1])
+        elif message[0] == "ready" and self._ready is not None and not self._ready.done():
+            self._ready.set_result(True)
         elif message[0] == "idle":
             future = self._idle.pop(message[1], None)
             if future is not None and not future.done():
@@ -589,12 +629,16 @@ class ProcessSink:
         """The worker closed its end (it exited or crashed): offers are dropped from now."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
-        log.warning("shadow worker is gone; shadow copies are dropped until a restart")
+        for future in [*self._idle.values(), self._ready]:
+            if future is not None and not future.done():
+                future.set_result(False)
+        if self._started:
+            log.warning("shadow worker is gone; shadow copies are dropped until a restart")
 
     async def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until the worker has compared and stored everything sent so far."""
         token = len(self._idle) + int(time.monotonic_ns() % 1_000_000_000)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._idle[token] = future
         if self._send(("idle", token, timeout)):
             with contextlib.suppress(TimeoutError):
@@ -647,17 +691,18 @@ async def serve_worker(fd: int, config_path: str) -> None:
     """The worker process: read frames from the proxy, run a ShadowRunner, report back."""
     from strangler_proxy.config import load_config
 
+    sock = socket.socket(fileno=fd)
     runner = ShadowRunner(load_config(config_path), prefiltered=True)
     await runner.start()
-    sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
+    writer.write(_frame(("ready",)))
     reporter = asyncio.create_task(_report_counts(runner, writer))
     drain = 2.0
     try:
         while (message := await _read_frame(reader)) is not None:
             kind = message[0]
             if kind == "offer":
-                runner.offer(message[1])
+                runner.offer(offer_from_message(message))
             elif kind == "counts":
                 runner.add_counts(message[1])
             elif kind == "reload":
@@ -688,8 +733,14 @@ def _worker_main(argv: list[str]) -> None:
     fd = int(argv[argv.index("--worker") + 1])
     config_path = argv[argv.index("--config") + 1]
     logging.basicConfig(level=logging.WARNING, format="shadow worker: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the proxy, which stops us
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)  # background work: the scheduler serves client traffic first
+    try:
         asyncio.run(serve_worker(fd, config_path))
+    except ProxyError as exc:  # bad store or routes file: one line, as the CLI would say it
+        print(f"strangler: shadow worker: error: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
 
 
 def build_sink(config: ProxyConfig) -> ProcessSink:

@@ -183,7 +183,8 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def wrk(url: str, seconds: float, connections: int = 50, threads: int = 1) -> WrkResult:
-    done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",  # noqa: S607
+    duration = f"-d{max(1, round(seconds))}s"
+    done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", duration,  # noqa: S607
                            "--latency", "-H", "X-User-Id: bench-user", url],
                           capture_output=True, text=True, timeout=seconds + 60, check=True)
     return parse_wrk(done.stdout)
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a script, re
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
         work = Path(tmp)
-        ports = {k: free_port() for k in ("backend", "nginx", "mitm", "ours", "ours_admin",
+        ports = {k: free_port() for k in ("backend", "nginx", "mitm", "bare", "ours", "ours_admin",
                                           "ours50", "ours50_admin", "ours2", "ours2_admin")}
         results = run_all(work, ports, args)
     report(results, args)
@@ -251,6 +252,7 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
     targets = {
         "backend (direct)": f"http://127.0.0.1:{ports['backend']}/api/hit/1/",
         "nginx": f"http://127.0.0.1:{ports['nginx']}/api/hit/1/",
+        "bare Python forwarder": f"http://127.0.0.1:{ports['bare']}/api/hit/1/",
         "strangler": f"http://127.0.0.1:{ports['ours']}/api/hit/1/",
         "strangler, 50 routes": f"http://127.0.0.1:{ports['ours50']}/api/hit/1/",
     }
@@ -272,6 +274,8 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
                            "--listen-host", "127.0.0.1", "-p", str(ports["mitm"]), "-q",
                            "--set", f"confdir={work / 'mitm'}"], ports["mitm"],
                           work / "mitm.log"))
+        enter(process([py, "-m", "bench.proxy.bare", str(ports["bare"]), str(ports["backend"])],
+                      ports["bare"], work / "bare.log"))
         enter(process([*strangler, str(configs["ours"]), "--workers", "1"], ports["ours"],
                       work / "ours.log"))
         enter(process([*strangler, str(configs["ours50"]), "--workers", "1"], ports["ours50"],

@@ -117,8 +117,8 @@ SETUPS = (("shadow off", "monolith", 100.0), ("shadow on, 100%", "shadow", 100.0
           ("shadow on, 10%", "shadow", 10.0))
 
 
-def run(seconds: float = 8.0, rounds: int = 2) -> dict[str, Any]:
-    """Max throughput (shadow off), then p50/p99 per setup at half of it."""
+def run(seconds: float = 8.0, rounds: int = 2, rate: float | None = None) -> dict[str, Any]:
+    """Max throughput (shadow off), then p50/p99 per setup at ``rate`` (default: half max)."""
     missing = [t for t in ("nginx", "wrk") if shutil.which(t) is None]
     if missing:
         return {"skipped": f"needs {', '.join(missing)}: apt-get install -y nginx-light wrk"}
@@ -129,7 +129,7 @@ def run(seconds: float = 8.0, rounds: int = 2) -> dict[str, Any]:
                      work / "nginx.log"):
             wait_port(serv)
             max_rps = _proxy_max(work, mono, serv)
-            rate = max_rps / 2
+            rate = rate or max_rps / 2
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in SETUPS}
             counts: dict[str, dict[str, int]] = {}
             for _ in range(rounds):

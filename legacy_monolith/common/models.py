@@ -8,6 +8,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from legacy_monolith.outbox.managers import OutboxModel
+
 
 class TimeStampedModel(models.Model):
     """Adds ``created_at``/``updated_at``, set by Django on save."""
@@ -40,7 +42,7 @@ class SoftDeleteModel(models.Model):
         self.save(update_fields=["deleted_at"])
 
 
-class Tag(models.Model):
+class Tag(OutboxModel):
     name = models.CharField(max_length=60)
     slug = models.SlugField(max_length=60, unique=True)
 

@@ -7,9 +7,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from legacy_monolith.common.models import TimeStampedModel
+from legacy_monolith.outbox.managers import OutboxModel
 
 
-class Review(TimeStampedModel):
+class Review(OutboxModel, TimeStampedModel):
     class Status(models.TextChoices):
         PENDING = "pending"
         APPROVED = "approved"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.db import models
 
 from legacy_monolith.common.models import Tag, TimeStampedModel
+from legacy_monolith.outbox.managers import OutboxModel
 
 # --- catalog ---------------------------------------------------------------------------
 
 
-class Category(models.Model):
+class Category(OutboxModel):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, unique=True)
     parent = models.ForeignKey(
@@ -24,7 +25,7 @@ class Category(models.Model):
         return self.name
 
 
-class Brand(models.Model):
+class Brand(OutboxModel):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, unique=True)
     country = models.CharField(max_length=2, blank=True)
@@ -36,7 +37,7 @@ class Brand(models.Model):
         return self.name
 
 
-class Product(TimeStampedModel):
+class Product(OutboxModel, TimeStampedModel):
     sku = models.CharField(max_length=32, unique=True)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200, unique=True)
@@ -55,7 +56,7 @@ class Product(TimeStampedModel):
         return self.sku
 
 
-class ProductTag(models.Model):
+class ProductTag(OutboxModel):
     product = models.ForeignKey(Product, on_delete=models.CASCADE)
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE)
     added_at = models.DateTimeField(auto_now_add=True)
@@ -64,7 +65,7 @@ class ProductTag(models.Model):
         unique_together = [("product", "tag")]
 
 
-class ProductImage(models.Model):
+class ProductImage(OutboxModel):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
     url = models.URLField()
     position = models.PositiveIntegerField(default=0)
@@ -76,7 +77,7 @@ class ProductImage(models.Model):
 # --- pricing ---------------------------------------------------------------------------
 
 
-class PriceHistory(models.Model):
+class PriceHistory(OutboxModel):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_history")
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3, default="EUR")
@@ -99,7 +100,7 @@ class Warehouse(models.Model):
         ordering = ["id"]
 
 
-class StockLevel(models.Model):
+class StockLevel(OutboxModel):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="stock_levels")
     warehouse = models.ForeignKey(
         Warehouse, on_delete=models.CASCADE, related_name="stock_levels"

@@ -80,3 +80,15 @@ formats = { id = "uuid" }
 
 def test_generalize_replaces_indices_and_keys() -> None:
     assert generalize("$.a[0].b[id=\"x\"].c") == "$.a[*].b[*].c"
+
+
+@pytest.mark.parametrize("module", [
+    "compare", "compare_rules", "noise", "store", "gate", "shadow_report", "shadow",
+    "dashboard", "replay"])
+def test_doctests_of_the_shadow_modules_pass(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"strangler_proxy.{module}"))
+    assert result.failed == 0
+    assert result.attempted > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
-from strangler_proxy.shadow import ShadowRunner, build_request, build_sink
+from strangler_proxy.shadow import ProcessSink, ShadowRunner, build_request, build_sink
 from strangler_proxy.store import open_store
 
 
@@ -120,7 +121,7 @@ def offer(path: str = "/api/products/1/", method: str = "GET", body: bytes = b""
 def run(config: ProxyConfig, body: Callable[[ShadowRunner], Any],
         rng: Callable[[], float] | None = None) -> Any:
     async def main() -> Any:
-        sink = ShadowRunner(config, rng=rng) if rng else build_sink(config)
+        sink = ShadowRunner(config, rng=rng or random.random)
         await sink.start()
         try:
             result = body(sink)
@@ -394,3 +395,50 @@ mode = "shadow"
 target = "catalog"
 compare = {{ ignore = ["served_at"] }}
 '''
+
+
+def test_process_sink_hands_offers_to_a_worker_process(tmp_path: Path,
+                                                      servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    routes_file = tmp_path / "strangler.toml"
+    routes_file.write_text(config_text_of(tmp_path, monolith, service))
+    config = parse_config(routes_file.read_text(), str(routes_file))
+
+    async def main() -> tuple[bool, bool, str, int]:
+        sink = build_sink(config)
+        assert isinstance(sink, ProcessSink)
+        await sink.start()
+        try:
+            first = sink.offer(offer())
+            await sink.wait_idle(timeout=5)
+            await asyncio.sleep(1.2)  # one report interval: the worker's counters arrive
+            text = sink.prometheus_text()
+            # when the worker dies, offers are dropped and counted, never blocked
+            worker = sink._process  # noqa: SLF001 - the test kills the worker on purpose
+            assert worker is not None
+            worker.kill()
+            await asyncio.to_thread(worker.wait, 5)
+            await asyncio.sleep(0.1)
+            after = sink.offer(offer())
+            return first, after, text, sink.counts[("products", "dropped_worker_down")]
+        finally:
+            await sink.stop()
+
+    first, after, text, down = asyncio.run(main())
+    assert (first, after, down) == (True, False, 1)
+    assert 'event="service_mismatch"} 1' in text
+    [record] = stored(tmp_path)
+    assert record.differences[0]["path"] == "$.price"
+
+
+def test_process_sink_refuses_to_start_on_a_bad_store(tmp_path: Path,
+                                                      servers: tuple[Server, Server]) -> None:
+    from strangler_proxy.errors import StartupError
+
+    monolith, service = servers
+    (tmp_path / "diffs.sqlite3").mkdir()  # a directory where the store file should be
+    routes_file = tmp_path / "strangler.toml"
+    routes_file.write_text(config_text_of(tmp_path, monolith, service))
+    sink = build_sink(parse_config(routes_file.read_text(), str(routes_file)))
+    with pytest.raises(StartupError, match="shadow worker did not start"):
+        asyncio.run(sink.start())

@@ -1,0 +1,110 @@
+"""Write outbox events for catalog changes, inside the caller's transaction.
+
+``record`` handles one saved or deleted row; ``record_rows`` many (bulk operations). Rows
+of stock levels and reviews are not catalog rows, but the catalog shows facts derived from
+them (``in_stock``, ``rating``), so a change to one publishes that product's fact as the
+aggregate ``inventory.ProductStock`` or ``reviews.ProductRating``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, models
+from django.db.models import Avg
+
+from legacy_monolith.outbox.models import OutboxEvent
+
+CATALOG = frozenset({"store.Category", "store.Brand", "store.Product", "store.ProductImage",
+                     "store.PriceHistory", "store.ProductTag", "common.Tag"})
+STOCK, RATING = "inventory.ProductStock", "reviews.ProductRating"
+DERIVED = {"store.StockLevel": STOCK, "reviews.Review": RATING}
+
+UPSERT = (
+    "INSERT INTO outbox_aggregatesequence (aggregate_type, aggregate_id, last) "
+    "VALUES (%s, %s, 1) ON CONFLICT (aggregate_type, aggregate_id) "
+    "DO UPDATE SET last = outbox_aggregatesequence.last + 1 RETURNING last"
+)
+
+
+class OutboxError(Exception):
+    """A change that cannot be published (so it is refused rather than lost)."""
+
+    strangler_user_error = True
+
+
+def publishes(model: type[models.Model]) -> bool:
+    """True for models whose changes reach the outbox (directly or as a derived fact)."""
+    return model._meta.label in CATALOG or model._meta.label in DERIVED
+
+
+def next_sequence(aggregate_type: str, aggregate_id: str) -> int:
+    """The aggregate's next sequence; the counter row stays locked until commit."""
+    with connection.cursor() as cursor:
+        cursor.execute(UPSERT, [aggregate_type, aggregate_id])
+        return int(cursor.fetchone()[0])
+
+
+def payload_of(instance: models.Model) -> dict[str, Any]:
+    """Every concrete column but the key, as JSON values (full precision, unlike
+    DjangoJSONEncoder, which cuts datetimes to milliseconds)."""
+    return {f.attname: _json(f.value_from_object(instance))
+            for f in instance._meta.concrete_fields if not f.primary_key}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _event(aggregate_type: str, key: Any, event_type: str, payload: dict[str, Any]
+           ) -> OutboxEvent:
+    aggregate_id = str(key)
+    return OutboxEvent(event_id=str(uuid.uuid4()), aggregate_type=aggregate_type,
+                       aggregate_id=aggregate_id, sequence=next_sequence(aggregate_type,
+                                                                         aggregate_id),
+                       event_type=event_type, payload=payload)
+
+
+def record(instance: models.Model, event_type: str) -> None:
+    """Publish one row's change (call inside the change's transaction)."""
+    record_rows(type(instance), [instance], event_type)
+
+
+def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_type: str
+                ) -> None:
+    """Publish many rows' changes with one insert of events."""
+    label = model._meta.label
+    rows = list(rows)
+    if label in CATALOG:
+        events = [_event(label, r.pk, event_type, payload_of(r)) for r in rows]
+    elif label in DERIVED:
+        events = derived_events(DERIVED[label], {r.product_id for r in rows})  # type: ignore[attr-defined]
+    else:
+        return
+    OutboxEvent.objects.bulk_create(events)
+
+
+def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[OutboxEvent]:
+    """The current stock or rating fact of each product, as events."""
+    from legacy_monolith.reviews.models import Review
+    from legacy_monolith.store.models import StockLevel
+
+    ids = sorted(set(product_ids))
+    if aggregate_type == STOCK:
+        stocked = set(StockLevel.objects.filter(product_id__in=ids, quantity__gt=0)
+                      .values_list("product_id", flat=True))
+        return [_event(STOCK, p, "updated", {"in_stock": p in stocked}) for p in ids]
+    averages = dict(Review.objects.filter(product_id__in=ids, status="approved")
+                    .order_by().values("product_id").annotate(avg=Avg("rating"))
+                    .values_list("product_id", "avg"))
+    return [_event(RATING, p, "updated",
+                   {"rating": None if averages.get(p) is None else float(averages[p])})
+            for p in ids]

@@ -1,0 +1,180 @@
+"""The catalog's transactional outbox: every way of writing publishes, in the same transaction.
+
+Part of the catalog extraction (docs/data-sync.md); the relay and the service are tested in
+tests/extracted/.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.db.models import F
+from rest_framework.test import APIClient
+
+from legacy_monolith.common.models import Tag
+from legacy_monolith.outbox.consumer import apply_catalog_events, product_snapshot
+from legacy_monolith.outbox.models import CatalogProductCopy, OutboxEvent
+from legacy_monolith.outbox.publish import OutboxError
+from legacy_monolith.reviews.models import Review
+from legacy_monolith.store.models import (
+    Brand,
+    Category,
+    PriceHistory,
+    Product,
+    ProductImage,
+    ProductTag,
+    StockLevel,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def events_since(mark: int) -> list[tuple[str, str, str, int]]:
+    return [(e.aggregate_type, e.aggregate_id, e.event_type, e.sequence)
+            for e in OutboxEvent.objects.filter(id__gt=mark).order_by("id")]
+
+
+@pytest.fixture
+def mark(shop: Any) -> int:
+    return OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def test_save_publishes_full_state_with_next_sequence(shop: Any, mark: int) -> None:
+    product = shop.products[1]
+    product.price = Decimal("12.30")
+    product.save()
+    event = OutboxEvent.objects.get(id__gt=mark)
+    assert (event.aggregate_type, event.aggregate_id, event.event_type, event.sequence) == (
+        "store.Product", str(product.pk), "updated", 2)
+    assert event.payload["price"] == "12.30"
+    assert event.payload["category_id"] == shop.category.pk
+    assert event.payload["updated_at"] == product.updated_at.isoformat()  # microseconds kept
+    assert set(event.payload) == {"sku", "name", "slug", "description", "category_id",
+                                  "brand_id", "price", "currency", "is_active", "created_at",
+                                  "updated_at"}
+
+
+def test_a_rolled_back_change_leaves_no_event(shop: Any, mark: int) -> None:
+    with transaction.atomic():
+        Brand.objects.create(name="Gone", slug="gone")
+        transaction.set_rollback(True)
+    assert events_since(mark) == []
+
+
+def test_queryset_update_publishes_each_matching_row(shop: Any, mark: int) -> None:
+    count = Product.objects.filter(pk__in=[p.pk for p in shop.products[:2]]).update(
+        is_active=False)
+    assert count == 2
+    published = events_since(mark)
+    assert [(t, k, e) for t, k, e, _ in published] == [
+        ("store.Product", str(shop.products[0].pk), "updated"),
+        ("store.Product", str(shop.products[1].pk), "updated")]
+    assert all(e.payload["is_active"] is False for e in OutboxEvent.objects.filter(id__gt=mark))
+
+
+def test_bulk_create_and_bulk_update_publish(shop: Any, mark: int) -> None:
+    made = Brand.objects.bulk_create([Brand(name="B1", slug="b1"), Brand(name="B2", slug="b2")])
+    for brand in made:
+        brand.country = "NL"
+    Brand.objects.bulk_update(made, ["country"])
+    assert [(t, e, s) for t, _, e, s in events_since(mark)] == [
+        ("store.Brand", "created", 1), ("store.Brand", "created", 1),
+        ("store.Brand", "updated", 2), ("store.Brand", "updated", 2)]
+    with pytest.raises(OutboxError, match="conflicts handling"):
+        Brand.objects.bulk_create([Brand(name="B3", slug="b3")], ignore_conflicts=True)
+
+
+def test_tags_add_remove_and_set_publish_the_link_rows(shop: Any, mark: int) -> None:
+    product = shop.products[2]
+    product.tags.add(shop.tags[0])
+    product.tags.set([shop.tags[1]])
+    kinds = [(t, e) for t, _, e, _ in events_since(mark)]
+    assert kinds == [("store.ProductTag", "created"), ("store.ProductTag", "deleted"),
+                     ("store.ProductTag", "created")]
+    assert ProductTag.objects.filter(product=product).count() == 1
+
+
+def test_delete_cascades_publish_every_removed_row(shop: Any, mark: int) -> None:
+    product = Product.objects.create(sku="X-1", name="X", slug="x-1", category=shop.category,
+                                     brand=shop.brand, price=Decimal("1.00"))
+    ProductImage.objects.create(product=product, url="https://img.test/1.jpg")
+    PriceHistory.objects.create(product=product, amount=Decimal("2.00"),
+                                valid_from=product.created_at)
+    product.tags.add(shop.tags[0])
+    product.delete()
+    deleted = {t for t, _, e, _ in events_since(mark) if e == "deleted"}
+    assert deleted == {"store.Product", "store.ProductImage", "store.PriceHistory",
+                       "store.ProductTag"}
+
+
+def test_deleting_a_category_publishes_its_orphaned_children(shop: Any, mark: int) -> None:
+    parent = Category.objects.create(name="P", slug="p")
+    child = Category.objects.create(name="C", slug="c", parent=parent)
+    Category.objects.filter(pk=parent.pk).delete()
+    child_event = OutboxEvent.objects.filter(
+        id__gt=mark, aggregate_id=str(child.pk), event_type="updated").get()
+    assert child_event.payload["parent_id"] is None
+    assert events_since(mark)[-1][2] == "deleted"
+
+
+def test_stock_changes_by_f_expression_publish_the_in_stock_fact(shop: Any, mark: int) -> None:
+    level = StockLevel.objects.get(product=shop.products[1])
+    StockLevel.objects.filter(pk=level.pk).update(quantity=F("quantity") - 10)
+    event = OutboxEvent.objects.get(id__gt=mark)
+    assert (event.aggregate_type, event.aggregate_id, event.payload) == (
+        "inventory.ProductStock", str(shop.products[1].pk), {"in_stock": False})
+
+
+def test_approving_a_review_publishes_the_new_rating(shop: Any, mark: int) -> None:
+    pending = Review.objects.get(status=Review.Status.PENDING)
+    pending.status = Review.Status.APPROVED
+    pending.save()
+    event = OutboxEvent.objects.get(id__gt=mark)
+    assert event.aggregate_type == "reviews.ProductRating"
+    assert event.payload == {"rating": pytest.approx((4 + 5 + 1) / 3)}
+
+
+def test_api_writes_publish(shop: Any, mark: int, staff_client: APIClient) -> None:
+    # (the shop has no Django admin installed; an admin would save() like this API does)
+    answer = staff_client.post("/api/brands/", {"name": "Api", "slug": "api"}, format="json")
+    assert answer.status_code == 201
+    assert events_since(mark) == [("store.Brand", str(answer.json()["id"]), "created", 1)]
+    assert Tag.objects.create(name="T", slug="t").pk
+
+
+def test_shadow_writes_publish_nothing(shop: Any, mark: int, staff_client: APIClient) -> None:
+    answer = staff_client.post("/api/brands/", {"name": "S", "slug": "s"}, format="json",
+                               HTTP_X_STRANGLER_SHADOW="1")
+    assert answer.status_code == 201
+    assert events_since(mark) == []
+
+
+def test_consumer_keeps_a_read_only_copy_at_most_once(db: Any) -> None:
+    payload = {"sku": "S-1", "name": "Lamp", "price": "19.90", "currency": "EUR",
+               "is_active": True}
+    first = {"id": "e1", "position": 1, "aggregate_type": "store.Product",
+             "aggregate_id": "7", "sequence": 4, "type": "updated", "payload": payload}
+    second = dict(first, id="e2", position=2, sequence=5,
+                  payload=dict(payload, price="17.00"))
+    other = dict(first, id="e3", position=3, aggregate_type="store.Brand", aggregate_id="1")
+    assert apply_catalog_events("catalog", [first, second, other], 3) == {
+        "applied": 2, "duplicates": 0, "stale": 1, "position": 3}
+    again = apply_catalog_events("catalog", [first, second], 3)
+    assert (again["applied"], again["duplicates"]) == (0, 2)
+    copy = product_snapshot(7)
+    assert copy is not None
+    assert (copy.name, copy.price, copy.sequence) == ("Lamp", Decimal("17.00"), 5)
+    deleted = dict(first, id="e4", position=4, sequence=6, type="deleted")
+    apply_catalog_events("catalog", [deleted], 4)
+    assert not CatalogProductCopy.objects.exists()
+
+
+def test_consumer_endpoint_needs_the_sync_token(db: Any) -> None:
+    client = APIClient()
+    assert client.get("/internal/catalog-events/?stream=catalog").status_code == 403
+    client.credentials(HTTP_AUTHORIZATION="Bearer strangler-demo-sync-token")
+    assert client.get("/internal/catalog-events/?stream=catalog").json() == {
+        "stream": "catalog", "position": 0}

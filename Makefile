@@ -77,8 +77,12 @@ test: lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-
 demo: install
 	$(BIN)/strangler demo
 
+# Benchmarks drive real nginx and wrk beside our code; installed here when missing.
 bench: install
-	$(BIN)/python -m bench
+	@for t in nginx wrk; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then apt-get install -y -q nginx-light wrk >/dev/null 2>&1 || \
+		echo "warning: nginx-light/wrk not installed; those comparisons will be skipped"; fi
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .mypy_cache .ruff_cache

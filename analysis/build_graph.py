@@ -109,12 +109,30 @@ def _relation_hubs(a: Analysis, w: Weights) -> dict[str, float]:
     return {m: d / typical for m, d in indeg.items() if d >= max(4, w.hub_factor * typical)}
 
 
-def _relations(a: Analysis, edges: _Edges, w: Weights, hubs: dict[str, float]) -> None:
+def dependents(a: Analysis) -> dict[str, str]:
+    """Models whose one and only relation is a part-of key (non-null ``CASCADE``): parts.
+
+    An address that has nothing but its user is part of the user's aggregate; a review
+    that also points at a product, or a message that also points at a template, is not
+    part of the user alone.
+    """
+    targets: dict[str, set[tuple[str, bool]]] = defaultdict(set)
     for rel in a.relations:
-        weight = getattr(w, rel.kind, w.fk)
-        for end in (rel.source, rel.target):  # a hub's many links each count for less
-            if end in hubs:
-                weight /= math.sqrt(hubs[end] / w.hub_factor)
+        if rel.source != rel.target and rel.kind not in ("mti", "proxy"):
+            part = rel.kind == "fk" and not rel.reference
+            targets[rel.source].add((rel.target, part))
+    return {m: t for m, ts in targets.items() if len(ts) == 1 for t, part in ts if part}
+
+
+def _relations(a: Analysis, edges: _Edges, w: Weights, hubs: dict[str, float]) -> None:
+    parts = dependents(a)
+    for rel in a.relations:
+        weight = getattr(w, rel.kind, w.fk) * (w.reference if rel.reference else 1.0)
+        hub = hubs.get(rel.target)
+        # Many models pointing at a hub tell little about where each belongs (like a common
+        # word); the hub's own parts and the hub's own keys keep their weight.
+        if hub is not None and parts.get(rel.source) != rel.target:
+            weight /= max(1.0, hub / w.hub_factor) ** w.hub_power
         via = f" (from {rel.inherited_from})" if rel.inherited_from else ""
         edges.add(rel.source, rel.target, "relations", weight,
                   f"{rel.path}:{rel.line} {rel.source}.{rel.field} -> {rel.target} "

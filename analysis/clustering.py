@@ -1,26 +1,30 @@
-"""Community detection on the model graph: Louvain, a stable resolution, cuts to size.
+"""Community detection on the model graph: divisive Louvain, cuts to size.
 
 Louvain (networkx) is deterministic for a given seed. Without ``--contexts`` or
-``--resolution`` the resolution is chosen from the data: for each resolution on a grid,
-Louvain runs with several seeds. Each cut is scored by its *stability* (mean pairwise
-adjusted Rand index between the seeds' partitions) times Bunch's MQ (the sum over
-contexts of ``2 inner / (2 inner + cut)``), and the *coarsest* cut within
-``PARSIMONY`` of the best score wins. Newman modularity is not the criterion: its
-resolution limit merges small contexts (2-6 models, typical of Django apps) in dense
-graphs; MQ rewards each well-separated context and gives one-model contexts nothing.
+``--resolution`` the number of contexts comes from the data, top down: Louvain at the
+standard resolution splits the graph; each community is then split again, on its own
+subgraph, for as long as its best split has modularity of at least ``Q_MIN`` *within that
+community* (structure well above what its own degrees would give by chance). One global
+resolution treats a loose group of two domains (glued by a shared model) and a tight
+two-model aggregate alike; the recursion asks each community separately, so the first is
+split and the second kept. Each level of the recursion is a cut in the dendrogram the
+report offers. On graphs up to ``SEEDED_UP_TO`` nodes the whole search runs with three
+seeds and the most central result (highest mean adjusted Rand index to the others) wins;
+that mean is reported as the proposal's stability.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from itertools import combinations
 from math import comb
 from typing import Any
 
 import networkx as nx
 
-RESOLUTIONS = (0.5, 0.7, 0.85, 1.0, 1.2, 1.4, 1.7, 2.0, 2.4, 2.8, 3.3, 4.0)
-PARSIMONY = 0.9  # chosen on generated projects (docs/analysis.md), not on the demo
+Q_MIN = 0.2  # generated projects score the same from 0.2 to 0.25 (docs/analysis.md)
+MIN_SPLIT = 4  # communities smaller than this are kept whole
+MAX_DEPTH = 8
+SEEDED_UP_TO = 3000  # nodes; above this one seed (a 10,000-node search then takes ~3 s)
 
 Partition = dict[str, int]
 
@@ -83,28 +87,67 @@ def bunch_mq(graph: nx.Graph, part: Partition) -> float:
 
 
 def stable_partition(graph: nx.Graph, seed: int) -> tuple[Partition, list[dict[str, Any]]]:
-    """The coarsest stable, well-separated cut, and every cut tried (the dendrogram)."""
-    nodes = graph.number_of_nodes()
-    seeds = 5 if nodes <= 500 else 3 if nodes <= 3000 else 2
-    grid = RESOLUTIONS if nodes <= 3000 else (1.0, 2.0, 4.0)
-    cuts: list[dict[str, Any]] = []
-    chosen_parts: list[Partition] = []
-    for res in grid:
-        parts = [louvain(graph, res, seed + i) for i in range(seeds)]
-        agree = [adjusted_rand_index(p, q) for p, q in combinations(parts, 2)]
-        stability = sum(agree) / len(agree) if agree else 1.0
-        scored = [(bunch_mq(graph, p), -i, p) for i, p in enumerate(parts)]
-        mq, _, chosen = max(scored, key=lambda t: (t[0], t[1]))
-        cuts.append({"resolution": res, "contexts": len(set(chosen.values())),
-                     "stability": round(stability, 4), "mq": round(mq, 4),
-                     "modularity": round(modularity(graph, chosen), 4),
-                     "score": round(stability * mq, 4), "chosen": False})
-        chosen_parts.append(chosen)
-    top = max(c["score"] for c in cuts)
-    pick = min((i for i, c in enumerate(cuts) if c["score"] >= PARSIMONY * top),
-               key=lambda i: (cuts[i]["contexts"], i))
-    cuts[pick]["chosen"] = True
-    return chosen_parts[pick], cuts
+    """The divisive Louvain partition, and its cuts (one per recursion depth; the chosen
+    one is the deepest).
+
+    With several seeds, the result closest to the others is kept (their mean adjusted
+    Rand index is the ``stability`` of every cut).
+    """
+    seeds = 3 if graph.number_of_nodes() <= SEEDED_UP_TO else 1
+    runs = [divide(graph, seed + i) for i in range(seeds)]
+    finals = [levels[-1] for levels in runs]
+    agree = [[adjusted_rand_index(p, q) if p is not q else 1.0 for q in finals] for p in finals]
+    central = [sum(row) / len(row) for row in agree]
+    best = max(range(seeds), key=lambda i: (central[i], -i))
+    stability = (sum(central) * seeds - seeds) / (seeds * seeds - seeds) if seeds > 1 else 1.0
+    cuts = [{"depth": depth, "contexts": len(set(part.values())),
+             "modularity": round(modularity(graph, part), 4),
+             "mq": round(bunch_mq(graph, part), 4), "stability": round(stability, 4),
+             "seeds": seeds, "q_min": Q_MIN, "chosen": False}
+            for depth, part in enumerate(runs[best])]
+    cuts[-1]["chosen"] = True
+    return finals[best], cuts
+
+
+def divide(graph: nx.Graph, seed: int) -> list[Partition]:
+    """Partitions after each level of the divisive search, coarsest first.
+
+    >>> g = nx.Graph()
+    >>> for group in range(3):
+    ...     nodes = [f"{group}-{i}" for i in range(5)]
+    ...     g.add_edges_from((u, v, {"weight": 1.0}) for u in nodes for v in nodes if u < v)
+    >>> g.add_edge("0-0", "1-0", weight=0.1); g.add_edge("1-1", "2-0", weight=0.1)
+    >>> [len(set(p.values())) for p in divide(g, 0)]
+    [3]
+    """
+    groups = [set(graph.nodes)]
+    levels: list[Partition] = []
+    for _ in range(MAX_DEPTH):
+        split = [_split(graph.subgraph(g), seed) for g in groups]
+        if levels and all(len(parts) == 1 for parts in split):
+            break
+        groups = [part for parts in split for part in parts]
+        levels.append(_numbered(groups))
+        if all(len(parts) == 1 for parts in split):
+            break
+    return levels
+
+
+def _split(sub: nx.Graph, seed: int) -> list[set[str]]:
+    """The community's Louvain split if it is a clear one, else the community whole."""
+    if sub.number_of_nodes() < MIN_SPLIT or sub.number_of_edges() == 0:
+        return [set(sub.nodes)]
+    comms = nx.community.louvain_communities(sub, weight="weight", resolution=1.0, seed=seed)
+    if len(comms) < 2:
+        return [set(sub.nodes)]
+    if nx.community.modularity(sub, comms, weight="weight") < Q_MIN:
+        return [set(sub.nodes)]
+    return [set(c) for c in comms]
+
+
+def _numbered(groups: list[set[str]]) -> Partition:
+    ordered = sorted(groups, key=lambda c: (-len(c), min(c)))
+    return {n: i for i, c in enumerate(ordered) for n in c}
 
 
 def partition_with(graph: nx.Graph, contexts: int, seed: int) -> Partition:

@@ -194,7 +194,7 @@ def _relations(models: dict[str, ModelInfo], cands: dict[str, _Candidate], r: Re
                 src = inherited and models.get(inherited)
                 relations.append(Relation(
                     m.key, target, kind, fld.name, cands[owner].path, fld.line,
-                    src.key if src else None))
+                    src.key if src else None, fld.reference))
                 relations.extend(_through(fld, m, cands[owner], r, models, by_key, auth_user))
                 if kind == "m2m" and fld.through is None:
                     table = fld.db_table or f"{m.table}_{fld.name}"

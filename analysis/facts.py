@@ -25,6 +25,7 @@ class FieldFact:
     through: str | None = None
     db_table: str | None = None
     parent_link: bool = False
+    reference: bool = False  # nullable, or on_delete other than CASCADE: not a part-of link
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Relation:
     path: str
     line: int
     inherited_from: str | None = None
+    reference: bool = False  # see FieldFact.reference
 
 
 @dataclass(frozen=True)

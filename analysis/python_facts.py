@@ -149,7 +149,26 @@ def _field(name: str, call: ast.Call, line: int) -> FieldFact | None:
         db_table=db_table.value if isinstance(db_table, ast.Constant) and isinstance(
             db_table.value, str) else None,
         parent_link=isinstance(parent_link, ast.Constant) and parent_link.value is True,
+        reference=_is_reference(call, kind),
     )
+
+
+def _is_reference(call: ast.Call, kind: str) -> bool:
+    """A key that may be empty or outlive its target (``PROTECT``, ``SET_NULL``...).
+
+    A non-null ``CASCADE`` key makes the row a part of its target (one aggregate, in
+    domain-driven terms); anything else points at another aggregate.
+    """
+    if kind not in ("ForeignKey", "OneToOneField"):
+        return False
+    null = _kwarg(call, "null")
+    if isinstance(null, ast.Constant) and null.value is True:
+        return True
+    on_delete = _kwarg(call, "on_delete")
+    if on_delete is None and len(call.args) > 1:
+        on_delete = call.args[1]
+    name = (dotted(on_delete) or "") if on_delete is not None else "CASCADE"
+    return bool(name) and not name.endswith("CASCADE")
 
 
 def _class_fact(node: ast.ClassDef) -> ClassFact:

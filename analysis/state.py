@@ -44,6 +44,7 @@ class Weights:
     generic: float = 0.3
     mti: float = 3.0
     proxy: float = 3.0
+    reference: float = 0.5  # factor on a nullable or non-CASCADE key (between aggregates)
     usage: float = 1.0
     module: float = 0.3
     sql_coaccess: float = 0.6
@@ -52,6 +53,7 @@ class Weights:
     same_file: float = 0.2
     max_unit_models: int = 12  # a unit touching more models than this counts as one that size
     hub_factor: float = 2.5  # neighbours above hub_factor x the median make a hub, damped
+    hub_power: float = 1.0  # a key into a hub counts 1 / (in-degree / hub_factor) ** power
 
 
 @dataclass(frozen=True)

@@ -95,12 +95,12 @@ def request_head(start: bytes, headers: Sequence[tuple[bytes, bytes]], lowers: S
     ...              frozenset({b"x-a"}), False, b"\\r\\n")
     b'GET / HTTP/1.1\\r\\nAccept: */*\\r\\n\\r\\n'
     """
+    drop = REQUEST_DROP | tokens if tokens else REQUEST_DROP
+    if drop_host:
+        drop = drop | {b"host"}
     parts = [start]
-    drop = REQUEST_DROP
-    for (name, value), lower in zip(headers, lowers, strict=True):
-        if lower in drop or lower in tokens or (drop_host and lower == b"host"):
-            continue
-        parts.append(b"%s: %s\r\n" % (name, value))
+    parts += [b"%s: %s\r\n" % header for header, lower in zip(headers, lowers, strict=True)
+              if lower not in drop]
     parts.append(tail)
     return b"".join(parts)
 

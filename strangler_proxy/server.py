@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import httptools
@@ -32,6 +33,7 @@ import httptools
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig, Upstream
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
 from strangler_proxy.headers import (
+    REASONS,
     RESPONSE_DROP,
     VIA,
     RawHeaders,
@@ -51,6 +53,9 @@ from strangler_proxy.routing import Decision, RouteTable
 
 FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
 NO_BODY_STATUSES = frozenset({204, 304})
+# Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
+# the standard one rather than relaying the upstream's, which saves a parser callback.
+STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
 
 
 class NullSink:
@@ -94,6 +99,8 @@ class UpstreamPool:
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.closed = False
         self.origins = _origins(upstream)
+        self.netloc = upstream.netloc.encode()  # parsed once: urlsplit is slow per request
+        self.base_path = upstream.base_path.encode()
         self.ssl: ssl.SSLContext | None = \
             ssl.create_default_context() if upstream.scheme == "https" else None
 
@@ -195,7 +202,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:  # an idle connection should not speak: drop it
             self.close()
             return
-        exchange.last_activity = exchange.loop_time()
+        exchange.last_activity = exchange.client.loop.time()
         if self.replace_parser:
             self.parser = httptools.HttpResponseParser(self)
             self.replace_parser = False
@@ -244,19 +251,10 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.headers = []
-        self.lowers: list[bytes] = []
-        self.rmap: dict[bytes, bytes] = {}
         self.reason = b""
 
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
         self.headers.append((name, value))
-        self.lowers.append(lower)
-        rmap = self.rmap
-        rmap[lower] = rmap[lower] + b", " + value if lower in rmap else value
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -265,8 +263,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.exchange is not None:
             if not self.parser.should_keep_alive():
                 self.reusable = False
-            self.exchange.response_head(status, self.reason, self.headers, self.lowers,
-                                        self.rmap)
+            headers = self.headers
+            lowers, rmap = header_map(headers)
+            self.exchange.response_head(status, self.reason, headers, lowers, rmap)
             if self.exchange is not None and self.exchange.method == "HEAD":
                 # llhttp cannot be told the request was HEAD; a HEAD answer has no body
                 # whatever its Content-Length says, so end here and use a fresh parser next.
@@ -419,17 +418,19 @@ class Exchange:
     def build_head(self, url: bytes, upstream_name: str) -> bytes:
         """The request head for ``upstream_name``, with forwarded and framing headers."""
         client = self.client
-        upstream = self.state.pools[upstream_name].upstream
+        pool = self.state.pools[upstream_name]
+        upstream = pool.upstream
+        netloc = pool.netloc
         host = self.host
         rewrite = upstream.host == "rewrite" or not host
         hmap = self.hmap
         if client.trusted:
             forwarded = serialize_lines(forwarded_headers(
-                self.headers, client.peer, True, host or upstream.netloc.encode()))
+                self.headers, client.peer, True, host or netloc))
         else:
             via = hmap.get(b"via")
             forwarded = b"%sX-Forwarded-Host: %s\r\nVia: %s\r\n" % (
-                client.forwarded_prefix, host or upstream.netloc.encode(),
+                client.forwarded_prefix, host or netloc,
                 via + b", " + VIA if via else VIA)
         tail = [forwarded, b"X-Request-ID: ", self.request_id.encode(), b"\r\n"]
         if self.websocket:
@@ -441,17 +442,17 @@ class Exchange:
             self.chunked_request = True
             tail.append(b"Transfer-Encoding: chunked\r\n")
         tail.append(b"\r\n")
-        target = (upstream.base_path.encode() + url) if upstream.base_path else url
+        target = pool.base_path + url if pool.base_path else url
         start = b"%s %s HTTP/1.1\r\n" % (self.method.encode(), target)
         if rewrite:
-            start += b"Host: " + upstream.netloc.encode() + b"\r\n"
+            start += b"Host: " + netloc + b"\r\n"
         return request_head(start, self.headers, self.lowers, self.tokens, rewrite,
                             b"".join(tail))
 
     def begin(self) -> None:
         """Start forwarding: take a pooled connection or open one."""
         self.started = True
-        self.start = self.last_activity = self.loop_time()
+        self.start = self.last_activity = self.client.loop.time()
         pool = self.state.pools[self.upstream]
         conn = pool.acquire_nowait()
         self.reused = conn is not None
@@ -509,7 +510,7 @@ class Exchange:
             return  # answered already (an early response): the rest of the body is dropped
         self.body_bytes += len(chunk)
         if self.started:
-            self.last_activity = self.loop_time()
+            self.last_activity = self.client.loop.time()
         tee = self.tee_request
         if tee is not None:
             self._tee(tee, chunk)
@@ -568,15 +569,16 @@ class Exchange:
         if self.tee_request is not None:
             self.response_headers = list(headers)
             self.tee_response = bytearray()
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
-        for (name, value), lower in zip(headers, lowers, strict=True):
-            if lower in RESPONSE_DROP or lower in tokens:
-                continue
-            if lower == b"location":
-                value = rewrite_location(value, self.state.pools[self.upstream].origins,
-                                         b"http://" + self.host if self.host else b"")
-            parts.append(b"%s: %s\r\n" % (name, value))
-        if self.table.config.proxy.route_header and self.decision is not None:
+        if b"location" in rmap:
+            origin = b"http://" + self.host if self.host else b""
+            origins = self.state.pools[self.upstream].origins
+            headers = [(n, rewrite_location(v, origins, origin) if lower == b"location" else v)
+                       for (n, v), lower in zip(headers, lowers, strict=True)]
+        drop = RESPONSE_DROP | tokens if tokens else RESPONSE_DROP
+        parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
+        parts += [b"%s: %s\r\n" % header for header, lower in zip(headers, lowers, strict=True)
+                  if lower not in drop]
+        if self.table.route_header and self.decision is not None:
             parts += [b"X-Strangler-Route: ", self.route_header(), b"\r\n"]
         if b"x-request-id" not in rmap:
             parts += [b"X-Request-ID: ", self.request_id.encode(), b"\r\n"]
@@ -603,10 +605,10 @@ class Exchange:
     def route_header(self) -> bytes:
         """``NAME;target=UPSTREAM`` (plus ``;fallback=WHY`` when the monolith stepped in)."""
         assert self.decision is not None
-        value = self.decision.header_value
         if self.fallen_back:
-            value = f"{self.decision.route.name};target={MONOLITH};fallback={self.fallen_back}"
-        return value.encode()
+            name = self.decision.route.name
+            return f"{name};target={MONOLITH};fallback={self.fallen_back}".encode()
+        return self.decision.header_bytes
 
     def response_body(self, chunk: bytes) -> None:
         if self.finished or not self.response_started:
@@ -648,7 +650,7 @@ class Exchange:
         self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"
-        elapsed = self.loop_time() - self.start
+        elapsed = self.client.loop.time() - self.start
         self.state.metrics.observe(route, self.upstream, self.status, elapsed)
         if self.client.access_log:
             self.client.log_access(self, route, elapsed)
@@ -669,7 +671,7 @@ class Exchange:
             primary=RecordedResponse(
                 status=self.status, headers=_text_headers(self.response_headers),
                 body=bytes(self.tee_response), body_truncated=self.response_truncated,
-                elapsed_ms=(self.loop_time() - self.start) * 1000.0),
+                elapsed_ms=(self.client.loop.time() - self.start) * 1000.0),
         )
         try:
             accepted = bool(self.state.sink.offer(sink_offer))
@@ -738,7 +740,7 @@ class Exchange:
         self.keep_alive = False
         self.finish()
         extra = [(b"X-Request-ID", self.request_id.encode())]
-        if self.table.config.proxy.route_header and self.decision is not None:
+        if self.table.route_header and self.decision is not None:
             extra.append((b"X-Strangler-Route", self.route_header()))
         self.client.write(error_response(self.status, message, extra, close=True))
         self.client.exchange_done(self)
@@ -792,9 +794,8 @@ class ClientConnection(asyncio.Protocol):
         self.access_log = state.config.proxy.access_log == "json"
         self.batch: list[bytes] | None = None
         self.max_header_bytes = state.config.proxy.max_header_bytes
+        self.in_head = False
         self.forwarded_prefix = b""
-        self.lowers: list[bytes] = []
-        self.hmap: dict[bytes, bytes] = {}
         self.rejected = False
 
     # asyncio callbacks
@@ -816,6 +817,11 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.rejected:
             return
+        if self.in_head:
+            self.header_bytes += len(data)
+            if self.header_bytes > self.max_header_bytes:
+                self.reject(431, "the request line and headers are too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -873,35 +879,28 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
-        self.lowers = []
-        self.hmap = {}
         self.header_bytes = 0
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.header_bytes += len(url)
-        if self.header_bytes > self.max_header_bytes:
-            raise _Reject(431, "the request line and headers are too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.max_header_bytes:
-            raise _Reject(431, "the request headers are too large")
-        lower = name.lower()
         self.headers.append((name, value))
-        self.lowers.append(lower)
-        hmap = self.hmap
-        if lower in hmap:
-            if lower == b"host":
-                raise _Reject(400, "more than one Host header")
-            hmap[lower] = hmap[lower] + (b"; " if lower == b"cookie" else b", ") + value
-        else:
-            hmap[lower] = value
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        exchange = Exchange(self, parser.get_method().decode("ascii"), self.url, self.headers,
-                            self.lowers, self.hmap)
+        headers = self.headers
+        self.in_head = False
+        # Exact size check here; data_received bounds heads that span several reads.
+        size = len(self.url) + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
+        if size > self.max_header_bytes:
+            raise _Reject(431, "the request line and headers are too large")
+        lowers, hmap = header_map(headers)
+        if len(hmap) != len(lowers) and lowers.count(b"host") > 1:
+            raise _Reject(400, "more than one Host header")
+        exchange = Exchange(self, parser.get_method().decode("ascii"), self.url, headers,
+                            lowers, hmap)
         exchange.http11 = parser.get_http_version() == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
@@ -917,6 +916,11 @@ class ClientConnection(asyncio.Protocol):
                 raise _Reject(417, "only Expect: 100-continue is supported")
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.queue.append(exchange)
+        if len(self.queue) > 1:
+            # A pipelined request behind an unfinished one: stop reading until the earlier
+            # answers are out (bytes already read are queued, the rest wait in the kernel).
+            # Not pausing in the common case saves two epoll_ctl calls per request.
+            self.pause("pipeline")
 
     def on_body(self, body: bytes) -> None:
         exchange = self.current
@@ -933,9 +937,6 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None:
             return
         exchange.request_complete()
-        # One request at a time: stop reading until its response is done (pipelined bytes
-        # already received are parsed and queued, the rest wait in the kernel).
-        self.pause("pipeline")
 
     # connection-level API
     def write(self, data: bytes) -> None:
@@ -1009,9 +1010,9 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.write_paused and exchange.conn is not None and exchange.conn.transport:
             exchange.conn.transport.resume_reading()
-        if self.queue:
+        if self.queue and not self.queue[0].started:
             self.queue[0].begin()
-        elif self.current is None:
+        if "pipeline" in self.paused and len(self.queue) <= 1:
             self.resume("pipeline")
 
     def _after_upgrade(self, rest: bytes) -> None:
@@ -1048,6 +1049,25 @@ class _Reject(Exception):  # noqa: N818 - internal signal, never escapes this mo
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def header_map(headers: RawHeaders) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """Lower-cased names (aligned with ``headers``) and name -> value, repeats joined.
+
+    >>> header_map([(b"Host", b"a"), (b"Cookie", b"x=1"), (b"cookie", b"y=2")])[1]
+    {b'host': b'a', b'cookie': b'x=1; y=2'}
+    """
+    found = {name.lower(): value for name, value in headers}
+    if len(found) == len(headers):
+        return list(found), found  # no repeats (the common case): insertion order = lowers
+    lowers = [name.lower() for name, _ in headers]
+    joined: dict[bytes, bytes] = {}
+    for (_, value), lower in zip(headers, lowers, strict=True):
+        if lower in joined:
+            joined[lower] += (b"; " if lower == b"cookie" else b", ") + value
+        else:
+            joined[lower] = value
+    return lowers, joined
 
 
 async def watchdog(state: ProxyState, tick: float = 0.1) -> None:

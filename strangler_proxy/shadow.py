@@ -1,13 +1,19 @@
 """The shadow sink: copies requests to the service off the client's path, compares, stores.
 
-The proxy calls :meth:`ShadowRunner.offer` after the client has its answer from the
-monolith. ``offer`` never blocks and never raises: it checks the route's sampling percent,
-method and body size, then puts the job on a bounded queue, or drops it and counts why.
-A few worker tasks (``[shadow].concurrency``) take jobs off the queue, send the copy to the
-route's service with their own connection pool and timeout, and, for a sampled share of
-safe requests (``[shadow].noise_percent``), send the request to the monolith a second time
-so noise can be learned. Each answer is compared (:mod:`strangler_proxy.compare`), redacted
-and handed to a writer task that stores records in batches from a thread.
+Two halves, one process boundary between them::
+
+    proxy process                         shadow worker process (nice 19)
+    ProcessSink.offer(offer)  ──frame──▶  ShadowRunner.offer ─▶ bounded queue ─▶ workers
+      cheap checks, one write to a        copy to the service (own pool, timeout), maybe
+      bounded socket buffer, or drop      ask the monolith again, compare, redact, store
+
+``offer`` never blocks and never raises: it checks the route's sampling percent, method and
+body size, then writes one frame, or drops the offer and counts why. In the worker, a few
+tasks (``[shadow].concurrency``) take jobs off a bounded queue, send the copy to the route's
+service and, for a sampled share of safe requests (``[shadow].noise_percent``), send the
+request to the monolith a second time so noise can be learned. Each answer is compared
+(:mod:`strangler_proxy.compare`), redacted and handed to a writer task that stores records in
+batches from a thread. :class:`ShadowRunner` also runs in-process (tests, replay-like tools).
 
 Safety: only GET, HEAD and OPTIONS are copied unless the route sets ``shadow.writes = true``;
 every copy carries ``X-Strangler-Shadow: 1``; repeats to the monolith are only ever sent for
@@ -227,7 +233,7 @@ class ShadowRunner:
         self._client: httpx.AsyncClient | None = None
         self.store: DiffStore | None = None
         self._pending = 0
-        self._writing = False
+        self._unwritten = 0  # records handed to the writer and not yet stored
         self.reconfigure(config)
 
     # configuration
@@ -310,8 +316,7 @@ class ShadowRunner:
         while (self._queue is not None and (self._queue.qsize() or self._pending)
                and time.monotonic() < deadline):
             await asyncio.sleep(0.02)
-        while self._records is not None and self._records.qsize() and \
-                time.monotonic() < deadline:
+        while self._unwritten and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for task in self._tasks:
             task.cancel()
@@ -332,8 +337,8 @@ class ShadowRunner:
         """Wait until queued jobs are compared and stored (for tests and the replay)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = (self._queue is not None and self._queue.qsize()) or self._pending or (
-                self._records is not None and self._records.qsize()) or self._writing
+            busy = (self._queue is not None and self._queue.qsize()) or self._pending or \
+                self._unwritten
             if not busy:
                 return
             await asyncio.sleep(0.01)
@@ -384,6 +389,7 @@ class ShadowRunner:
         assert self._records is not None
         try:
             self._records.put_nowait(record)
+            self._unwritten += 1  # until the writer has stored it (or given up on it)
         except asyncio.QueueFull:
             self._count(offer.route, "dropped_store_backlog")
 
@@ -395,11 +401,7 @@ class ShadowRunner:
                 batch = [first, *self._drain_records()]
             except TimeoutError:
                 batch = []
-            self._writing = True
-            try:
-                await self._flush(batch)
-            finally:
-                self._writing = False
+            await self._flush(batch)
 
     async def flush(self) -> None:
         """Write queued records and counters now."""
@@ -423,6 +425,8 @@ class ShadowRunner:
             log.exception("diff store write failed; %d records lost", len(batch))
             for record in batch:
                 self.counts[(record.route, "dropped_store_error")] += 1
+        finally:
+            self._unwritten -= len(batch)
 
     # metrics
     def prometheus_text(self) -> str:

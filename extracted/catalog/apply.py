@@ -56,6 +56,7 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     """
     counts = {"applied": 0, "duplicates": 0, "stale": 0}
     with transaction.atomic():
+        _one_applier_at_a_time()
         seen = set(
             ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
             .values_list("event_id", flat=True)
@@ -91,6 +92,7 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]]) -> di
     keys = {(aggregate_type, str(row["id"])) for row in rows}
     copied = skipped = 0
     with transaction.atomic():
+        _one_applier_at_a_time()
         plan = _Plan(_versions(keys))
         for row in rows:
             if plan.add_state(aggregate_type, str(row["id"]), int(row["sequence"]), "updated",
@@ -103,6 +105,20 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]]) -> di
 
 
 Key = tuple[str, str]
+APPLY_LOCK = 7_201_001  # any constant: the advisory lock of the event/backfill appliers
+
+
+def _one_applier_at_a_time() -> None:
+    """Serialise apply transactions (relay batches, backfill batches) until commit.
+
+    Without it, a backfill batch and an event batch touching the same *new* aggregate could
+    both see "no version yet" and the later commit would win whatever its sequence. On
+    PostgreSQL an advisory transaction lock does it; on SQLite the service's transactions
+    begin IMMEDIATE (settings), which takes the write lock at BEGIN.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPLY_LOCK])
 
 
 def _versions(keys: set[Key]) -> dict[Key, AggregateVersion]:

@@ -41,15 +41,24 @@ WSGI_APPLICATION = "extracted.catalog.wsgi.application"
 TEMPLATES: list[dict[str, object]] = []
 
 
+# IMMEDIATE: a transaction takes the write lock at BEGIN, so concurrent appliers (relay,
+# backfill) queue instead of failing on a stale read (see apply.py); WAL lets reads go on.
+SQLITE_OPTIONS = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;",
+                  "transaction_mode": "IMMEDIATE"}
+
+
 def _database() -> dict[str, object]:
     url = os.environ.get("CATALOG_DATABASE_URL", "")
     if url:
-        return dict(dj_database_url.parse(url, conn_max_age=60))
+        config = dict(dj_database_url.parse(url, conn_max_age=60))
+        if "sqlite" in str(config["ENGINE"]):
+            config["OPTIONS"] = {**SQLITE_OPTIONS, **dict(config.get("OPTIONS") or {})}
+        return config
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(DATA_DIR / "catalog.sqlite3"),
-        "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
+        "OPTIONS": dict(SQLITE_OPTIONS),
     }
 
 

@@ -13,7 +13,7 @@ import click
 from extracted.sync.database import Database
 from extracted.sync.delivery import EventsEndpoint
 from extracted.sync.outbox import OutboxTable
-from extracted.sync.relay import Relay, RelayOptions
+from extracted.sync.relay import Relay, RelayOptions, check_lag
 from extracted.sync.service import ServiceInternals
 
 DEFAULT_TOKEN = "strangler-demo-sync-token"
@@ -55,25 +55,35 @@ def _outbox_table() -> Callable[[F], F]:
 @click.option("--max-backoff", default=5.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--once", is_flag=True, help="Deliver what is pending, print the status, exit "
               "(non-zero when the consumer could not be reached).")
+@click.option("--check", is_flag=True, help="Deliver nothing: print how far the consumer is "
+              "behind (exit 1 when it is).")
 @click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Keep the status JSON (lag, counters) in this file, rewritten atomically.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 def relay(source_db: str, outbox_table: str, target: str, token: str, stream: str,
           batch_size: int, poll_interval: float, hole_grace: float, max_backoff: float,
-          once: bool, status_file: Path | None, as_json: bool) -> None:
+          once: bool, check: bool, status_file: Path | None, as_json: bool) -> None:
     """Deliver outbox events to a service, in order, at least once.
 
     \b
     Reads the producer's outbox table through --source-db, resumes from the position the
     consumer reports, delivers batches to --target and backs off while it is down. Stop
     with Ctrl-C (or SIGTERM); kill it any way you like, it resumes without loss.
-    Lag: `strangler relay --once --json` or --status-file.
+    Lag: `strangler relay --check --json` (delivers nothing), --once, or --status-file.
     """
     options = RelayOptions(batch_size=batch_size, poll_interval=poll_interval,
                            hole_grace=hole_grace, max_backoff=max_backoff, once=once,
                            status_file=status_file)
     database = Database(source_db)
     endpoint = EventsEndpoint(target, token, stream)
+    if check:
+        try:
+            lag = check_lag(OutboxTable(database, outbox_table), endpoint)
+        finally:
+            endpoint.close()
+            database.close()
+        _print_status(lag.to_json(), as_json)
+        raise SystemExit(1 if lag.lag_events else 0)
     runner = Relay(OutboxTable(database, outbox_table), endpoint, options)
 
     def _stop(signum: int, frame: Any) -> None:

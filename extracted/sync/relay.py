@@ -203,6 +203,22 @@ class Relay:
         write_json_atomically(target, self.status.to_json())
 
 
+def check_lag(outbox: OutboxTable, endpoint: EventsEndpoint,
+              wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RelayStatus:
+    """How far the consumer is behind the outbox, without delivering anything.
+
+    ``lag_seconds`` here is the age of the oldest event above the consumer's position.
+    """
+    status = RelayStatus(stream=endpoint.stream, state="checked")
+    status.position = endpoint.position()
+    status.head = outbox.head()
+    status.lag_events = outbox.count_after(status.position)
+    oldest = outbox.fetch(status.position, 1)
+    if oldest and oldest[0].occurred_at:
+        status.lag_seconds = _age(oldest[0].occurred_at, wall())
+    return status
+
+
 def _age(occurred_at: str, now: datetime) -> float:
     try:
         moment = datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))

@@ -132,3 +132,31 @@ def test_covers_spots_shadowed_routes() -> None:
     assert not covers(Match(path_prefix="/api/", methods=frozenset({"GET"})),
                       Match(path_prefix="/api/x"))
     assert covers(Match(path_template="/a/{x}/"), Match(path="/a/1/"))
+
+
+def test_indexed_dispatch_picks_the_same_route_as_a_linear_scan() -> None:
+    import random
+    import re as regex
+
+    from strangler_proxy.routing import match_regex
+
+    rng = random.Random(7)
+    words = ["api", "v1", "products", "p", "brands", "{id}", "x", ""]
+    routes = ""
+    for i in range(60):
+        parts = "/".join(rng.choice(words[:-1]) for _ in range(rng.randint(1, 4)))
+        kind = rng.choice(["path_prefix", "path", "path_template"])
+        if kind == "path_template" and "{id}" not in parts:
+            parts += "/{id}"
+        if kind != "path_template":
+            parts = parts.replace("{id}", "7")
+        end = rng.choice(["", "/"])
+        routes += route(f"r{i}", f'{{ {kind} = "/{parts}{end}" }}', mode="service")
+    t = table(routes)
+    for _ in range(3000):
+        path = "/" + "/".join(rng.choice(["api", "v1", "products", "p", "brands", "7", "x",
+                                          "pro"]) for _ in range(rng.randint(0, 5)))
+        path += rng.choice(["", "/"])
+        expected = next((r.name for r in t.routes
+                         if regex.match(match_regex(r.match), path)), "default")
+        assert t.decide("GET", path, {}, "ip").route.name == expected, path

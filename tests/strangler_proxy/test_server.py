@@ -377,7 +377,8 @@ def test_shadow_route_serves_monolith_and_offers_the_exchange_after_the_response
                                                             "catalog;target=monolith")
     assert catalog_seen == 0  # the copy is the shadow side's job, not the forwarder's
     (offer,) = sink.offers
-    assert offer.route == "catalog" and offer.target == "catalog"  # type: ignore[attr-defined]
+    assert offer.route == "catalog"
+    assert offer.target == "catalog"
     request = offer.request  # type: ignore[attr-defined]
     assert (request.method, request.path, request.query) == ("POST", "/api/products/7", "x=1")
     assert (request.body, request.body_truncated, request.request_id) == (b"01234567", True, "r1")

@@ -88,13 +88,16 @@ def test_nothing_lost_while_relay_is_killed_and_service_restarted(
     relay = Process(relay_argv(shop_url, f"{server.url}/internal/events/"), base_env(),
                     tmp_path / "relay.log")
     try:
-        # when the workload writes while the backfill copies
+        # when the workload writes, and the relay starts (from position 0) while the
+        # backfill copies: both apply the same aggregates concurrently
         writer.start()
+        relay.start()
         report = backfill(shop_url, server)
         assert report["total_copied"] > 100
         # and the relay is killed and restarted, and the service stopped and started
         for round_ in range(4):
-            relay.start()
+            if round_:
+                relay.start()
             time.sleep(0.8)
             if round_ == 2:
                 server.stop()
@@ -111,14 +114,17 @@ def test_nothing_lost_while_relay_is_killed_and_service_restarted(
         # and reconcile finds the rows and every aggregate's change count equal
         code, result = reconcile(shop_url, server)
         assert code == 0, json.dumps(result, indent=1)[:3000]
-        # and every event after the backfill's mark was applied exactly once
+        # and every event after the backfill's mark was processed exactly once (the relay
+        # started from 0, so older ones may have been processed too: as applied or stale)
         source, target = Database(shop_url), Database(service_url)
+        every = {r["event_id"] for r in source.query("SELECT event_id FROM outbox_outboxevent")}
         after = {r["event_id"] for r in source.query(
             "SELECT event_id FROM outbox_outboxevent WHERE id > ?", [report["high_water"]])}
-        applied = target.query("SELECT event_id FROM catalog_processedevent")
+        processed = [r["event_id"] for r in target.query(
+            "SELECT event_id FROM catalog_processedevent")]
         assert len(after) > 200
-        assert {r["event_id"] for r in applied} == after
-        assert len(applied) == len(after)
+        assert after <= set(processed) <= every
+        assert len(processed) == len(set(processed))
         twice = target.query(
             "SELECT count(*) AS n FROM (SELECT aggregate_type, aggregate_id, sequence FROM "
             "catalog_processedevent WHERE outcome = 'applied' GROUP BY aggregate_type, "
@@ -147,6 +153,16 @@ def test_reconcile_names_missing_extra_and_different_keys(databases: Any,
     try:
         backfill(shop_url, server)
         assert reconcile(shop_url, server)[0] == 0
+        # (and `relay --check` measures the lag of three new changes without delivering)
+        for _ in range(3):
+            shop.create("store.Brand")
+        check = run(relay_argv(shop_url, f"{server.url}/internal/events/",
+                               "outbox_outboxevent", "monolith", "--check", "--json"))
+        lag = json.loads(check.stdout)
+        assert (check.returncode, lag["lag_events"], lag["delivered"]) == (1, 3, 0)
+        assert lag["lag_seconds"] >= 0
+        assert reconcile(shop_url, server)[0] == 1  # the new brands are missing
+        assert relay_once(shop_url, server)[0] == 0
         # when the copy is damaged behind the sync's back
         target = Database(service_url)
         target.query("DELETE FROM catalog_product WHERE id = 7")
@@ -198,3 +214,48 @@ def test_bad_source_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = run([*STRANGLER, "reconcile", "--source-db", "mysql://x/y"])
     assert done.returncode == 2
     assert "use sqlite:///path or postgresql://" in done.stderr
+
+
+@pytest.mark.parametrize("databases", ["postgresql"], indirect=True)
+def test_an_event_committed_out_of_order_is_not_lost(databases: Any, tmp_path: Path) -> None:
+    # given two PostgreSQL transactions: the first takes position N and stays open,
+    # the second takes N+1 and commits (a hole at N, for now)
+    import psycopg
+
+    shop_url, service_url = databases("shop"), databases("catalog")
+    shop = FakeShop(shop_url)
+    shop.create_schema()
+    shop.populate(3)
+    server = CatalogServer(service_url, tmp_path)
+    server.migrate()
+    server.start()
+    slow = psycopg.connect(shop_url)  # not autocommit: an open transaction
+    try:
+        slow.execute("INSERT INTO outbox_outboxevent (event_id, aggregate_type, aggregate_id, "
+                     "sequence, event_type, payload, occurred_at) VALUES ('slow-1', "
+                     "'common.Tag', '50', 1, 'created', '{\"name\": \"s\", \"slug\": \"s\"}', "
+                     "now())")
+        shop.create("common.Tag")
+        # when the relay runs while the slow transaction commits a second later
+        relay = subprocess.Popen(
+            relay_argv(shop_url, f"{server.url}/internal/events/", "outbox_outboxevent",
+                       "monolith", "--once", "--json", "--hole-grace", "6"),
+            env=base_env(), stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        slow.commit()
+        out, _ = relay.communicate(timeout=60)
+        status = json.loads(out.strip().splitlines()[-1])
+        # then the late event was delivered, after its successor, and no hole was skipped
+        target = Database(service_url)
+        processed = [r["event_id"] for r in target.query(
+            "SELECT event_id FROM catalog_processedevent ORDER BY id")]
+        target.close()
+        assert relay.returncode == 0, status
+        assert "slow-1" in processed
+        assert processed[-1] == "slow-1"  # delivered after the event that committed first
+        assert status["holes_skipped"] == 0
+        assert status["position"] == status["head"]
+    finally:
+        slow.close()
+        server.stop()
+        shop.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 import networkx as nx
 
-from analysis.clustering import dendrogram, louvain, partition_with, stable_partition
+from analysis.clustering import leiden, partition_with, stable_partition
 from analysis.errors import BadOption
 from analysis.state import Analysis
 
@@ -37,15 +37,11 @@ def propose_contexts(a: Analysis) -> Analysis:
         part = partition_with(connected, o.contexts, o.seed)
         cuts = [{"contexts": o.contexts, "requested": True}]
     elif o.resolution is not None:
-        part = louvain(connected, o.resolution, o.seed)
+        part = leiden(connected, o.resolution, o.seed)
         cuts = [{"resolution": o.resolution, "contexts": len(set(part.values())),
                  "chosen": True}]
     else:
         part, cuts = stable_partition(connected, o.seed)
-    if connected.number_of_nodes() and connected.number_of_nodes() <= 3000:
-        res = o.resolution or next((c.get("resolution", 1.0) for c in cuts if c.get("chosen")),
-                                   1.0)
-        cuts.append({"louvain_levels": dendrogram(connected, res, o.seed)})
     a.options.progress("cluster", 1, 1)
     contexts = _describe(a, part)
     return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts))

@@ -49,7 +49,7 @@ class Weights:
     module: float = 0.3
     sql_coaccess: float = 0.6
     shared_write: float = 1.2
-    same_app: float = 0.6
+    same_app: float = 0.4
     same_file: float = 0.2
     max_unit_models: int = 12  # a unit touching more models than this counts as one that size
     hub_factor: float = 2.5  # neighbours above hub_factor x the median make a hub, damped

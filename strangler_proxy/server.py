@@ -496,6 +496,8 @@ class Exchange:
             self.state.inflight.discard(self)
             return
         upstream = self.state.pools[self.upstream].upstream
+        if self.client.write_paused:
+            self.last_activity = now  # a slow client, not a silent upstream
         idle = now - self.last_activity
         if idle < upstream.read_timeout and now - self.start < upstream.total_timeout:
             return
@@ -522,7 +524,7 @@ class Exchange:
                 self.replayable = False
         data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_request else chunk
         if self.conn is not None:
-                self.conn.write(data)
+            self.conn.write(data)
         else:
             self.pending.append(data)
 

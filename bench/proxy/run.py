@@ -47,6 +47,8 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us_per_request: float = float("nan")  # CPU time of the proxy's processes per request
 
 
 def free_port() -> int:
@@ -179,7 +181,9 @@ def parse_wrk(output: str) -> WrkResult:
     count = int(errors.group(1)) if errors else 0
     if socket_errors:
         count += sum(int(x) for x in socket_errors.groups())
-    return WrkResult(rps, lat.get("50", float("nan")), lat.get("99", float("nan")), count)
+    total = re.search(r"(\d+) requests in", output)
+    return WrkResult(rps, lat.get("50", float("nan")), lat.get("99", float("nan")), count,
+                     int(total.group(1)) if total else 0)
 
 
 def wrk(url: str, seconds: float, connections: int = 50, threads: int = 1) -> WrkResult:
@@ -194,7 +198,40 @@ def median_result(results: list[WrkResult]) -> WrkResult:
     return WrkResult(statistics.median(r.rps for r in results),
                      statistics.median(r.p50_ms for r in results),
                      statistics.median(r.p99_ms for r in results),
-                     sum(r.errors for r in results))
+                     sum(r.errors for r in results), sum(r.requests for r in results),
+                     statistics.median(r.cpu_us_per_request for r in results))
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants (nginx workers, ours)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(c) for c in children]
+    return total
+
+
+def measured(url: str, seconds: float, connections: int, pid: int | None,
+             threads: int = 1) -> WrkResult:
+    """wrk, plus the CPU time the proxy process tree spent per request meanwhile.
+
+    On a machine shared with other work, req/s moves with everyone else's load; CPU time per
+    request moves much less, so it is the fairer efficiency comparison.
+    """
+    before = cpu_seconds(pid) if pid else 0.0
+    result = wrk(url, seconds, connections, threads)
+    if pid and result.requests:
+        result.cpu_us_per_request = (cpu_seconds(pid) - before) / result.requests * 1e6
+    return result
 
 
 def check_tools() -> None:
@@ -261,34 +298,40 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
     runs: dict[str, list[WrkResult]] = {name: [] for name in targets}
     latency: dict[str, dict[str, float]] = {}
     scaling: dict[str, WrkResult] = {}
+    scaling_runs: dict[str, list[WrkResult]] = {}
     with contextlib.ExitStack() as stack:
         enter = stack.enter_context
+        pids: dict[str, int | None] = {"backend (direct)": None}
         enter(process(["nginx", "-c", str(nginx_conf(work, "backend",
                                                      backend_server(ports["backend"])))],
                       ports["backend"], work / "backend.log"))
-        enter(process(["nginx", "-c", str(nginx_conf(work, "proxy", nginx_proxy_server(
-            ports["nginx"], ports["backend"])))], ports["nginx"], work / "nginx.log"))
+        pids["nginx"] = enter(process(["nginx", "-c", str(nginx_conf(work, "proxy",
+                                      nginx_proxy_server(ports["nginx"], ports["backend"])))],
+                                      ports["nginx"], work / "nginx.log")).pid
         if not args.no_mitmproxy:
             mitm = Path(sys.executable).parent / "mitmdump"
-            enter(process([str(mitm), "--mode", f"reverse:http://127.0.0.1:{ports['backend']}",
-                           "--listen-host", "127.0.0.1", "-p", str(ports["mitm"]), "-q",
-                           "--set", f"confdir={work / 'mitm'}"], ports["mitm"],
-                          work / "mitm.log"))
-        enter(process([py, "-m", "bench.proxy.bare", str(ports["bare"]), str(ports["backend"])],
-                      ports["bare"], work / "bare.log"))
-        enter(process([*strangler, str(configs["ours"]), "--workers", "1"], ports["ours"],
-                      work / "ours.log"))
-        enter(process([*strangler, str(configs["ours50"]), "--workers", "1"], ports["ours50"],
-                      work / "ours50.log"))
+            pids["mitmproxy"] = enter(process(
+                [str(mitm), "--mode", f"reverse:http://127.0.0.1:{ports['backend']}",
+                 "--listen-host", "127.0.0.1", "-p", str(ports["mitm"]), "-q",
+                 "--set", f"confdir={work / 'mitm'}"], ports["mitm"], work / "mitm.log")).pid
+        pids["bare Python forwarder"] = enter(process(
+            [py, "-m", "bench.proxy.bare", str(ports["bare"]), str(ports["backend"])],
+            ports["bare"], work / "bare.log")).pid
+        pids["strangler"] = enter(process([*strangler, str(configs["ours"]), "--workers", "1"],
+                                          ports["ours"], work / "ours.log")).pid
+        pids["strangler, 50 routes"] = enter(process(
+            [*strangler, str(configs["ours50"]), "--workers", "1"], ports["ours50"],
+            work / "ours50.log")).pid
         for url in targets.values():  # warm up
             wrk(url, 1.0, args.connections)
         for round_ in range(args.rounds):
             for name, url in targets.items():
-                result = wrk(url, args.seconds if name != "mitmproxy" else min(args.seconds, 3),
-                             args.connections)
+                result = measured(url, args.seconds if name != "mitmproxy"
+                                  else min(args.seconds, 3), args.connections, pids.get(name))
                 runs[name].append(result)
                 print(f"round {round_ + 1}/{args.rounds} {name:22s} {result.rps:10.0f} req/s "
-                      f"p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f} ms", flush=True)
+                      f"p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f} ms "
+                      f"cpu {result.cpu_us_per_request:7.1f} us/req", flush=True)
         seconds = 5.0 if args.quick else 10.0
         for name, key in (("backend (direct)", "backend"), ("nginx", "nginx"),
                           ("strangler", "ours")):
@@ -300,15 +343,18 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
                   f"p99 {latency[name]['p99_ms']:.3f} ms", flush=True)
         # scaling: stop nothing else, start a 2-worker proxy, run 2 wrk threads against both
         with process([*strangler, str(configs["ours2"]), "--workers", "2"], ports["ours2"],
-                     work / "ours2.log"):
+                     work / "ours2.log") as two:
             time.sleep(1.0)
             url = f"http://127.0.0.1:{ports['ours2']}/api/hit/1/"
             wrk(url, 1.0, args.connections, threads=2)
-            scaling["strangler, 2 workers"] = wrk(url, args.seconds, args.connections * 2, 2)
-            scaling["strangler, 1 worker"] = wrk(targets["strangler"], args.seconds,
-                                                 args.connections * 2, 2)
-            scaling["nginx, 1 worker"] = wrk(targets["nginx"], args.seconds,
-                                             args.connections * 2, 2)
+            for _ in range(args.rounds):
+                for name, target, pid in (
+                        ("strangler, 2 workers", url, two.pid),
+                        ("strangler, 1 worker", targets["strangler"], pids["strangler"]),
+                        ("nginx, 1 worker", targets["nginx"], pids["nginx"])):
+                    scaling_runs.setdefault(name, []).append(
+                        measured(target, args.seconds, args.connections * 2, pid, threads=2))
+            scaling.update({n: median_result(r) for n, r in scaling_runs.items()})
         if args.monolith:
             scaling.update(monolith_overhead(work, args, ports))
     return {"throughput": {n: median_result(r) for n, r in runs.items()},
@@ -337,13 +383,20 @@ def report(results: dict[str, object], args: argparse.Namespace) -> None:
     throughput: dict[str, WrkResult] = results["throughput"]  # type: ignore[assignment]
     nginx = throughput["nginx"].rps
     print()
-    print("| proxy (1 worker) | req/s | p50 ms | p99 ms | vs nginx | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    nginx_cpu = throughput["nginx"].cpu_us_per_request
+    print("| proxy (1 worker) | req/s | p50 ms | p99 ms | vs nginx | CPU µs/req | req/s per "
+          "core (1e6/CPU) | per core vs nginx | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in throughput.items():
+        cpu = r.cpu_us_per_request
+        per_core = f"{1e6 / cpu:,.0f}" if cpu == cpu else "-"
+        versus = f"{nginx_cpu / cpu:.0%}" if cpu == cpu else "-"
         print(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-              f"{r.rps / nginx:.0%} | {r.errors} |")
-    one, fifty = throughput["strangler"].rps, throughput["strangler, 50 routes"].rps
-    print(f"\n50-route table vs 1 route: {fifty / one:.1%} of the 1-route throughput")
+              f"{r.rps / nginx:.0%} | {cpu:.1f} | {per_core} | {versus} | {r.errors} |")
+    one, fifty = throughput["strangler"], throughput["strangler, 50 routes"]
+    print(f"\n50-route table vs 1 route: {fifty.rps / one.rps:.1%} of the 1-route req/s, "
+          f"CPU per request {fifty.cpu_us_per_request / one.cpu_us_per_request:.1%} of "
+          "the 1-route one")
     latency: dict[str, dict[str, float]] = results["latency"]  # type: ignore[assignment]
     direct = latency["backend (direct)"]
     print("\n| at 1,000 req/s (open loop) | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 |")
@@ -354,10 +407,11 @@ def report(results: dict[str, object], args: argparse.Namespace) -> None:
         print(f"| {name} | {lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | {lat['p999_ms']:.3f} | "
               f"{added50:+.3f} | {added99:+.3f} |")
     scaling: dict[str, WrkResult] = results["scaling"]  # type: ignore[assignment]
-    print("\n| scaling (wrk -t2) | req/s | p50 ms | p99 ms |")
-    print("| --- | ---: | ---: | ---: |")
+    print("\n| scaling (wrk -t2 -c100) | req/s | p50 ms | p99 ms | CPU µs/req |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, r in scaling.items():
-        print(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |")
+        print(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+              f"{r.cpu_us_per_request:.1f} |")
     data = {"machine": machine(), "args": vars(args),
             "throughput": {k: asdict(v) for k, v in throughput.items()},
             "latency": latency, "scaling": {k: asdict(v) for k, v in scaling.items()}}

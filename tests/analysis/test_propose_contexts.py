@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import networkx as nx
@@ -33,7 +34,26 @@ def test_stable_partition_recovers_planted_groups_and_records_every_cut() -> Non
     part, cuts = stable_partition(g, seed=0)
     assert adjusted_rand_index(truth, part) == 1.0
     assert sum(1 for c in cuts if c["chosen"]) == 1
-    assert {"resolution", "contexts", "stability", "mq", "modularity"} <= set(cuts[0])
+    assert {"depth", "contexts", "stability", "modularity"} <= set(cuts[0])
+    assert [c["contexts"] for c in cuts][-1] == 6 and "mq" in cuts[-1]
+
+
+def test_divisive_search_keeps_random_groups_whole_and_splits_real_ones() -> None:
+    # given 8 planted groups of 40 nodes, each a sparse random graph inside (which has a
+    # high-modularity split of its own, found by any community algorithm)
+    rng = random.Random(5)
+    g = nx.Graph()
+    truth = {f"n{i}": i // 40 for i in range(320)}
+    for i in range(320):
+        for _ in range(3):
+            j = (i // 40) * 40 + rng.randrange(40) if rng.random() < 0.9 else rng.randrange(320)
+            if i != j:
+                g.add_edge(f"n{i}", f"n{j}", weight=rng.uniform(0.5, 2.0))
+    # when the number of contexts is left to the data
+    part, cuts = stable_partition(g, seed=0)
+    # then the random insides are not split, the planted groups are found
+    assert adjusted_rand_index(truth, part) >= 0.9, cuts
+    assert 7 <= len(set(part.values())) <= 10
 
 
 def test_partition_with_gives_exactly_the_asked_number() -> None:

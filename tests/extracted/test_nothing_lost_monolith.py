@@ -95,7 +95,7 @@ def test_nothing_lost_with_the_monolith_workload(databases: Any, tmp_path: Path)
     server.start()
     staff = StaffWriter(monolith.url, monolith.token("staff"))
     workload = Process([*STRANGLER, "monolith", "workload", "--base-url", monolith.url,
-                        "--requests", "100000", "--duration", "9", "--concurrency", "2"],
+                        "--requests", "100000", "--duration", "7", "--concurrency", "2"],
                        monolith.env(), tmp_path / "workload.log")
     relay = Process(relay_argv(monolith.source_db, f"{server.url}/internal/events/"),
                     base_env(), tmp_path / "relay.log")
@@ -111,7 +111,7 @@ def test_nothing_lost_with_the_monolith_workload(databases: Any, tmp_path: Path)
         # and the relay is killed four times and the service stopped and started
         for round_ in range(4):
             relay.start()
-            time.sleep(1.2)
+            time.sleep(1.0)
             if round_ == 1:
                 server.stop()
                 time.sleep(1.0)

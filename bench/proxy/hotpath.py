@@ -1,0 +1,116 @@
+"""Python cost of one request through the forwarding path, without sockets.
+
+Drives a real ``ClientConnection`` and ``UpstreamConnection`` with in-memory transports, so
+the number is our code (parsing callbacks, routing, headers, metrics) and nothing else.
+``--profile`` prints where the time goes.
+
+    python -m bench.proxy.hotpath [--requests 30000] [--routes 50] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.proxy.run import routes_file
+from strangler_proxy.config import load_config
+from strangler_proxy.metrics import Metrics
+from strangler_proxy.routing import RouteTable
+from strangler_proxy.server import (
+    ClientConnection,
+    NullSink,
+    ProxyState,
+    UpstreamConnection,
+    build_pools,
+)
+
+REQUEST = (b"GET /api/hit/1/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
+           b"X-User-Id: u\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 10:47:58 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: keep-alive\r\n\r\n"
+            b"hello from the backend\n")
+
+
+class MemoryTransport:
+    """Just enough of a transport: writes are kept, everything else is a no-op."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if len(self.written) > 64:
+            del self.written[:32]
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 5555) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+async def measure(config_path: Path, requests: int, profile: bool) -> float:
+    loop = asyncio.get_running_loop()
+    config = load_config(config_path)
+    metrics = Metrics()
+    state = ProxyState(RouteTable(config), build_pools(config, loop, metrics), metrics,
+                       NullSink(), loop)
+    client = ClientConnection(state, loop)
+    client.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    for pool in state.pools.values():
+        conn = UpstreamConnection(pool)
+        conn.connection_made(MemoryTransport())  # type: ignore[arg-type]
+        pool.open += 1
+        pool.idle.append(conn)
+
+    def one() -> None:
+        client.data_received(REQUEST)
+        conn = client.queue[0].conn
+        assert conn is not None
+        conn.data_received(RESPONSE)
+
+    for _ in range(2000):
+        one()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    started = time.process_time()
+    for _ in range(requests):
+        one()
+    elapsed = time.process_time() - started
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return elapsed / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.proxy.hotpath")
+    parser.add_argument("--requests", type=int, default=30000)
+    parser.add_argument("--routes", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "strangler.toml"
+        path.write_text(routes_file(0, 0, 1, args.routes))
+        per_request = uvloop.run(measure(path, args.requests, args.profile))
+    print(f"{per_request:.1f} us of CPU per request ({args.routes} routes, "
+          f"{args.requests} requests, profiler {'on' if args.profile else 'off'})")
+
+
+if __name__ == "__main__":
+    main()

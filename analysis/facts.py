@@ -103,6 +103,7 @@ class FileFacts:
     consts: tuple[tuple[str, str], ...] = ()
     uses_django: bool = False
     error: str | None = None
+    imports_only: bool = False  # read for its imports alone (see python_facts.import_facts)
 
 
 @dataclass(frozen=True)

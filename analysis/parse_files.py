@@ -1,8 +1,18 @@
-"""Pass 2: parse every file into :class:`FileFacts`, reusing the cache where unchanged.
+"""Pass 2: read every file into :class:`FileFacts`, reusing the cache where unchanged.
+
+Most of a large tree is plain code that names no model, runs no SQL and declares no URL
+(helpers, utilities). Such a file is read for its imports alone (a regular expression and
+a parse of each import statement, :func:`analysis.python_facts.import_facts`), which is
+what the import graph needs. A file is parsed in full when its text has anything else the
+passes use (``needs_full_parse``), or when it imports a project module that is parsed in
+full (so a helper that builds a model, or calls code that does, is not missed); the
+second rule is applied until nothing changes. Full parses run in worker processes when
+there are many.
 
 The cache maps ``(relative path, size, mtime)`` and, failing that, a content hash to the
 facts, so a second run over an unchanged tree never opens a file. Files that fail to
-parse (syntax errors, other Python versions, undecodable bytes) are skipped and listed.
+parse (syntax errors, other Python versions, undecodable bytes) are skipped and listed;
+a file read for its imports alone is not parsed, so its syntax is not checked.
 """
 
 from __future__ import annotations
@@ -10,15 +20,17 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
 from analysis.cache import FactsCache
 from analysis.facts import FileFacts
-from analysis.python_facts import python_facts
+from analysis.python_facts import import_facts, needs_full_parse, python_facts
 from analysis.state import Analysis
 
 
@@ -49,23 +61,35 @@ _Job = tuple[str, str, str, bool]  # path, relative path, module, is package
 def parse_files(a: Analysis) -> Analysis:
     """Facts for every collected file; unparsable files go to ``skipped`` with the reason.
 
-    Files not in the cache are parsed in worker processes when there are many of them
+    Files parsed in full are parsed in worker processes when there are many of them
     (CPython's parser is the cost, one core per process).
     """
     cache = FactsCache.open(a.options)
     found: dict[str, FileFacts] = {}
-    todo: list[tuple[_Job, tuple[int, int]]] = []
+    todo: dict[str, tuple[_Job, tuple[int, int]]] = {}
+    todo_if_needed: dict[str, tuple[_Job, tuple[int, int]]] = {}
+    from_cache: set[str] = set()
     for path in a.files:
         rel = str(path.relative_to(a.options.root))
         stat = path.stat()
         module, is_package = module_name(path)
+        job: _Job = (str(path), rel, module, is_package)
         fact = cache.by_stat(rel, stat.st_size, stat.st_mtime_ns)
         if fact is None or fact.path != rel or fact.module != module:
-            todo.append(((str(path), rel, module, is_package), (stat.st_size, stat.st_mtime_ns)))
+            data = path.read_bytes()
+            if needs_full_parse(data):
+                todo[rel] = (job, (stat.st_size, stat.st_mtime_ns))
+                continue
+            fact = import_facts(data, module, is_package, rel)
+            cache.store_stat(rel, stat.st_size, stat.st_mtime_ns, fact)
         else:
-            found[rel] = fact
-    hits = len(found)
-    for (_, rel, _, _), (size, mtime), (key, fact) in _parse_all(todo, cache, a):
+            from_cache.add(rel)
+        found[rel] = fact
+        if fact.imports_only:
+            todo_if_needed[rel] = (job, (stat.st_size, stat.st_mtime_ns))
+    _promote(found, todo, todo_if_needed)
+    hits = len(from_cache & set(found))
+    for (_, rel, _, _), (size, mtime), (key, fact) in _parse_all(list(todo.values()), cache, a):
         cache.store_stat(rel, size, mtime, fact)
         cache.store_content(key, fact)
         found[rel] = fact
@@ -77,13 +101,45 @@ def parse_files(a: Analysis) -> Analysis:
                    cached_files=hits, cache=cache)
 
 
+def _promote(found: dict[str, FileFacts], todo: dict[str, tuple[_Job, tuple[int, int]]],
+             candidates: dict[str, tuple[_Job, tuple[int, int]]]) -> None:
+    """Move files read for imports only to ``todo`` while they import a module parsed in
+    full (a project module found by its full name or a dotted suffix)."""
+    full = _suffixes([job[2] for job, _ in todo.values()]
+                     + [f.module for f in found.values() if not f.imports_only])
+    while True:
+        promoted = [rel for rel in candidates if _imports_any(found[rel], full)]
+        if not promoted:
+            return
+        for rel in promoted:
+            todo[rel] = candidates.pop(rel)
+            full |= _suffixes([found.pop(rel).module])
+
+
+def _suffixes(modules: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for module in modules:
+        parts = module.split(".")
+        out.update(".".join(parts[i:]) for i in range(len(parts)))
+    return out
+
+
+def _imports_any(fact: FileFacts, modules: set[str]) -> bool:
+    for name, _ in fact.imported:
+        parts = name.split(".")
+        if any(".".join(parts[:i]) in modules for i in range(1, len(parts) + 1)):
+            return True
+    return False
+
+
 def _parse_all(todo: list[tuple[_Job, tuple[int, int]]], cache: FactsCache, a: Analysis
                ) -> Iterator[tuple[_Job, tuple[int, int], tuple[str, FileFacts]]]:
     jobs = [job for job, _ in todo]
     total = len(jobs)
     if total >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
         ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=min(os.cpu_count() or 2, 4), mp_context=ctx) as ex:
+        with _importable_main(), ProcessPoolExecutor(max_workers=min(os.cpu_count() or 2, 4),
+                                                     mp_context=ctx) as ex:
             chunks = [jobs[i:i + CHUNK] for i in range(0, total, CHUNK)]
             done = 0
             for chunk, results in zip(chunks, ex.map(_parse_chunk, chunks), strict=True):
@@ -96,6 +152,26 @@ def _parse_all(todo: list[tuple[_Job, tuple[int, int]]], cache: FactsCache, a: A
         yield job, stat, _parse_one(job, cache)
         if i % 200 == 0 or i == total - 1:
             a.options.progress("parse", i + 1, total)
+
+
+@contextmanager
+def _importable_main() -> Iterator[None]:
+    """Hide a ``__main__`` that has no file (``python -``, a notebook) from the workers.
+
+    forkserver and spawn workers re-import the parent's main script by its path; when
+    there is none they die at start. The workers need only this module, so the parent's
+    main is left out while they start.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or Path(path).is_file():
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _parse_chunk(jobs: list[_Job]) -> list[tuple[str, FileFacts]]:

@@ -21,6 +21,14 @@ SQL_METHODS = frozenset({"execute", "executemany", "raw"})
 SQL_CALLABLES = frozenset({"RawSQL", "RunSQL"})
 URL_FUNCS = frozenset({"path", "re_path", "url"})
 _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
+# Text that may make a file matter beyond its imports: classes (models, serializers, views,
+# app configs), model access, raw SQL, URL patterns and the settings the passes read.
+_MATTERS = re.compile(
+    rb"\bclass\s|\.objects\b|_meta\b|execute|\.raw\(|RawSQL|RunSQL|\.extra\(|get_model|"
+    rb"get_user_model|urlpatterns|\.register\(|AUTH_USER_MODEL|ROOT_URLCONF|\binclude\(|"
+    rb"\bre_path\(|\bpath\(|\burl\(")
+_IMPORT = re.compile(rb"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+[\w.])[^\n]*",
+                     re.M)
 
 
 def dotted(node: ast.AST) -> str | None:
@@ -378,6 +386,62 @@ def python_facts(source: str | bytes, module: str, is_package: bool = False,
         classes=classes, units=tuple(units), urls=tuple(urls), routers=tuple(routers),
         consts=tuple(sorted(c.consts.items())), uses_django=c.uses_django,
     )
+
+
+def needs_full_parse(data: bytes) -> bool:
+    """Whether a file's text has anything but imports the passes could use.
+
+    >>> needs_full_parse(b"import math\\ndef f(x):\\n    return math.sqrt(x)\\n")
+    False
+    >>> needs_full_parse(b"def f():\\n    return Product.objects.all()\\n")
+    True
+    """
+    return _MATTERS.search(data) is not None
+
+
+def import_facts(data: bytes, module: str, is_package: bool = False, path: str = ""
+                 ) -> FileFacts:
+    """Facts of a file read for its import statements alone, without parsing the file.
+
+    Each line that starts an import (at any indentation, continued through brackets or a
+    backslash) is parsed on its own; a line that only looks like one (inside a string)
+    and does not parse is ignored. The file's syntax is not checked.
+
+    >>> f = import_facts(b"import os\\nfrom .models import (\\n    A,\\n    B)\\n", "shop.views")
+    >>> [name for name, _ in f.imported], f.imports_only
+    (['os', 'shop.models.A', 'shop.models.B'], True)
+    """
+    nodes: list[ast.Import | ast.ImportFrom] = []
+    for match in _IMPORT.finditer(data):
+        end = _statement_end(data, match)
+        try:
+            tree = ast.parse(data[match.start():end].decode("utf-8", "replace").strip())
+        except (SyntaxError, ValueError):
+            continue
+        line = data.count(b"\n", 0, match.start()) + 1
+        for node in tree.body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                node.lineno = line
+                nodes.append(node)
+    c = _Collector(module, is_package)
+    c.imports(nodes)
+    return FileFacts(path=path, module=module, is_package=is_package,
+                     lines=data.count(b"\n") + 1, bindings=tuple(sorted(c.bindings.items())),
+                     imported=tuple(c.imported), uses_django=c.uses_django, imports_only=True)
+
+
+def _statement_end(data: bytes, match: re.Match[bytes]) -> int:
+    """End of an import statement: through its closing bracket or continued lines."""
+    end = match.end()
+    text = match.group()
+    if b"(" in text and b")" not in text:
+        close = data.find(b")", end)
+        return len(data) if close < 0 else close + 1
+    while text.rstrip().endswith(b"\\"):
+        nxt = data.find(b"\n", end + 1)
+        nxt = len(data) if nxt < 0 else nxt
+        text, end = data[end + 1:nxt], nxt
+    return end
 
 
 def _looks_like_urls(module: str, c: _Collector) -> bool:

@@ -70,8 +70,21 @@ def routes_file_text(ports: DemoPorts, with_catalog: bool) -> str:
 [upstreams.catalog]
 url = "http://127.0.0.1:{ports.catalog}"
 
+# A product's reviews and stock belong to other contexts: they stay with the monolith.
+[[routes]]
+name = "product-reviews"
+match = {{ path_template = "/api/products/{{id}}/reviews/" }}
+mode = "monolith"
+target = "monolith"
+
+[[routes]]
+name = "product-stock"
+match = {{ path_template = "/api/products/{{id}}/stock/" }}
+mode = "monolith"
+target = "monolith"
+
 # The catalog context, proposed first for extraction by `strangler analyze`.
-# Flip it with: strangler routes set catalog --mode shadow --config {{config}}
+# Flip it with: strangler routes set catalog --mode shadow --config CONFIG
 [[routes]]
 name = "catalog"
 match = {{ path_prefix = "/api/products/" }}
@@ -79,7 +92,6 @@ mode = "monolith"
 target = "catalog"
 group = "catalog"
 sticky = "header:X-User-Id"
-compare = {{ ignore = ["served_at"] }}
 
 [[routes]]
 name = "catalog-categories"
@@ -117,32 +129,39 @@ url = "http://127.0.0.1:{ports.monolith}"
 {catalog}"""
 
 
-def plan_steps(data_dir: Path, config: Path, ports: DemoPorts) -> list[Step]:
-    """The long-running processes of the demo, in start order."""
-    env = {"STRANGLER_DATA_DIR": str(data_dir), "STRANGLER_ADMIN_TOKEN": DEMO_TOKEN}
+def plan_services(data_dir: Path, ports: DemoPorts) -> list[Step]:
+    """The application servers of the demo (started before the data sync and the proxy)."""
+    env = {"STRANGLER_DATA_DIR": str(data_dir),
+           "CATALOG_AUTH_URL": f"http://127.0.0.1:{ports.monolith}"}
     steps = [
-        Step(
-            "monolith",
-            strangler("monolith", "serve", "--port", str(ports.monolith), "--workers", "2"),
-            ports.monolith,
-            env=env,
-        ),
-        Step(
-            "catalog",
-            strangler("catalog", "serve", "--port", str(ports.catalog)),
-            ports.catalog,
-            env=env,
-            needs_module="extracted.catalog.cli",
-        ),
-        Step(
-            "proxy",
-            strangler("proxy", "--config", str(config)),
-            ports.admin,
-            env=env,
-            needs_module="strangler_proxy.commands.proxy",
-        ),
+        Step("monolith",
+             strangler("monolith", "serve", "--port", str(ports.monolith), "--workers", "2"),
+             ports.monolith, env=env),
+        Step("catalog", strangler("catalog", "serve", "--port", str(ports.catalog)),
+             ports.catalog, env=env, needs_module="extracted.catalog.cli"),
     ]
     return [s for s in steps if not s.needs_module or _has_module(s.needs_module)]
+
+
+def plan_front(data_dir: Path, config: Path, ports: DemoPorts, with_catalog: bool) -> list[Step]:
+    """What runs once the servers are up: the relay (catalog kept in step) and the proxy."""
+    env = {"STRANGLER_DATA_DIR": str(data_dir), "STRANGLER_ADMIN_TOKEN": DEMO_TOKEN}
+    steps = []
+    if with_catalog and _has_module("extracted.sync.cli"):
+        steps.append(Step(
+            "relay",
+            strangler("relay", "--source-db", source_db(data_dir), "--target",
+                      f"http://127.0.0.1:{ports.catalog}/internal/events/",
+                      "--status-file", str(data_dir / "relay-status.json")),
+            0, env=env))
+    steps.append(Step("proxy", strangler("proxy", "--config", str(config)), ports.admin,
+                      env=env, needs_module="strangler_proxy.commands.proxy"))
+    return [s for s in steps if not s.needs_module or _has_module(s.needs_module)]
+
+
+def source_db(data_dir: Path) -> str:
+    """The URL of the monolith's SQLite database, which the relay and backfill read."""
+    return f"sqlite:///{data_dir / 'monolith.sqlite3'}"
 
 
 def _has_module(name: str) -> bool:
@@ -177,6 +196,12 @@ def run_setup(argv: tuple[str, ...], env: dict[str, str], what: str) -> None:
 
 def wait_healthy(proc: subprocess.Popen[bytes], step: Step, log: Path, timeout: float) -> None:
     """Poll the step's health endpoint until it answers 200, the process dies, or time runs out."""
+    if step.port == 0:  # no HTTP endpoint: alive after a short while is up
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise DemoError(f"the {step.name} exited at start: {tail[0]} (log: {log})")
+        return
     url = f"http://127.0.0.1:{step.port}{step.health_path}"
     headers = {"Authorization": f"Bearer {DEMO_TOKEN}"}
     deadline = time.monotonic() + timeout
@@ -276,10 +301,11 @@ def demo(data_dir: Path, port_base: int, size: str, no_report: bool, check: bool
     """Set up and run the demo shop behind the strangler proxy.
 
     \b
-    1. migrate and seed the monolith on SQLite (in --data-dir), and the catalog service
+    1. migrate and seed the monolith on SQLite (in --data-dir); migrate the catalog service
     2. write the analysis report of legacy_monolith/ to DATA_DIR/report/
-    3. start the monolith (gunicorn), the catalog service and the proxy
-    4. print the URLs and what to try; Ctrl-C stops everything cleanly
+    3. start the monolith and the extracted catalog service (gunicorn)
+    4. backfill the catalog service and start the relay that keeps it in step
+    5. start the proxy in front; print the URLs and what to try; Ctrl-C stops everything
 
     Running it again reuses the data directory: the database is re-seeded, the routes file
     (and the flips you made in it) is kept.
@@ -289,27 +315,34 @@ def demo(data_dir: Path, port_base: int, size: str, no_report: bool, check: bool
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     config = data_dir / "strangler.toml"
     with_catalog = _has_module("extracted.catalog.cli")
-    steps = plan_steps(data_dir, config, ports)
-    for step in steps:
-        ensure_port_free(step.port, step.name)
-    if "proxy" in {s.name for s in steps}:
+    services = plan_services(data_dir, ports)
+    front = plan_front(data_dir, config, ports, with_catalog)
+    for step in [*services, *front]:
+        if step.port:
+            ensure_port_free(step.port, step.name)
+    if any(s.name == "proxy" for s in front):
         ensure_port_free(ports.proxy, "proxy")
     env = {"STRANGLER_DATA_DIR": str(data_dir)}
-    click.echo(f"[1/4] migrating and seeding the monolith ({size}) in {data_dir}")
+    click.echo(f"[1/5] migrating and seeding the monolith ({size}) in {data_dir}")
     run_setup(strangler("monolith", "migrate"), env, "migrating the monolith")
     run_setup(strangler("monolith", "seed", "--size", size), env, "seeding the monolith")
     if with_catalog:
-        click.echo("      migrating and backfilling the catalog service")
         run_setup(strangler("catalog", "migrate"), env, "migrating the catalog service")
-        if _has_module("extracted.sync.cli"):
-            run_setup(strangler("backfill"), env, "backfilling the catalog service")
     if not config.exists():
         _write_atomic(config, routes_file_text(ports, with_catalog).replace(
-            "{config}", str(config)))
+            "CONFIG", str(config)))
     report = None if no_report else _write_report(data_dir)
-    click.echo("[3/4] starting " + ", ".join(s.name for s in steps))
-    with running(steps, data_dir / "logs", startup_timeout) as names:
-        click.echo("[4/4] ready")
+    logs = data_dir / "logs"
+    click.echo("[3/5] starting " + ", ".join(s.name for s in services))
+    with contextlib.ExitStack() as stack:
+        names = stack.enter_context(running(services, logs, startup_timeout))
+        if with_catalog and _has_module("extracted.sync.cli"):
+            click.echo("[4/5] backfilling the catalog service, then starting the relay")
+            run_setup(strangler("backfill", "--source-db", source_db(data_dir), "--service-url",
+                                f"http://127.0.0.1:{ports.catalog}"),
+                      env, "backfilling the catalog service")
+        names = names + stack.enter_context(running(front, logs, startup_timeout))
+        click.echo("[5/5] ready")
         click.echo(what_to_try(ports, config, report, names))
         if check:
             _smoke(ports, names)
@@ -323,7 +356,7 @@ def _write_report(data_dir: Path) -> Path | None:
         return None
     source = Path(__file__).resolve().parent.parent / "legacy_monolith"
     out = data_dir / "report"
-    click.echo(f"[2/4] analysing {source} -> {out}")
+    click.echo(f"[2/5] analysing {source} -> {out}")
     run_setup(strangler("analyze", str(source), "--out", str(out)), {}, "the analysis")
     return out / "report.html"
 
@@ -359,4 +392,4 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["demo", "routes_file_text", "plan_steps", "DemoPorts"]
+__all__ = ["DemoPorts", "demo", "plan_front", "plan_services", "routes_file_text"]

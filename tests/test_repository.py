@@ -99,3 +99,45 @@ def test_docker_compose_file_is_valid_and_names_only_what_exists(tmp_path: Path)
         words = command if isinstance(command, list) else command.split()
         if words[:1] == ["strangler"] and len(words) > 1:
             assert words[1] in COMMANDS, f"service {name} runs unknown `strangler {words[1]}`"
+
+
+def _free_port_base() -> int:
+    """A base port B with B, B+1, B+80 and B+81 all free (the demo's layout)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 81 > 65535:
+            continue
+        if all(_can_listen(base + offset) for offset in (0, 1, 80, 81)):
+            return base
+    pytest.fail("no free block of ports for the demo")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_starts_everything_and_serves_through_the_proxy(tmp_path: Path) -> None:
+    # given a fresh data directory, when the demo runs in --check mode (twice: reruns work)
+    base = _free_port_base()
+    argv = [sys.executable, "-m", "strangler_proxy.cli", "demo", "--check",
+            "--data-dir", str(tmp_path / "demo"), "--port-base", str(base)]
+    for run in (1, 2):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+        # then the stack came up, answered through the proxy, and stopped cleanly
+        assert done.returncode == 0, f"run {run}: {done.stderr[-2000:]}"
+        assert f"GET http://127.0.0.1:{base + 80}/api/products/ -> 200" in done.stdout
+        assert "monolith, catalog, relay, proxy" in done.stdout
+    assert (tmp_path / "demo" / "report" / "report.html").exists()
+    for offset in (0, 1, 80, 81):
+        assert _can_listen(base + offset), f"port {base + offset} still taken after the demo"
+
+
+def _can_listen(port: int) -> bool:
+    """True when nothing listens on PORT (TIME_WAIT leftovers of closed connections allowed)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

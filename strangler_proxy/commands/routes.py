@@ -43,7 +43,7 @@ def _mode_text(route: Any) -> str:
 def _routes_table(config: ProxyConfig) -> Table:
     table = Table(title=f"routes in {config.source}")
     for column in ("name", "match", "methods", "mode", "target", "sticky", "line"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for route in config.routes:
         table.add_row(route.name, route.match.describe, ",".join(sorted(route.match.methods))
                       or "any", _mode_text(route), route.target, route.sticky,

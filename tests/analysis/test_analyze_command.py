@@ -22,7 +22,7 @@ def report_dir(sample_project: Path, tmp_path_factory: pytest.TempPathFactory) -
     result = CliRunner().invoke(analyze, [str(sample_project), "--out", str(out), "--json",
                                           "--query-log", str(LOGS / "script.sql")])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # click >= 8.2 mixes stderr into result.output
     assert summary["models"] == 14
     assert summary["files"]["skipped"] == 2
     return out

@@ -10,9 +10,11 @@ Signals (weights in :class:`analysis.state.Weights`, documented in docs/analysis
   statement when the log has neither), and, stronger, tables *written* together;
 * ``app`` (only without ``--ignore-app-boundaries``): same app label, same file.
 
-Hubs (a model with far more neighbours than the median: the user model, tags, audit
-logs) are damped so they do not glue contexts together; they are reported as
-shared-kernel candidates.
+Relations are weighed by what they say about aggregates: a non-null ``CASCADE`` key makes
+a row part of its target, a nullable or ``PROTECT``/``SET_NULL`` key only references
+another aggregate (``Weights.reference``). Hubs (a model that far more keys point at than
+the median: the user model) have those incoming keys damped, except from their own parts,
+so they do not glue contexts together; hubs are reported as shared-kernel candidates.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from collections import defaultdict
 from dataclasses import replace
 from itertools import combinations
 from statistics import median
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from analysis.state import Analysis, Weights
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 MAX_EVIDENCE = 4
 IDF_FLOOR = 0.05
@@ -80,10 +84,13 @@ def build_graph(a: Analysis) -> Analysis:
     hubs = _relation_hubs(a, w)
     if "relations" in signals:
         _relations(a, edges, w, hubs)
+    common: dict[str, float] = {}
     if "usage" in signals:
-        hubs.update(_common(_usage(a, edges, w), len(a.usages)))
+        common.update(_common(_usage(a, edges, w), len(a.usages)))
     if "sql" in signals:
-        hubs.update(_common(_sql(a, edges, w, tables), len(a.sql.request_shapes)))
+        common.update(_common(_sql(a, edges, w, tables), len(a.sql.request_shapes)))
+    for m, score in common.items():  # a relation hub keeps its own (in-degree) score
+        hubs.setdefault(m, score)
     if not a.options.ignore_app_boundaries:
         _app(a, edges, w)
     return replace(a, graph=_to_graph(nodes, edges), hubs=hubs, table_models=tables)
@@ -110,11 +117,12 @@ def _relation_hubs(a: Analysis, w: Weights) -> dict[str, float]:
 
 
 def dependents(a: Analysis) -> dict[str, str]:
-    """Models whose one and only relation is a part-of key (non-null ``CASCADE``): parts.
+    """Models whose one and only relation is a part-of foreign key (non-null ``CASCADE``).
 
     An address that has nothing but its user is part of the user's aggregate; a review
     that also points at a product, or a message that also points at a template, is not
-    part of the user alone.
+    part of the user alone. A one-to-one key does not make a part: it is how other apps
+    extend a model (a profile, per-user preferences), each for its own feature.
     """
     targets: dict[str, set[tuple[str, bool]]] = defaultdict(set)
     for rel in a.relations:
@@ -222,6 +230,8 @@ def _app(a: Analysis, edges: _Edges, w: Weights) -> None:
 
 
 def _to_graph(nodes: set[str], edges: _Edges) -> nx.Graph:
+    import networkx as nx
+
     graph = nx.Graph()
     graph.add_nodes_from(sorted(nodes))
     for (u, v), per in sorted(edges.weight.items()):

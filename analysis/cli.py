@@ -38,7 +38,7 @@ def _formats(value: str) -> tuple[str, ...]:
 @click.option("--contexts", type=int, default=None,
               help="Ask for exactly N contexts instead of letting the data choose.")
 @click.option("--resolution", type=float, default=None,
-              help="Louvain resolution (higher = more, smaller contexts).")
+              help="Leiden resolution, one run (higher = more, smaller contexts).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for community detection (same seed, same answer).")
 @click.option("--ignore-app-boundaries", is_flag=True,

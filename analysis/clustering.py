@@ -6,15 +6,18 @@ as C Louvain, ten times faster than networkx, and better recovery of planted gro
 (docs/benchmarks.md). :func:`louvain` (networkx) stays as the FK-only baseline.
 
 Without ``--contexts`` or ``--resolution`` the number of contexts comes from the data, top
-down. Leiden at the standard resolution splits the graph; each community is then split
-again, on its own subgraph, while its split is *clear* and *reproducible*: modularity of
-at least ``Q_MIN`` within the community, and two seeds agreeing on it (adjusted Rand index
-of at least ``AGREE_MIN``). A sparse random group also has a high-modularity split (any
-graph does), but each seed finds a different one; real structure is found every time.
-One global resolution treats a loose group of two domains (glued by a shared model) and a
-tight two-model aggregate alike; the recursion asks each community separately. Each
-level of the recursion is a cut of the dendrogram in the report. The whole search runs
-with ``SEEDS`` seeds and the most central result (highest mean adjusted Rand index to
+down. Leiden at the standard resolution splits the graph (if the split has modularity of
+at least ``Q_MIN``); each community is then split again, on its own subgraph, while its
+split is *clear*: modularity of at least ``Q_MIN``
+within the community, and, for communities of ``NULL_FROM`` models or more, at least
+``NULL_MARGIN`` above the modularity Leiden finds in the same community rewired at random
+(degrees kept, weights shuffled). Any sparse graph has a high-modularity split, a random
+one too; only structure beyond that is split off. (Small communities have no reliable
+random baseline, and ``Q_MIN`` alone decides for them.) One global resolution treats a
+loose group of two domains glued by a shared model and a tight two-model aggregate alike;
+the recursion asks each community separately. Each level of the recursion is a cut of the
+dendrogram in the report. The search runs with ``SEEDS`` seeds (one above
+``SEEDED_UP_TO`` nodes) and the most central result (highest mean adjusted Rand index to
 the others) wins; that mean is reported as the proposal's stability.
 """
 
@@ -193,7 +196,7 @@ def divide(h: ig.Graph, seed: int) -> list[list[list[int]]]:
     groups = [list(range(h.vcount()))]
     levels: list[list[list[int]]] = []
     for _ in range(MAX_DEPTH):
-        split = [_split(h, vs, seed) for vs in groups]
+        split = [_split(h, vs, seed, top=not levels) for vs in groups]
         if levels and all(len(parts) == 1 for parts in split):
             break
         groups = [part for parts in split for part in parts]
@@ -203,8 +206,12 @@ def divide(h: ig.Graph, seed: int) -> list[list[list[int]]]:
     return levels
 
 
-def _split(h: ig.Graph, vs: list[int], seed: int) -> list[list[int]]:
-    """The community's Leiden split if it is clear, else the community whole."""
+def _split(h: ig.Graph, vs: list[int], seed: int, top: bool = False) -> list[list[int]]:
+    """The community's Leiden split if it is clear, else the community whole.
+
+    The whole graph (``top``) is split as Leiden splits it, as any community detection
+    would; the random baseline guards the refinements below it.
+    """
     if len(vs) < MIN_SPLIT:
         return [vs]
     sub = h.induced_subgraph(vs)
@@ -214,7 +221,7 @@ def _split(h: ig.Graph, vs: list[int], seed: int) -> list[list[int]]:
     quality = sub.modularity(found, weights="weight")
     if len(set(found)) < 2 or quality < Q_MIN:
         return [vs]
-    if len(vs) >= NULL_FROM and quality < _null_modularity(sub, seed) + NULL_MARGIN:
+    if not top and len(vs) >= NULL_FROM and quality < _null_modularity(sub, seed) + NULL_MARGIN:
         return [vs]
     return [[vs[i] for i in part] for part in _groups(found)]
 
@@ -229,10 +236,6 @@ def _null_modularity(sub: ig.Graph, seed: int) -> float:
     random.Random(seed).shuffle(weights)
     null.es["weight"] = weights
     return float(null.modularity(_membership(null, 1.0, seed), weights="weight"))
-
-
-def _ari(a: Sequence[int], b: Sequence[int]) -> float:
-    return adjusted_rand_index(dict(enumerate(a)), dict(enumerate(b)))
 
 
 def _numbered(groups: list[set[str]]) -> Partition:

@@ -12,13 +12,13 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import replace
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
-from analysis.clustering import modularity
 from analysis.propose_contexts import endpoint_contexts
 from analysis.state import Analysis
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 STRUCTURAL = ("relations", "usage")
 RELATION_KINDS = ("fk", "o2o", "m2m", "through", "generic")
@@ -38,7 +38,7 @@ def compute_metrics(a: Analysis) -> Analysis:
         "context_sizes": [sizes[c] for c in sorted(sizes)],
         "models": len(a.graph.nodes) if g is not None else 0,
         "unplaced_models": sorted(n for n in g.nodes if n not in part),
-        "modularity": round(modularity(g.subgraph(part), part), 4) if part else 0.0,
+        "modularity": round(_modularity(g, part), 4) if part else 0.0,
     }
     metrics.update(structural_metrics(g, part))
     metrics.update(data_metrics(a))
@@ -174,3 +174,9 @@ def _tangles(a: Analysis, models: list[str]) -> list[dict[str, Any]]:
             out.append({"between": [u, v], "weight": round(d["weight"], 3),
                         "signals": sorted(d["signals"]), "evidence": d["evidence"][:2]})
     return sorted(out, key=lambda t: -t["weight"])[:6]
+
+
+def _modularity(g: nx.Graph, part: dict[str, int]) -> float:
+    from analysis.clustering import modularity
+
+    return modularity(g.subgraph(part), part)

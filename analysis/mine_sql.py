@@ -14,7 +14,6 @@ from dataclasses import replace
 from itertools import chain
 
 from analysis.errors import UnknownDialect
-from analysis.extract_tables import extract_tables
 from analysis.facts import SqlSummary, Statement, TableAccess
 from analysis.read_logs import read_query_log
 from analysis.state import Analysis
@@ -152,6 +151,8 @@ class _Miner:
 
 
 def _parse(sql: str, dialect: str | None) -> TableAccess:
+    from analysis.extract_tables import extract_tables  # sqlglot: only when there is SQL
+
     first = extract_tables(sql, dialect or "postgres")
     if not first.error:
         return first

@@ -52,7 +52,8 @@ def module_name(path: Path) -> tuple[str, bool]:
     return f"{package}.{path.stem}" if package else path.stem, False
 
 
-PARALLEL_FROM = 400  # files to parse before worker processes pay for themselves
+PARALLEL_FROM = 4_000_000  # bytes to parse in full before worker processes pay for
+# themselves (CPython parses about 2 MB/s here; starting a pool costs about half a second)
 CHUNK = 64
 
 _Job = tuple[str, str, str, bool]  # path, relative path, module, is package
@@ -136,7 +137,8 @@ def _parse_all(todo: list[tuple[_Job, tuple[int, int]]], cache: FactsCache, a: A
                ) -> Iterator[tuple[_Job, tuple[int, int], tuple[str, FileFacts]]]:
     jobs = [job for job, _ in todo]
     total = len(jobs)
-    if total >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+    size = sum(stat[0] for _, stat in todo)
+    if size >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
         ctx = multiprocessing.get_context("forkserver")
         with _importable_main(), ProcessPoolExecutor(max_workers=min(os.cpu_count() or 2, 4),
                                                      mp_context=ctx) as ex:
@@ -156,22 +158,25 @@ def _parse_all(todo: list[tuple[_Job, tuple[int, int]]], cache: FactsCache, a: A
 
 @contextmanager
 def _importable_main() -> Iterator[None]:
-    """Hide a ``__main__`` that has no file (``python -``, a notebook) from the workers.
+    """Keep the caller's main script out of the workers while they start.
 
-    forkserver and spawn workers re-import the parent's main script by its path; when
-    there is none they die at start. The workers need only this module, so the parent's
-    main is left out while they start.
+    forkserver and spawn workers re-run the parent's ``__main__`` (by path, or by module
+    name under ``-m``): that fails for ``python -`` or a notebook, and re-runs a script
+    that calls the analysis without an ``if __name__ == "__main__"`` guard. The workers
+    need only this module, so the main module's file and spec are hidden meanwhile.
     """
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or path is None or Path(path).is_file():
+    if main is None:
         yield
         return
-    del main.__file__
+    saved = {k: main.__dict__.pop(k) for k in ("__file__",) if k in main.__dict__}
+    spec = getattr(main, "__spec__", None)
+    main.__spec__ = None
     try:
         yield
     finally:
-        main.__file__ = path
+        main.__dict__.update(saved)
+        main.__spec__ = spec
 
 
 def _parse_chunk(jobs: list[_Job]) -> list[tuple[str, FileFacts]]:

@@ -25,7 +25,7 @@ from analysis.mine_sql import check_dialect, mine_sql
 from analysis.parse_files import parse_files
 from analysis.plan_extraction import plan_extraction
 from analysis.propose_contexts import propose_contexts
-from analysis.render_reports import render_reports
+from analysis.render_reports import output_names, render_reports
 from analysis.resolve_imports import resolve_imports
 from analysis.state import Analysis, Options
 
@@ -57,7 +57,9 @@ def analyze(options: Options, passes: Sequence[Pass] = PASSES) -> Analysis:
     for p in passes:
         a = _timed(p, a)
         if complete and p is collect_files and (reused := _reuse(a)) is not None:
-            return _timed(render_reports, reused)
+            done, outputs = reused
+            # the reports on disk are the ones this result wrote: nothing to rewrite
+            return done if outputs == _outputs(done) else _timed(render_reports, done)
     if isinstance(a.cache, FactsCache):
         a.cache.save()
     if complete:
@@ -97,7 +99,7 @@ def _result_path(a: Analysis) -> Any:
     return (a.options.cache_dir or a.options.out / ".strangler-cache") / "last-result.json"
 
 
-def _reuse(a: Analysis) -> Analysis | None:
+def _reuse(a: Analysis) -> tuple[Analysis, dict[str, list[int]]] | None:
     try:
         stored = json.loads(_result_path(a).read_text())
     except (OSError, ValueError):
@@ -106,12 +108,25 @@ def _reuse(a: Analysis) -> Analysis | None:
         return None
     report = stored["report"]
     report["project"]["cached_files"] = report["project"]["parsed_files"]
-    return replace(a, report=report, cached_files=report["project"]["parsed_files"])
+    done = replace(a, report=report, cached_files=report["project"]["parsed_files"])
+    return done, stored.get("outputs", {})
+
+
+def _outputs(a: Analysis) -> dict[str, list[int]]:
+    """Size and modification time of each output file (absent ones left out)."""
+    out: dict[str, list[int]] = {}
+    for name in output_names(a.options):
+        try:
+            st = (a.options.out / name).stat()
+        except OSError:
+            continue
+        out[name] = [st.st_size, st.st_mtime_ns]
+    return out
 
 
 def _remember(a: Analysis) -> None:
     try:
-        write_atomic(_result_path(a), json.dumps({"key": input_key(a), "report": a.report})
-                     .encode())
+        write_atomic(_result_path(a), json.dumps({"key": input_key(a), "report": a.report,
+                                                  "outputs": _outputs(a)}).encode())
     except OSError:
         return

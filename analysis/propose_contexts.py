@@ -11,19 +11,21 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
-from analysis.clustering import leiden, partition_with, stable_partition
 from analysis.errors import BadOption
 from analysis.state import Analysis
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 AMBIGUOUS_RATIO = 0.75
 
 
 def propose_contexts(a: Analysis) -> Analysis:
     """Partition the graph and describe each part."""
+    from analysis.clustering import leiden, partition_with, stable_partition
+
     g: nx.Graph = a.graph
     connected = g.subgraph([n for n in g.nodes if g.degree(n) > 0]).copy()
     o = a.options

@@ -25,20 +25,23 @@ def render_reports(a: Analysis) -> Analysis:
     return replace(a, report=report)
 
 
+RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "json": ("report.json", lambda report: json.dumps(report, indent=1) + "\n"),
+    "md": ("report.md", report_markdown),
+    "html": ("report.html", report_html),
+}
+
+
+def output_names(options: Options) -> list[str]:
+    """The files a run writes into ``options.out``."""
+    return [RENDERERS[fmt][0] for fmt in options.formats] + ["strangler.toml"]
+
+
 def write_outputs(report: dict[str, Any], options: Options) -> None:
     """Write the formats asked for, plus ``strangler.toml``, into ``options.out``."""
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    renderers: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-        "json": ("report.json", _json),
-        "md": ("report.md", report_markdown),
-        "html": ("report.html", report_html),
-    }
     for fmt in options.formats:
-        name, render = renderers[fmt]
+        name, render = RENDERERS[fmt]
         write_atomic(out / name, render(report).encode())
     write_atomic(out / "strangler.toml", routes_toml(report).encode())
-
-
-def _json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=1) + "\n"

@@ -9,7 +9,7 @@ from typing import Any
 
 from analysis.state import Analysis
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def report_data(a: Analysis) -> dict[str, Any]:

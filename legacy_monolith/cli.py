@@ -20,8 +20,12 @@ from legacy_monolith.errors import MonolithError
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "legacy_monolith.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
-    django.setup()
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:  # e.g. a bad DATABASE_URL: one line, not a traceback
+        raise MonolithError(str(exc)) from exc
 
 
 def _database_label() -> str:

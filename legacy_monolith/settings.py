@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("STRANGLER_DATA_DIR", ".demo")).resolve()
@@ -69,11 +70,32 @@ TEMPLATES = [
 ]
 
 
+def _make_data_dir() -> None:
+    try:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"cannot create the data directory {DATA_DIR} ({exc.strerror}); set "
+            "STRANGLER_DATA_DIR to a writable directory"
+        ) from None
+
+
+def _parse_url(url: str, variable: str) -> dict[str, object]:
+    """The Django DATABASES entry for ``url``; a bad URL is one line naming the variable."""
+    try:
+        return dict(dj_database_url.parse(url, conn_max_age=60))
+    except ValueError:  # UnknownSchemeError and friends
+        raise ImproperlyConfigured(
+            f"{variable}={url!r} is not a database URL; use e.g. "
+            "postgresql://user@host:5432/name or sqlite:///path/to/file.sqlite3"
+        ) from None
+
+
 def _database() -> dict[str, object]:
     url = os.environ.get("DATABASE_URL", "")
     if url:
-        return dict(dj_database_url.parse(url, conn_max_age=60))
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+        return _parse_url(url, "DATABASE_URL")
+    _make_data_dir()
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(DATA_DIR / "monolith.sqlite3"),

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.headers import REASONS, serialize_head
+from strangler_proxy.health import readiness
 from strangler_proxy.routes_edit import apply_route_change
 from strangler_proxy.routing import cookie_value
 
@@ -117,7 +118,9 @@ class AdminServer:
         if path == "/healthz" and method == "GET":
             return _text(200, "ok\n")
         if path == "/readyz" and method == "GET":
-            return _text(200, "ready\n") if app.ready else _text(503, "not ready\n")
+            ok, upstreams = await readiness(app.config)
+            ready = app.ready and ok
+            return _json(200 if ready else 503, {"ready": ready, "upstreams": upstreams})
         if path == "/status" and method == "GET":
             return _json(200, app.status())
         if path == "/metrics" and method == "GET":

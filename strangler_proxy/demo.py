@@ -184,10 +184,21 @@ def ensure_port_free(port: int, name: str) -> None:
             ) from None
 
 
+# The demo is the embedded default: SQLite files in the data directory, whatever database
+# URLs the calling shell (or CI) has exported for other purposes.
+_NOT_INHERITED = ("DATABASE_URL", "CATALOG_DATABASE_URL", "STRANGLER_SOURCE_DB")
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a demo process: ours minus database URLs, plus EXTRA."""
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+    return {**env, **extra}
+
+
 def run_setup(argv: tuple[str, ...], env: dict[str, str], what: str) -> None:
     """Run one setup command to completion; on failure raise with its last line of output."""
     done = subprocess.run(  # noqa: S603 - argv is ours
-        argv, env={**os.environ, **env}, capture_output=True, text=True, check=False
+        argv, env=child_env(env), capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
@@ -226,7 +237,7 @@ def running(steps: list[Step], logs: Path, timeout: float) -> Iterator[list[str]
             log = logs / f"{step.name}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(  # noqa: S603 - argv is ours
-                    step.argv, env={**os.environ, **step.env}, stdout=out,
+                    step.argv, env=child_env(step.env), stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
                 )
             procs.append((step, proc))

@@ -35,7 +35,8 @@ from strangler_proxy.compare import compare
 from strangler_proxy.compare_rules import compile_rules
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
-from strangler_proxy.shadow import MONOLITH, SAFE_METHODS, build_request, make_record, send
+from strangler_proxy.shadow import MONOLITH, SAFE_METHODS
+from strangler_proxy.shadow_worker import build_request, make_record, send
 from strangler_proxy.store import DiffRecord, Redaction, open_config_store, redact_record
 
 _PSEUDO_OR_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",

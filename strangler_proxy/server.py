@@ -51,6 +51,7 @@ from strangler_proxy.headers import (
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import Decision, RouteTable
 
+HEAD_SLACK = 256 * 1024  # see ClientConnection.data_received
 FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
 NO_BODY_STATUSES = frozenset({204, 304})
 # Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
@@ -249,21 +250,19 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel.resume("upload")
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.headers = []
-        self.reason = b""
-
+    # No on_message_begin: state is reset after use, which saves a callback per response.
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        headers = self.headers
+        self.headers = []
         if 100 <= status < 200 and status != 101:
             return  # interim (we answer Expect ourselves): skip it
         if self.exchange is not None:
             if not self.parser.should_keep_alive():
                 self.reusable = False
-            headers = self.headers
             lowers, rmap = header_map(headers)
             self.exchange.response_head(status, self.reason, headers, lowers, rmap)
             if self.exchange is not None and self.exchange.method == "HEAD":
@@ -819,11 +818,6 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.rejected:
             return
-        if self.in_head:
-            self.header_bytes += len(data)
-            if self.header_bytes > self.max_header_bytes:
-                self.reject(431, "the request line and headers are too large")
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -838,6 +832,14 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
         else:
+            if self.in_head:
+                # A head still incomplete after this read: bound what it may buffer. The exact
+                # 431 check is in on_headers_complete; this only stops a head that never ends
+                # (the count may include the end of an earlier body, hence the slack).
+                self.header_bytes += len(data)
+                if self.header_bytes > self.max_header_bytes + HEAD_SLACK:
+                    self.reject(431, "the request line and headers are too large")
+                    return
             self._kick()
 
     def _kick(self) -> None:
@@ -878,14 +880,10 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.transport.resume_reading()
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.header_bytes = 0
-        self.in_head = True
-
+    # No on_message_begin: state is reset after use, which saves a callback per request.
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -893,15 +891,19 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         headers = self.headers
+        url = self.url
+        self.headers = []
+        self.url = b""
         self.in_head = False
+        self.header_bytes = 0
         # Exact size check here; data_received bounds heads that span several reads.
-        size = len(self.url) + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
+        size = len(url) + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
         if size > self.max_header_bytes:
             raise _Reject(431, "the request line and headers are too large")
         lowers, hmap = header_map(headers)
         if len(hmap) != len(lowers) and lowers.count(b"host") > 1:
             raise _Reject(400, "more than one Host header")
-        exchange = Exchange(self, parser.get_method().decode("ascii"), self.url, headers,
+        exchange = Exchange(self, parser.get_method().decode("ascii"), url, headers,
                             lowers, hmap)
         exchange.http11 = parser.get_http_version() == "1.1"
         exchange.keep_alive = parser.should_keep_alive()

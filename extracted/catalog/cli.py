@@ -64,9 +64,13 @@ def migrate(data_dir: str | None, database_url: str | None) -> None:
     os.environ.update(_django_env(data_dir, database_url))
     import django
     from django.core.management import call_command
+    from django.core.exceptions import ImproperlyConfigured
     from django.db import OperationalError
 
-    django.setup()
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:  # a bad database URL or data directory
+        raise CatalogError(str(exc)) from None
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except OperationalError as exc:

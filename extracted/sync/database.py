@@ -69,8 +69,11 @@ class Database:
                 return []
             return [dict(row) for row in cursor.fetchall()]
         except Exception as exc:  # noqa: BLE001
+            reason = one_line(exc)
+            hint = ("; is this the right database, and is it migrated (`strangler monolith "
+                    "migrate`)?" if _missing_table(reason) else "")
             raise DatabaseUnavailable(
-                f"query on {redact(self.url)} failed: {one_line(exc)}") from None
+                f"query on {redact(self.url)} failed: {reason}{hint}") from None
 
     @contextmanager
     def snapshot(self) -> Iterator[Database]:
@@ -103,3 +106,14 @@ def redact(url: str) -> str:
     'postgresql://app:***@db:5432/shop'
     """
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _missing_table(reason: str) -> bool:
+    """Whether a driver's message says a table does not exist (SQLite and PostgreSQL).
+
+    >>> _missing_table("no such table: common_tag")
+    True
+    >>> _missing_table('relation "common_tag" does not exist')
+    True
+    """
+    return "no such table" in reason or ("relation" in reason and "does not exist" in reason)

@@ -54,7 +54,8 @@ def sample_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "legacy" / "__init__.py").write_text("")
     (root / "legacy" / "py2_code.py").write_text(
         'class Report(object):\n    def show(self):\n        print "this is Python 2"\n')
-    (root / "legacy" / "bad_bytes.py").write_bytes(b'class Label:\n    NAME = "caf\xe9 \xff\xfe"\n')
+    (root / "legacy" / "bad_bytes.py").write_bytes(
+        b'class Label:\n    NAME = "caf\xe9 \xff\xfe"\n')
     return root
 
 

@@ -75,3 +75,19 @@ def test_raw_sql_in_code_is_mined(facts: Analysis, golden: dict[str, Any]) -> No
     assert tables == golden["code_sql_tables"]
     written = {t for acc in facts.sql.shapes.values() for t in acc.writes}
     assert written == {"sales_order"}  # the RunSQL migration
+
+
+def test_nullable_and_non_cascade_keys_are_references(facts: Analysis) -> None:
+    # PROTECT, and SET_NULL with null=True, point at another aggregate; CASCADE is part-of
+    refs = sorted((r.source, r.field) for r in facts.relations if r.reference)
+    assert refs == [("catalog.Category", "parent"), ("catalog.Product", "category"),
+                    ("sales.OrderLine", "product")]
+
+
+def test_a_model_whose_only_key_is_part_of_another_is_its_dependent(facts: Analysis) -> None:
+    from analysis.build_graph import dependents
+
+    # AuditLog has one CASCADE key (to the user); OrderLine cascades from its order but
+    # also points at a product, so it is part of neither alone
+    assert dependents(facts) == {"core.AuditLog": "people.Member",
+                                 "core.TaggedItem": "core.Tag"}

@@ -32,18 +32,31 @@ def _run(root: Path, tmp: Path, **kw: object) -> Analysis:
     return analyze(Options(root=root, out=tmp, **kw), passes=UP_TO_CONTEXTS)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("logs", [(), (LOG,)], ids=["code-only", "with-query-log"])
+@pytest.mark.parametrize(("logs", "seed"), [((), 0), ((LOG,), 0), ((), 1), ((LOG,), 2)],
+                         ids=["code-only", "with-query-log", "code-only-seed-1", "log-seed-2"])
 def test_monolith_matches_intended_contexts_without_app_boundaries(
-        monolith: Path, tmp_path: Path, logs: tuple[Path, ...]) -> None:
-    a = _run(monolith, tmp_path, ignore_app_boundaries=True, query_logs=logs)
+        monolith: Path, tmp_path: Path, logs: tuple[Path, ...], seed: int) -> None:
+    a = _run(monolith, tmp_path, ignore_app_boundaries=True, query_logs=logs, seed=seed)
     ari = adjusted_rand_index(_truth(monolith), a.partition)
-    assert ari >= 0.8, [c["models"] for c in a.contexts]
+    # 0.8 is the bar; the proposal measured 0.877 on every seed (docs/analysis.md)
+    assert ari >= 0.85, [c["models"] for c in a.contexts]
 
 
 def test_monolith_with_app_boundaries_still_finds_the_domains(monolith: Path,
                                                               tmp_path: Path) -> None:
     a = _run(monolith, tmp_path, query_logs=(LOG,))
-    assert adjusted_rand_index(_truth(monolith), a.partition) >= 0.7
+    assert adjusted_rand_index(_truth(monolith), a.partition) >= 0.8
+
+
+def test_user_model_is_a_shared_kernel_candidate_and_its_parts_stay_with_it(
+        monolith: Path, tmp_path: Path) -> None:
+    a = _run(monolith, tmp_path, ignore_app_boundaries=True)
+    kernel = {m for c in a.contexts for m in c["shared_kernel_candidates"]}
+    assert "accounts.User" in kernel
+    # an address has nothing but its user (a CASCADE key): it is not pulled into ordering
+    # by the order that references it (a PROTECT key)
+    assert a.partition["accounts.Address"] == a.partition["accounts.User"]
+    assert a.partition["accounts.Address"] != a.partition["orders.Order"]
 
 
 def test_monolith_report_names_its_tangles(monolith: Path, tmp_path: Path) -> None:

@@ -109,3 +109,27 @@ def test_login_sets_a_cookie_that_authorizes(run) -> None:  # type: ignore[no-un
     cookie = good.cookies.get("strangler_admin")
     status = httpx.get(run.admin_url + "/status", cookies={"strangler_admin": cookie}, timeout=5)
     assert status.status_code == 200
+
+
+def test_readyz_follows_the_monolith_health_path(tmp_path: Path) -> None:
+    import asyncio
+
+    from proxy_harness import Request, response
+
+    async def health(req: Request, transport: asyncio.Transport) -> None:
+        transport.write(response(503 if req.url == "/down/" else 200, b"x"))
+    handlers = {"monolith": health, "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, ROUTES) as run:
+        text = run.config_path.read_text()
+        monolith_url = f'url = "{run.upstreams["monolith"].url}"'
+        run.config_path.write_text(text.replace(monolith_url,
+                                                monolith_url + '\nhealth_path = "/up/"'))
+        assert run.loop.call(lambda: run.app.reload(force=True))[0]
+        up = httpx.get(run.admin_url + "/readyz", headers=AUTH, timeout=5)
+        run.config_path.write_text(text.replace(monolith_url,
+                                                monolith_url + '\nhealth_path = "/down/"'))
+        assert run.loop.call(lambda: run.app.reload(force=True))[0]
+        down = httpx.get(run.admin_url + "/readyz", headers=AUTH, timeout=5)
+    assert (up.status_code, up.json()["upstreams"]["monolith"]) == (200, "ok")
+    assert up.json()["upstreams"]["catalog"] == "not configured"
+    assert (down.status_code, down.json()["upstreams"]["monolith"]) == (503, "status 503")

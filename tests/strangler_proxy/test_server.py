@@ -408,3 +408,34 @@ def test_access_log_writes_one_json_line_per_request(tmp_path: Path,
     lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
     assert [(x["path"], x["status"], x["request_id"]) for x in lines] == \
         [("/logged", 200, "log-1")]
+
+
+def test_a_head_that_never_ends_is_cut_off(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": answer_with("m")},
+                       proxy="max_header_bytes = 2048") as run, \
+            socket.create_connection(("127.0.0.1", run.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        closed = False
+        try:
+            for _ in range(400):  # 400 x 1 KiB of headers, never the empty line
+                sock.sendall(b"X-Pad: " + b"p" * 1014 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        try:
+            got = sock.recv(1000)  # a proxy that kept buffering would time out here
+        except ConnectionResetError:
+            got, closed = b"", True
+        seen = run.upstreams["monolith"].bytes_received
+    assert got.startswith(b"HTTP/1.1 431") or (closed and got == b"")
+    assert seen == 0
+
+
+def test_a_big_body_in_the_first_read_is_not_mistaken_for_a_big_head(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": answer_with("m")},
+                       proxy="max_header_bytes = 2048") as run:
+        body = b"b" * 500_000
+        got = raw_exchange(run.port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 500000\r\n"
+                           b"Connection: close\r\n\r\n" + body)
+        received = run.upstreams["monolith"].requests[0].body
+    assert got.startswith(b"HTTP/1.1 200")
+    assert received == body

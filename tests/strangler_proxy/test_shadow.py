@@ -16,7 +16,8 @@ import pytest
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
-from strangler_proxy.shadow import ProcessSink, ShadowRunner, build_request, build_sink
+from strangler_proxy.shadow import ProcessSink, build_sink
+from strangler_proxy.shadow_worker import ShadowRunner, build_request
 from strangler_proxy.store import open_store
 
 
@@ -55,7 +56,8 @@ class Server:
         self.httpd.daemon_threads = True
         self.httpd.seen = []  # type: ignore[attr-defined]
         self.handler = handler
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     @property
@@ -83,6 +85,21 @@ def servers() -> Iterator[tuple[Server, Server]]:
         service.close()
 
 
+# Generous on purpose: a copy that takes longer than this is recorded as an error, and a
+# loaded CI machine must not turn a slow answer into a failed test. Tests about timeouts set
+# their own (and every wait below ends as soon as the work is done, so this costs nothing).
+SLOW_MACHINE_SECONDS = 30.0
+
+
+def shadow_settings(overrides: str) -> str:
+    """The [shadow] keys the tests use: no noise sampling and a generous timeout, unless set."""
+    settings = {"noise_percent": "0", "timeout": str(SLOW_MACHINE_SECONDS)}
+    for line in filter(None, (x.strip() for x in overrides.splitlines())):
+        key, value = (part.strip() for part in line.split("=", 1))
+        settings[key] = value
+    return "\n".join(f"{key} = {value}" for key, value in settings.items())
+
+
 def make_config(tmp_path: Path, monolith: Server, service: Server, shadow: str = "",
                 route_extra: str = "", compare: str = 'ignore = ["served_at"]') -> ProxyConfig:
     text = f'''
@@ -90,7 +107,7 @@ def make_config(tmp_path: Path, monolith: Server, service: Server, shadow: str =
 token = "t"
 [shadow]
 store = "{tmp_path / 'diffs.sqlite3'}"
-{shadow or "noise_percent = 0"}
+{shadow_settings(shadow)}
 [upstreams.monolith]
 url = "{monolith.url}"
 [upstreams.catalog]
@@ -127,7 +144,7 @@ def run(config: ProxyConfig, body: Callable[[ShadowRunner], Any],
             result = body(sink)
             if asyncio.iscoroutine(result):
                 result = await result
-            await sink.wait_idle(timeout=8.0)
+            assert await sink.wait_idle(timeout=SLOW_MACHINE_SECONDS * 2)
             return result
         finally:
             await sink.stop()
@@ -254,11 +271,13 @@ def test_hung_service_times_out_is_recorded_and_offer_stays_fast(
 
     async def flood_and_wait(sink: ShadowRunner) -> tuple[list[bool], float]:
         results = flood(sink)
-        await sink.wait_idle(timeout=5.0)
+        assert await sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
         return results
 
     results, elapsed = run(config, flood_and_wait)
-    assert elapsed < 0.05  # 50 offers: the hot path never waits on the service
+    # 50 offers in less than one service timeout: no offer waited on the service (each would
+    # take >= 0.3 s), with room for a loaded machine (they take ~2 ms in all when idle)
+    assert elapsed < 0.25
     assert sum(results) <= 4  # queue of 3 (+1 already taken by the worker)
     got = counts(tmp_path)
     assert got[("products", "dropped_queue_full")] == 50 - sum(results)
@@ -309,7 +328,7 @@ def test_prometheus_text_counts_events(tmp_path: Path, servers: tuple[Server, Se
 
     async def body(sink: ShadowRunner) -> str:
         sink.offer(offer())
-        await sink.wait_idle()
+        assert await sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
         return sink.prometheus_text()
 
     text = run(make_config(tmp_path, monolith, service), body)
@@ -346,12 +365,14 @@ def test_shadow_behind_the_real_proxy_client_gets_monolith_store_gets_record(
                 # given a well-behaved service: the client gets the monolith's answer
                 answer = await client.get(f"{base}/api/products/1/")
                 assert answer.json()["price"] == "9.50"
-                await app.sink.wait_idle(timeout=5)
+                assert await app.sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
                 # when the service hangs for 3 s on every request
                 service.handler.delay = 3.0
                 hung = [await _timed(client, f"{base}/api/products/{i}/") for i in range(10)]
                 service.handler.delay = 0.0
                 plain = [await _timed(client, f"{base}/other/{i}/") for i in range(10)]
+                # the hung copies time out (1.5 s, all at once) and are stored as errors
+                assert await app.sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
             return hung, plain
         finally:
             await app.stop(grace=1.0)
@@ -383,7 +404,8 @@ token = "t"
 [shadow]
 store = "{tmp_path / 'diffs.sqlite3'}"
 noise_percent = 0
-timeout = 0.5
+timeout = 1.5
+concurrency = 10
 [upstreams.monolith]
 url = "{monolith.url}"
 [upstreams.catalog]
@@ -410,9 +432,8 @@ def test_process_sink_hands_offers_to_a_worker_process(tmp_path: Path,
         await sink.start()
         try:
             first = sink.offer(offer())
-            await sink.wait_idle(timeout=5)
-            await asyncio.sleep(1.2)  # one report interval: the worker's counters arrive
-            text = sink.prometheus_text()
+            assert await sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
+            text = await worker_report(sink, 'event="service_mismatch"} 1')
             # when the worker dies, offers are dropped and counted, never blocked
             worker = sink._process  # noqa: SLF001 - the test kills the worker on purpose
             assert worker is not None
@@ -429,6 +450,16 @@ def test_process_sink_hands_offers_to_a_worker_process(tmp_path: Path,
     assert 'event="service_mismatch"} 1' in text
     [record] = stored(tmp_path)
     assert record.differences[0]["path"] == "$.price"
+
+
+async def worker_report(sink: ProcessSink, expected: str) -> str:
+    """The sink's metrics once the worker's counters (sent every second) show ``expected``."""
+    deadline = time.monotonic() + SLOW_MACHINE_SECONDS
+    text = sink.prometheus_text()
+    while expected not in text and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        text = sink.prometheus_text()
+    return text
 
 
 def test_process_sink_refuses_to_start_on_a_bad_store(tmp_path: Path,

@@ -59,7 +59,8 @@ def analyze(options: Options, passes: Sequence[Pass] = PASSES) -> Analysis:
         if complete and p is collect_files and (reused := _reuse(a)) is not None:
             done, outputs = reused
             # the reports on disk are the ones this result wrote: nothing to rewrite
-            return done if outputs == _outputs(done) else _timed(render_reports, done)
+            intact = outputs == _outputs(done) and set(outputs) == set(output_names(options))
+            return done if intact else _timed(render_reports, done)
     if isinstance(a.cache, FactsCache):
         a.cache.save()
     if complete:

@@ -120,6 +120,25 @@ def seed(size: str, seed_value: int, as_json: bool) -> None:
         click.echo(f"  {user:<6} password {user}-password   token {token}")
 
 
+def check_query_log() -> None:
+    """Raise MonolithError when query capture is on but its file cannot be appended to.
+
+    Checked before serving: found later, it would fail every request the shop answers.
+    """
+    from legacy_monolith.query_log import query_log_path
+
+    path = query_log_path()
+    if not path:
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise MonolithError(
+            f"STRANGLER_QUERY_LOG={path}: cannot append to it ({exc.strerror}); point it at a "
+            "writable file or unset it to switch query capture off"
+        ) from None
+
+
 def port_in_use(host: str, port: int) -> bool:
     """True when something already listens on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -156,6 +175,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
                             "pass --port with a free port")
     _setup_django()
     check_database(require_migrated=True)
+    check_query_log()
     click.echo(f"serving the shop on http://{host}:{port}/api/ ({workers} workers)", err=True)
     sys.stdout.flush()
     argv = gunicorn_argv(host, port, workers, threads)

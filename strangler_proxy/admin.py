@@ -138,7 +138,7 @@ class AdminServer:
             return _json(200 if ok else 422, {"ok": ok, "message": message,
                                               "version": app.reloader.status.version})
         if path.startswith("/dashboard") and method == "GET":
-            return self._dashboard(path, query)
+            return await self._dashboard(path, query)
         return _json(404, {"error": f"no admin endpoint {method} {path}"})
 
     async def _set_route(self, name: str, body: bytes) -> Response:
@@ -173,12 +173,15 @@ class AdminServer:
         cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()
         return 303, [(b"Set-Cookie", cookie), (b"Location", b"/dashboard")], b""
 
-    def _dashboard(self, path: str, query: str) -> Response:
+    async def _dashboard(self, path: str, query: str) -> Response:
         try:
             from strangler_proxy.dashboard import handle
         except ImportError:
             return _text(404, "the shadow dashboard is not installed\n")
-        status, content_type, payload = handle(path, query, self.app.config)
+        # The dashboard reads the diff store (SQLite or PostgreSQL): off the event loop, so a
+        # slow query never stalls the forwarding of the worker serving the admin listener.
+        status, content_type, payload = await asyncio.to_thread(
+            handle, path, query, self.app.config)
         return status, [(b"Content-Type", content_type.encode())], payload
 
 

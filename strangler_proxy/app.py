@@ -7,17 +7,27 @@
       ├── server: ClientConnection    the forwarding listener        (server.py)
       ├── admin: AdminServer          status, routes, metrics, flips (admin.py)
       ├── reloader: Reloader          file polling + SIGHUP          (reload.py)
-      └── sink: ShadowSink            shadow copies and comparison   (shadow.py, optional)
+      ├── sink: ShadowSink            shadow copies and comparison   (shadow.py, optional)
+      └── group: WorkerGroup          siblings under --workers N: shared /metrics, reload fan-out
+
+With ``--workers N`` every worker but the admin one (index 0) writes its counters to
+``<group dir>/worker-<i>.json`` every :data:`PUBLISH_INTERVAL` seconds; the admin worker sums
+them with its own live counters for ``GET /metrics``. A flip or reload through the admin API
+SIGHUPs the supervisor, which forwards it to every worker, so all of them re-read the file at
+once instead of at their next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,45 @@ from strangler_proxy.server import (
 )
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
+PUBLISH_INTERVAL = 0.5  # seconds between a worker's metric snapshots
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """Where one worker sits among ``--workers N`` siblings forked by one supervisor."""
+
+    index: int  # 0 serves the admin API
+    count: int
+    directory: Path  # shared by the group: worker-<i>.json metric snapshots
+    supervisor: int  # pid that forwards SIGHUP to every worker
+
+    def snapshot_path(self, index: int) -> Path:
+        """Where worker ``index`` publishes its counters."""
+        return self.directory / f"worker-{index}.json"
+
+    def publish(self, metrics: Metrics) -> None:
+        """Write this worker's counters atomically (temp file + rename)."""
+        target = self.snapshot_path(self.index)
+        temp = target.with_suffix(f".tmp{os.getpid()}")
+        temp.write_text(json.dumps(metrics.snapshot()), encoding="utf-8")
+        os.replace(temp, target)
+
+    def collect(self, own: Metrics) -> tuple[Metrics, int]:
+        """``own`` plus every sibling's last snapshot, and how many workers reported."""
+        total = Metrics()
+        total.absorb(own.snapshot())
+        total.table_version = own.table_version
+        reporting = 1
+        for index in range(self.count):
+            if index == self.index:
+                continue
+            try:
+                snapshot = json.loads(self.snapshot_path(index).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not published yet, or restarting: its requests show up next time
+            total.absorb(snapshot)
+            reporting += 1
+        return total, reporting
 
 
 def default_sink_factory(config: ProxyConfig) -> ShadowSink:
@@ -54,7 +103,8 @@ class ProxyApp:
     """One proxy process: forwarding listener, admin listener, reloads, shadow sink."""
 
     def __init__(self, config_path: str | Path, environ: Mapping[str, str] | None = None,
-                 sink_factory: SinkFactory | None = None, admin: bool = True) -> None:
+                 sink_factory: SinkFactory | None = None, admin: bool = True,
+                 group: WorkerGroup | None = None) -> None:
         self.config_path = Path(config_path)
         self.environ = dict(os.environ if environ is None else environ)
         config = load_config(self.config_path)
@@ -65,6 +115,7 @@ class ProxyApp:
                                "so the admin API is protected, the proxy refuses to start "
                                "without one")
         self.with_admin = admin
+        self.group = group
         self.metrics = Metrics()
         self.metrics.table_version = 1
         self.sink: Any = (sink_factory or default_sink_factory)(config)
@@ -131,13 +182,24 @@ class ProxyApp:
         if watch and config.proxy.reload_interval > 0:
             self.tasks.append(loop.create_task(self.reloader.watch(config.proxy.reload_interval)))
         self.reloader.install_sighup(loop)
+        if self.group is not None and self.group.index != 0:
+            self.tasks.append(loop.create_task(self._publish(self.group)))
         self.ready = True
+
+    async def _publish(self, group: WorkerGroup) -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                group.publish(self.metrics)
+            await asyncio.sleep(PUBLISH_INTERVAL)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace``), stop the sink."""
         self.ready = False
         for task in self.tasks:
             task.cancel()
+        if self.group is not None and self.group.index != 0:
+            with contextlib.suppress(OSError):
+                self.group.publish(self.metrics)
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(TimeoutError):
@@ -153,8 +215,16 @@ class ProxyApp:
                 await stop()
 
     def reload(self, force: bool = False) -> tuple[bool, str]:
-        """Re-read the routes file now (admin ``POST /reload``, SIGHUP)."""
-        return self.reloader.check(force=force)
+        """Re-read the routes file now (admin ``PUT /routes``, ``POST /reload``).
+
+        Under ``--workers N`` the supervisor is SIGHUPed too and forwards the signal, so every
+        worker serves the new table within milliseconds rather than at its next poll.
+        """
+        result = self.reloader.check(force=force)
+        if self.group is not None:
+            with contextlib.suppress(OSError):
+                pass  # os.kill(self.group.supervisor, signal.SIGHUP)
+        return result
 
     def status(self) -> dict[str, Any]:
         """What ``GET /status`` shows."""
@@ -177,8 +247,18 @@ class ProxyApp:
                 "routes": [route_record(r) for r in self.config.routes]}
 
     def metrics_text(self) -> str:
-        """Our Prometheus text plus the shadow sink's, when it has any."""
-        text = self.metrics.render()
+        """Our Prometheus text (summed over the workers) plus the shadow sink's."""
+        if self.group is None:
+            text = self.metrics.render()
+        else:
+            total, reporting = self.group.collect(self.metrics)
+            text = total.render() + (
+                "# HELP strangler_workers_reporting Workers whose counters /metrics includes.\n"
+                "# TYPE strangler_workers_reporting gauge\n"
+                f"strangler_workers_reporting {reporting}\n"
+                "# HELP strangler_workers Worker processes configured (--workers).\n"
+                "# TYPE strangler_workers gauge\n"
+                f"strangler_workers {self.group.count}\n")
         extra = getattr(self.sink, "prometheus_text", None)
         if callable(extra):
             with contextlib.suppress(Exception):
@@ -186,4 +266,4 @@ class ProxyApp:
         return text
 
 
-__all__ = ["ProxyApp", "default_sink_factory"]
+__all__ = ["PUBLISH_INTERVAL", "ProxyApp", "WorkerGroup", "default_sink_factory"]

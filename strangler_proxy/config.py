@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import KeyAlreadyPresent, ParseError
 
 from strangler_proxy.errors import ConfigError
 
@@ -647,6 +648,9 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
         data = tomlkit.parse(text).unwrap()
     except ParseError as exc:
         raise ConfigError(f"not valid TOML: {exc} (in {source})") from None
+    except KeyAlreadyPresent as exc:  # tomlkit gives no position here; tomllib does
+        raise ConfigError(f"{source}: {_duplicate_key_message(text, exc)}; "
+                          "each key may appear once per table") from None
     reader = _Reader(text, source)
     reader.table(data, (), "")
     upstream_data = data.get("upstreams", {})
@@ -679,6 +683,22 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
                      "move it above or narrow the earlier match"
                      for i, later, earlier in unreachable_routes(routes))
     return _replace_warnings(config, warnings)
+
+
+def _duplicate_key_message(text: str, exc: KeyAlreadyPresent) -> str:
+    """``duplicate key "b" at line 5``: tomlkit names the key, the stdlib parser the line.
+
+    >>> _duplicate_key_message("[x]\\nb = 1\\nb = 2\\n", KeyAlreadyPresent("b"))
+    'duplicate key "b" at line 3'
+    """
+    key = str(exc).removeprefix("Key ").removesuffix(" already exists.")
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as decode_error:
+        found = re.search(r"at line (\d+)", str(decode_error))
+        if found:
+            return f"duplicate key {key} at line {found.group(1)}"
+    return f"duplicate key {key}"
 
 
 def _replace_warnings(config: ProxyConfig, warnings: tuple[str, ...]) -> ProxyConfig:

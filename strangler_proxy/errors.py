@@ -5,7 +5,13 @@
     ProxyError                  strangler_user_error: the CLI prints one line, exits 2
     ├── ConfigError             a routes file is invalid (names the key, the line, the fix)
     ├── RouteEditError          `routes set` cannot apply the change (unknown route, gate refused)
-    └── StartupError            the proxy cannot start (no admin token, port in use)
+    ├── StartupError            the proxy cannot start (no admin token, port in use)
+    ├── StoreError              the shadow diff store cannot be opened or written (store.py)
+    ├── ReportError             a shadow report cannot be built or written (shadow_report.py)
+    └── ReplayError             a replay run cannot start or read its input (replay.py)
+
+The last three are defined next to the code that raises them (the shadow modules) and
+subclass :class:`ProxyError`, so the CLI treats them like the rest.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Counters and latency histograms in memory, rendered as Prometheus text (format 0.0.4).
 
-Plain dictionaries keyed by label tuples: one dict increment and one bisect per request, so
+Plain dictionaries keyed by label tuples: one dict lookup and one bisect per request, so
 the hot path pays well under a microsecond. One process, one registry; with ``--workers N``
-each worker counts its own requests (see docs/proxy.md).
+each worker publishes :meth:`Metrics.snapshot` to a shared directory and the admin worker
+renders the sum (:meth:`Metrics.absorb`), see ``strangler_proxy.workers``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class Metrics:
     """The proxy's registry: requests, latency, upstream errors, fallbacks, reloads."""
 
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
-        self.latency: dict[tuple[str, str], list[float]] = {}  # bucket counts + [sum, count]
+        # (route, target, status) -> [bucket counts..., +Inf count, sum of seconds]: one dict
+        # lookup, one bisect and two list stores per request; rendering folds the statuses.
+        self.cells: dict[tuple[str, str, int], list[float]] = {}
         self.upstream_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.fallbacks: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.reloads: defaultdict[str, int] = defaultdict(int)
@@ -38,14 +40,30 @@ class Metrics:
 
     def observe(self, route: str, target: str, status: int, seconds: float) -> None:
         """Count one finished request and its latency."""
-        self.requests[(route, target, str(status))] += 1
-        key = (route, target)
-        hist = self.latency.get(key)
-        if hist is None:
-            hist = self.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        hist[-2] += seconds
-        hist[-1] += 1
+        cell = self.cells.get((route, target, status))
+        if cell is None:
+            cell = self.cells[(route, target, status)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        cell[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        cell[-1] += seconds
+
+    @property
+    def requests(self) -> dict[tuple[str, str, str], int]:
+        """Finished requests by (route, target, status)."""
+        return {(r, t, str(s)): int(sum(cell[:-1])) for (r, t, s), cell in self.cells.items()}
+
+    @property
+    def latency(self) -> dict[tuple[str, str], list[float]]:
+        """Per (route, target): bucket counts (last one +Inf), then sum and count."""
+        out: dict[tuple[str, str], list[float]] = {}
+        for (route, target, _), cell in self.cells.items():
+            hist = out.get((route, target))
+            if hist is None:
+                hist = out[(route, target)] = [0.0] * (len(LATENCY_BUCKETS) + 3)
+            for index, n in enumerate(cell[:-1]):
+                hist[index] += n
+            hist[-2] += cell[-1]
+            hist[-1] += sum(cell[:-1])
+        return out
 
     def upstream_error(self, upstream: str, kind: str) -> None:
         """Count an upstream failure (``connect``, ``timeout``, ``reset``, ``protocol``)."""
@@ -62,6 +80,31 @@ class Metrics:
     def shadow_offer(self, route: str, accepted: bool) -> None:
         """Count an exchange offered to the shadow sink."""
         self.shadow_offers[(route, "accepted" if accepted else "dropped")] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter as JSON-ready data (what a worker publishes for the admin worker)."""
+        return {
+            "cells": [[*key, cell] for key, cell in self.cells.items()],
+            "upstream_errors": [[*k, n] for k, n in self.upstream_errors.items()],
+            "fallbacks": [[*k, n] for k, n in self.fallbacks.items()],
+            "shadow_offers": [[*k, n] for k, n in self.shadow_offers.items()],
+            "reloads": dict(self.reloads),
+        }
+
+    def absorb(self, snapshot: Mapping[str, Any]) -> None:
+        """Add another registry's :meth:`snapshot` into this one (the table version stays)."""
+        for route, target, status, cell in snapshot.get("cells", []):
+            mine = self.cells.get((route, target, status))
+            if mine is None:
+                mine = self.cells[(route, target, status)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            for index, value in enumerate(cell[:len(mine)]):
+                mine[index] += value
+        for name in ("upstream_errors", "fallbacks", "shadow_offers"):
+            counter: defaultdict[tuple[str, str], int] = getattr(self, name)
+            for first, second, n in snapshot.get(name, []):
+                counter[(first, second)] += int(n)
+        for result, n in snapshot.get("reloads", {}).items():
+            self.reloads[result] += int(n)
 
     def render(self) -> str:
         """Everything in the Prometheus text exposition format."""

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,9 @@ from strangler_proxy.store import DiffRecord, Redaction, open_config_store, reda
 
 _PSEUDO_OR_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                             "upgrade", "proxy-connection"})
+
+
+_RECORDER_START_SECONDS = 30.0
 
 
 class ReplayError(ProxyError):
@@ -105,6 +111,9 @@ def _load_har(file: Path) -> Iterator[Exchange]:
         entries = json.loads(file.read_text(encoding="utf-8"))["log"]["entries"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ReplayError(f"{file}: not a HAR file (needs log.entries): {exc}") from None
+    if not isinstance(entries, list):
+        raise ReplayError(f"{file}: log.entries is a {type(entries).__name__}, not a list of "
+                          "entries; export the HAR again from the browser or proxy")
     for index, entry in enumerate(entries):
         try:
             yield _from_har_entry(entry, index)
@@ -289,20 +298,74 @@ def record_command(upstream: str, listen: str, out: str) -> list[str]:
             "--set", "termlog_verbosity=warn"]
 
 
-def record(upstream: str, listen: str, out: str, duration: float | None = None) -> int:
-    """Run mitmdump until interrupted (or ``duration`` seconds); returns its exit status."""
-    command = record_command(upstream, listen, out)
+def record(upstream: str, listen: str, out: str, duration: float | None = None,
+           announce: Callable[[], None] | None = None) -> int:
+    """Run mitmdump until interrupted (or ``duration`` seconds); returns its exit status.
+
+    Checks first that ``listen`` is free and ``out`` can be written (one-line errors), then
+    calls ``announce`` once mitmdump listens. The flow file is written to ``OUT.part`` and
+    moved into place when recording stops, so ``out`` is never half-written.
+    """
+    partial = out + ".part"
+    command = record_command(upstream, listen, partial)
+    host, _, port = listen.rpartition(":")
+    _check_listen_free(host or "127.0.0.1", int(port))
+    _check_writable(Path(out))
     process = subprocess.Popen(command)  # noqa: S603 - our own argv, no shell
     try:
-        return process.wait(timeout=duration)
+        _wait_listening(process, host or "127.0.0.1", int(port))
+        if announce is not None:
+            announce()
+        status = process.wait(timeout=duration)
     except subprocess.TimeoutExpired:
-        return _stop(process)
+        status = _stop(process)
     except KeyboardInterrupt:
-        return _stop(process)
+        status = _stop(process)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+    if status == 0:
+        if not Path(partial).exists():  # nothing recorded: an empty flow file
+            Path(partial).write_bytes(b"")
+        os.replace(partial, out)
+    return status
+
+
+def _check_listen_free(host: str, port: int) -> None:
+    if port == 0:
+        raise ReplayError("--listen needs a fixed port (clients must know where to connect), "
+                          "e.g. 127.0.0.1:8090")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ReplayError(f"--listen {host}:{port}: cannot listen there ({exc.strerror}); "
+                              "stop what runs there or pick another port") from None
+
+
+def _check_writable(out: Path) -> None:
+    folder = out.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ReplayError(f"--out {out}: the directory {folder} does not exist or is not "
+                          "writable; create it or pick another path")
+    if out.is_dir():
+        raise ReplayError(f"--out {out} is a directory; give a file name, e.g. traffic.flows")
+
+
+def _wait_listening(process: subprocess.Popen[bytes], host: str, port: int,
+                    seconds: float = _RECORDER_START_SECONDS) -> None:
+    """Return once mitmdump accepts connections; its early exit or a stall is an error."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ReplayError(f"mitmdump exited ({process.returncode}) before it listened on "
+                              f"{host}:{port}; its message is above")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.1)
+    raise ReplayError(f"mitmdump did not listen on {host}:{port} within {seconds:.0f}s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:

@@ -30,6 +30,7 @@ from strangler_proxy.config import (
 
 BUCKETS = 10_000
 BUCKET_CACHE = 65_536  # remembered (salt, key) -> bucket pairs per route table
+MATCH_CACHE = 16_384  # remembered (method, path) -> route pairs per route table
 SERVICE = "service"
 DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
 
@@ -218,6 +219,10 @@ class RouteTable:
         self._override_cookie = config.canary.override_cookie
         self.route_header = config.proxy.route_header
         self._buckets: dict[tuple[str, str], int] = {}
+        # Without header filters a route depends on method and path only: remember the
+        # answers (bounded), as paths repeat far more often than they are new.
+        self._matches: dict[tuple[str, str], _CompiledRoute] | None = \
+            None if any(c.headers for c in self._compiled) else {}
 
     def match(self, method: str, path: str, headers: Mapping[bytes, bytes]) -> _CompiledRoute:
         """The first route whose path, methods and headers all match (the default at worst)."""
@@ -242,7 +247,15 @@ class RouteTable:
 
         ``headers`` maps lower-cased header names to values (bytes, as on the wire).
         """
-        compiled = self.match(method, path, headers)
+        cache = self._matches
+        if cache is None:
+            compiled = self.match(method, path, headers)
+        else:
+            compiled = cache.get((method, path))  # type: ignore[assignment]
+            if compiled is None:
+                if len(cache) >= MATCH_CACHE:
+                    cache.clear()  # crude but bounded, like the bucket cache
+                compiled = cache[(method, path)] = self.match(method, path, headers)
         decisions = compiled.decisions
         if self._secret is not None:
             forced = self._override(headers)

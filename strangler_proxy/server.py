@@ -34,6 +34,7 @@ from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig, Up
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
 from strangler_proxy.headers import (
     REASONS,
+    REQUEST_DROP,
     RESPONSE_DROP,
     VIA,
     RawHeaders,
@@ -43,9 +44,9 @@ from strangler_proxy.headers import (
     error_response,
     forwarded_headers,
     is_trusted,
-    request_head,
-    request_id_of,
+    new_request_id_bytes,
     rewrite_location,
+    sane_request_id,
     serialize_lines,
 )
 from strangler_proxy.metrics import Metrics
@@ -57,6 +58,10 @@ NO_BODY_STATUSES = frozenset({204, 304})
 # Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
 # the standard one rather than relaying the upstream's, which saves a parser callback.
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
+REQUEST_DROP_HOST = REQUEST_DROP | {b"host"}
+# Method names as str without a decode per request (others are decoded as they come).
+METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+                                    "OPTIONS", "TRACE", "CONNECT")}
 
 
 class NullSink:
@@ -102,6 +107,8 @@ class UpstreamPool:
         self.origins = _origins(upstream)
         self.netloc = upstream.netloc.encode()  # parsed once: urlsplit is slow per request
         self.base_path = upstream.base_path.encode()
+        self.host_line = b"Host: " + self.netloc + b"\r\n"
+        self.rewrite_host = upstream.host == "rewrite"
         self.ssl: ssl.SSLContext | None = \
             ssl.create_default_context() if upstream.scheme == "https" else None
 
@@ -140,7 +147,8 @@ class UpstreamPool:
             conn.close()
         else:
             self.idle.append(conn)
-        self._wake()
+        if self.waiters:
+            self._wake()
 
     def forget(self, conn: UpstreamConnection) -> None:
         """A connection closed: free its slot."""
@@ -263,8 +271,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.exchange is not None:
             if not self.parser.should_keep_alive():
                 self.reusable = False
-            lowers, rmap = header_map(headers)
-            self.exchange.response_head(status, self.reason, headers, lowers, rmap)
+            self.exchange.response_head(status, self.reason, headers)
             if self.exchange is not None and self.exchange.method == "HEAD":
                 # llhttp cannot be told the request was HEAD; a HEAD answer has no body
                 # whatever its Content-Length says, so end here and use a fresh parser next.
@@ -339,7 +346,7 @@ class Exchange:
     http11 = True
     start = 0.0
     last_activity = 0.0
-    request_id = ""
+    rid = b""  # the request id, as sent upstream and to the client
     tee_request: bytearray | None = None
     tee_response: bytearray | None = None
     tee_truncated = False
@@ -356,15 +363,16 @@ class Exchange:
     response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
     host = b""
     path = "/"
-    query = ""
+    raw_query = b""
     tokens: frozenset[bytes] = frozenset()
 
-    def __init__(self, client: ClientConnection, method: str, url: bytes,
+    def __init__(self, client: ClientConnection, method: bytes, url: bytes,
                  headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes]) -> None:
         self.client = client
-        self.state = client.state
-        self.table = client.state.table  # in-flight requests keep the table they started on
-        self.method = method
+        self.state = state = client.state
+        self.table = state.table  # in-flight requests keep the table they started on
+        self.method_bytes = method
+        self.method = METHODS.get(method) or method.decode("ascii")
         self.url = url
         self.headers = headers
         self.lowers = lowers
@@ -375,17 +383,27 @@ class Exchange:
         """Monotonic time of the event loop."""
         return self.client.loop.time()
 
+    @property
+    def request_id(self) -> str:
+        """The request id (the client's ``X-Request-ID`` when sane, else a generated one)."""
+        return self.rid.decode("ascii")
+
+    @property
+    def query(self) -> str:
+        """The query string, without the ``?``."""
+        return self.raw_query.decode("latin-1")
+
     # -- request side --------------------------------------------------------------------
 
-    def prepare(self) -> bytes | None:
-        """Route the request and build the upstream head; return an error response or None."""
+    def prepare(self) -> None:
+        """Route the request and build the upstream head."""
         client = self.client
-        config = self.table.config
         hmap = self.hmap
         connection = hmap.get(b"connection")
         if connection is not None:
             self.tokens = connection_tokens_of(connection)
-        self.request_id = request_id_of(hmap.get(b"x-request-id"))
+        rid = hmap.get(b"x-request-id")
+        self.rid = rid if rid is not None and sane_request_id(rid) else new_request_id_bytes()
         url = self.url
         if not url.startswith(b"/"):
             if url == b"*":
@@ -394,14 +412,13 @@ class Exchange:
                 rest = url.split(b"://", 1)[-1]
                 slash = rest.find(b"/")
                 url = rest[slash:] if slash >= 0 else b"/"
-        raw_path, _, raw_query = url.partition(b"?")
+        raw_path, _, self.raw_query = url.partition(b"?")
         self.path = raw_path.decode("latin-1")
-        self.query = raw_query.decode("latin-1")
         self.host = hmap.get(b"host", b"")
         ip = client.client_ip
         if client.trusted:
             ip = client_address(client.peer, hmap.get(b"x-forwarded-for"), True,
-                                config.proxy.trusted_proxies)
+                                self.table.config.proxy.trusted_proxies)
         decision = self.table.decide(self.method, self.path, hmap, ip)
         self.decision = decision
         self.upstream = decision.upstream
@@ -412,54 +429,68 @@ class Exchange:
         if decision.fallback:
             self.replay_body = []
         self.head_bytes = self.build_head(url, decision.upstream)
-        return None
 
     def build_head(self, url: bytes, upstream_name: str) -> bytes:
-        """The request head for ``upstream_name``, with forwarded and framing headers."""
+        """The request head for ``upstream_name``, with forwarded and framing headers.
+
+        Hop-by-hop, framing, forwarding, ``Expect``, ``Via`` and ``X-Request-ID`` headers of
+        the client are dropped (see :data:`REQUEST_DROP`) because the proxy adds its own.
+        """
         client = self.client
         pool = self.state.pools[upstream_name]
-        upstream = pool.upstream
-        netloc = pool.netloc
         host = self.host
-        rewrite = upstream.host == "rewrite" or not host
+        rewrite = pool.rewrite_host or not host
         hmap = self.hmap
         if client.trusted:
             forwarded = serialize_lines(forwarded_headers(
-                self.headers, client.peer, True, host or netloc))
+                self.headers, client.peer, True, host or pool.netloc))
         else:
             via = hmap.get(b"via")
             forwarded = b"%sX-Forwarded-Host: %s\r\nVia: %s\r\n" % (
-                client.forwarded_prefix, host or netloc,
+                client.forwarded_prefix, host or pool.netloc,
                 via + b", " + VIA if via else VIA)
-        tail = [forwarded, b"X-Request-ID: ", self.request_id.encode(), b"\r\n"]
+        parts = [b"%s %s HTTP/1.1\r\n" % (self.method_bytes, pool.base_path + url
+                                             if pool.base_path else url)]
+        if rewrite:
+            parts.append(pool.host_line)
+        drop = REQUEST_DROP_HOST if rewrite else REQUEST_DROP
+        tokens = self.tokens
+        if tokens:
+            drop = drop | tokens
+        lines = [b": ".join(header)
+                 for header, lower in zip(self.headers, self.lowers, strict=True)
+                 if lower not in drop]
+        if lines:  # one join per head ("%s: %s" formatting per header cost twice as much)
+            parts += (b"\r\n".join(lines), b"\r\n")
+        parts += (forwarded, b"X-Request-ID: ", self.rid, b"\r\n")
         if self.websocket:
-            tail.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+            parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
         length = hmap.get(b"content-length")
         if length is not None:
-            tail += [b"Content-Length: ", length, b"\r\n"]
+            parts += (b"Content-Length: ", length, b"\r\n\r\n")
         elif b"transfer-encoding" in hmap:
             self.chunked_request = True
-            tail.append(b"Transfer-Encoding: chunked\r\n")
-        tail.append(b"\r\n")
-        target = pool.base_path + url if pool.base_path else url
-        start = b"%s %s HTTP/1.1\r\n" % (self.method.encode(), target)
-        if rewrite:
-            start += b"Host: " + netloc + b"\r\n"
-        return request_head(start, self.headers, self.lowers, self.tokens, rewrite,
-                            b"".join(tail))
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
 
     def begin(self) -> None:
         """Start forwarding: take a pooled connection or open one."""
         self.started = True
         self.start = self.last_activity = self.client.loop.time()
-        pool = self.state.pools[self.upstream]
-        conn = pool.acquire_nowait()
-        self.reused = conn is not None
+        state = self.state
+        pool = state.pools[self.upstream]
+        conn = pool.idle.pop() if pool.idle else None  # acquire_nowait, inlined
+        if conn is not None and conn.closed:
+            conn = pool.acquire_nowait()
+        state.inflight.add(self)
         if conn is not None:
+            self.reused = True
             self.attach(conn)
         else:
+            self.reused = False
             self.client.loop.create_task(self.connect(pool))
-        self.state.inflight.add(self)
 
     async def connect(self, pool: UpstreamPool) -> None:
         try:
@@ -483,8 +514,12 @@ class Exchange:
         self.conn = conn
         conn.exchange = self
         conn.reusable = True
-        data = b"".join([self.head_bytes, *self.pending])
-        self.pending = []
+        pending = self.pending
+        if pending:
+            data = b"".join([self.head_bytes, *pending])
+            self.pending = []
+        else:
+            data = self.head_bytes
         if self.upstream != MONOLITH:
             self.bytes_to_service = True
         conn.write(data)
@@ -552,21 +587,29 @@ class Exchange:
 
     # -- response side ---------------------------------------------------------------------
 
-    def response_head(self, status: int, reason: bytes, headers: RawHeaders,
-                      lowers: list[bytes], rmap: dict[bytes, bytes]) -> None:
+    def response_head(self, status: int, reason: bytes, headers: RawHeaders) -> None:
         if self.finished:
             return
         self.status = status
         if status >= 500 and self.may_fall_back(idempotent_only=True):
             self.fall_back(f"status_{status}")
             return
+        rmap = {name.lower(): value for name, value in headers}
+        if len(rmap) == len(headers):
+            lowers = list(rmap)
+        else:
+            lowers, rmap = header_map(headers)
         method = self.method
         no_body = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
         length = rmap.get(b"content-length")
         self.close_delimited = not no_body and length is None and \
             b"transfer-encoding" not in rmap
         connection = rmap.get(b"connection")
-        tokens = connection_tokens_of(connection) if connection is not None else frozenset()
+        drop = RESPONSE_DROP
+        if connection is not None:
+            tokens = connection_tokens_of(connection)
+            if tokens:
+                drop = drop | tokens
         if self.tee_request is not None:
             self.response_headers = list(headers)
             self.tee_response = bytearray()
@@ -575,31 +618,33 @@ class Exchange:
             origins = self.state.pools[self.upstream].origins
             headers = [(n, rewrite_location(v, origins, origin) if lower == b"location" else v)
                        for (n, v), lower in zip(headers, lowers, strict=True)]
-        drop = RESPONSE_DROP | tokens if tokens else RESPONSE_DROP
         parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
-        parts += [b"%s: %s\r\n" % header for header, lower in zip(headers, lowers, strict=True)
-                  if lower not in drop]
+        lines = [b": ".join(header) for header, lower in zip(headers, lowers, strict=True)
+                 if lower not in drop]
+        if lines:
+            parts += (b"\r\n".join(lines), b"\r\n")
         if self.table.route_header and self.decision is not None:
-            parts += [b"X-Strangler-Route: ", self.route_header(), b"\r\n"]
+            parts += (b"X-Strangler-Route: ", self.route_header(), b"\r\n")
         if b"x-request-id" not in rmap:
-            parts += [b"X-Request-ID: ", self.request_id.encode(), b"\r\n"]
+            parts += (b"X-Request-ID: ", self.rid, b"\r\n")
         if status == 101:
             parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
         elif not no_body:
             if length is not None:
-                parts += [b"Content-Length: ", length, b"\r\n"]
+                parts += (b"Content-Length: ", length, b"\r\n")
             elif self.http11:
                 self.chunked_response = True
                 parts.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False
         elif method == "HEAD" and length is not None:
-            parts += [b"Content-Length: ", length, b"\r\n"]
+            parts += (b"Content-Length: ", length, b"\r\n")
         if not self.keep_alive:
-            parts.append(b"Connection: close\r\n")
+            parts.append(b"Connection: close\r\n\r\n")
         elif not self.http11:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
+            parts.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
         self.response_started = True
         self.client.write(b"".join(parts))
 
@@ -643,7 +688,8 @@ class Exchange:
             if not self.request_done:
                 conn.close()
             self.state.pools[self.upstream].release(conn)
-        self.offer_shadow()
+        if self.tee_response is not None:
+            self.offer_shadow()
         self.client.exchange_done(self, tunnel=tunnel)
 
     def finish(self) -> None:
@@ -708,8 +754,7 @@ class Exchange:
         self.upstream = MONOLITH
         self.status = 0
         self.bytes_to_service = False
-        url = self.path.encode("latin-1") + (b"?" + self.query.encode("latin-1")
-                                             if self.query else b"")
+        url = self.path.encode("latin-1") + (b"?" + self.raw_query if self.raw_query else b"")
         self.head_bytes = self.build_head(url, MONOLITH)
         body = self.replay_body or []
         if self.chunked_request:
@@ -740,7 +785,7 @@ class Exchange:
         self.status = 504 if "timeout" in kind else 502
         self.keep_alive = False
         self.finish()
-        extra = [(b"X-Request-ID", self.request_id.encode())]
+        extra = [(b"X-Request-ID", self.rid)]
         if self.table.route_header and self.decision is not None:
             extra.append((b"X-Strangler-Route", self.route_header()))
         self.client.write(error_response(self.status, message, extra, close=True))
@@ -787,6 +832,7 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers: RawHeaders = []
         self.header_bytes = 0
+        self.feed_bytes = 0
         self.current: Exchange | None = None
         self.paused: set[str] = set()
         self.write_paused = False
@@ -818,6 +864,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.rejected:
             return
+        self.feed_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -895,16 +942,21 @@ class ClientConnection(asyncio.Protocol):
         self.headers = []
         self.url = b""
         self.in_head = False
+        # Exact size check here when needed; data_received bounds heads spanning reads.
+        if self.feed_bytes + self.header_bytes > self.max_header_bytes:
+            # The head may be over the limit (it is never larger than what was read): count.
+            size = len(url) + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
+            if size > self.max_header_bytes:
+                raise _Reject(431, "the request line and headers are too large")
         self.header_bytes = 0
-        # Exact size check here; data_received bounds heads that span several reads.
-        size = len(url) + sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
-        if size > self.max_header_bytes:
-            raise _Reject(431, "the request line and headers are too large")
-        lowers, hmap = header_map(headers)
-        if len(hmap) != len(lowers) and lowers.count(b"host") > 1:
-            raise _Reject(400, "more than one Host header")
-        exchange = Exchange(self, parser.get_method().decode("ascii"), url, headers,
-                            lowers, hmap)
+        hmap = {name.lower(): value for name, value in headers}
+        if len(hmap) == len(headers):
+            lowers = list(hmap)  # no repeated names (the common case): insertion order
+        else:
+            lowers, hmap = header_map(headers)
+            if lowers.count(b"host") > 1:
+                raise _Reject(400, "more than one Host header")
+        exchange = Exchange(self, parser.get_method(), url, headers, lowers, hmap)
         exchange.http11 = parser.get_http_version() == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange

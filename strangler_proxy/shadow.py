@@ -298,7 +298,11 @@ def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 def escape_label(value: str) -> str:
-    """A Prometheus label value, escaped."""
+    r"""A Prometheus label value, escaped.
+
+    >>> escape_label('say "hi"')
+    'say \\"hi\\"'
+    """
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

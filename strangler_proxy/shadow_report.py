@@ -332,7 +332,11 @@ def export_regressions(route: Any, records: Iterable[DiffRecord], out_dir: str,
     """
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", route.name).strip("_") or "route"
     directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"--out {directory}: cannot create it ({exc.strerror}); pick a "
+                          "writable directory") from None
     test_file = directory / f"test_shadow_{slug}.py"
     data_file = directory / f"shadow_cases_{slug}.json"
     cases = regression_cases(records, limit)
@@ -342,10 +346,19 @@ def export_regressions(route: Any, records: Iterable[DiffRecord], out_dir: str,
             (test_file, REGRESSION_TEST_TEMPLATE.format(route=route.name,
                                                         test_file=test_file.name,
                                                         data_file=data_file.name))):
-        temp = path.with_name(f".{path.name}.tmp")
+        _write_atomically(path, text)
+    return str(test_file), str(data_file), len(cases)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    try:
         temp.write_text(text, encoding="utf-8")
         os.replace(temp, path)
-    return str(test_file), str(data_file), len(cases)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise ReportError(f"cannot write {path} ({exc.strerror}); pick a writable --out "
+                          "directory") from None
 
 
 __all__ = ["REPORT_SCHEMA_VERSION", "ReportError", "build_noise_model", "build_report",

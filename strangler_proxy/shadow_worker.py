@@ -366,9 +366,9 @@ class ShadowRunner:
     def _finish(self, offer: ShadowOffer, answer: RecordedResponse, rules: Rules,
                 kind: str) -> None:
         comparison = compare(offer.primary, answer, rules)
-        if answer.error:
+        if answer.error:  # why there was no answer; the verdict below counts it as an error
             self._count(offer.route, "service_timeout" if answer.error == "timeout"
-                        else "service_error")
+                        else "service_call_failed")
         self._count(offer.route, f"{kind}_{comparison.verdict}")
         record = redact_record(make_record(offer, offer.primary, answer, comparison, kind),
                                self._redaction)

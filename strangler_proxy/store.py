@@ -11,6 +11,7 @@ The record layout is documented in ``docs/shadow.md`` with :data:`SCHEMA_VERSION
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -159,9 +160,11 @@ def redact_differences(differences: Iterable[dict[str, Any]],
     out = []
     for diff in differences:
         path = str(diff.get("path", ""))
-        last = path.rsplit(".", 1)[-1].strip('"[]').lower()
-        secret = (path.startswith("headers.") and last in redaction.headers) or (
-            path.startswith("$") and last in redaction.fields)
+        if path.startswith("headers."):
+            secret = path[len("headers."):].lower() in redaction.headers
+        else:  # a value anywhere under a secret key: "$.password[0]", '$.a["api key"].x'
+            secret = path.startswith("$") and not redaction.fields.isdisjoint(
+                key.lower() for key in path_keys(path))
         item = dict(diff)
         if secret:
             item["monolith"] = REDACTED if item.get("monolith") is not None else None
@@ -171,6 +174,19 @@ def redact_differences(differences: Iterable[dict[str, Any]],
             item["service"] = redact_json(item.get("service"), redaction.fields)
         out.append(item)
     return tuple(out)
+
+
+_PATH_KEY: Final = re.compile(r'\.([^.\[]+)|\["((?:[^"\\]|\\.)*)"\]|\[\'((?:[^\'\\]|\\.)*)\'\]')
+
+
+def path_keys(path: str) -> list[str]:
+    """The object keys named along a difference's field path (list indexes left out).
+
+    >>> path_keys('$.a["token list"][0].b')
+    ['a', 'token list', 'b']
+    """
+    return [next(g for g in match.groups() if g is not None)
+            for match in _PATH_KEY.finditer(path)]
 
 
 def redact_record(record: DiffRecord, redaction: Redaction) -> DiffRecord:

@@ -10,58 +10,22 @@ alternating rounds, and we compare p50 and p99.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.proxy.openloop import open_loop
+from bench.proxy.run import free_port, wait_port
+from bench.proxy.run import process as running
 from strangler_proxy.store import open_store
 
 MONOLITH_BODY = '{"id": 1, "name": "Chair", "price": "9.50", "stock": 5, "tags": ["a", "b"]}'
 SERVICE_BODY = '{"id": 1, "name": "Chair", "price": 9.5, "stock": 5, "tags": ["a", "b"]}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-@contextlib.contextmanager
-def running(argv: list[str], port: int, log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                                start_new_session=True)
-    try:
-        wait_port(port)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def nginx_conf(work: Path, monolith: int, service: int) -> Path:

@@ -63,8 +63,8 @@ def migrate(data_dir: str | None, database_url: str | None) -> None:
     """Create or update the service's database schema."""
     os.environ.update(_django_env(data_dir, database_url))
     import django
-    from django.core.management import call_command
     from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import call_command
     from django.db import OperationalError
 
     try:

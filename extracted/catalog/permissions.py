@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -25,6 +26,7 @@ class HasSyncToken(BasePermission):
         from django.conf import settings
 
         header = request.headers.get("Authorization", "")
-        return bool(settings.CATALOG_SYNC_TOKEN) and header == (
-            f"Bearer {settings.CATALOG_SYNC_TOKEN}"
-        )
+        expected = f"Bearer {settings.CATALOG_SYNC_TOKEN}"
+        # constant time: the token must not leak one character at a time through timing
+        return bool(settings.CATALOG_SYNC_TOKEN) and hmac.compare_digest(
+            header.encode(), expected.encode())

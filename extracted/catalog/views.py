@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from rest_framework import viewsets
 from rest_framework.exceptions import APIException
@@ -80,52 +81,55 @@ class ProductViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
         actions.delete_product(instance)
 
 
-class CategoryViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
-    """Categories: public reads, staff writes; deleting one with products is a 409."""
+class _StaffEditedViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
+    """Public reads, staff writes; each change and its outbox event in one transaction."""
+
+    permission_classes = [IsStaffOrReadOnly]
+    search_fields = ["name", "slug"]
+    ordering_fields = ["id", "name"]
+    lookup_value_converter = "int"
+
+    def perform_create(self, serializer: Any) -> None:
+        with transaction.atomic():  # the row and its event commit together, or neither
+            actions.save_simple(serializer.save(), created=True)
+
+    def perform_update(self, serializer: Any) -> None:
+        with transaction.atomic():
+            actions.save_simple(serializer.save(), created=False)
+
+    def perform_destroy(self, instance: Any) -> None:
+        try:
+            self.delete_instance(instance)
+        except actions.CatalogConflict as exc:
+            raise Conflict(str(exc)) from exc
+
+    def delete_instance(self, instance: Any) -> None:
+        """The action that deletes one instance (raises CatalogConflict when refused)."""
+        raise NotImplementedError
+
+
+class CategoryViewSet(_StaffEditedViewSet):
+    """Categories; deleting one with products is a 409."""
 
     queryset = Category.objects.all()
     serializer_class = CategorySerializer
-    permission_classes = [IsStaffOrReadOnly]
     filterset_fields = ["parent"]
-    search_fields = ["name", "slug"]
-    ordering_fields = ["id", "name"]
-    lookup_value_converter = "int"
 
-    def perform_create(self, serializer: Any) -> None:
-        actions.save_simple(serializer.save(), created=True)
-
-    def perform_update(self, serializer: Any) -> None:
-        actions.save_simple(serializer.save(), created=False)
-
-    def perform_destroy(self, instance: Category) -> None:
-        try:
-            actions.delete_category(instance)
-        except actions.CatalogConflict as exc:
-            raise Conflict(str(exc)) from exc
+    def delete_instance(self, instance: Category) -> None:
+        """Children lose their parent (see actions.delete_category)."""
+        actions.delete_category(instance)
 
 
-class BrandViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
-    """Brands: public reads, staff writes; deleting one with products is a 409."""
+class BrandViewSet(_StaffEditedViewSet):
+    """Brands; deleting one with products is a 409."""
 
     queryset = Brand.objects.all()
     serializer_class = BrandSerializer
-    permission_classes = [IsStaffOrReadOnly]
     filterset_fields = ["country"]
-    search_fields = ["name", "slug"]
-    ordering_fields = ["id", "name"]
-    lookup_value_converter = "int"
 
-    def perform_create(self, serializer: Any) -> None:
-        actions.save_simple(serializer.save(), created=True)
-
-    def perform_update(self, serializer: Any) -> None:
-        actions.save_simple(serializer.save(), created=False)
-
-    def perform_destroy(self, instance: Brand) -> None:
-        try:
-            actions.delete_brand(instance)
-        except actions.CatalogConflict as exc:
-            raise Conflict(str(exc)) from exc
+    def delete_instance(self, instance: Brand) -> None:
+        """Refused while the brand has products."""
+        actions.delete_brand(instance)
 
 
 class TagViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]

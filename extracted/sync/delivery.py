@@ -59,9 +59,16 @@ class EventsEndpoint:
                                  ) from None
         if answer.status_code == 409:
             raise SequenceGap(f"{self.url}: {_detail(answer)}")
+        if answer.status_code == 403:
+            raise DeliveryFailed(f"{self.url} answered 403: the sync token is wrong (--token / "
+                                 "CATALOG_SYNC_TOKEN must match the service's)")
         if answer.status_code != 200:
             raise DeliveryFailed(f"{self.url} answered {answer.status_code}: {_detail(answer)}")
-        data: dict[str, Any] = answer.json()
+        try:
+            data: dict[str, Any] = answer.json()
+        except ValueError:
+            raise DeliveryFailed(f"{self.url} answered 200 but not JSON; is --target the "
+                                 "service's /internal/events/ endpoint?") from None
         return data
 
     def close(self) -> None:

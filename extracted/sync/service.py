@@ -69,7 +69,11 @@ class ServiceInternals:
         if answer.status_code != 200:
             raise DeliveryFailed(f"{self.base_url}{path} answered {answer.status_code}: "
                                  f"{answer.text[:300]}")
-        return answer.json()
+        try:
+            return answer.json()
+        except ValueError:
+            raise DeliveryFailed(f"{self.base_url}{path} answered 200 but not JSON; is "
+                                 "--service-url the catalog service?") from None
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from strangler_proxy.app import ProxyApp
+from strangler_proxy.app import ProxyApp, WorkerGroup
 from strangler_proxy.config import load_config
 from strangler_proxy.errors import StartupError
 from strangler_proxy.server import describe, listen_socket
@@ -28,9 +30,10 @@ def _event_loop_runner() -> None:
 
 
 async def serve(config_path: Path, proxy_sock: socket.socket | None,
-                admin_sock: socket.socket | None, admin: bool, announce: bool) -> None:
+                admin_sock: socket.socket | None, admin: bool, announce: bool,
+                group: WorkerGroup | None = None) -> None:
     """Run one proxy process until SIGTERM/SIGINT, then drain and stop."""
-    app = ProxyApp(config_path, admin=admin)
+    app = ProxyApp(config_path, admin=admin, group=group)
     await app.start(proxy_sock, admin_sock, reuse_port=proxy_sock is None and not admin)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -50,23 +53,26 @@ async def serve(config_path: Path, proxy_sock: socket.socket | None,
 
 def run_one(config_path: Path, proxy_sock: socket.socket | None = None,
             admin_sock: socket.socket | None = None, admin: bool = True,
-            announce: bool = True) -> None:
+            announce: bool = True, group: WorkerGroup | None = None) -> None:
     """Run one proxy process on uvloop."""
     _event_loop_runner()
-    asyncio.run(serve(config_path, proxy_sock, admin_sock, admin, announce))
+    asyncio.run(serve(config_path, proxy_sock, admin_sock, admin, announce, group))
 
 
 def supervise(config_path: Path, workers: int) -> None:
     """Fork ``workers`` processes, each with its own SO_REUSEPORT socket on one port.
 
-    Worker 0 also serves the admin API; every worker reloads the file on its own (polling
-    and SIGHUP, which the supervisor forwards). A worker that dies is restarted.
+    Worker 0 also serves the admin API and sums every worker's counters for ``/metrics``;
+    every worker reloads the file on its own (polling, and SIGHUP, which the supervisor
+    forwards to all of them; an admin flip sends one). A worker that dies is restarted.
     """
     config = load_config(config_path)
     first = listen_socket(config.proxy.listen, reuse_port=True)
     address = describe(first)
     admin_sock = listen_socket(config.admin.listen)
     pids: dict[int, int] = {}
+    shared = Path(tempfile.mkdtemp(prefix="strangler-workers-"))
+    supervisor = os.getpid()
 
     def spawn(index: int) -> None:
         sock = first if index == 0 and first.fileno() >= 0 else \
@@ -76,7 +82,8 @@ def supervise(config_path: Path, workers: int) -> None:
             code = 0
             try:
                 run_one(config_path, sock, admin_sock if index == 0 else None,
-                        admin=index == 0, announce=index == 0)
+                        admin=index == 0, announce=index == 0,
+                        group=WorkerGroup(index, workers, shared, supervisor))
             except BaseException:  # noqa: BLE001 - report and leave the child
                 import traceback
 
@@ -91,7 +98,10 @@ def supervise(config_path: Path, workers: int) -> None:
         spawn(index)
     click.echo(f"strangler proxy: {workers} workers on http://{address} (SO_REUSEPORT)")
     sys.stdout.flush()
-    _wait_children(pids, spawn)
+    try:
+        _wait_children(pids, spawn)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def _wait_children(pids: dict[int, int], spawn: object) -> None:

@@ -22,8 +22,11 @@ def record(upstream: str, listen: str, out: str, duration: float | None) -> None
     """Record traffic with mitmproxy in reverse-proxy mode in front of the monolith."""
     from strangler_proxy.replay import record as run_record
 
-    click.echo(f"recording {upstream} on http://{listen} into {out}; Ctrl-C to stop", err=True)
-    status = run_record(upstream, listen, out, duration)
+    def announce() -> None:
+        click.echo(f"recording {upstream} on http://{listen} into {out}; Ctrl-C to stop",
+                   err=True)
+
+    status = run_record(upstream, listen, out, duration, announce)
     if status:
         raise SystemExit(status)
     click.echo(f"wrote {out}; replay it: strangler replay {out} --route NAME", err=True)

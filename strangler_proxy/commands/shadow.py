@@ -29,7 +29,8 @@ def shadow() -> None:
 @click.option("--route", "route_name", metavar="NAME", help="Only this route.")
 @click.option("--since", metavar="WHEN", help="Only exchanges since 30m, 2h, 7d or an ISO time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape).")
-@click.option("--top", default=10, show_default=True, help="Differences shown per route.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Differences shown per route.")
 def report(config_path: str, route_name: str | None, since: str | None, as_json: bool,
            top: int) -> None:
     """Per route: compared, match rate (95% CI), top differences, latency, drops, gate."""
@@ -108,7 +109,8 @@ def _print_route(console: Any, route: dict[str, Any], table_class: Any) -> None:
 @config_option
 @click.option("--route", "route_name", metavar="NAME", required=True, help="The route.")
 @click.option("--out", "out_dir", metavar="DIR", required=True, help="Directory to write to.")
-@click.option("--limit", default=50, show_default=True, help="At most this many cases.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="At most this many cases.")
 @click.option("--since", metavar="WHEN", help="Only exchanges since 30m, 2h, 7d or an ISO time.")
 def export(config_path: str, route_name: str, out_dir: str, limit: int,
            since: str | None) -> None:

@@ -38,8 +38,9 @@ def test_monolith_matches_intended_contexts_without_app_boundaries(
         monolith: Path, tmp_path: Path, logs: tuple[Path, ...], seed: int) -> None:
     a = _run(monolith, tmp_path, ignore_app_boundaries=True, query_logs=logs, seed=seed)
     ari = adjusted_rand_index(_truth(monolith), a.partition)
-    # 0.8 is the bar; the proposal measured 0.877 on every seed (docs/analysis.md)
-    assert ari >= 0.85, [c["models"] for c in a.contexts]
+    # the bar; measured 0.877 on every seed, 0.829 if intended_contexts.json
+    # scores the outbox app's five tables as a context of their own (docs/analysis.md)
+    assert ari >= 0.8, [c["models"] for c in a.contexts]
 
 
 def test_monolith_with_app_boundaries_still_finds_the_domains(monolith: Path,

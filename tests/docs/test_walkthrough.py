@@ -186,9 +186,8 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(copy),
         "PYTHONDONTWRITEBYTECODE": "1",
-        "STRANGLER_DATA_DIR": str(tmp_path / "data"),
         "STRANGLER_WALKTHROUGH_WORK": str(tmp_path / "work"),
-        "STRANGLER_WALKTHROUGH_REQUESTS": "400",
+        "STRANGLER_WALKTHROUGH_REQUESTS": "300",
         MARKER: marker,
     }
     for name in ("DATABASE_URL", "CATALOG_DATABASE_URL", "STRANGLER_QUERY_LOG",
@@ -218,6 +217,7 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
         pytest.fail(f"the walkthrough did not finish in time\n--- output ---\n{output[-4000:]}")
     finally:
         kill_everything(proc, marker)
+    (tmp_path / "walkthrough.log").write_text(output)  # kept by pytest for a post-mortem
     # then: every block ran, printed what the doc says, and left nothing running
     parts = re.split(r"^=== strangler-walkthrough block (\w+) ===$", output, flags=re.M)
     outputs = dict(zip(parts[1::2], parts[2::2], strict=True))
@@ -226,14 +226,13 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
         f"block {ran[-1] if ran else '?'} failed (exit {proc.returncode}):\n"
         f"{blocks[int(ran[-1])].commands if ran else ''}\n--- output ---\n{output[-4000:]}"
     )
-    for block in blocks:
-        seen = outputs.get(str(block.index), "")
-        for line in block.expected:
-            line = with_ports(line, mapping)
-            assert line in seen, (
-                f"block {block.index} should print {line!r}\n{block.commands}\n--- got ---\n"
-                f"{seen[-3000:]}"
-            )
+    missing = [
+        f"block {block.index} should print {line!r}\n{block.commands}\n--- got ---\n"
+        f"{outputs.get(str(block.index), '')[-3000:]}"
+        for block in blocks for line in (with_ports(x, mapping) for x in block.expected)
+        if line not in outputs.get(str(block.index), "")
+    ]
+    assert missing == [], "\n\n".join(missing)
     commands = {pid: _cmdline(pid) for pid in left_running}
     assert commands == {}, f"the walkthrough's last block left processes running: {commands}"
     assert patched_files() == before, "the walkthrough changed this checkout, not its copy"

@@ -81,6 +81,22 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     _one_line_error(done, f"port {port}", "in use")
 
 
+def test_bad_database_url_or_data_dir_is_one_line(tmp_path: Path) -> None:
+    done = strangler(_env(tmp_path, DATABASE_URL="garbage"), "migrate")
+    _one_line_error(done, "DATABASE_URL='garbage' is not a database URL", "postgresql://")
+    (tmp_path / "file").write_text("x")  # a file where the data directory's parent should be
+    done = strangler(_env(tmp_path / "file" / "below"), "migrate")
+    _one_line_error(done, "cannot create the data directory", "STRANGLER_DATA_DIR")
+
+
+def test_serve_refuses_a_query_log_it_cannot_write(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert strangler(env, "migrate").returncode == 0
+    env["STRANGLER_QUERY_LOG"] = str(tmp_path / "no-such-dir" / "q.jsonl")
+    done = strangler(env, "serve", "--port", str(free_port()))
+    _one_line_error(done, "STRANGLER_QUERY_LOG=", "cannot append")
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Migrate and seed a small shop on SQLite, serve it with 2 gunicorn workers."""

@@ -79,3 +79,20 @@ def test_unknown_paths_are_logged_without_a_route(rf: Any) -> None:
     ctx = request_context(rf.get("/nope/", HTTP_X_REQUEST_ID="r1"))
     assert (ctx.route, ctx.route_pattern, ctx.view, ctx.path) == ("", "", "", "/nope/")
     assert ctx.request_id == "r1"
+
+
+def test_user_supplied_values_never_reach_the_log(anon: APIClient, shop: Any,
+                                                  tmp_path: Path) -> None:
+    # given capture on, a login with a password and a search with a distinctive term
+    log = tmp_path / "q.jsonl"
+    with override_settings(STRANGLER_QUERY_LOG=str(log)):
+        login = anon.post("/api/auth/token/", {"username": "alice",
+                                               "password": "alice-password"})
+        search = anon.get("/api/products/", {"search": "zz-secret-term"})
+    # then the statements ran and were logged, with placeholders instead of the values
+    assert (login.status_code, search.status_code) == (200, 200)
+    text = log.read_text()
+    assert "accounts_user" in text
+    assert "%s" in text
+    for secret in ("alice", "alice-password", "zz-secret-term", login.json()["token"]):
+        assert secret not in text, secret

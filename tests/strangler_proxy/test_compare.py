@@ -196,3 +196,4 @@ def test_differences_are_capped_and_flagged() -> None:
 def test_long_values_are_shortened_in_differences() -> None:
     diff = compare_json({"t": "x" * 5000}, {"t": "y" * 5000})[0]
     assert len(str(diff.monolith_value)) < 300
+

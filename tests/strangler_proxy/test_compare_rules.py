@@ -84,7 +84,7 @@ def test_generalize_replaces_indices_and_keys() -> None:
 
 @pytest.mark.parametrize("module", [
     "compare", "compare_rules", "noise", "store", "gate", "shadow_report", "shadow",
-    "dashboard", "replay"])
+    "shadow_worker", "dashboard", "replay"])
 def test_doctests_of_the_shadow_modules_pass(module: str) -> None:
     import doctest
     import importlib

@@ -90,6 +90,15 @@ def test_invalid_toml_is_one_line() -> None:
     assert "\n" not in message
 
 
+def test_duplicate_key_is_a_config_error_naming_key_and_line() -> None:
+    text = MINIMAL.replace('url = "http://127.0.0.1:8001"',
+                           'url = "http://127.0.0.1:8001"\nurl = "http://127.0.0.1:8002"')
+    line = text.splitlines().index('url = "http://127.0.0.1:8002"') + 1
+    message = _error(text)
+    assert f'duplicate key "url" at line {line}' in message
+    assert "\n" not in message
+
+
 def test_duplicate_route_names_are_refused() -> None:
     second = MINIMAL[MINIMAL.index("[[routes]]"):]
     assert "is used by an earlier route" in _error(MINIMAL + "\n" + second)

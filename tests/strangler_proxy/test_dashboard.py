@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from shadow_testkit import monolith_route, routes_toml
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.dashboard import clear_cache, handle
@@ -18,30 +19,9 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def routes_text(tmp_path: Path) -> str:
-    return f'''
-[proxy]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-token = "secret-token"
-[gate]
-min_compared = 5
-min_match_rate = 0.5
-[shadow]
-store = "{tmp_path / 'diffs.sqlite3'}"
-[upstreams.monolith]
-url = "http://127.0.0.1:9"
-[upstreams.catalog]
-url = "http://127.0.0.1:9"
-[[routes]]
-name = "products"
-match = {{ path_prefix = "/api/products/" }}
-mode = "shadow"
-target = "catalog"
-[[routes]]
-name = "orders"
-match = {{ path_prefix = "/api/orders/" }}
-'''
+    return routes_toml(tmp_path / "diffs.sqlite3", gate=(5, 0.5), listen=True,
+                       token="secret-token",
+                       more=monolith_route("orders", "/api/orders/"))
 
 
 @pytest.fixture

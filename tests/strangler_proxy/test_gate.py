@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shadow_testkit import routes_toml
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.gate import check_promotion, decide, needed_matches, wilson_interval
@@ -12,24 +13,7 @@ from strangler_proxy.store import DiffRecord, open_store
 
 
 def config_text(store: Path, min_compared: int = 20, rate: float = 0.9) -> str:
-    return f'''
-[admin]
-token = "t"
-[gate]
-min_compared = {min_compared}
-min_match_rate = {rate}
-[shadow]
-store = "{store}"
-[upstreams.monolith]
-url = "http://127.0.0.1:1"
-[upstreams.catalog]
-url = "http://127.0.0.1:2"
-[[routes]]
-name = "products"
-match = {{ path_prefix = "/api/products/" }}
-mode = "shadow"
-target = "catalog"
-'''
+    return routes_toml(store, gate=(min_compared, rate))
 
 
 def add(store_path: Path, verdicts: list[str], kind: str = "service",

@@ -108,3 +108,57 @@ def test_refuses_to_start_without_an_admin_token(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "no admin token" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _served_by(port: int, path: str, count: int) -> tuple[set[str], set[str]]:
+    """Bodies and worker pids (from the request id) over ``count`` new connections."""
+    bodies, pids = set(), set()
+    for _ in range(count):
+        got = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        assert got.status_code == 200
+        bodies.add(got.text)
+        pids.add(got.headers["x-request-id"].split("-")[0])
+    return bodies, pids
+
+
+def _requests_total(metrics: str) -> int:
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
+               if line.startswith("strangler_requests_total{"))
+
+
+def test_admin_flip_reaches_every_worker_at_once_and_metrics_sum_them(tmp_path: Path) -> None:
+    loop = LoopThread()
+    catalog = Upstream("catalog", answer_with("catalog"))
+    try:
+        with upstream() as up:
+            loop.run(catalog.start())
+            port, admin = free_port(), free_port()
+            config = _config(tmp_path, up, port, admin)
+            routes = ('\n[[routes]]\nname = "catalog"\nmatch = { path_prefix = "/api/" }\n'
+                      'mode = "monolith"\ntarget = "catalog"\n')
+            # Polling off: only the admin's fan-out can bring the other worker up to date.
+            config.write_text(config.read_text().replace("reload_interval = 0.05",
+                                                         "reload_interval = 0")
+                              + f'\n[upstreams.catalog]\nurl = "{catalog.url}"\n' + routes)
+            with proxy_process(config, "--workers", "2"):
+                _wait_ok(f"http://127.0.0.1:{port}/warm")
+                before, pids_before = _served_by(port, "/api/p", 30)
+                flip = httpx.put(f"http://127.0.0.1:{admin}/routes/catalog", timeout=10,
+                                 headers={"Authorization": "Bearer secret-token"},
+                                 json={"mode": "service", "force": True, "reason": "test"})
+                time.sleep(0.3)  # a signal hop, not a poll interval
+                after, pids_after = _served_by(port, "/api/p", 30)
+                deadline = time.monotonic() + 5
+                while True:  # workers publish their counters every PUBLISH_INTERVAL
+                    metrics = _wait_ok(f"http://127.0.0.1:{admin}/metrics").text
+                    if _requests_total(metrics) >= 61 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+    finally:
+        loop.run(catalog.stop())
+        loop.close()
+    assert flip.status_code == 200, flip.text
+    assert (before, after) == ({"monolith"}, {"catalog"})
+    assert len(pids_before) == 2 and len(pids_after) == 2, (pids_before, pids_after)
+    assert _requests_total(metrics) == 61  # warm + 30 + 30, from both workers
+    assert "strangler_workers_reporting 2" in metrics

@@ -8,91 +8,37 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 
 from strangler_proxy.cli import cli, main
-from strangler_proxy.replay import ReplayError, load_exchanges, record_command
+from strangler_proxy.replay import ReplayError, load_exchanges, record, record_command
 from strangler_proxy.store import open_store
 
-
-class Shop(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    price: object = "9.50"
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append((self.command, self.path,  # type: ignore[attr-defined]
-                                 self.headers.get("X-Strangler-Shadow")))
-        body = json.dumps({"path": self.path, "price": self.price}).encode()
-        self.send_response(201 if self.command == "POST" else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer  # noqa: N815
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class Server:
-    def __init__(self, price: object) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                         type("H", (Shop,), {"price": price}))
-        self.httpd.daemon_threads = True
-        self.httpd.seen = []  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    @property
-    def seen(self) -> list[tuple[str, str, str | None]]:
-        return self.httpd.seen  # type: ignore[attr-defined, no-any-return]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+Server = JsonServer
 
 
 @pytest.fixture
 def shop() -> Iterator[tuple[Server, Server]]:
-    monolith, service = Server("9.50"), Server(9.5)
-    try:
-        yield monolith, service
-    finally:
-        monolith.close()
-        service.close()
+    with monolith_and_service() as pair:
+        yield pair
+
+
+def shadow_marks(server: Server) -> list[tuple[str, str, str | None]]:
+    """(method, path, X-Strangler-Shadow) of each request the server got."""
+    return [(m, p, headers.get("X-Strangler-Shadow")) for m, p, headers, _ in server.seen]
 
 
 def write_config(tmp_path: Path, monolith: Server, service: Server) -> Path:
     path = tmp_path / "strangler.toml"
-    path.write_text(f'''
-[admin]
-token = "t"
-[shadow]
-store = "diffs.sqlite3"
-timeout = 2.0
-[upstreams.monolith]
-url = "{monolith.url}"
-[upstreams.catalog]
-url = "{service.url}"
-[[routes]]
-name = "products"
-match = {{ path_prefix = "/api/products/" }}
-mode = "shadow"
-target = "catalog"
-''')
+    path.write_text(routes_toml("diffs.sqlite3", monolith.url, service.url,
+                                shadow={"timeout": 2.0}))
     return path
 
 
@@ -149,9 +95,10 @@ def test_record_then_replay_end_to_end(tmp_path: Path, shop: tuple[Server, Serve
     assert summary["replayed"] == 2
     assert summary["verdicts"] == {"mismatch": 2}
     assert summary["skipped"] == {"other_route": 1, "unsafe_method": 1}
-    assert sorted(p for _, p, _ in service.seen) == ["/api/products/1/", "/api/products/2/"]
-    assert all(mark == "1" for _, _, mark in service.seen + monolith.seen)
-    assert [m for m, _, _ in monolith.seen] == ["GET", "GET"]  # writes never go back
+    assert sorted(p for _, p, _ in shadow_marks(service)) == ["/api/products/1/",
+                                                              "/api/products/2/"]
+    assert all(mark == "1" for _, _, mark in shadow_marks(service) + shadow_marks(monolith))
+    assert [m for m, _, _ in shadow_marks(monolith)] == ["GET", "GET"]  # writes never go back
     store = open_store(str(tmp_path / "diffs.sqlite3"))
     try:
         records = store.records(route="products")
@@ -173,7 +120,7 @@ def har(entries: int) -> dict[str, object]:
         "response": {"status": 200, "headers": [
             {"name": "Content-Type", "value": "application/json"},
             {"name": "Content-Encoding", "value": "gzip"}],
-            "content": {"text": json.dumps({"path": f"/api/products/{i}/?x=1",
+            "content": {"text": json.dumps({"id": f"/api/products/{i}/?x=1",
                                             "price": 9.5})}}}
         for i in range(entries)]}}
 
@@ -225,3 +172,40 @@ def test_record_command_validates_its_arguments() -> None:
         record_command("ftp://x", "127.0.0.1:1", "f")
     with pytest.raises(ReplayError, match="--listen"):
         record_command("http://127.0.0.1:1", "nope", "f")
+
+
+def test_har_whose_entries_are_not_a_list_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.har"
+    bad.write_text(json.dumps({"log": {"entries": 5}}))
+    with pytest.raises(ReplayError, match="log.entries is a int, not a list"):
+        list(load_exchanges(bad))
+
+
+def test_record_refuses_a_busy_port_or_an_unwritable_file_before_starting(
+        tmp_path: Path) -> None:
+    # given a port someone listens on
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ReplayError, match=f"127.0.0.1:{port}: cannot listen there"):
+            record("http://127.0.0.1:9", f"127.0.0.1:{port}", str(tmp_path / "f.flows"), 1.0)
+    free = free_port()
+    with pytest.raises(ReplayError, match="does not exist or is not writable"):
+        record("http://127.0.0.1:9", f"127.0.0.1:{free}", str(tmp_path / "no" / "f.flows"), 1.0)
+    with pytest.raises(ReplayError, match="needs a fixed port"):
+        record("http://127.0.0.1:9", "127.0.0.1:0", str(tmp_path / "f.flows"), 1.0)
+    # then nothing was written
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_record_writes_the_flow_file_only_when_it_stops(tmp_path: Path) -> None:
+    out = tmp_path / "quiet.flows"
+    announced: list[bool] = []
+    status = record("http://127.0.0.1:9", f"127.0.0.1:{free_port()}", str(out), 0.5,
+                    lambda: announced.append(out.exists()))
+    assert (status, announced) == (0, [False])  # announced once listening, file not yet there
+    assert out.exists()
+    assert not (tmp_path / "quiet.flows.part").exists()
+    assert list(load_exchanges(out)) == []

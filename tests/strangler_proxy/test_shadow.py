@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
@@ -20,69 +19,13 @@ from strangler_proxy.shadow import ProcessSink, build_sink
 from strangler_proxy.shadow_worker import ShadowRunner, build_request
 from strangler_proxy.store import open_store
 
-
-class Recorder(BaseHTTPRequestHandler):
-    """Answers JSON for /api/products/N/; /hang/ sleeps; remembers what it got."""
-
-    protocol_version = "HTTP/1.1"
-    price: object = "9.50"
-    delay: float = 0.0
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body_in = self.rfile.read(length) if length else b""
-        self.server.seen.append((self.command, self.path, dict(self.headers.items()),  # type: ignore[attr-defined]
-                                 body_in))
-        if self.path.startswith("/hang") or self.delay:
-            time.sleep(self.delay or 3.0)
-        body = json.dumps({"id": self.path, "price": self.price,
-                           "served_at": time.time()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_HEAD = _answer  # noqa: N815
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class Server:
-    def __init__(self, **attrs: object) -> None:
-        handler = type("Handler", (Recorder,), dict(attrs))
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.seen = []  # type: ignore[attr-defined]
-        self.handler = handler
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    @property
-    def seen(self) -> list[tuple[str, str, dict[str, str], bytes]]:
-        return self.httpd.seen  # type: ignore[attr-defined, no-any-return]
-
-    def close(self) -> None:
-        if self.thread.is_alive():  # idempotent: a second shutdown() would wait forever
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(timeout=5)
+Server = JsonServer
 
 
 @pytest.fixture
 def servers() -> Iterator[tuple[Server, Server]]:
-    monolith, service = Server(), Server(price=9.5)
-    try:
-        yield monolith, service
-    finally:
-        monolith.close()
-        service.close()
+    with monolith_and_service(stamp=True) as pair:
+        yield pair
 
 
 # Generous on purpose: a copy that takes longer than this is recorded as an error, and a
@@ -91,35 +34,20 @@ def servers() -> Iterator[tuple[Server, Server]]:
 SLOW_MACHINE_SECONDS = 30.0
 
 
-def shadow_settings(overrides: str) -> str:
+def shadow_settings(overrides: str) -> dict[str, object]:
     """The [shadow] keys the tests use: no noise sampling and a generous timeout, unless set."""
-    settings = {"noise_percent": "0", "timeout": str(SLOW_MACHINE_SECONDS)}
+    settings: dict[str, object] = {"noise_percent": 0, "timeout": SLOW_MACHINE_SECONDS}
     for line in filter(None, (x.strip() for x in overrides.splitlines())):
         key, value = (part.strip() for part in line.split("=", 1))
-        settings[key] = value
-    return "\n".join(f"{key} = {value}" for key, value in settings.items())
+        settings[key] = int(value) if value.isdigit() else float(value)
+    return settings
 
 
 def make_config(tmp_path: Path, monolith: Server, service: Server, shadow: str = "",
                 route_extra: str = "", compare: str = 'ignore = ["served_at"]') -> ProxyConfig:
-    text = f'''
-[admin]
-token = "t"
-[shadow]
-store = "{tmp_path / 'diffs.sqlite3'}"
-{shadow_settings(shadow)}
-[upstreams.monolith]
-url = "{monolith.url}"
-[upstreams.catalog]
-url = "{service.url}"
-[[routes]]
-name = "products"
-match = {{ path_prefix = "/api/products/" }}
-mode = "shadow"
-target = "catalog"
-compare = {{ {compare} }}
-{route_extra}
-'''
+    text = routes_toml(tmp_path / "diffs.sqlite3", monolith.url, service.url,
+                       shadow=shadow_settings(shadow),
+                       route=f"compare = {{ {compare} }}\n{route_extra}")
     return parse_config(text, str(tmp_path / "strangler.toml"))
 
 
@@ -285,6 +213,7 @@ def test_hung_service_times_out_is_recorded_and_offer_stays_fast(
     assert errors
     assert errors[0].error == "timeout"
     assert got[("products", "service_timeout")] == len(errors)
+    assert got[("products", "service_error")] == len(errors)  # the verdict, counted once
 
 
 def test_dead_service_is_recorded_as_connect_error(tmp_path: Path,
@@ -395,28 +324,9 @@ async def _timed(client: Any, url: str) -> float:
 
 
 def config_text_of(tmp_path: Path, monolith: Server, service: Server) -> str:
-    return f'''
-[proxy]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-token = "t"
-[shadow]
-store = "{tmp_path / 'diffs.sqlite3'}"
-noise_percent = 0
-timeout = 1.5
-concurrency = 10
-[upstreams.monolith]
-url = "{monolith.url}"
-[upstreams.catalog]
-url = "{service.url}"
-[[routes]]
-name = "products"
-match = {{ path_prefix = "/api/products/" }}
-mode = "shadow"
-target = "catalog"
-compare = {{ ignore = ["served_at"] }}
-'''
+    return routes_toml(tmp_path / "diffs.sqlite3", monolith.url, service.url, listen=True,
+                       shadow={"noise_percent": 0, "timeout": 1.5, "concurrency": 10},
+                       route='compare = { ignore = ["served_at"] }')
 
 
 def test_process_sink_hands_offers_to_a_worker_process(tmp_path: Path,
@@ -473,3 +383,47 @@ def test_process_sink_refuses_to_start_on_a_bad_store(tmp_path: Path,
     sink = build_sink(parse_config(routes_file.read_text(), str(routes_file)))
     with pytest.raises(StartupError, match="shadow worker did not start"):
         asyncio.run(sink.start())
+
+
+def test_service_that_resets_the_connection_is_recorded_as_an_error(
+        tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    import socket
+    import struct
+    import threading
+
+    monolith, _ = servers
+    # given a "service" that accepts each connection and closes it without a word
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def slam() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            linger_zero = struct.pack("ii", 1, 0)  # close with an RST, not a clean FIN
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+            conn.close()
+
+    thread = threading.Thread(target=slam, daemon=True)
+    thread.start()
+    try:
+        text = routes_toml(tmp_path / "diffs.sqlite3", monolith.url,
+                           f"http://127.0.0.1:{listener.getsockname()[1]}",
+                           shadow=shadow_settings(""))
+        config = parse_config(text, str(tmp_path / "strangler.toml"))
+        # when an exchange is offered
+        assert run(config, lambda sink: sink.offer(offer())) is True
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        listener.close()
+    # then it is stored as an error naming what happened, and counted
+    [record] = stored(tmp_path)
+    assert (record.verdict, record.service_status) == ("error", 0)
+    assert record.error.split(":")[0] in {"RemoteProtocolError", "ReadError", "connect"}
+    got = counts(tmp_path)
+    assert (got[("products", "service_error")], got[("products", "service_call_failed")]) == (
+        1, 1)  # one exchange: one error verdict, and why

@@ -12,34 +12,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from shadow_testkit import monolith_route, routes_toml
 
 from strangler_proxy.cli import cli
 from strangler_proxy.config import parse_config
 from strangler_proxy.shadow_report import ReportError, build_report, parse_since
 from strangler_proxy.store import DiffRecord, open_store
 
-CONFIG = '''
-[admin]
-token = "t"
-[gate]
-min_compared = 10
-min_match_rate = 0.8
-[shadow]
-store = "diffs.sqlite3"
-[upstreams.monolith]
-url = "http://127.0.0.1:1"
-[upstreams.catalog]
-url = "http://127.0.0.1:2"
-[[routes]]
-name = "products"
-match = { path_prefix = "/api/products/" }
-mode = "shadow"
-target = "catalog"
-compare = { ignore = ["served_at"] }
-[[routes]]
-name = "legacy"
-match = { path_prefix = "/legacy/" }
-'''
+CONFIG = routes_toml("diffs.sqlite3", gate=(10, 0.8),
+                     route='compare = { ignore = ["served_at"] }',
+                     more=monolith_route("legacy", "/legacy/"))
 
 
 def rec(verdict: str, diffs: tuple[tuple[str, str], ...] = (), kind: str = "service",

@@ -114,7 +114,12 @@ def test_secrets_are_redacted_before_storage(store: DiffStore) -> None:
         differences=({"path": "$.token", "kind": "value", "monolith": "s3cret",
                       "service": "other"},
                      {"path": "$.user", "kind": "value", "monolith": {"password": "s3cret"},
-                      "service": None}))
+                      "service": None},
+                     # under a secret key, deeper: a list item, a key that needs brackets
+                     {"path": "$.token[0]", "kind": "value", "monolith": "s3cret",
+                      "service": "x"},
+                     {"path": '$.a["password"].b', "kind": "type", "monolith": "s3cret",
+                      "service": 1}))
     store.add([redact_record(raw, redaction)])
     stored = store.get(store.records()[0].id)
     assert stored is not None

@@ -6,9 +6,16 @@ import uuid
 from typing import Any
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
-from extracted.catalog.models import Brand, Product, ProductSignals
+from extracted.catalog.models import (
+    AggregateVersion,
+    Brand,
+    Product,
+    ProductSignals,
+    StreamPosition,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -125,6 +132,28 @@ def test_bad_events_are_400_naming_the_field(
     assert message in answer.json()["detail"]
 
 
-def test_internal_endpoints_need_the_sync_token(anon: APIClient, staff: APIClient) -> None:
-    assert anon.get("/internal/events/?stream=m").status_code == 403
-    assert staff.get("/internal/versions/").status_code == 403
+INTERNAL = [("get", "/internal/events/?stream=m"), ("post", "/internal/events/"),
+            ("post", "/internal/snapshot/"), ("get", "/internal/checksums/"),
+            ("get", "/internal/rows/"), ("get", "/internal/versions/")]
+
+
+@pytest.mark.parametrize(("method", "url"), INTERNAL)
+@pytest.mark.parametrize("authorization", [None, "Token staff", "Bearer wrong-token",
+                                           "Bearer {token}x", "Token {token}", "{token}"])
+def test_internal_endpoints_need_the_sync_token(
+        method: str, url: str, authorization: str | None, staff: APIClient) -> None:
+    client = APIClient()
+    if authorization == "Token staff":
+        client = staff  # a staff user is not the relay
+    elif authorization is not None:  # near misses of the real token are refused too
+        token = settings.CATALOG_SYNC_TOKEN
+        assert token
+        client.credentials(HTTP_AUTHORIZATION=authorization.format(token=token))
+    body = {"stream": "m", "events": [event("store.Brand", 1, 1, 1, BRAND, "created")],
+            "rows": [{"aggregate_type": "store.Brand", "aggregate_id": "1", "sequence": 1,
+                      "payload": BRAND}]}
+    answer = getattr(client, method)(url, body if method == "post" else None, format="json")
+    assert answer.status_code == 403
+    assert not Brand.objects.exists()
+    assert not AggregateVersion.objects.exists()
+    assert not StreamPosition.objects.exists()

@@ -60,3 +60,18 @@ def test_migrate_with_an_unreachable_database_is_one_line(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.startswith("strangler: error: cannot migrate the catalog database")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--database-url", "garbage"], "CATALOG_DATABASE_URL='garbage' is not a database URL"),
+    (["--data-dir", "{tmp}/file/below"], "cannot create the data directory"),
+])
+def test_a_bad_database_url_or_data_dir_is_one_line(tmp_path: Path, args: list[str],
+                                                   needle: str) -> None:
+    (tmp_path / "file").write_text("x")  # a file where a directory should be
+    done = subprocess.run([*STRANGLER, "catalog", "migrate",
+                           *(a.format(tmp=tmp_path) for a in args)], env=base_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert needle in done.stderr

@@ -152,3 +152,31 @@ def test_health_and_readiness(anon: APIClient) -> None:
     assert anon.get("/healthz").json()["status"] == "ok"
     ready = anon.get("/readyz")
     assert (ready.status_code, ready.json()["status"]) == (200, "ready")
+
+
+@pytest.mark.parametrize(("method", "url", "body"), [
+    ("post", "/api/brands/", {"name": "New", "slug": "new-brand", "country": "DE"}),
+    ("post", "/api/categories/", {"name": "New", "slug": "new-category"}),
+    ("patch", "/api/categories/{category}/", {"name": "Renamed"}),
+])
+def test_a_change_and_its_event_commit_together_or_not_at_all(
+        staff: APIClient, shop: Any, monkeypatch: pytest.MonkeyPatch, method: str, url: str,
+        body: dict[str, Any]) -> None:
+    from extracted.catalog import actions
+    from extracted.catalog.models import Brand, Category
+
+    # given an outbox that fails to take the event
+    def broken_publish(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("outbox down")
+
+    monkeypatch.setattr(actions, "publish", broken_publish)
+    before = (sorted(Brand.objects.values_list("slug", "name")),
+              sorted(Category.objects.values_list("slug", "name")))
+    category = Category.objects.order_by("pk").first()
+    assert category is not None
+    # when a staff write comes in
+    with pytest.raises(RuntimeError, match="outbox down"):
+        getattr(staff, method)(url.format(category=category.pk), body, format="json")
+    # then the row change is rolled back with the event: the service never drifts silently
+    assert (sorted(Brand.objects.values_list("slug", "name")),
+            sorted(Category.objects.values_list("slug", "name"))) == before

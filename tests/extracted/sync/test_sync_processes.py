@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +73,50 @@ class Writer(threading.Thread):
             self.error = exc
 
 
+@dataclass(frozen=True)
+class SyncPair:
+    """A fake shop (producer) and the catalog service (consumer), each on its own database."""
+
+    shop_url: str
+    service_url: str
+    shop: FakeShop
+    server: CatalogServer
+
+
+@pytest.fixture
+def sync_pair(databases: Any, tmp_path: Path) -> Iterator[Callable[..., SyncPair]]:
+    """Factory: a populated shop and a migrated, running service; both closed at teardown."""
+    closers: list[Callable[[], None]] = []
+
+    def make(rows: int, with_events: bool = True) -> SyncPair:
+        shop_url, service_url = databases("shop"), databases("catalog")
+        shop = FakeShop(shop_url)
+        closers.append(shop.close)
+        shop.create_schema()
+        shop.populate(rows, with_events=with_events)
+        server = CatalogServer(service_url, tmp_path)
+        server.migrate()
+        closers.append(server.stop)
+        server.start()
+        return SyncPair(shop_url, service_url, shop, server)
+
+    try:
+        yield make
+    finally:
+        for close in reversed(closers):
+            close()
+
+
 @BOTH
 def test_nothing_lost_while_relay_is_killed_and_service_restarted(
-    databases: Any, tmp_path: Path
+    sync_pair: Callable[..., SyncPair], tmp_path: Path
 ) -> None:
     # given a shop with rows from before the outbox existed, and some history
-    shop_url, service_url = databases("shop"), databases("catalog")
-    shop = FakeShop(shop_url)
-    shop.create_schema()
-    shop.populate(40, with_events=False)
+    pair = sync_pair(40, with_events=False)
+    shop_url, service_url, shop, server = (pair.shop_url, pair.service_url, pair.shop,
+                                           pair.server)
     for _ in range(60):
         shop.random_change()
-    server = CatalogServer(service_url, tmp_path)
-    server.migrate()
-    server.start()
     writer = Writer(shop)
     relay = Process(relay_argv(shop_url, f"{server.url}/internal/events/"), base_env(),
                     tmp_path / "relay.log")
@@ -136,51 +169,41 @@ def test_nothing_lost_while_relay_is_killed_and_service_restarted(
     finally:
         writer.halt.set()
         relay.kill()
-        server.stop()
-        shop.close()
 
 
-def test_reconcile_names_missing_extra_and_different_keys(databases: Any,
-                                                          tmp_path: Path) -> None:
+def test_reconcile_names_missing_extra_and_different_keys(
+        sync_pair: Callable[..., SyncPair]) -> None:
     # given a shop copied to the service
-    shop_url, service_url = databases("shop"), databases("catalog")
-    shop = FakeShop(shop_url)
-    shop.create_schema()
-    shop.populate(30)
-    server = CatalogServer(service_url, tmp_path)
-    server.migrate()
-    server.start()
-    try:
-        backfill(shop_url, server)
-        assert reconcile(shop_url, server)[0] == 0
-        # (and `relay --check` measures the lag of three new changes without delivering)
-        for _ in range(3):
-            shop.create("store.Brand")
-        check = run(relay_argv(shop_url, f"{server.url}/internal/events/",
-                               "outbox_outboxevent", "monolith", "--check", "--json"))
-        lag = json.loads(check.stdout)
-        assert (check.returncode, lag["lag_events"], lag["delivered"]) == (1, 3, 0)
-        assert lag["lag_seconds"] >= 0
-        assert reconcile(shop_url, server)[0] == 1  # the new brands are missing
-        assert relay_once(shop_url, server)[0] == 0
-        # when the copy is damaged behind the sync's back
-        target = Database(service_url)
-        target.query("DELETE FROM catalog_product WHERE id = 7")
-        target.query("UPDATE catalog_brand SET name = 'tampered' WHERE id = 2")
-        target.query("INSERT INTO catalog_tag (id, name, slug) VALUES (99, 'x', 'x')")
-        target.close()
-        # then reconcile exits 1 and names the keys
-        code, result = reconcile(shop_url, server)
-        tables = {t["aggregate_type"]: t for t in result["tables"]}
-        assert code == 1
-        assert result["ok"] is False
-        assert tables["store.Product"]["missing"] == [7]
-        assert tables["store.Brand"]["different"] == [2]
-        assert tables["common.Tag"]["extra"] == [99]
-        assert tables["store.Category"]["ok"] is True
-    finally:
-        server.stop()
-        shop.close()
+    pair = sync_pair(30)
+    shop_url, service_url, shop, server = (pair.shop_url, pair.service_url, pair.shop,
+                                           pair.server)
+    backfill(shop_url, server)
+    assert reconcile(shop_url, server)[0] == 0
+    # (and `relay --check` measures the lag of three new changes without delivering)
+    for _ in range(3):
+        shop.create("store.Brand")
+    check = run(relay_argv(shop_url, f"{server.url}/internal/events/",
+                           "outbox_outboxevent", "monolith", "--check", "--json"))
+    lag = json.loads(check.stdout)
+    assert (check.returncode, lag["lag_events"], lag["delivered"]) == (1, 3, 0)
+    assert lag["lag_seconds"] >= 0
+    assert reconcile(shop_url, server)[0] == 1  # the new brands are missing
+    assert relay_once(shop_url, server)[0] == 0
+    # when the copy is damaged behind the sync's back
+    target = Database(service_url)
+    target.query("DELETE FROM catalog_product WHERE id = 7")
+    target.query("UPDATE catalog_brand SET name = 'tampered' WHERE id = 2")
+    target.query("INSERT INTO catalog_tag (id, name, slug) VALUES (99, 'x', 'x')")
+    target.close()
+    # then reconcile exits 1 and names the keys
+    code, result = reconcile(shop_url, server)
+    tables = {t["aggregate_type"]: t for t in result["tables"]}
+    assert code == 1
+    assert result["ok"] is False
+    assert tables["store.Product"]["missing"] == [7]
+    assert tables["store.Brand"]["different"] == [2]
+    assert tables["common.Tag"]["extra"] == [99]
+    assert tables["store.Category"]["ok"] is True
 
 
 def test_relay_once_reports_a_down_service_and_exits_non_zero(databases: Any) -> None:
@@ -214,21 +237,26 @@ def test_bad_source_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = run([*STRANGLER, "reconcile", "--source-db", "mysql://x/y"])
     assert done.returncode == 2
     assert "use sqlite:///path or postgresql://" in done.stderr
+    # a database that is not the monolith's (or not migrated): the hint says so
+    empty = tmp_path / "empty.sqlite3"
+    sqlite3.connect(empty).close()
+    done = run([*STRANGLER, "backfill", "--source-db", f"sqlite:///{empty}"])
+    assert done.returncode == 2
+    assert "no such table" in done.stderr
+    assert "strangler monolith migrate" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("databases", ["postgresql"], indirect=True)
-def test_an_event_committed_out_of_order_is_not_lost(databases: Any, tmp_path: Path) -> None:
+def test_an_event_committed_out_of_order_is_not_lost(
+        sync_pair: Callable[..., SyncPair]) -> None:
     # given two PostgreSQL transactions: the first takes position N and stays open,
     # the second takes N+1 and commits (a hole at N, for now)
     import psycopg
 
-    shop_url, service_url = databases("shop"), databases("catalog")
-    shop = FakeShop(shop_url)
-    shop.create_schema()
-    shop.populate(3)
-    server = CatalogServer(service_url, tmp_path)
-    server.migrate()
-    server.start()
+    pair = sync_pair(3)
+    shop_url, service_url, shop, server = (pair.shop_url, pair.service_url, pair.shop,
+                                           pair.server)
     slow = psycopg.connect(shop_url)  # not autocommit: an open transaction
     try:
         slow.execute("INSERT INTO outbox_outboxevent (event_id, aggregate_type, aggregate_id, "
@@ -257,5 +285,3 @@ def test_an_event_committed_out_of_order_is_not_lost(databases: Any, tmp_path: P
         assert status["position"] == status["head"]
     finally:
         slow.close()
-        server.stop()
-        shop.close()

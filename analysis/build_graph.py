@@ -144,7 +144,7 @@ def _relations(a: Analysis, edges: _Edges, w: Weights, hubs: dict[str, float]) -
         via = f" (from {rel.inherited_from})" if rel.inherited_from else ""
         edges.add(rel.source, rel.target, "relations", weight,
                   f"{rel.path}:{rel.line} {rel.source}.{rel.field} -> {rel.target} "
-                  f"[{rel.kind}]{via}")
+                  f"[{rel.kind}{', reference' if rel.reference else ''}]{via}")
 
 
 def _idf(groups: list[set[str]]) -> dict[str, float]:

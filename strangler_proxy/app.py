@@ -223,7 +223,7 @@ class ProxyApp:
         result = self.reloader.check(force=force)
         if self.group is not None:
             with contextlib.suppress(OSError):
-                pass  # os.kill(self.group.supervisor, signal.SIGHUP)
+                os.kill(self.group.supervisor, signal.SIGHUP)
         return result
 
     def status(self) -> dict[str, Any]:

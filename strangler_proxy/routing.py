@@ -247,15 +247,16 @@ class RouteTable:
 
         ``headers`` maps lower-cased header names to values (bytes, as on the wire).
         """
-        cache = self._matches
-        if cache is None:
-            compiled = self.match(method, path, headers)
+        matches = self._matches
+        found_route = None if matches is None else matches.get((method, path))
+        if found_route is not None:
+            compiled = found_route
         else:
-            compiled = cache.get((method, path))  # type: ignore[assignment]
-            if compiled is None:
-                if len(cache) >= MATCH_CACHE:
-                    cache.clear()  # crude but bounded, like the bucket cache
-                compiled = cache[(method, path)] = self.match(method, path, headers)
+            compiled = self.match(method, path, headers)
+            if matches is not None:
+                if len(matches) >= MATCH_CACHE:
+                    matches.clear()  # crude but bounded, like the bucket cache
+                matches[(method, path)] = compiled
         decisions = compiled.decisions
         if self._secret is not None:
             forced = self._override(headers)

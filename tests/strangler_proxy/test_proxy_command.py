@@ -159,6 +159,7 @@ def test_admin_flip_reaches_every_worker_at_once_and_metrics_sum_them(tmp_path: 
         loop.close()
     assert flip.status_code == 200, flip.text
     assert (before, after) == ({"monolith"}, {"catalog"})
-    assert len(pids_before) == 2 and len(pids_after) == 2, (pids_before, pids_after)
+    assert len(pids_before) == 2, pids_before
+    assert len(pids_after) == 2, pids_after
     assert _requests_total(metrics) == 61  # warm + 30 + 30, from both workers
     assert "strangler_workers_reporting 2" in metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import ipaddress
+import json
 
 import pytest
 
@@ -88,3 +89,31 @@ def test_metrics_render_counters_and_cumulative_histograms() -> None:
     assert ('strangler_request_duration_seconds_bucket{route="catalog",target="catalog",'
             'le="+Inf"} 3') in text
     assert 'strangler_fallbacks_total{route="catalog",reason="connect"} 1' in text
+
+
+def test_metrics_snapshots_from_other_workers_add_up() -> None:
+    one, two = Metrics(), Metrics()
+    one.observe("catalog", "catalog", 200, 0.0007)
+    two.observe("catalog", "catalog", 200, 0.3)
+    two.observe("default", "monolith", 404, 0.002)
+    two.upstream_error("catalog", "timeout")
+    two.reload("ok")
+    total = Metrics()
+    for worker in (one, two):
+        total.absorb(json.loads(json.dumps(worker.snapshot())))  # as published on disk
+    text = total.render()
+    assert 'strangler_requests_total{route="catalog",target="catalog",status="200"} 2' in text
+    assert 'strangler_requests_total{route="default",target="monolith",status="404"} 1' in text
+    assert ('strangler_request_duration_seconds_sum{route="catalog",target="catalog"} '
+            '0.300700') in text
+    assert 'strangler_upstream_errors_total{upstream="catalog",kind="timeout"} 1' in text
+    assert 'strangler_reloads_total{result="ok"} 1' in text
+
+
+def test_a_request_slower_than_the_last_bucket_does_not_skew_the_sum() -> None:
+    metrics = Metrics()
+    metrics.observe("r", "monolith", 200, 20.0)
+    text = metrics.render()
+    assert 'strangler_request_duration_seconds_sum{route="r",target="monolith"} 20.000000' \
+        in text
+    assert 'strangler_request_duration_seconds_count{route="r",target="monolith"} 1' in text

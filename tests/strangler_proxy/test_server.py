@@ -313,8 +313,8 @@ def test_large_bodies_stream_both_ways_with_bounded_memory(tmp_path: Path) -> No
     assert grew < 48 * 1024, f"proxy memory grew by {grew} KiB for 64 MiB each way"
 
 
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _rss_kib(pid: int | None = None) -> int:
+    for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
@@ -439,3 +439,112 @@ def test_a_big_body_in_the_first_read_is_not_mistaken_for_a_big_head(tmp_path: P
         received = run.upstreams["monolith"].requests[0].body
     assert got.startswith(b"HTTP/1.1 200")
     assert received == body
+
+
+GIB = 1024 * 1024 * 1024
+
+
+@pytest.mark.slow
+def test_one_gigabyte_each_way_streams_with_flat_proxy_memory(tmp_path: Path) -> None:
+    """1 GiB up and 1 GiB down through a ``strangler proxy`` process; its RSS stays flat."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from proxy_harness import LoopThread, Upstream, config_text, free_port
+
+    chunk = memoryview(b"z" * (1024 * 1024))
+
+    async def big(req: Request, transport: asyncio.Transport) -> None:
+        if req.method == "POST":
+            transport.write(response(200, str(upstream.body_bytes).encode()))
+            return
+        transport.write(response(200, b"", [("Content-Length", str(GIB))]))
+        for _ in range(GIB // len(chunk)):
+            transport.write(chunk)
+            while transport.get_write_buffer_size() > 4 * len(chunk):
+                await asyncio.sleep(0.0005)
+
+    loop = LoopThread()
+    upstream = Upstream("monolith", big, keep_bodies=False)
+    loop.run(upstream.start())
+    port, admin = free_port(), free_port()
+    config = tmp_path / "strangler.toml"
+    config.write_text(config_text({"monolith": upstream.url}).replace(
+        'listen = "127.0.0.1:0"\nreload', f'listen = "127.0.0.1:{port}"\nreload', 1).replace(
+        'listen = "127.0.0.1:0"\ntoken', f'listen = "127.0.0.1:{admin}"\ntoken', 1)
+        .replace("read_timeout = 2", "read_timeout = 30"))
+    proc = subprocess.Popen([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+                             str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _rss_kib(proc.pid))
+
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the proxy did not start"
+                time.sleep(0.05)
+        raw_exchange(port, b"GET /warm HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+                     b"Connection: close\r\n\r\n")
+        baseline = _rss_kib(proc.pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), 10) as sock:
+            sock.settimeout(30)
+            sock.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % GIB)
+            for _ in range(GIB // len(chunk)):
+                sock.sendall(chunk)
+            up_answer = _read_response(sock, keep_body=True)
+            sock.sendall(b"GET /down HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            down_bytes = _read_response(sock, keep_body=False)
+        elapsed = time.monotonic() - started
+    finally:
+        done.set()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        loop.run(upstream.stop())
+        loop.close()
+    assert up_answer.endswith(str(GIB).encode())
+    assert down_bytes == GIB
+    grew = peak[0] - baseline
+    assert peak[0] > 0 and baseline > 0  # the samples were taken
+    assert grew < 32 * 1024, f"proxy RSS grew by {grew} KiB while streaming 1 GiB each way"
+    assert elapsed < 60, f"2 GiB through the proxy took {elapsed:.1f}s"
+
+
+def _read_response(sock: socket.socket, keep_body: bool) -> bytes | int:
+    """Read one Content-Length response: its body (``keep_body``) or just its length."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        part = sock.recv(65536)
+        assert part, "connection closed in the response head"
+        head += part
+    head, _, rest = head.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    received, kept = len(rest), [rest] if keep_body else []
+    buffer = bytearray(1024 * 1024)
+    while received < length:
+        n = sock.recv_into(buffer)
+        assert n, "connection closed in the response body"
+        received += n
+        if keep_body:
+            kept.append(bytes(buffer[:n]))
+    return b"".join(kept) if keep_body else received

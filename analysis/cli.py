@@ -116,12 +116,13 @@ def _print_table(r: dict[str, Any], summary: dict[str, Any]) -> None:
     plan = {s["context"]: s for s in r["extraction_plan"]}
     table = Table(title=f"{len(r['contexts'])} proposed contexts "
                         f"({summary['models']} models)")
-    for col in ("rank", "context", "models", "endpoints", "cross writes", "FKs", "ambiguous"):
+    for col in ("rank", "context", "models", "endpoints", "cost", "cross writes", "FKs",
+                "ambiguous"):
         table.add_column(col)
     for c in sorted(r["contexts"], key=lambda c: plan[c["name"]]["rank"]):
         step = plan[c["name"]]
         table.add_row(str(step["rank"]), c["name"], ", ".join(m.split(".")[1] for m in
-                      c["models"]), str(len(c["endpoints"])),
+                      c["models"]), str(len(c["endpoints"])), str(step["cost"]["score"]),
                       str(step["cost"]["cross_context_writes"]),
                       str(step["cost"]["foreign_keys"]), str(len(c["ambiguous"])))
     console = Console()

@@ -14,6 +14,7 @@ from dataclasses import replace
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
+from analysis.context_access import code_access
 from analysis.propose_contexts import endpoint_contexts
 from analysis.state import Analysis
 
@@ -37,7 +38,9 @@ def compute_metrics(a: Analysis) -> Analysis:
         "contexts": len(sizes),
         "context_sizes": [sizes[c] for c in sorted(sizes)],
         "models": len(a.graph.nodes) if g is not None else 0,
-        "unplaced_models": sorted(n for n in g.nodes if n not in part),
+        "unplaced_models": sorted(n for n in g.nodes
+                                  if n not in part and n not in a.infrastructure),
+        "infrastructure_models": len(a.infrastructure),
         "modularity": round(_modularity(g, part), 4) if part else 0.0,
     }
     metrics.update(structural_metrics(g, part))
@@ -107,8 +110,17 @@ def data_metrics(a: Analysis) -> dict[str, Any]:
             readers[t].add(c)
         for t in access["writes"]:
             writers[t].add(c)
-    shared = sorted(t for t in readers if len(readers[t] | {owner.get(t, -1)} - {-1}) > 1)
-    shared_w = sorted(t for t in writers if len(writers[t] | {owner.get(t, -1)} - {-1}) > 1)
+    code = code_access(a)  # ORM usage by unit: evidence with or without a query log
+    for t, cs in code.reads.items():
+        readers[t] |= cs
+    for t, cs in code.writes.items():
+        readers[t] |= cs
+        writers[t] |= cs
+    plumbing = {a.models[m].table for m in a.infrastructure}  # no owner by design
+    shared = sorted(t for t in readers if t not in plumbing
+                    and len(readers[t] | {owner.get(t, -1)} - {-1}) > 1)
+    shared_w = sorted(t for t in writers if t not in plumbing
+                      and len(writers[t] | {owner.get(t, -1)} - {-1}) > 1)
     with_writes = spanning = 0
     for (_, _, writes), count in a.sql.request_shapes.items():
         ctxs = {owner[t] for t in writes if t in owner}
@@ -120,8 +132,11 @@ def data_metrics(a: Analysis) -> dict[str, Any]:
     return {
         "tables_accessed_by_multiple_contexts": shared,
         "tables_written_by_multiple_contexts": shared_w,
-        "requests_with_writes": with_writes,
-        "distributed_write_share": round(spanning / with_writes, 4) if with_writes else 0.0,
+        "data_evidence": "ORM usage in code + query log" if a.options.query_logs
+        else "ORM usage in code (no query log)",
+        "requests_with_writes": with_writes if a.options.query_logs else None,
+        "distributed_write_share": (round(spanning / with_writes, 4) if with_writes else 0.0)
+        if a.options.query_logs else None,  # needs requests: only a query log has them
         "cross_context_foreign_keys": len(cross_fk),
         "relations": sum(1 for r in a.relations if r.kind in RELATION_KINDS),
         "sql_statements": a.sql.statements,

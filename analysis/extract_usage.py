@@ -48,8 +48,11 @@ def extract_usage(a: Analysis) -> Analysis:
                 for ref in _project_refs(f.module, u, r):
                     if ref not in by_qual:  # a model's own references are its relations
                         models |= direct.get(ref, set())
+            writes = {by_qual[q] for name in u.writes
+                      if (q := r.resolve(f.module, name)) in by_qual}
             if models:
-                usages.append(Usage(unit, f.path, u.line, tuple(sorted(models)), f.module))
+                usages.append(Usage(unit, f.path, u.line, tuple(sorted(models)), f.module,
+                                    tuple(sorted(writes & models))))
     return replace(a, usages=tuple(usages), direct_use=direct)
 
 

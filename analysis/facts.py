@@ -62,6 +62,7 @@ class UnitFact:
     refs: tuple[str, ...]
     model_strings: tuple[str, ...] = ()  # apps.get_model("app", "Model"), get_user_model()
     sql: tuple[SqlFact, ...] = ()
+    writes: tuple[str, ...] = ()  # names whose rows it writes (create, save, update, delete)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class Usage:
     line: int
     models: tuple[str, ...]
     module: str
+    writes: tuple[str, ...] = ()  # models it creates, saves, updates or deletes (ORM)
 
 
 @dataclass(frozen=True)

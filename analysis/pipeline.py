@@ -18,6 +18,7 @@ from analysis.build_graph import build_graph
 from analysis.cache import FactsCache, code_version, write_atomic
 from analysis.collect_files import collect_files
 from analysis.compute_metrics import compute_metrics
+from analysis.detect_infrastructure import detect_infrastructure
 from analysis.extract_endpoints import extract_endpoints
 from analysis.extract_models import extract_models
 from analysis.extract_usage import extract_usage
@@ -40,6 +41,7 @@ PASSES: tuple[Pass, ...] = (
     extract_endpoints,
     mine_sql,
     build_graph,
+    detect_infrastructure,
     propose_contexts,
     compute_metrics,
     plan_extraction,

@@ -1,11 +1,19 @@
-"""Pass 11: rank contexts for extraction and say what each move takes.
+"""Pass 12: rank contexts for extraction by a direction-aware cost, and say what each move takes.
 
-Contexts with the fewest cross-context writes, foreign keys and calls per endpoint go
-first. For each: the routes to divert (prefixes where a whole URL subtree belongs to the
-context, templates otherwise), the tables that move, the foreign keys that become API
-calls or replicated data, the events the monolith must publish so the service's copy of
-other contexts' data stays in step, and the shared tables that block the move until
-someone decides who owns them.
+The cost (docs/analysis.md, "Extraction order") counts what must be rebuilt before a
+context can leave the monolith, weighted by direction:
+
+* what the context needs FROM others is expensive: tables it writes that another context
+  owns, tables of its own that another context writes (either write must become an API call
+  or an event), keys it holds to other contexts' models and calls its code makes into other
+  contexts' models (each becomes an API call or a replicated read model in the service);
+* what others need from it is cheap: other contexts' keys to its models stay valid ids
+  (they lose the database constraint), and their reads need replicated data or an API.
+
+For each context: the routes to divert (prefixes where a whole URL subtree belongs to the
+context, templates otherwise), the tables that move, the keys that become API calls or
+replicated data, the events the monolith must publish so the service's copy of other
+contexts' data stays in step, and the shared tables that block the move.
 """
 
 from __future__ import annotations
@@ -14,10 +22,19 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
+from analysis.context_access import code_access
 from analysis.propose_contexts import endpoint_contexts
 from analysis.state import Analysis
 
 RELATION_KINDS = ("fk", "o2o", "m2m", "through", "generic")
+COST_WEIGHTS = {  # per item; documented in docs/analysis.md
+    "writes_to_others": 3.0,  # tables it writes that another context owns
+    "written_by_others": 3.0,  # its tables that another context writes
+    "keys_out": 2.0,  # its keys to another context's model
+    "calls_out": 1.0,  # another context's model its code uses
+    "keys_in": 0.5,  # another context's key to its model (stays a plain id)
+    "calls_in": 0.25,  # a model of its own another context's code uses (read replica / API)
+}
 
 
 def plan_extraction(a: Analysis) -> Analysis:
@@ -33,16 +50,24 @@ def plan_extraction(a: Analysis) -> Analysis:
             for t in access["writes"]:
                 writers[t].add(c)
             reads_by_ctx[c] |= access["reads"]
-    steps = [_step(a, ctx, ep_ctx, owner, writers, reads_by_ctx) for ctx in a.contexts]
-    steps.sort(key=lambda s: (s["cost"]["cross_context_writes"], s["cost"]["foreign_keys"],
-                              s["cost"]["calls_per_endpoint"], s["context"]))
+    code = code_access(a)  # the code's own evidence, with or without a query log
+    for t, cs in code.writes.items():
+        writers[t] |= cs
+    for t, cs in code.reads.items():
+        for c in cs:
+            reads_by_ctx[c].add(t)
+    calls = code.calls
+    steps = [_step(a, ctx, ep_ctx, owner, writers, reads_by_ctx, calls) for ctx in a.contexts]
+    steps.sort(key=lambda s: (s["cost"]["score"], s["cost"]["calls_per_endpoint"],
+                              s["context"]))
     for i, s in enumerate(steps, 1):
         s["rank"] = i
     return replace(a, plan=tuple(steps))
 
 
 def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[str, int],
-          writers: dict[str, set[int]], reads_by_ctx: dict[int, set[str]]) -> dict[str, Any]:
+          writers: dict[str, set[int]], reads_by_ctx: dict[int, set[str]],
+          calls: set[tuple[int, str]]) -> dict[str, Any]:
     c = ctx["id"]
     part = a.partition
     names = {x["id"]: x["name"] for x in a.contexts}
@@ -59,14 +84,22 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
                           "from_context": names[part[r.source]], "where": f"{r.path}:{r.line}",
                           "becomes": "plain id in the monolith, no database constraint"})
     tables = set(ctx["tables"])
-    blocking = sorted(t for t in tables if writers.get(t, set()) - {c}) + sorted(
-        t for t, ws in writers.items() if c in ws and owner.get(t, c) != c)
+    written_by_others = sorted(t for t in tables if writers.get(t, set()) - {c})
+    writes_to_others = sorted(t for t, ws in writers.items() if c in ws and owner.get(t, c) != c)
+    blocking = written_by_others + writes_to_others
+    calls_out = sorted(m for x, m in calls if x == c and part.get(m) != c)
+    calls_in = sorted({m for x, m in calls if x != c and part.get(m) == c})
     foreign_reads = sorted(t for t in reads_by_ctx.get(c, set()) if owner.get(t, c) != c)
     events = sorted({fk["to"] for fk in out_fk} | {
         m for t in foreign_reads for m in a.table_models.get(t, ())[:1]})
     endpoints = [t for t, x in ep_ctx.items() if x == c]
-    calls = sum(d["signals"].get("usage", 0.0) for m in ctx["models"]
+    usage = sum(d["signals"].get("usage", 0.0) for m in ctx["models"]
                 for _, v, d in a.graph.edges(m, data=True) if part.get(v, c) != c)
+    breakdown = {"writes_to_others": len(writes_to_others),
+                 "written_by_others": len(written_by_others),
+                 "keys_out": len(out_fk), "calls_out": len(calls_out),
+                 "keys_in": len(in_fk), "calls_in": len(calls_in)}
+    score = sum(COST_WEIGHTS[k] * n for k, n in breakdown.items())
     return {
         "context": ctx["name"],
         "routes": route_groups(endpoints, ep_ctx, c),
@@ -76,10 +109,20 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
         "events_to_publish": [f"{m} created/updated/deleted" for m in events],
         "foreign_tables_read": foreign_reads,
         "blocking_shared_tables": sorted(set(blocking)),
+        "calls_out": [{"model": m, "context": names[part[m]],
+                       "becomes": "API call or replicated read model in the service"}
+                      for m in calls_out],
+        "calls_in": [{"model": m, "becomes": "read replica in the monolith or an API call"}
+                     for m in calls_in],
         "cost": {
+            "score": round(score, 3),
+            "breakdown": breakdown,
+            "weights": dict(COST_WEIGHTS),
+            "writes_evidence": "ORM writes in code and the query log" if a.options.query_logs
+            else "ORM writes and raw SQL in code (no query log)",
             "cross_context_writes": len(set(blocking)),
             "foreign_keys": len(out_fk) + len(in_fk),
-            "calls_per_endpoint": round(calls / max(1, len(endpoints)), 3),
+            "calls_per_endpoint": round(usage / max(1, len(endpoints)), 3),
             "endpoints": len(endpoints),
         },
     }
@@ -113,3 +156,4 @@ def _static_prefix(template: str) -> str:
     """``/api/products/{pk}/reviews/`` -> ``/api/products/``."""
     head = template.split("{", 1)[0]
     return head if head.endswith("/") else head.rsplit("/", 1)[0] + "/"
+

@@ -1,6 +1,7 @@
 """Pass 9: communities of the model graph become proposed bounded contexts.
 
-Each context gets a suggested name (its dominant app label, or its most central model),
+Each context gets a suggested name (its app label when it is exactly one app, else its
+aggregate root: the model most referenced from inside it),
 its models, tables, modules and endpoints, the evidence for each model (strongest edges
 inside), and its *ambiguous* models (tied nearly as strongly to another context).
 Models with no edge at all are listed as unplaced, not made into one-model contexts.
@@ -27,7 +28,8 @@ def propose_contexts(a: Analysis) -> Analysis:
     from analysis.clustering import leiden, partition_with, stable_partition
 
     g: nx.Graph = a.graph
-    connected = g.subgraph([n for n in g.nodes if g.degree(n) > 0]).copy()
+    placed = g.subgraph([n for n in g.nodes if n not in a.infrastructure])
+    connected = placed.subgraph([n for n in placed.nodes if placed.degree(n) > 0]).copy()
     o = a.options
     if o.contexts is not None and o.contexts < 1:
         raise BadOption(f"--contexts {o.contexts}: must be 1 or more")
@@ -77,22 +79,41 @@ def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
-    g: nx.Graph = a.graph
+    """Name each context: its app label when it is exactly that app, else its root model.
+
+    The root is the aggregate root the context is built around: the model most referenced
+    by keys from inside the context (``OrderLine.order`` and ``Shipment.order`` make
+    ``Order`` the root of theirs), ties broken by edge weight inside the context.
+    """
+    placed = {m for ms in members.values() for m in ms}
+    app_models: dict[str, set[str]] = defaultdict(set)
+    for key, m in a.models.items():
+        if key in placed:
+            app_models[m.app_label].add(key)
     used: Counter[str] = Counter()
     names: dict[int, str] = {}
-    for c in sorted(members, key=lambda c: -len(members[c])):
-        models = members[c]
-        labels = Counter(a.models[m].app_label for m in models)
-        label, count = labels.most_common(1)[0]
-        central = max(sorted(models), key=lambda m: (
-            sum(w for _, v, w in g.edges(m, data="weight") if v in models), m))
-        base = label if count / len(models) >= 0.6 and used[label] == 0 else (
-            central.split(".")[1])
+    for c in sorted(members, key=lambda c: (-len(members[c]), c)):
+        models = set(members[c])
+        labels = {a.models[m].app_label for m in models}
+        label = next(iter(labels))
+        base = label if len(labels) == 1 and app_models[label] == models and not used[
+            label] else aggregate_root(a, models).split(".")[1]
         base = re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()
         base = re.sub(r"[^a-z0-9_]+", "_", base).strip("_") or "context"
         used[base] += 1
         names[c] = base if used[base] == 1 else f"{base}_{used[base]}"
     return names
+
+
+def aggregate_root(a: Analysis, models: set[str]) -> str:
+    """The model of ``models`` that most keys from inside ``models`` point at."""
+    g: nx.Graph = a.graph
+    refs: Counter[str] = Counter(
+        r.target for r in a.relations
+        if r.kind in ("fk", "o2o", "m2m", "through") and r.source in models
+        and r.target in models and r.source != r.target)
+    return max(sorted(models), key=lambda m: (
+        refs[m], sum(w for _, v, w in g.edges(m, data="weight") if v in models)))
 
 
 def _modules(a: Analysis, models: set[str]) -> list[str]:

@@ -297,7 +297,55 @@ def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
     model_strings = [m for call in calls for m in _model_strings(call)]
     line = getattr(node, "lineno", 1)
     return UnitFact(name=name, line=line, kind=kind, refs=tuple(sorted(refs)),
-                    model_strings=tuple(model_strings), sql=tuple(sql))
+                    model_strings=tuple(model_strings), sql=tuple(sql),
+                    writes=_orm_writes(node, calls))
+
+
+WRITE_METHODS = frozenset({
+    "create", "bulk_create", "get_or_create", "update_or_create", "update", "bulk_update",
+    "delete", "save", "select_for_update",
+})
+
+
+def _orm_writes(node: ast.AST, calls: list[ast.Call]) -> tuple[str, ...]:
+    """Names whose rows a unit writes: ``Product.objects.create(..)``, ``obj.save()``.
+
+    The receiver chain is followed to its root name; a local variable is followed one
+    step to the name its value came from (``obj = Product.objects.get(..)``).
+    """
+    origin: dict[str, str] = {}
+    for child in ast.walk(node):
+        if isinstance(child, ast.Assign) and isinstance(child.targets[0], ast.Name):
+            root = _root_name(child.value)
+            if root is not None:
+                origin[child.targets[0].id] = root
+        elif isinstance(child, ast.For) and isinstance(child.target, ast.Name):
+            root = _root_name(child.iter)
+            if root is not None:
+                origin[child.target.id] = root
+    out: set[str] = set()
+    for call in calls:
+        f = call.func
+        if isinstance(f, ast.Attribute) and f.attr in WRITE_METHODS:
+            root = _root_name(f.value)
+            if root is not None:
+                out.add(origin.get(root, root) if root not in ("self", "cls") else root)
+    return tuple(sorted(out - {"self", "cls"}))
+
+
+def _root_name(node: ast.AST) -> str | None:
+    """``a`` of ``a.b(..).c[0].d``; None when the chain does not start at a name."""
+    while True:
+        if isinstance(node, ast.Attribute):
+            node = node.value
+        elif isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        elif isinstance(node, ast.Name):
+            return node.id
+        else:
+            return None
 
 
 def _model_strings(call: ast.Call) -> list[str]:

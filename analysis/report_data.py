@@ -9,7 +9,7 @@ from typing import Any
 
 from analysis.state import Analysis
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def report_data(a: Analysis) -> dict[str, Any]:
@@ -49,7 +49,13 @@ def report_data(a: Analysis) -> dict[str, Any]:
             {"model": m, "hub_score": round(a.hubs.get(m, 0.0), 2),
              "generic_relation": m in a.generic_models,
              "context": names.get(part.get(m, -1))}
-            for m in sorted(set(a.hubs) | set(a.generic_models)) if m in a.graph
+            for m in sorted(set(a.hubs) | set(a.generic_models))
+            if m in a.graph and m not in a.infrastructure  # listed under "infrastructure"
+        ],
+        "infrastructure": [
+            {"model": m, "table": a.models[m].table, "app_label": a.models[m].app_label,
+             "reasons": reasons}
+            for m, reasons in sorted(a.infrastructure.items())
         ],
         "cuts": list(a.cuts),
         "metrics": a.metrics,

@@ -140,9 +140,14 @@ def _context(c: dict[str, Any]) -> str:
 def _shared(r: dict[str, Any]) -> str:
     rows = [[s["model"], s["context"], s["hub_score"], s["generic_relation"]]
             for s in r["shared_kernel"]]
+    infra = [[x["model"], x["table"], "; ".join(x["reasons"])]
+             for x in r.get("infrastructure", [])]
     return "<h2>Shared-kernel candidates</h2>" + (_table(
         ["model", "placed in", "hub score", "generic relation"], rows)
-        if rows else "<p>none</p>")
+        if rows else "<p>none</p>") + (
+        "<h2>Infrastructure (not a business context)</h2><p class=muted>set aside before "
+        "clustering; not in the contexts, metrics or plan</p>"
+        + (_table(["model", "table", "why"], infra) if infra else "<p>none</p>"))
 
 
 def _conflicts(r: dict[str, Any]) -> str:
@@ -163,13 +168,16 @@ def _conflicts(r: dict[str, Any]) -> str:
 
 
 def _plan(r: dict[str, Any]) -> str:
-    rows = [[s["rank"], s["context"], s["cost"]["cross_context_writes"],
+    rows = [[s["rank"], s["context"], s["cost"]["score"], ", ".join(
+             f"{k.replace('_', ' ')} {n}" for k, n in s["cost"]["breakdown"].items()),
+             s["cost"]["cross_context_writes"],
              s["cost"]["foreign_keys"], s["cost"]["calls_per_endpoint"],
              ", ".join(next(iter(x.values())) for x in s["routes"]),
              ", ".join(s["events_to_publish"]), ", ".join(s["blocking_shared_tables"])]
             for s in r["extraction_plan"]]
     return "<h2>Extraction plan</h2>" + _table(
-        ["rank", "context", "cross writes", "FKs", "calls/endpoint", "routes to divert",
+        ["rank", "context", "cost", "cost breakdown (docs/analysis.md)", "cross writes", "FKs",
+         "calls/endpoint", "routes to divert",
          "events to publish", "blocking shared tables"], rows)
 
 

@@ -8,15 +8,21 @@ METRIC_ROWS = (
     ("contexts", "contexts (realised)"), ("context_sizes", "context sizes (models)"),
     ("modularity", "modularity"), ("sm", "structural modularity (SM)"),
     ("icp", "inter-call percentage (ICP)"), ("ifn", "interface number (IFN)"),
-    ("ned", "non-extreme distribution (NED)"), ("mq", "Bunch's MQ"),
+    ("ned", "NED: share of models in extreme-size contexts (lower is better)"),
+    ("mq", "Bunch's MQ"),
     ("cross_context_foreign_keys", "cross-context foreign keys"),
     ("tables_accessed_by_multiple_contexts", "tables accessed by >1 context"),
     ("tables_written_by_multiple_contexts", "tables written by >1 context"),
     ("distributed_write_share", "requests whose writes span contexts"),
+    ("data_evidence", "data metrics from"),
 )
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a (needs a query log)"
+    if value == []:
+        return "none"
     if isinstance(value, list):
         return f"{len(value)}: " + ", ".join(map(str, value[:8])) if value and isinstance(
             value[0], str) else ", ".join(map(str, value))
@@ -49,6 +55,14 @@ def report_markdown(r: dict[str, Any]) -> str:
         out += [f"- `{s['model']}` (placed in {s['context']}; hub score {s['hub_score']}"
                 f"{'; holds a generic relation' if s['generic_relation'] else ''})"
                 for s in r["shared_kernel"]]
+    if r.get("infrastructure"):
+        out += ["", "## Infrastructure (not a business context)", "",
+                "Plumbing models (outbox, audit log, event bookkeeping) set aside before the "
+                "contexts were proposed; left out of the contexts, the metrics and the plan. "
+                "Each context that writes them needs its own copy, or they stay a shared "
+                "kernel.", ""]
+        out += [f"- `{x['model']}` (`{x['table']}`): {'; '.join(x['reasons'])}"
+                for x in r["infrastructure"]]
     out += _conflicts(r) + _plan(r)
     if r["sql"]["unparsed"]:
         out += ["", "## SQL that did not parse", ""]
@@ -80,20 +94,34 @@ def _conflicts(r: dict[str, Any]) -> list[str]:
 
 def _plan(r: dict[str, Any]) -> list[str]:
     out = ["", "## Extraction plan", "",
-           "| rank | context | cross-context writes | FKs | calls/endpoint | routes |",
-           "| --- | --- | --- | --- | --- | --- |"]
+           "| rank | context | cross-context writes | FKs | cost | out: writes, keys, calls "
+           "| in: written, keys, calls | routes |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["extraction_plan"]:
         routes = ", ".join(next(iter(x.values())) for x in s["routes"][:5])
+        b = s["cost"]["breakdown"]
         out.append(f"| {s['rank']} | {s['context']} | {s['cost']['cross_context_writes']} | "
-                   f"{s['cost']['foreign_keys']} | {s['cost']['calls_per_endpoint']} | "
+                   f"{s['cost']['foreign_keys']} | {s['cost']['score']} | "
+                   f"{b['writes_to_others']}, {b['keys_out']}, {b['calls_out']} | "
+                   f"{b['written_by_others']}, {b['keys_in']}, {b['calls_in']} | "
                    f"{routes or '-'} |")
+    out += ["", "Ranked by cost, lowest first (docs/analysis.md, \"Extraction order\"): what "
+            "a context needs from others (writes, keys, calls out) weighs more than what "
+            "others need from it (keys and calls in)."]
     for s in r["extraction_plan"]:
         out += ["", f"### {s['rank']}. {s['context']}", "",
+                f"- cost {s['cost']['score']}: " + ", ".join(
+                    f"{k.replace('_', ' ')} {n} x {s['cost']['weights'][k]}"
+                    for k, n in s["cost"]["breakdown"].items()),
                 f"- tables that move: {', '.join(s['tables']) or '-'}",
                 f"- foreign keys to replace: {len(s['foreign_keys_out'])} outgoing, "
                 f"{len(s['foreign_keys_in'])} incoming",
-                *[f"  - {fk['from']} -> {fk['to']}: {fk['becomes']}"
+                *[f"  - out {fk['from']} -> {fk['to']}: {fk['becomes']}"
                   for fk in s["foreign_keys_out"][:6]],
+                *[f"  - in {fk['from']} -> {fk['to']}: {fk['becomes']}"
+                  for fk in s["foreign_keys_in"][:6]],
+                f"- other contexts' models its code uses: "
+                f"{', '.join(c['model'] for c in s['calls_out']) or 'none'}",
                 f"- events the monolith must publish: {', '.join(s['events_to_publish']) or '-'}",
                 f"- shared tables blocking the move: "
                 f"{', '.join(s['blocking_shared_tables']) or 'none'}"]

@@ -102,6 +102,7 @@ class Analysis:
     table_models: dict[str, tuple[str, ...]] = field(default_factory=dict)
     graph: Any = None  # networkx.Graph of models
     hubs: dict[str, float] = field(default_factory=dict)
+    infrastructure: dict[str, list[str]] = field(default_factory=dict)  # model -> reasons
     partition: dict[str, int] = field(default_factory=dict)
     cuts: tuple[dict[str, Any], ...] = ()
     contexts: tuple[dict[str, Any], ...] = ()

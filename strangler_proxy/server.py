@@ -279,8 +279,15 @@ class UpstreamConnection(asyncio.Protocol):
                 self.exchange.response_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.response_body(body)
+        exchange = self.exchange
+        if exchange is None:
+            return
+        if exchange.plain_body and not exchange.finished:
+            batch = exchange.client.batch  # Exchange.response_body's common case, inlined
+            if batch is not None:
+                batch.append(body)
+                return
+        exchange.response_body(body)
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -340,6 +347,7 @@ class Exchange:
     started = False
     status = 0
     response_started = False
+    plain_body = False  # response started, not chunked, not teed: body bytes pass as they are
     chunked_response = False
     close_delimited = False
     keep_alive = True
@@ -624,7 +632,9 @@ class Exchange:
         if lines:
             parts += (b"\r\n".join(lines), b"\r\n")
         if self.table.route_header and self.decision is not None:
-            parts += (b"X-Strangler-Route: ", self.route_header(), b"\r\n")
+            parts += (b"X-Strangler-Route: ", self.decision.header
+                      if self.decision.header and not self.fallen_back
+                      else self.route_header(), b"\r\n")
         if b"x-request-id" not in rmap:
             parts += (b"X-Request-ID: ", self.rid, b"\r\n")
         if status == 101:
@@ -646,6 +656,7 @@ class Exchange:
         else:
             parts.append(b"\r\n")
         self.response_started = True
+        self.plain_body = not self.chunked_response and self.tee_response is None
         self.client.write(b"".join(parts))
 
     def route_header(self) -> bytes:
@@ -887,7 +898,9 @@ class ClientConnection(asyncio.Protocol):
                 if self.header_bytes > self.max_header_bytes + HEAD_SLACK:
                     self.reject(431, "the request line and headers are too large")
                     return
-            self._kick()
+            queue = self.queue  # _kick, inlined
+            if queue and not queue[0].started and not self.rejected:
+                queue[0].begin()
 
     def _kick(self) -> None:
         # Forwarding starts only after the whole read was parsed without error, so a request

@@ -79,6 +79,7 @@ FRAME_HEADER: Final = struct.Struct("!I")
 IPC_BUFFER_BYTES: Final = 16 * 1024 * 1024
 _COUNTS_SECONDS: Final = 1.0
 _START_SECONDS: Final = 20.0
+RESTART_DELAYS: Final = (1.0, 2.0, 5.0, 10.0, 30.0)  # then every 30 s while it keeps failing
 
 
 def encode_frame(message: tuple[Any, ...]) -> bytes:
@@ -126,7 +127,7 @@ class _Link(asyncio.Protocol):
             self.sink.from_worker(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.sink.worker_gone()
+        self.sink.worker_gone(self)
 
 
 class ProcessSink:
@@ -144,7 +145,11 @@ class ProcessSink:
         self._task: asyncio.Task[None] | None = None
         self._idle: dict[int, asyncio.Future[Any]] = {}
         self._ready: asyncio.Future[bool] | None = None
+        self._link: _Link | None = None
         self._started = False
+        self._stopping = False
+        self._restarter: asyncio.Task[None] | None = None
+        self.restarts = 0
         self.reconfigure(config, notify=False)
 
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
@@ -176,6 +181,11 @@ class ProcessSink:
             self._count(offer.route, "dropped_internal_error")
             return False
 
+    @property
+    def worker_alive(self) -> bool:
+        """Whether a worker is connected (offers are dropped while it is not)."""
+        return self._transport is not None and not self._transport.is_closing()
+
     def _count(self, route: str, name: str) -> None:
         self.counts[(route, name)] += 1
         self._unsent[(route, name)] += 1
@@ -188,7 +198,16 @@ class ProcessSink:
         return True
 
     async def start(self) -> None:
-        """Spawn the worker process and connect to it."""
+        """Spawn the worker process and connect to it (StartupError when it cannot start)."""
+        if not await self._spawn():
+            await self.stop(drain_seconds=0.0)
+            raise StartupError("the shadow worker did not start (its error is printed above; "
+                               "check [shadow].store and the routes file)")
+        self._started = True
+        self._task = asyncio.create_task(self._send_counts())
+
+    async def _spawn(self) -> bool:
+        """Start a worker process and wait for its "ready"; False when it did not come up."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -200,18 +219,18 @@ class ProcessSink:
         loop = asyncio.get_running_loop()
         parent.setblocking(False)
         self._ready = loop.create_future()
-        transport, _ = await loop.create_unix_connection(lambda: _Link(self), sock=parent)
-        self._transport = transport
+        link = _Link(self)
+        self._link = link
+        transport, _ = await loop.create_unix_connection(lambda: link, sock=parent)
         try:
-            ready = await asyncio.wait_for(self._ready, _START_SECONDS)
+            ready = bool(await asyncio.wait_for(self._ready, _START_SECONDS))
         except TimeoutError:
             ready = False
-        if not ready:
-            await self.stop(drain_seconds=0.0)
-            raise StartupError("the shadow worker did not start (its error is printed above; "
-                               "check [shadow].store and the routes file)")
-        self._started = True
-        self._task = asyncio.create_task(self._send_counts())
+        if ready and not transport.is_closing():  # offers go to a worker only once it is ready
+            self._transport = transport
+            return True
+        transport.close()
+        return False
 
     async def _send_counts(self) -> None:
         while True:
@@ -230,15 +249,48 @@ class ProcessSink:
             if future is not None and not future.done():
                 future.set_result(message[2])
 
-    def worker_gone(self) -> None:
-        """The worker closed its end (it exited or crashed): offers are dropped from now."""
+    def worker_gone(self, link: _Link | None = None) -> None:
+        """The worker closed its end (it exited or crashed): drop offers, restart it later.
+
+        Offers are dropped (``dropped_worker_down``) until a new worker is ready; restarts
+        back off (:data:`RESTART_DELAYS`), so a worker that dies at once costs little.
+        """
+        if link is not None and link is not self._link:
+            return  # an old worker's socket closing after a restart
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         for future in [*self._idle.values(), self._ready]:
             if future is not None and not future.done():
                 future.set_result(False)
-        if self._started:
-            log.warning("shadow worker is gone; shadow copies are dropped until a restart")
+        if self._started and not self._stopping and self._restarter is None:
+            log.warning("shadow worker is gone; shadow copies are dropped until it restarts")
+            self._restarter = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        attempt = 0
+        try:
+            while not self._stopping:
+                await asyncio.sleep(RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)])
+                attempt += 1
+                await self._reap()
+                if self._stopping:
+                    return
+                if await self._spawn():
+                    self.restarts += 1
+                    log.warning("shadow worker restarted (restart %d)", self.restarts)
+                    return
+                log.warning("shadow worker did not restart; trying again")
+        finally:
+            self._restarter = None
+
+    async def _reap(self) -> None:
+        """Close the old worker's socket and make sure its process is gone."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        process, self._process = self._process, None
+        if process is not None:
+            await asyncio.to_thread(_wait_or_kill, process, 1.0)
 
     async def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until the worker has compared and stored everything sent so far.
@@ -257,6 +309,11 @@ class ProcessSink:
 
     async def stop(self, drain_seconds: float = 2.0) -> None:
         """Send the last counters, ask the worker to finish, wait for it (killed if stuck)."""
+        self._stopping = True
+        if self._restarter is not None:
+            self._restarter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restarter
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,7 +342,10 @@ class ProcessSink:
         pending = self._transport.get_write_buffer_size() if self._transport else 0
         lines += ["# HELP strangler_shadow_ipc_bytes Bytes waiting for the shadow worker.",
                   "# TYPE strangler_shadow_ipc_bytes gauge",
-                  f"strangler_shadow_ipc_bytes {pending}"]
+                  f"strangler_shadow_ipc_bytes {pending}",
+                  "# HELP strangler_shadow_worker_restarts_total Shadow workers restarted.",
+                  "# TYPE strangler_shadow_worker_restarts_total counter",
+                  f"strangler_shadow_worker_restarts_total {self.restarts}"]
         return "\n".join(lines) + "\n"
 
 

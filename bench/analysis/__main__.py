@@ -153,7 +153,7 @@ def ablation(work: Path, seeds: int) -> dict[str, Any]:
     from analysis.pipeline import PASSES, analyze
     from analysis.state import Options
 
-    upto = PASSES[:9]
+    upto = PASSES[: [p.__name__ for p in PASSES].index("propose_contexts") + 1]
     rows: dict[str, list[float]] = {"fk_only_louvain": [], "relations": [],
                                     "relations+usage": [], "relations+usage+sql": []}
     cases = []

@@ -68,10 +68,11 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def process(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None,
-            ) -> Iterator[subprocess.Popen[bytes]]:
+            cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                                start_new_session=True, env={**os.environ, **(env or {})})
+                                start_new_session=True, env={**os.environ, **(env or {})},
+                                cwd=cwd)
     try:
         wait_port(port)
         yield proc
@@ -263,6 +264,10 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a script, re
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s, short latency")
     parser.add_argument("--no-mitmproxy", action="store_true")
     parser.add_argument("--monolith", default="", help="URL of a running demo monolith")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a directory holding another strangler_proxy/ (e.g. a copy of "
+                             "the previous commit): run it too, in the same rounds, for "
+                             "before/after numbers on a shared machine")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds = 3.0, 2
@@ -272,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a script, re
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
         work = Path(tmp)
         ports = {k: free_port() for k in ("backend", "nginx", "mitm", "bare", "ours", "ours_admin",
-                                          "ours50", "ours50_admin", "ours2", "ours2_admin")}
+                                          "ours50", "ours50_admin", "ours2", "ours2_admin",
+                                          "base", "base_admin")}
         results = run_all(work, ports, args)
     report(results, args)
 
@@ -281,7 +287,7 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
     py = sys.executable
     strangler = [py, "-m", "strangler_proxy.cli", "proxy", "--config"]
     configs = {}
-    for name, routes in (("ours", 1), ("ours50", 50), ("ours2", 1)):
+    for name, routes in (("ours", 1), ("ours50", 50), ("ours2", 1), ("base", 1)):
         path = work / f"{name}.toml"
         path.write_text(routes_file(ports[name], ports[f"{name}_admin"], ports["backend"],
                                     routes))
@@ -293,6 +299,8 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
         "strangler": f"http://127.0.0.1:{ports['ours']}/api/hit/1/",
         "strangler, 50 routes": f"http://127.0.0.1:{ports['ours50']}/api/hit/1/",
     }
+    if args.baseline:
+        targets["strangler, baseline tree"] = f"http://127.0.0.1:{ports['base']}/api/hit/1/"
     if not args.no_mitmproxy:
         targets["mitmproxy"] = f"http://127.0.0.1:{ports['mitm']}/api/hit/1/"
     runs: dict[str, list[WrkResult]] = {name: [] for name in targets}
@@ -322,6 +330,10 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
         pids["strangler, 50 routes"] = enter(process(
             [*strangler, str(configs["ours50"]), "--workers", "1"], ports["ours50"],
             work / "ours50.log")).pid
+        if args.baseline:
+            pids["strangler, baseline tree"] = enter(process(
+                [*strangler, str(configs["base"]), "--workers", "1"], ports["base"],
+                work / "base.log", cwd=args.baseline.resolve())).pid
         for url in targets.values():  # warm up
             wrk(url, 1.0, args.connections)
         for round_ in range(args.rounds):
@@ -358,7 +370,7 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
         if args.monolith:
             scaling.update(monolith_overhead(work, args, ports))
     return {"throughput": {n: median_result(r) for n, r in runs.items()},
-            "latency": latency, "scaling": scaling}
+            "rounds": runs, "latency": latency, "scaling": scaling}
 
 
 def monolith_overhead(work: Path, args: argparse.Namespace, ports: dict[str, int],
@@ -393,6 +405,13 @@ def report(results: dict[str, object], args: argparse.Namespace) -> None:
         versus = f"{nginx_cpu / cpu:.0%}" if cpu == cpu else "-"
         print(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
               f"{r.rps / nginx:.0%} | {cpu:.1f} | {per_core} | {versus} | {r.errors} |")
+    rounds: dict[str, list[WrkResult]] = results["rounds"]  # type: ignore[assignment]
+    print("\n| per round, vs nginx in the same round | median | min | max |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, runs in rounds.items():
+        ratios = [r.rps / n.rps for r, n in zip(runs, rounds["nginx"], strict=True)]
+        print(f"| {name} | {statistics.median(ratios):.0%} | {min(ratios):.0%} | "
+              f"{max(ratios):.0%} |")
     one, fifty = throughput["strangler"], throughput["strangler, 50 routes"]
     print(f"\n50-route table vs 1 route: {fifty.rps / one.rps:.1%} of the 1-route req/s, "
           f"CPU per request {fifty.cpu_us_per_request / one.cpu_us_per_request:.1%} of "
@@ -414,6 +433,7 @@ def report(results: dict[str, object], args: argparse.Namespace) -> None:
               f"{r.cpu_us_per_request:.1f} |")
     data = {"machine": machine(), "args": vars(args),
             "throughput": {k: asdict(v) for k, v in throughput.items()},
+            "rounds": {k: [asdict(r) for r in v] for k, v in rounds.items()},
             "latency": latency, "scaling": {k: asdict(v) for k, v in scaling.items()}}
     (OUT / "proxy.json").write_text(json.dumps(data, indent=2))
     print(f"\nwritten {OUT / 'proxy.json'}")

@@ -28,6 +28,8 @@ def record(upstream: str, listen: str, out: str, duration: float | None) -> None
 
     status = run_record(upstream, listen, out, duration, announce)
     if status:
+        click.echo(f"strangler: error: mitmdump exited with status {status} (its message is "
+                   f"above); what it recorded is in {out}.part", err=True)
         raise SystemExit(status)
     click.echo(f"wrote {out}; replay it: strangler replay {out} --route NAME", err=True)
 

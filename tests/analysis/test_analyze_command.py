@@ -32,7 +32,7 @@ def test_writes_all_reports_and_the_routes_file(report_dir: Path) -> None:
     for name in ("report.html", "report.md", "report.json", "strangler.toml"):
         assert (report_dir / name).stat().st_size > 200, name
     report = json.loads((report_dir / "report.json").read_text())
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
     keys = {m for c in report["contexts"] for m in c["models"]}
     assert "catalog.Product" in keys
     assert all("." in k for k in keys)

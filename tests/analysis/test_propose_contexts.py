@@ -11,9 +11,10 @@ import pytest
 from analysis.clustering import adjusted_rand_index, partition_with, stable_partition
 from analysis.errors import BadOption
 from analysis.pipeline import PASSES, analyze
+from analysis.propose_contexts import propose_contexts
 from analysis.state import Options
 
-UPTO = PASSES[:9]
+UPTO = PASSES[: PASSES.index(propose_contexts) + 1]
 
 
 def _planted(groups: int, size: int) -> tuple[nx.Graph, dict[str, int]]:

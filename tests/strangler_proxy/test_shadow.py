@@ -336,7 +336,7 @@ def test_process_sink_hands_offers_to_a_worker_process(tmp_path: Path,
     routes_file.write_text(config_text_of(tmp_path, monolith, service))
     config = parse_config(routes_file.read_text(), str(routes_file))
 
-    async def main() -> tuple[bool, bool, str, int]:
+    async def main() -> tuple[bool, bool, str, int, bool, str]:
         sink = build_sink(config)
         assert isinstance(sink, ProcessSink)
         await sink.start()
@@ -349,17 +349,32 @@ def test_process_sink_hands_offers_to_a_worker_process(tmp_path: Path,
             assert worker is not None
             worker.kill()
             await asyncio.to_thread(worker.wait, 5)
-            await asyncio.sleep(0.1)
+            await until(lambda: not sink.worker_alive)
             after = sink.offer(offer())
-            return first, after, text, sink.counts[("products", "dropped_worker_down")]
+            down = sink.counts[("products", "dropped_worker_down")]
+            # then a new worker takes over after a pause, and copies flow again
+            await until(lambda: sink.worker_alive)
+            again = sink.offer(offer("/api/products/2/"))
+            assert await sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
+            return first, after, text, down, again, sink.prometheus_text()
         finally:
             await sink.stop()
 
-    first, after, text, down = asyncio.run(main())
-    assert (first, after, down) == (True, False, 1)
+    first, after, text, down, again, later = asyncio.run(main())
+    assert (first, after, down, again) == (True, False, 1, True)
     assert 'event="service_mismatch"} 1' in text
-    [record] = stored(tmp_path)
-    assert record.differences[0]["path"] == "$.price"
+    assert "strangler_shadow_worker_restarts_total 1" in later
+    records = stored(tmp_path)
+    assert sorted(r.path for r in records) == ["/api/products/1/", "/api/products/2/"]
+    assert {r.differences[0]["path"] for r in records} == {"$.price"}
+
+
+async def until(condition: Callable[[], bool], seconds: float = SLOW_MACHINE_SECONDS) -> None:
+    """Wait (bounded) until ``condition()`` holds; fail the test if it never does."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
 
 
 async def worker_report(sink: ProcessSink, expected: str) -> str:
@@ -427,3 +442,45 @@ def test_service_that_resets_the_connection_is_recorded_as_an_error(
     got = counts(tmp_path)
     assert (got[("products", "service_error")], got[("products", "service_call_failed")]) == (
         1, 1)  # one exchange: one error verdict, and why
+
+
+def test_a_worker_that_cannot_restart_never_blocks_the_proxy_or_its_stop(
+        tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    import shutil
+
+    monolith, service = servers
+    routes_file = tmp_path / "strangler.toml"
+    routes_file.write_text(config_text_of(tmp_path, monolith, service))
+    config = parse_config(routes_file.read_text(), str(routes_file))
+
+    async def main() -> tuple[list[bool], float, int]:
+        sink = build_sink(config)
+        assert isinstance(sink, ProcessSink)
+        await sink.start()
+        try:
+            # given a worker that dies, and a store that no longer opens (a directory now)
+            worker = sink._process  # noqa: SLF001 - the test kills the worker on purpose
+            assert worker is not None
+            for leftover in tmp_path.glob("diffs.sqlite3*"):
+                leftover.unlink()
+            (tmp_path / "diffs.sqlite3").mkdir()
+            worker.kill()
+            await asyncio.to_thread(worker.wait, 5)
+            await until(lambda: not sink.worker_alive)
+            # when offers keep coming while restarts fail
+            offers = []
+            for _ in range(3):
+                offers.append(sink.offer(offer()))
+                await asyncio.sleep(0.6)
+            restarts = sink.restarts
+        finally:
+            start = time.monotonic()
+            await sink.stop()
+            stopped_in = time.monotonic() - start
+        return offers, stopped_in, restarts
+
+    offers, stopped_in, restarts = asyncio.run(main())
+    # then every offer was dropped at once, no worker came back, and stop did not hang
+    assert (offers, restarts) == ([False, False, False], 0)
+    assert stopped_in < 8.0
+    shutil.rmtree(tmp_path / "diffs.sqlite3")

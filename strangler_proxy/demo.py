@@ -63,55 +63,36 @@ def strangler(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "strangler_proxy.cli", *args)
 
 
+# (name, match, target): the routes of the demo file, in match order. A product's reviews
+# and stock belong to other contexts, so they stay with the monolith ahead of the prefix.
+DEMO_ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("product-reviews", 'path_template = "/api/products/{id}/reviews/"', "monolith"),
+    ("product-stock", 'path_template = "/api/products/{id}/stock/"', "monolith"),
+    ("catalog", 'path_prefix = "/api/products/"', "catalog"),
+    ("catalog-categories", 'path_prefix = "/api/categories/"', "catalog"),
+    ("catalog-brands", 'path_prefix = "/api/brands/"', "catalog"),
+)
+
+
+def route_table_text(name: str, match: str, target: str) -> str:
+    """One ``[[routes]]`` entry of the demo file, in mode monolith."""
+    lines = ["[[routes]]", f'name = "{name}"', f"match = {{ {match} }}", 'mode = "monolith"',
+             f'target = "{target}"']
+    if target != "monolith":  # catalog routes share one salt: a user stays on one side
+        lines += [f'group = "{target}"', 'sticky = "header:X-User-Id"']
+    return "\n".join(lines) + "\n"
+
+
 def routes_file_text(ports: DemoPorts, with_catalog: bool) -> str:
     """The demo's routes file: the monolith behind the proxy, catalog routes ready to flip."""
-    catalog = (
-        f"""
-[upstreams.catalog]
-url = "http://127.0.0.1:{ports.catalog}"
-
-# A product's reviews and stock belong to other contexts: they stay with the monolith.
-[[routes]]
-name = "product-reviews"
-match = {{ path_template = "/api/products/{{id}}/reviews/" }}
-mode = "monolith"
-target = "monolith"
-
-[[routes]]
-name = "product-stock"
-match = {{ path_template = "/api/products/{{id}}/stock/" }}
-mode = "monolith"
-target = "monolith"
-
-# The catalog context, proposed first for extraction by `strangler analyze`.
-# Flip it with: strangler routes set catalog --mode shadow --config CONFIG
-[[routes]]
-name = "catalog"
-match = {{ path_prefix = "/api/products/" }}
-mode = "monolith"
-target = "catalog"
-group = "catalog"
-sticky = "header:X-User-Id"
-
-[[routes]]
-name = "catalog-categories"
-match = {{ path_prefix = "/api/categories/" }}
-mode = "monolith"
-target = "catalog"
-group = "catalog"
-sticky = "header:X-User-Id"
-
-[[routes]]
-name = "catalog-brands"
-match = {{ path_prefix = "/api/brands/" }}
-mode = "monolith"
-target = "catalog"
-group = "catalog"
-sticky = "header:X-User-Id"
-"""
-        if with_catalog
-        else ""
-    )
+    catalog = ""
+    if with_catalog:
+        catalog = (
+            f'\n[upstreams.catalog]\nurl = "http://127.0.0.1:{ports.catalog}"\n\n'
+            "# The catalog context, proposed first for extraction by `strangler analyze`.\n"
+            "# Flip a route with: strangler routes set catalog --mode shadow --config CONFIG\n"
+            + "\n".join(route_table_text(*route) for route in DEMO_ROUTES)
+        )
     return f"""# The demo's routes file, written by `strangler demo` (kept if it already exists).
 # Comments like this one survive `strangler routes set`.
 [proxy]

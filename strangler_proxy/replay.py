@@ -39,7 +39,7 @@ from strangler_proxy.compare_rules import compile_rules
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
 from strangler_proxy.shadow import MONOLITH, SAFE_METHODS
-from strangler_proxy.shadow_worker import build_request, make_record, send
+from strangler_proxy.shadow_worker import WORKER_STARVED, build_request, make_record, send
 from strangler_proxy.store import DiffRecord, Redaction, open_config_store, redact_record
 
 _PSEUDO_OR_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
@@ -229,8 +229,11 @@ async def replay(config: Any, route_name: str, exchanges: Iterator[Exchange],
             async def one(index: int, exchange: Exchange) -> None:
                 await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
                 async with gate:
-                    records.extend(await _replay_one(client, config, route, exchange,
-                                                     against_monolith, rules))
+                    done = await _replay_one(client, config, route, exchange,
+                                             against_monolith, rules)
+                if not done:  # this process was starved: no verdict on the service
+                    summary.skipped["starved"] += 1
+                records.extend(done)
 
             await asyncio.gather(*(one(i, e) for i, e in enumerate(chosen)))
         for record in records:
@@ -255,6 +258,8 @@ async def _replay_one(client: httpx.AsyncClient, config: Any, route: Any, exchan
         calls.append(send(client, build_request(request, config.upstreams[MONOLITH],
                                                 repeat=True), s.timeout, s.max_body_bytes))
     answers = await asyncio.gather(*calls)
+    if answers[0].error == WORKER_STARVED:
+        return []
     baseline = answers[1] if again and not answers[1].error else recorded
     offer = ShadowOffer(route.name, route.match.describe, route.target, request, baseline)
     out = [make_record(offer, baseline, answers[0], compare(baseline, answers[0], rules),

@@ -31,6 +31,7 @@ from strangler_proxy.config import (
 BUCKETS = 10_000
 BUCKET_CACHE = 65_536  # remembered (salt, key) -> bucket pairs per route table
 MATCH_CACHE = 16_384  # remembered (method, path) -> route pairs per route table
+CACHED_KEY_CHARS = 256  # longer paths / sticky keys are not cached: bounds the caches' memory
 SERVICE = "service"
 DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
 
@@ -253,7 +254,7 @@ class RouteTable:
             compiled = found_route
         else:
             compiled = self.match(method, path, headers)
-            if matches is not None:
+            if matches is not None and len(path) <= CACHED_KEY_CHARS:
                 if len(matches) >= MATCH_CACHE:
                     matches.clear()  # crude but bounded, like the bucket cache
                 matches[(method, path)] = compiled
@@ -269,9 +270,11 @@ class RouteTable:
             cache_key = (compiled.salt, key)
             found = cache.get(cache_key)
             if found is None:
-                if len(cache) >= BUCKET_CACHE:
-                    cache.clear()  # crude but bounded; users repeat, so it refills fast
-                found = cache[cache_key] = bucket(compiled.salt, key)
+                found = bucket(compiled.salt, key)
+                if len(key) <= CACHED_KEY_CHARS:
+                    if len(cache) >= BUCKET_CACHE:
+                        cache.clear()  # crude but bounded; users repeat, so it refills fast
+                    cache[cache_key] = found
             inside = found < compiled.threshold
             decision = decisions["canary-service" if inside else "canary-monolith"]
         else:

@@ -435,7 +435,7 @@ def report(results: dict[str, object], args: argparse.Namespace) -> None:
             "throughput": {k: asdict(v) for k, v in throughput.items()},
             "rounds": {k: [asdict(r) for r in v] for k, v in rounds.items()},
             "latency": latency, "scaling": {k: asdict(v) for k, v in scaling.items()}}
-    (OUT / "proxy.json").write_text(json.dumps(data, indent=2))
+    (OUT / "proxy.json").write_text(json.dumps(data, indent=2, default=str))
     print(f"\nwritten {OUT / 'proxy.json'}")
 
 

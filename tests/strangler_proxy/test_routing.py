@@ -160,3 +160,22 @@ def test_indexed_dispatch_picks_the_same_route_as_a_linear_scan() -> None:
         expected = next((r.name for r in t.routes
                          if regex.match(match_regex(r.match), path)), "default")
         assert t.decide("GET", path, {}, "ip").route.name == expected, path
+
+
+def test_cached_route_answers_equal_uncached_ones_and_stay_bounded() -> None:
+    routes = (route("gets", '{ path_prefix = "/api/", methods = ["GET"] }', mode="service")
+              + route("tpl", '{ path_template = "/api/p/{id}/" }', mode="monolith"))
+    t = table(routes)
+    paths = ["/api/p/1/", "/api/p/2/", "/other", "/api/", "/api/p/1/x", "/" + "a" * 300]
+    for _ in range(3):  # first pass fills the cache, later passes read it
+        for method in ("GET", "POST"):
+            for path in paths:
+                decided = t.decide(method, path, {}, "1.1.1.1").route.name
+                assert decided == t.match(method, path, {}).route.name, (method, path)
+    cache = t._matches  # noqa: SLF001 - the bound is the point of this test
+    assert cache is not None
+    assert all(len(path) <= 256 for _, path in cache)
+    with_headers = table(route("h", '{ path_prefix = "/api/", headers = { X-Beta = "1" } }'))
+    assert with_headers._matches is None  # noqa: SLF001 - header filters: never cached
+    assert with_headers.decide("GET", "/api/x", {b"x-beta": b"1"}, "1.1.1.1").route.name == "h"
+    assert with_headers.decide("GET", "/api/x", {}, "1.1.1.1").route.name != "h"

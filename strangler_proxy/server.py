@@ -375,7 +375,8 @@ class Exchange:
     tokens: frozenset[bytes] = frozenset()
 
     def __init__(self, client: ClientConnection, method: bytes, url: bytes,
-                 headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes]) -> None:
+                 headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes],
+                 blocks: dict[bool, bytes]) -> None:
         self.client = client
         self.state = state = client.state
         self.table = state.table  # in-flight requests keep the table they started on
@@ -384,7 +385,8 @@ class Exchange:
         self.url = url
         self.headers = headers
         self.lowers = lowers
-        self.hmap = hmap
+        self.hmap = hmap  # shared with other requests with the same headers: never mutated
+        self.blocks = blocks  # forwarded header lines by host rewrite, filled by build_head
         self.pending: list[bytes] = []
 
     def loop_time(self) -> float:
@@ -461,16 +463,18 @@ class Exchange:
                                              if pool.base_path else url)]
         if rewrite:
             parts.append(pool.host_line)
-        drop = REQUEST_DROP_HOST if rewrite else REQUEST_DROP
-        tokens = self.tokens
-        if tokens:
-            drop = drop | tokens
-        lines = [b": ".join(header)
-                 for header, lower in zip(self.headers, self.lowers, strict=True)
-                 if lower not in drop]
-        if lines:  # one join per head ("%s: %s" formatting per header cost twice as much)
-            parts += (b"\r\n".join(lines), b"\r\n")
-        parts += (forwarded, b"X-Request-ID: ", self.rid, b"\r\n")
+        block = self.blocks.get(rewrite)
+        if block is None:
+            drop = REQUEST_DROP_HOST if rewrite else REQUEST_DROP
+            tokens = self.tokens
+            if tokens:
+                drop = drop | tokens
+            lines = [b": ".join(header)
+                     for header, lower in zip(self.headers, self.lowers, strict=True)
+                     if lower not in drop]
+            # one join per head ("%s: %s" formatting per header cost twice as much)
+            block = self.blocks[rewrite] = b"\r\n".join(lines) + b"\r\n" if lines else b""
+        parts += (block, forwarded, b"X-Request-ID: ", self.rid, b"\r\n")
         if self.websocket:
             parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
         length = hmap.get(b"content-length")
@@ -602,40 +606,24 @@ class Exchange:
         if status >= 500 and self.may_fall_back(idempotent_only=True):
             self.fall_back(f"status_{status}")
             return
-        rmap = {name.lower(): value for name, value in headers}
-        if len(rmap) == len(headers):
-            lowers = list(rmap)
-        else:
-            lowers, rmap = header_map(headers)
-        method = self.method
-        no_body = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
-        length = rmap.get(b"content-length")
-        self.close_delimited = not no_body and length is None and \
-            b"transfer-encoding" not in rmap
-        connection = rmap.get(b"connection")
-        drop = RESPONSE_DROP
-        if connection is not None:
-            tokens = connection_tokens_of(connection)
-            if tokens:
-                drop = drop | tokens
         if self.tee_request is not None:
             self.response_headers = list(headers)
             self.tee_response = bytearray()
-        if b"location" in rmap:
-            origin = b"http://" + self.host if self.host else b""
-            origins = self.state.pools[self.upstream].origins
-            headers = [(n, rewrite_location(v, origins, origin) if lower == b"location" else v)
-                       for (n, v), lower in zip(headers, lowers, strict=True)]
-        parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
-        lines = [b": ".join(header) for header, lower in zip(headers, lowers, strict=True)
-                 if lower not in drop]
-        if lines:
-            parts += (b"\r\n".join(lines), b"\r\n")
+        cached = HEAD_CACHE.get(tuple(headers))
+        lines, length, framed, has_rid, location = cached if cached is not None \
+            else cached_response_lines(headers)
+        if location:
+            lines = self._rewritten_lines(headers)
+        method = self.method
+        no_body = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
+        self.close_delimited = not no_body and length is None and not framed
+        parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-"),
+                 lines]
         if self.table.route_header and self.decision is not None:
             parts += (b"X-Strangler-Route: ", self.decision.header
                       if self.decision.header and not self.fallen_back
                       else self.route_header(), b"\r\n")
-        if b"x-request-id" not in rmap:
+        if not has_rid:
             parts += (b"X-Request-ID: ", self.rid, b"\r\n")
         if status == 101:
             parts.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
@@ -658,6 +646,15 @@ class Exchange:
         self.response_started = True
         self.plain_body = not self.chunked_response and self.tee_response is None
         self.client.write(b"".join(parts))
+
+    def _rewritten_lines(self, headers: RawHeaders) -> bytes:
+        """The end-to-end lines with ``Location`` pointed back at the proxy."""
+        origin = b"http://" + self.host if self.host else b""
+        origins = self.state.pools[self.upstream].origins
+        lowers, _ = header_map(headers)
+        rewritten = [(n, rewrite_location(v, origins, origin) if lower == b"location" else v)
+                     for (n, v), lower in zip(headers, lowers, strict=True)]
+        return _response_lines(rewritten)[0]
 
     def route_header(self) -> bytes:
         """``NAME;target=UPSTREAM`` (plus ``;fallback=WHY`` when the monolith stepped in)."""
@@ -824,6 +821,50 @@ class Exchange:
                              "response was complete")
 
 
+HeadLines = tuple[bytes, bytes | None, bool, bool, bool]
+# Built response header blocks by upstream header list: an upstream answers with the same
+# headers over and over (only Date changes, once a second), so filtering and joining them is
+# done once per distinct list. Bounded: cleared when full.
+HEAD_CACHE: dict[tuple[tuple[bytes, bytes], ...], HeadLines] = {}
+# The same for request heads (a client sends the same headers on every request of a
+# connection): lower-cased names, name -> value, and the forwarded lines built from them.
+REQUEST_CACHE: dict[tuple[tuple[bytes, bytes], ...],
+                    tuple[list[bytes], dict[bytes, bytes], dict[bool, bytes]]] = {}
+HEAD_CACHE_SIZE = 512
+HEAD_CACHE_ENTRY_BYTES = 4096  # larger blocks are rebuilt each time
+
+
+def cached_response_lines(headers: RawHeaders) -> HeadLines:
+    """:func:`_response_lines`, remembered in :data:`HEAD_CACHE` when small."""
+    key = tuple(headers)
+    cached = HEAD_CACHE.get(key)
+    if cached is None:
+        cached = _response_lines(headers)
+        if len(cached[0]) <= HEAD_CACHE_ENTRY_BYTES:
+            if len(HEAD_CACHE) >= HEAD_CACHE_SIZE:
+                HEAD_CACHE.clear()
+            HEAD_CACHE[key] = cached
+    return cached
+
+
+def _response_lines(headers: RawHeaders) -> HeadLines:
+    """The end-to-end header lines of a response (hop-by-hop, framing and the headers its
+    ``Connection`` names dropped), its Content-Length, whether it has Transfer-Encoding, an
+    ``X-Request-ID`` and a ``Location``."""
+    lowers, rmap = header_map(headers)
+    drop = RESPONSE_DROP
+    connection = rmap.get(b"connection")
+    if connection is not None:
+        tokens = connection_tokens_of(connection)
+        if tokens:
+            drop = drop | tokens
+    lines = [b": ".join(header) for header, lower in zip(headers, lowers, strict=True)
+             if lower not in drop]
+    block = b"\r\n".join(lines) + b"\r\n" if lines else b""
+    return (block, rmap.get(b"content-length"), b"transfer-encoding" in rmap,
+            b"x-request-id" in rmap, b"location" in rmap)
+
+
 def _text_headers(headers: RawHeaders) -> tuple[tuple[str, str], ...]:
     return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
 
@@ -962,14 +1003,18 @@ class ClientConnection(asyncio.Protocol):
             if size > self.max_header_bytes:
                 raise _Reject(431, "the request line and headers are too large")
         self.header_bytes = 0
-        hmap = {name.lower(): value for name, value in headers}
-        if len(hmap) == len(headers):
-            lowers = list(hmap)  # no repeated names (the common case): insertion order
-        else:
+        key = tuple(headers)
+        cached = REQUEST_CACHE.get(key)
+        if cached is None:
             lowers, hmap = header_map(headers)
-            if lowers.count(b"host") > 1:
+            if len(lowers) != len(hmap) and lowers.count(b"host") > 1:
                 raise _Reject(400, "more than one Host header")
-        exchange = Exchange(self, parser.get_method(), url, headers, lowers, hmap)
+            cached = (lowers, hmap, {})
+            if sum(map(len, chain.from_iterable(headers))) <= HEAD_CACHE_ENTRY_BYTES:
+                if len(REQUEST_CACHE) >= HEAD_CACHE_SIZE:
+                    REQUEST_CACHE.clear()
+                REQUEST_CACHE[key] = cached
+        exchange = Exchange(self, parser.get_method(), url, headers, *cached)
         exchange.http11 = parser.get_http_version() == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange

@@ -65,6 +65,7 @@ _FLUSH_SECONDS: Final = 1.0
 _COUNTS_SECONDS: Final = 1.0
 WORKER_NICE: Final = 19
 WORKER_STARVED: Final = "worker_starved"
+PRIORITY_ENV: Final = "STRANGLER_SHADOW_WORKER_PRIORITY"  # "idle" (default) or "normal"
 _STARVED_SECONDS: Final = 0.25  # a timer this late means the worker did not get the CPU
 
 
@@ -511,8 +512,13 @@ def _lower_priority() -> None:
 
     SCHED_IDLE (Linux) runs the worker only when a core would otherwise idle, and a waking
     proxy preempts it at once; a high nice value alone still lets a busy worker delay the
-    proxy's wake-ups by a scheduler slice (measured: p50 x2 at 1,000 req/s).
+    proxy's wake-ups by a scheduler slice (measured: p50 x2 at 1,000 req/s). The price: on a
+    saturated machine the worker may not run for a while; its late copies are then dropped
+    as ``dropped_worker_starved``, never blamed on the service. Setting :data:`PRIORITY_ENV`
+    to ``normal`` keeps the default priority (comparisons before client latency).
     """
+    if os.environ.get(PRIORITY_ENV, "idle") == "normal":
+        return
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return
@@ -537,5 +543,5 @@ if __name__ == "__main__":
     _worker_main(sys.argv[1:])
 
 
-__all__ = ["WORKER_STARVED", "OutgoingRequest", "ShadowRunner", "build_request", "make_record",
-           "rewrite_path", "send", "serve_worker"]
+__all__ = ["PRIORITY_ENV", "WORKER_STARVED", "OutgoingRequest", "ShadowRunner", "build_request",
+           "make_record", "rewrite_path", "send", "serve_worker"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from proxy_harness import Running, answer_with, running_proxy
@@ -92,19 +94,37 @@ def test_100_flips_under_load_drop_nothing_and_each_answer_has_one_side(tmp_path
     assert len(load.results) > 300
 
 
+def _wait_status(run: Running, done: Callable[[dict[str, Any]], bool],
+                 timeout: float = 10.0) -> dict[str, Any]:
+    """Poll the proxy's status until ``done`` holds (bounded: fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = run.loop.call(run.app.status)
+        if done(status):
+            return status
+        assert time.monotonic() < deadline, f"status never reached the expected state: {status}"
+        time.sleep(0.02)
+
+
+def _wait_more_results(load: Load, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(load.results) < count:
+        assert time.monotonic() < deadline, f"load stalled at {len(load.results)} answers"
+        time.sleep(0.01)
+
+
 def test_broken_file_under_load_keeps_serving_the_last_good_table(tmp_path: Path) -> None:
     with running_proxy(tmp_path, _handlers(), ROUTES) as run, Load(run.url) as load:
         _flip(run, "service")
         good = run.config_path.read_text()
-        time.sleep(0.1)
+        _wait_more_results(load, len(load.results) + 10)
         run.config_path.write_text(good.replace('target = "catalog"', 'target = "nowhere"'))
-        time.sleep(0.4)  # the watcher (every 50 ms) sees the bad file
-        status = run.loop.call(run.app.status)
+        status = _wait_status(run, lambda s: bool(s["last_error"]))  # the watcher saw it
+        _wait_more_results(load, len(load.results) + 10)  # served while the file is broken
         bad_count = len(load.results)
-        time.sleep(0.2)
         run.config_path.write_text(good.replace('mode = "service"', 'mode = "monolith"'))
-        time.sleep(0.4)
-        fixed = run.loop.call(run.app.status)
+        fixed = _wait_status(run, lambda s: s["version"] >= 3)
+        _wait_more_results(load, len(load.results) + 10)  # answers from the fixed table
         load.stop.set()
         for thread in load.threads:
             thread.join(10)

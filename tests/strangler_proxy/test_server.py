@@ -106,6 +106,43 @@ def test_host_rewrite_and_location_rewrite(tmp_path: Path) -> None:
     assert got.headers["location"] == "http://shop.example/next/"
 
 
+def test_identical_heads_still_get_per_request_host_location_and_framing(
+        tmp_path: Path) -> None:
+    # Heads are built from caches keyed by the header list: what depends on more than the
+    # headers (the upstream's host setting, the client's Host, the method) must not leak.
+    async def redirect(req: Request, transport: asyncio.Transport) -> None:
+        port = transport.get_extra_info("sockname")[1]
+        transport.write(response(302, b"", [("Location", f"http://127.0.0.1:{port}/next/"),
+                                            ("Content-Length", "0")]))
+    with running_proxy(tmp_path, {"monolith": redirect}) as run, \
+            httpx.Client(timeout=5) as client:
+        kept = client.get(f"{run.url}/x", headers={"Host": "a.example"})
+        other = client.get(f"{run.url}/x", headers={"Host": "b.example"})
+        run.config_path.write_text(run.config_path.read_text() + 'host = "rewrite"\n')
+        assert run.loop.call(lambda: run.app.reload(force=True))[0]
+        rewritten = client.get(f"{run.url}/x", headers={"Host": "a.example"})
+        hosts = [r.header("host") for r in run.upstreams["monolith"].requests]
+    assert kept.headers["location"] == "http://a.example/next/"
+    assert other.headers["location"] == "http://b.example/next/"
+    assert rewritten.headers["location"] == "http://a.example/next/"
+    assert hosts == ["a.example", "b.example", f"127.0.0.1:{run.upstreams['monolith'].port}"]
+
+
+def test_response_head_cache_stays_bounded_and_drops_connection_named_headers() -> None:
+    from strangler_proxy import server
+
+    server.HEAD_CACHE.clear()
+    big = [(b"X-Big", b"v" * (server.HEAD_CACHE_ENTRY_BYTES + 1))]
+    assert server.cached_response_lines(big)[0].startswith(b"X-Big: v")
+    assert server.HEAD_CACHE == {}  # too large to keep
+    for n in range(server.HEAD_CACHE_SIZE + 10):
+        lines = server.cached_response_lines([(b"X-N", b"%d" % n), (b"Connection", b"X-N")])
+        assert lines[0] == b""  # the header Connection names is dropped
+        assert 0 < len(server.HEAD_CACHE) <= server.HEAD_CACHE_SIZE
+    assert server.cached_response_lines([(b"Content-Length", b"3"), (b"A", b"b")]) == (
+        b"A: b\r\n", b"3", False, False, False)
+
+
 def test_many_set_cookie_headers_stay_apart(tmp_path: Path) -> None:
     async def cookies(req: Request, transport: asyncio.Transport) -> None:
         transport.write(response(200, b"x", [("Set-Cookie", "a=1; Path=/"),

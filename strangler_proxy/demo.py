@@ -364,6 +364,11 @@ def _smoke(ports: DemoPorts, names: list[str]) -> None:
 
 
 def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM.
+
+    Both handlers are installed explicitly: a shell that starts the demo in the background
+    sets SIGINT to "ignore", and Python then never raises KeyboardInterrupt.
+    """
     stop = False
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -371,11 +376,10 @@ def _wait_for_interrupt() -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _on_signal)
-    try:
-        while not stop:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        click.echo("\nstopping...")
+    signal.signal(signal.SIGINT, _on_signal)
+    while not stop:
+        time.sleep(0.2)
+    click.echo("\nstopping...")
 
 
 def _write_atomic(path: Path, text: str) -> None:

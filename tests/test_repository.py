@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,36 @@ def _can_listen(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    # given a running demo (started the way a shell starts a background job: SIGINT ignored)
+    base = _free_port_base()
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "strangler_proxy.cli", "demo", "--no-report",
+             "--data-dir", str(tmp_path / "demo"), "--port-base", str(base)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "[5/5] ready" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.5)
+        assert "[5/5] ready" in log.read_text()
+        # when the user presses Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    # then every process stopped and the ports are free again
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    assert "stopped everything" in log.read_text()
+    for offset in (0, 1, 80, 81):
+        assert _can_listen(base + offset), f"port {base + offset} still taken after Ctrl-C"

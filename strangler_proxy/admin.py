@@ -5,7 +5,8 @@ request needs ``Authorization: Bearer <token>`` or the ``strangler_admin`` cooki
 ``GET /login?token=...`` sets for the browser dashboard. Mutations are PUT/POST only.
 
     GET  /routes            routes with mode, percent, target
-    PUT  /routes/NAME       {"mode", "percent", "reason", "force"}: same edit/gate/audit as the CLI
+    PUT  /routes/NAME       {"mode", "percent", "reason", "force", "since"}: same edit/gate/audit
+                            as the CLI ("since": the gate's evidence window, e.g. "2h")
     GET  /status            route table version, last reload, last error, warnings
     GET  /metrics           Prometheus text (plus the shadow sink's, when it has any)
     GET  /healthz, /readyz  liveness, readiness
@@ -147,23 +148,28 @@ class AdminServer:
         except json.JSONDecodeError as exc:
             return _json(400, {"error": f"body is not JSON: {exc}"})
         if not isinstance(data, dict) or (unknown := set(data) - {"mode", "percent", "reason",
-                                                                    "force"}):
+                                                                    "force", "since"}):
             return _json(400, {"error": "body must be an object with mode, percent, reason, "
-                               "force", "unknown": sorted(unknown) if isinstance(data, dict)
-                               else []})
+                               "force, since", "unknown": sorted(unknown)
+                               if isinstance(data, dict) else []})
         percent = data.get("percent")
         if percent is not None and (isinstance(percent, bool)
                                     or not isinstance(percent, int | float)):
             return _json(400, {"error": f"percent {percent!r} must be a number"})
+        since = data.get("since")
+        if since is not None and not isinstance(since, str):
+            return _json(400, {"error": f"since {since!r} must be a string such as \"2h\" or "
+                               "an ISO-8601 time"})
         app = self.app
         change = await asyncio.to_thread(
             apply_route_change, app.config_path, name, data.get("mode"), percent,
             str(data.get("reason", "")), bool(data.get("force", False)),
-            app.config.admin.token_name, "admin")
+            app.config.admin.token_name, "admin", None, since)
         ok, message = app.reload(force=True)
         result = {"route": change.route, "old": change.old, "new": change.new,
                   "changed": change.changed, "forced": change.forced,
-                  "gate": change.gate_reason, "reloaded": ok, "message": message,
+                  "gate": change.gate_reason, "since": change.since, "reloaded": ok,
+                  "message": message,
                   "version": app.reloader.status.version}
         return _json(200 if ok else 422, result)
 

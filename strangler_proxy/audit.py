@@ -23,6 +23,7 @@ class AuditRecord:
     reason: str = ""
     forced: bool = False
     via: str = "cli"  # "cli" or "admin"
+    since: str | None = None  # the gate's evidence window (ISO start), when one was given
 
 
 def audit_path(config_path: str | Path) -> Path:

@@ -19,7 +19,8 @@ Moving to ``monolith`` or ``shadow`` is always allowed (it only reduces risk).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 SAFE_MODES: Final = frozenset({"monolith", "shadow"})
@@ -125,9 +126,25 @@ def decide(route: str, new_mode: str, compared: int, matched: int, min_compared:
         f">= {min_rate:.2%}: {more}", compared, rate, needed, low)
 
 
-def check_promotion(config: Any, route_name: str, new_mode: str) -> GateDecision:
+def since_text(since: float | None) -> str:
+    """The evidence window as a phrase for messages and the audit.
+
+    >>> since_text(None)
+    'all evidence'
+    >>> since_text(1704153600.0)
+    'evidence since 2024-01-02T00:00:00+00:00'
+    """
+    if since is None:
+        return "all evidence"
+    return f"evidence since {datetime.fromtimestamp(since, UTC).isoformat(timespec='seconds')}"
+
+
+def check_promotion(config: Any, route_name: str, new_mode: str,
+                    since: float | None = None) -> GateDecision:
     """May ``route_name`` move to ``new_mode``? Reads the route's evidence from the diff store.
 
+    ``since`` (a Unix time) is the evidence window: only exchanges recorded at or after it
+    count, so mismatches from before a fix stop holding the gate shut. ``None`` counts all.
     ``strangler routes set`` and the admin API call this; they own ``--force`` and the audit.
     """
     gate = config.gate
@@ -138,12 +155,13 @@ def check_promotion(config: Any, route_name: str, new_mode: str) -> GateDecision
 
     store = open_config_store(config)
     try:
-        compared, matched = route_evidence(store, route_name)
+        compared, matched = route_evidence(store, route_name, since=since)
     finally:
         store.close()
-    return decide(route_name, new_mode, compared, matched, gate.min_compared,
-                  gate.min_match_rate)
+    decision = decide(route_name, new_mode, compared, matched, gate.min_compared,
+                      gate.min_match_rate)
+    return replace(decision, reason=f"{decision.reason} [{since_text(since)}]")
 
 
 __all__ = ["GATED_MODES", "SAFE_MODES", "GateDecision", "check_promotion", "decide",
-           "needed_matches", "wilson_interval"]
+           "needed_matches", "since_text", "wilson_interval"]

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class RouteChange:
     new: dict[str, Any]
     forced: bool = False
     gate_reason: str = ""
+    since: str | None = None  # the gate's evidence window (ISO start), when one was given
 
     @property
     def changed(self) -> bool:
@@ -94,7 +96,7 @@ def is_promotion(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(new["mode"] == "canary" and new["percent"] > old["percent"])
 
 
-GateCheck = Callable[[ProxyConfig, str, str], Any]
+GateCheck = Callable[..., Any]  # (config, route, new_mode[, since]) -> a GateDecision
 
 
 def default_gate() -> GateCheck | None:
@@ -109,14 +111,19 @@ def default_gate() -> GateCheck | None:
 def apply_route_change(config_path: str | Path, name: str, mode: str | None,
                        percent: float | None, reason: str = "", force: bool = False,
                        who: str | None = None, via: str = "cli",
-                       gate: GateCheck | None = None) -> RouteChange:
+                       gate: GateCheck | None = None,
+                       since: str | None = None) -> RouteChange:
     """Edit, validate, gate, write atomically and audit one route flip.
+
+    ``since`` (``30m``, ``2h``, ``7d`` or an ISO-8601 time) is the gate's evidence window:
+    only shadow exchanges recorded since then count. The window is kept in the audit record.
 
     Raises RouteEditError (unknown route, gate refused) or ConfigError (result invalid); the
     file is untouched then. A forced promotion past a refusing gate is written and audited
     with ``forced: true``.
     """
     path = Path(config_path)
+    since_at = _parse_since(since)
     config = load_config(path)
     text = path.read_text(encoding="utf-8")
     new_text, old, new = edit_route_text(text, name, mode, percent)
@@ -125,31 +132,49 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
     except ConfigError as exc:
         raise ConfigError(f"the change would make the file invalid: {exc}") from None
     gate_reason, forced = _check_gate(gate or default_gate(), config, new_config, name, old,
-                                      new, force)
-    change = RouteChange(name, old, new, forced=forced, gate_reason=gate_reason)
+                                      new, force, since_at)
+    change = RouteChange(name, old, new, forced=forced, gate_reason=gate_reason,
+                         since=_since_iso(since_at))
     if not change.changed:
         return change
     write_atomic(path, new_text)
     append_audit(path, AuditRecord(when=now_iso(), who=who or current_user(), route=name,
-                                   old=old, new=new, reason=reason, forced=forced, via=via))
+                                   old=old, new=new, reason=reason, forced=forced, via=via,
+                                   since=change.since))
     return change
 
 
 def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyConfig,
                 name: str, old: dict[str, Any], new: dict[str, Any],
-                force: bool) -> tuple[str, bool]:
+                force: bool, since: float | None = None) -> tuple[str, bool]:
     if not is_promotion(old, new):
         return "", False
     if gate is None:
         return "no promotion gate installed", False
-    decision = gate(config, name, new["mode"])
+    decision = (gate(config, name, new["mode"]) if since is None
+                else gate(config, name, new["mode"], since))
     if getattr(decision, "allowed", False):
         return str(getattr(decision, "reason", "")), False
     why = str(getattr(decision, "reason", "refused"))
     if not force:
         raise RouteEditError(f"the promotion gate refused {name} -> {new['mode']}: {why} "
-                             "(gather more shadow evidence, or pass --force; forcing is audited)")
+                             "(gather more shadow evidence; after a fix, count only newer "
+                             "evidence with --since; or pass --force, which is audited)")
     return why, True
+
+
+def _parse_since(text: str | None) -> float | None:
+    if text is None or not text.strip():
+        return None
+    from strangler_proxy.shadow_report import parse_since
+
+    return parse_since(text)
+
+
+def _since_iso(since: float | None) -> str | None:
+    if since is None:
+        return None
+    return datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
 
 
 def write_atomic(path: Path, text: str) -> None:

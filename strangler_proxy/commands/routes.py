@@ -102,31 +102,38 @@ def show_route(name: str, config_path: Path, as_json: bool) -> None:
               help="Share of users sent to the service (canary).")
 @click.option("--reason", default="", help="Why (kept in the audit record).")
 @click.option("--force", is_flag=True, help="Promote even when the gate refuses (audited).")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Gate on shadow evidence since WHEN only (30m, 2h, 7d or an ISO time), "
+                   "e.g. since a fix was deployed. Default: all evidence.")
 @CONFIG_OPTION
 @JSON_OPTION
 def set_route(name: str, mode: str | None, percent: float | None, reason: str, force: bool,
-              config_path: Path, as_json: bool) -> None:
+              since: str | None, config_path: Path, as_json: bool) -> None:
     """Flip route NAME to a new mode (and percent), in place, validated, gated and audited.
 
     \b
     Examples:
       strangler routes set catalog --mode shadow
       strangler routes set catalog --mode canary --percent 10 --reason "first users"
+      strangler routes set catalog --mode service --since 2h --reason "fixed prices"
       strangler routes set catalog --mode monolith --reason rollback
     """
     if mode is None and percent is None:
         raise click.UsageError("give --mode and/or --percent")
-    change = apply_route_change(config_path, name, mode, percent, reason, force)
+    change = apply_route_change(config_path, name, mode, percent, reason, force, since=since)
     if as_json:
         click.echo(json.dumps({"route": change.route, "old": change.old, "new": change.new,
                                "changed": change.changed, "forced": change.forced,
-                               "gate": change.gate_reason}, indent=2))
+                               "gate": change.gate_reason, "since": change.since},
+                              indent=2))
         return
     if not change.changed:
         click.echo(f"{change.route}: already {change.new['mode']}; nothing changed")
         return
     click.echo(f"changed {change.describe()} in {config_path}"
                + (" (FORCED past the gate: " + change.gate_reason + ")" if change.forced else ""))
+    if change.gate_reason and not change.forced:
+        click.echo(f"gate: {change.gate_reason}")
     click.echo("a running proxy picks this up within its reload_interval")
 
 

@@ -198,10 +198,7 @@ class UpstreamConnection(asyncio.Protocol):
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -905,10 +902,7 @@ class ClientConnection(asyncio.Protocol):
         self.trusted = is_trusted(self.peer, self.state.config.proxy.trusted_proxies)
         self.forwarded_prefix = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
             self.peer.encode("latin-1"))
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -1163,6 +1157,14 @@ class _Reject(Exception):  # noqa: N818 - internal signal, never escapes this mo
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn off Nagle on a TCP transport: heads and small bodies go out at once."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def header_map(headers: RawHeaders) -> tuple[list[bytes], dict[bytes, bytes]]:

@@ -12,7 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from proxy_harness import LoopThread, Upstream, answer_with, config_text, free_port
+from proxy_harness import (
+    LoopThread,
+    Upstream,
+    answer_with,
+    config_text,
+    free_port,
+    stop_process_group,
+)
 
 
 @contextmanager
@@ -37,13 +44,7 @@ def proxy_process(config: Path, *args: str, env: dict[str, str] | None = None,
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process_group(proc)
 
 
 def _wait_ok(url: str, timeout: float = 15.0) -> httpx.Response:

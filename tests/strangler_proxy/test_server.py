@@ -484,13 +484,11 @@ GIB = 1024 * 1024 * 1024
 @pytest.mark.slow
 def test_one_gigabyte_each_way_streams_with_flat_proxy_memory(tmp_path: Path) -> None:
     """1 GiB up and 1 GiB down through a ``strangler proxy`` process; its RSS stays flat."""
-    import os
-    import signal
     import subprocess
     import sys
     import threading
 
-    from proxy_harness import LoopThread, Upstream, config_text, free_port
+    from proxy_harness import LoopThread, Upstream, config_text, free_port, stop_process_group
 
     chunk = memoryview(b"z" * (1024 * 1024))
 
@@ -549,13 +547,7 @@ def test_one_gigabyte_each_way_streams_with_flat_proxy_memory(tmp_path: Path) ->
         elapsed = time.monotonic() - started
     finally:
         done.set()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process_group(proc)
         loop.run(upstream.stop())
         loop.close()
     assert up_answer.endswith(str(GIB).encode())

@@ -77,10 +77,28 @@ class Reloader:
         return False, message
 
     async def watch(self, interval: float) -> None:
-        """Poll the file every ``interval`` seconds until cancelled."""
+        """Poll the file every ``interval`` seconds until cancelled.
+
+        An editor or ``echo > file`` that writes in place lets a poll see a half-written file
+        (often empty). A changed file is therefore read twice, ``settle`` apart, and acted on
+        only when both reads agree; one still being written waits for the next poll, so a
+        write in progress never shows up as a reload error.
+        """
+        settle = min(0.05, interval / 2)
         while True:
             await asyncio.sleep(interval)
+            first = self._read()
+            if first is not None and first not in (self.active_text, self.seen_text):
+                await asyncio.sleep(settle)
+                if self._read() != first:
+                    continue
             self.check()
+
+    def _read(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except OSError:
+            return None
 
     def install_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
         """Reload on SIGHUP (where signals can be handled)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import threading
 import time
 from collections import Counter
@@ -12,6 +15,7 @@ from typing import Any
 import httpx
 from proxy_harness import Running, answer_with, running_proxy
 
+from strangler_proxy.reload import Reloader
 from strangler_proxy.routes_edit import apply_route_change
 
 ROUTES = """
@@ -116,8 +120,11 @@ def _wait_more_results(load: Load, count: int, timeout: float = 10.0) -> None:
 def test_broken_file_under_load_keeps_serving_the_last_good_table(tmp_path: Path) -> None:
     with running_proxy(tmp_path, _handlers(), ROUTES) as run, Load(run.url) as load:
         _flip(run, "service")
+        # answers before the flip came from the monolith, and each client thread may have had
+        # one request in flight on the old table: the service side is checked from here on
+        flipped_at = len(load.results) + len(load.threads)
         good = run.config_path.read_text()
-        _wait_more_results(load, len(load.results) + 10)
+        _wait_more_results(load, flipped_at + 10)
         run.config_path.write_text(good.replace('target = "catalog"', 'target = "nowhere"'))
         status = _wait_status(run, lambda s: bool(s["last_error"]))  # the watcher saw it
         _wait_more_results(load, len(load.results) + 10)  # served while the file is broken
@@ -132,7 +139,74 @@ def test_broken_file_under_load_keeps_serving_the_last_good_table(tmp_path: Path
     assert load.errors == []
     assert "routes[0].target: 'nowhere' is not an upstream" in status["last_error"]
     assert status["version"] == 2
-    assert all(r == (200, "catalog", "catalog;target=catalog") for r in results[:bad_count])
+    served_while_broken = results[flipped_at:bad_count]
+    assert len(served_while_broken) >= 10
+    wrong = [r for r in served_while_broken if r != (200, "catalog", "catalog;target=catalog")]
+    assert wrong == [], f"{len(wrong)} of {len(served_while_broken)} answers left the good table"
     assert fixed["last_error"] is None
     assert fixed["version"] == 3
     assert results[-1][1] == "monolith"
+
+
+GOOD = """
+[admin]
+token = "secret"
+
+[upstreams.monolith]
+url = "http://127.0.0.1:9"
+"""
+
+
+def test_the_watcher_waits_until_a_file_being_written_has_settled(tmp_path: Path) -> None:
+    """A poll that catches an in-place write half done (empty here) is not a reload error."""
+    path = tmp_path / "strangler.toml"
+    path.write_text(GOOD)
+    applied: list[object] = []
+    counted: list[str] = []
+    reloader = Reloader(path, applied.append, counted.append, GOOD)
+    new = GOOD + '\n[proxy]\nlisten = "127.0.0.1:8080"\n'
+    # what successive reads of the file see: the writer truncated it, then finished the write
+    seen = itertools.chain(["", new], itertools.repeat(new))
+
+    def read() -> str | None:
+        text = next(seen)
+        path.write_text(text)
+        return text
+
+    reloader._read = read  # type: ignore[method-assign]
+
+    async def two_polls() -> None:
+        task = asyncio.create_task(reloader.watch(0.01))
+        for _ in range(200):  # bounded: 2 s
+            if applied:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(two_polls())
+    assert counted == ["ok"], counted
+    assert reloader.status.last_error == ""
+    assert reloader.status.version == 2
+    assert len(applied) == 1
+
+
+def test_a_file_that_stays_broken_is_reported_once(tmp_path: Path) -> None:
+    path = tmp_path / "strangler.toml"
+    path.write_text(GOOD)
+    counted: list[str] = []
+    reloader = Reloader(path, lambda config: None, counted.append, GOOD)
+    path.write_text("")
+
+    async def polls() -> None:
+        task = asyncio.create_task(reloader.watch(0.01))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(polls())
+    assert counted == ["error"]
+    assert "needs [upstreams.monolith]" in reloader.status.last_error
+    assert reloader.status.version == 1

@@ -10,8 +10,11 @@ capped by the producer (``body_truncated`` says when the cap cut them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from strangler_proxy.headers import end_to_end
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -55,8 +58,53 @@ class ShadowOffer:
 
 
 class ShadowSink(Protocol):
-    """Receives offers from the hot path. ``offer`` must never block or raise."""
+    """Receives offers from the hot path. ``offer`` must never block or raise.
+
+    A sink may also have ``admit(route, method) -> bool``, asked before the proxy copies any
+    byte of the exchange (False: not copied, the sink counted why), and
+    ``offer_raw(message) -> bool``, which takes the exchange as the flat tuple of
+    :func:`offer_message` with the wire's bytes still undecoded; the proxy uses them when
+    present (the process sink has both: the copy costs the client's path a few µs only).
+    """
 
     def offer(self, offer: ShadowOffer) -> bool:
         """Accept the offer (True) or drop it (False, counted by the sink)."""
         ...
+
+
+# -- the flat form of an offer -----------------------------------------------------------------
+#
+# ("offer", route, template, target, method, path, query, request headers, request body,
+#  request body truncated, request id, client, status, response headers, response body,
+#  response body truncated, elapsed ms, error, extra). Builtin values only (it crosses the
+# process boundary with marshal). The proxy sends query, request id and header names/values as
+# the bytes it read, and request headers before hop-by-hop removal; :func:`offer_from_message`
+# decodes and filters them on the receiving side, off the client's path.
+
+
+def offer_message(offer: ShadowOffer) -> tuple[Any, ...]:
+    """An offer as a flat tuple of builtin values (the frame the worker reads)."""
+    r, p = offer.request, offer.primary
+    return ("offer", offer.route, offer.route_template, offer.target, r.method, r.path,
+            r.query, r.headers, r.body, r.body_truncated, r.request_id, r.client, p.status,
+            p.headers, p.body, p.body_truncated, p.elapsed_ms, p.error, offer.extra)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+def _pairs(headers: Sequence[Sequence[Any]]) -> Headers:
+    return tuple((_text(k), _text(v)) for k, v in headers)
+
+
+def offer_from_message(m: Sequence[Any]) -> ShadowOffer:
+    """The inverse of :func:`offer_message`; also reads the proxy's undecoded form."""
+    request_headers = m[7]
+    if request_headers and isinstance(request_headers[0][0], bytes):
+        request_headers = end_to_end(request_headers)
+    return ShadowOffer(m[1], m[2], m[3],
+                       RecordedRequest(m[4], m[5], _text(m[6]), _pairs(request_headers), m[8],
+                                       m[9], _text(m[10]), m[11]),
+                       RecordedResponse(m[12], _pairs(m[13]), m[14], m[15], m[16], m[17]),
+                       dict(m[18]))

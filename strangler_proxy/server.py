@@ -31,7 +31,7 @@ from typing import Any
 import httptools
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig, Upstream
-from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
+from strangler_proxy.exchange import ShadowOffer, ShadowSink, offer_from_message
 from strangler_proxy.headers import (
     REASONS,
     REQUEST_DROP,
@@ -40,7 +40,6 @@ from strangler_proxy.headers import (
     RawHeaders,
     client_address,
     connection_tokens_of,
-    end_to_end,
     error_response,
     forwarded_headers,
     is_trusted,
@@ -71,6 +70,14 @@ class NullSink:
         """Drop the offer."""
         return False
 
+    def admit(self, route: str, method: str) -> bool:
+        """Copy nothing."""
+        return False
+
+
+def _admit_all(route: str, method: str) -> bool:
+    return True
+
 
 @dataclass(slots=True)
 class ProxyState:
@@ -82,6 +89,16 @@ class ProxyState:
     sink: ShadowSink = field(default_factory=NullSink)
     loop: asyncio.AbstractEventLoop | None = None
     inflight: set[Exchange] = field(default_factory=set)
+    # the sink's fast entry points, or adapters to ``offer`` for a sink without them
+    shadow_admit: Callable[[str, str], bool] = field(init=False)
+    shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        sink = self.sink
+        self.shadow_admit = getattr(sink, "admit", None) or _admit_all
+        raw = getattr(sink, "offer_raw", None)
+        self.shadow_offer = raw if raw is not None else \
+            (lambda message: bool(sink.offer(offer_from_message(message))))
 
     @property
     def config(self) -> ProxyConfig:
@@ -431,7 +448,7 @@ class Exchange:
         self.upstream = decision.upstream
         self.websocket = decision.route.websocket and \
             hmap.get(b"upgrade", b"").lower() == b"websocket"
-        if decision.shadow:
+        if decision.shadow and self._admit_shadow(decision.route.name):
             self.tee_request = bytearray()
         if decision.fallback:
             self.replay_body = []
@@ -707,29 +724,31 @@ class Exchange:
         if self.client.access_log:
             self.client.log_access(self, route, elapsed)
 
+    def _admit_shadow(self, route: str) -> bool:
+        try:
+            admitted = bool(self.state.shadow_admit(route, self.method))
+        except Exception:  # noqa: BLE001 - shadow must never hurt the client path
+            admitted = False
+        if not admitted:
+            self.state.metrics.shadow_offer(route, False)
+        return admitted
+
     def offer_shadow(self) -> None:
+        """Hand the finished exchange to the sink, as the bytes read (decoded off this path)."""
         decision = self.decision
         if decision is None or self.tee_request is None or self.tee_response is None:
             return
-        sink_offer = ShadowOffer(
-            route=decision.route.name,
-            route_template=decision.route.match.describe,
-            target=decision.route.target,
-            request=RecordedRequest(
-                method=self.method, path=self.path, query=self.query,
-                headers=_text_headers(end_to_end(self.headers)),
-                body=bytes(self.tee_request), body_truncated=self.tee_truncated,
-                request_id=self.request_id, client=self.client.client_ip),
-            primary=RecordedResponse(
-                status=self.status, headers=_text_headers(self.response_headers),
-                body=bytes(self.tee_response), body_truncated=self.response_truncated,
-                elapsed_ms=(self.client.loop.time() - self.start) * 1000.0),
-        )
+        route = decision.route
+        message: tuple[Any, ...] = (
+            "offer", route.name, route.match.describe, route.target, self.method, self.path,
+            self.raw_query, self.headers, bytes(self.tee_request), self.tee_truncated, self.rid,
+            self.client.client_ip, self.status, self.response_headers, bytes(self.tee_response),
+            self.response_truncated, (self.client.loop.time() - self.start) * 1000.0, "", {})
         try:
-            accepted = bool(self.state.sink.offer(sink_offer))
+            accepted = bool(self.state.shadow_offer(message))
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
             accepted = False
-        self.state.metrics.shadow_offer(decision.route.name, accepted)
+        self.state.metrics.shadow_offer(route.name, accepted)
 
     # -- failures --------------------------------------------------------------------------
 
@@ -860,10 +879,6 @@ def _response_lines(headers: RawHeaders) -> HeadLines:
     block = b"\r\n".join(lines) + b"\r\n" if lines else b""
     return (block, rmap.get(b"content-length"), b"transfer-encoding" in rmap,
             b"x-request-id" in rmap, b"location" in rmap)
-
-
-def _text_headers(headers: RawHeaders) -> tuple[tuple[str, str], ...]:
-    return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
 
 
 class ClientConnection(asyncio.Protocol):

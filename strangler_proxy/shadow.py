@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import Headers, RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.exchange import ShadowOffer, offer_from_message, offer_message
 
 if TYPE_CHECKING:
     from strangler_proxy.config import ProxyConfig
@@ -48,18 +48,32 @@ MONOLITH: Final = "monolith"
 def refusal(config: ProxyConfig, route: Any, offer: ShadowOffer,
             rng: Callable[[], float]) -> str:
     """Why an offer is not copied ("" when it is): no service, method, body size, sampling."""
+    return early_refusal(config, route, offer.request.method, rng) or \
+        late_refusal(config, route, offer.primary.error, offer.request.body_truncated,
+                     len(offer.request.body))
+
+
+def early_refusal(config: ProxyConfig, route: Any, method: str,
+                  rng: Callable[[], float]) -> str:
+    """What is known before any byte is copied: no service, an unsafe method, sampling."""
     if route is None or route.target == MONOLITH or route.target not in config.upstreams:
         return "skipped_no_service"
-    if offer.request.method.upper() not in SAFE_METHODS and not route.shadow.writes:
+    if method.upper() not in SAFE_METHODS and not route.shadow.writes:
         return "skipped_unsafe_method"
-    if offer.primary.error:
+    if route.shadow.percent < 100 and rng() * 100 >= route.shadow.percent:
+        return "skipped_sampling"
+    return ""
+
+
+def late_refusal(config: ProxyConfig, route: Any, error: str, truncated: bool,
+                 size: int) -> str:
+    """What is known once the exchange is over: the primary failed, the body was too big."""
+    if error:
         return "skipped_primary_error"
     cap = route.shadow.max_body_bytes
     cap = config.shadow.max_body_bytes if cap is None else cap
-    if offer.request.body_truncated or len(offer.request.body) > cap:
+    if truncated or size > cap:
         return "skipped_body_too_large"
-    if route.shadow.percent < 100 and rng() * 100 >= route.shadow.percent:
-        return "skipped_sampling"
     return ""
 
 
@@ -88,25 +102,6 @@ def encode_frame(message: tuple[Any, ...]) -> bytes:
     # than pickling the dataclasses (measured; this runs once per shadowed request)
     data = marshal.dumps(message)
     return FRAME_HEADER.pack(len(data)) + data
-
-
-def offer_message(offer: ShadowOffer) -> tuple[Any, ...]:
-    """An offer as a flat tuple of builtin values (the frame the worker reads)."""
-    r, p = offer.request, offer.primary
-    return ("offer", offer.route, offer.route_template, offer.target, r.method, r.path,
-            r.query, r.headers, r.body, r.body_truncated, r.request_id, r.client, p.status,
-            p.headers, p.body, p.body_truncated, p.elapsed_ms, p.error, offer.extra)
-
-
-def offer_from_message(m: tuple[Any, ...]) -> ShadowOffer:
-    """The inverse of :func:`offer_message`."""
-    def pairs(headers: Any) -> Headers:
-        return tuple((str(k), str(v)) for k, v in headers)
-
-    return ShadowOffer(m[1], m[2], m[3],
-                       RecordedRequest(m[4], m[5], m[6], pairs(m[7]), m[8], m[9], m[10], m[11]),
-                       RecordedResponse(m[12], pairs(m[13]), m[14], m[15], m[16], m[17]),
-                       dict(m[18]))
 
 
 class _Link(asyncio.Protocol):
@@ -159,21 +154,57 @@ class ProcessSink:
         if notify:
             self._send(("reload", config.source))
 
+    def admit(self, route: str, method: str) -> bool:
+        """Before the proxy copies a byte: sampling, method, service, a worker with room."""
+        try:
+            reason = early_refusal(self.config, self._routes.get(route), method, self._rng) \
+                or self._no_room()
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow admission failed")
+            reason = "dropped_internal_error"
+        if reason:
+            self._count(route, reason)
+            return False
+        return True
+
+    def _no_room(self) -> str:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return "dropped_worker_down"
+        if transport.get_write_buffer_size() > self._buffer_bytes:
+            return "dropped_queue_full"
+        return ""
+
+    def offer_raw(self, message: tuple[Any, ...]) -> bool:
+        """An admitted exchange in the flat form: last checks, then one frame to the worker.
+
+        Nothing is decoded or filtered here; the worker does that (off the client's path).
+        """
+        route = message[1]
+        try:
+            reason = late_refusal(self.config, self._routes.get(route), message[17],
+                                  message[9], len(message[8])) or self._no_room()
+            if not reason:
+                assert self._transport is not None
+                self._transport.write(encode_frame(message))
+                self.counts[(route, "handed_to_worker")] += 1
+                return True
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow offer failed")
+            reason = "dropped_internal_error"
+        self._count(route, reason)
+        return False
+
     def offer(self, offer: ShadowOffer) -> bool:
         """Check, then hand the offer to the worker; drop and count when it cannot keep up."""
         try:
-            reason = refusal(self.config, self._routes.get(offer.route), offer, self._rng)
+            reason = refusal(self.config, self._routes.get(offer.route), offer, self._rng) \
+                or self._no_room()
             if reason:
                 self._count(offer.route, reason)
                 return False
-            transport = self._transport
-            if transport is None or transport.is_closing():
-                self._count(offer.route, "dropped_worker_down")
-                return False
-            if transport.get_write_buffer_size() > self._buffer_bytes:
-                self._count(offer.route, "dropped_queue_full")
-                return False
-            transport.write(encode_frame(offer_message(offer)))
+            assert self._transport is not None
+            self._transport.write(encode_frame(offer_message(offer)))
             self.counts[(offer.route, "handed_to_worker")] += 1
             return True
         except Exception:  # noqa: BLE001 - the client's path must never see our failures
@@ -372,5 +403,5 @@ def build_sink(config: ProxyConfig) -> ProcessSink:
 
 
 __all__ = ["IPC_BUFFER_BYTES", "MONOLITH", "SAFE_METHODS", "SHADOW_HEADER", "ProcessSink",
-           "build_sink", "encode_frame", "escape_label", "offer_from_message",
-           "offer_message", "refusal"]
+           "build_sink", "early_refusal", "encode_frame", "escape_label",
+           "late_refusal", "offer_from_message", "offer_message", "refusal"]

@@ -4,7 +4,11 @@ Drives a real ``ClientConnection`` and ``UpstreamConnection`` with in-memory tra
 the number is our code (parsing callbacks, routing, headers, metrics) and nothing else.
 ``--profile`` prints where the time goes.
 
-    python -m bench.proxy.hotpath [--requests 30000] [--routes 50] [--profile]
+    python -m bench.proxy.hotpath [--requests 30000] [--routes 50] [--shadow] [--profile]
+
+``--shadow`` puts the route in shadow mode with the real proxy-side sink (checks, the offer,
+its frame) writing into memory instead of the worker's socket: the proxy's own cost of
+shadowing, with no worker competing for the CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from strangler_proxy.server import (
     UpstreamConnection,
     build_pools,
 )
+from strangler_proxy.shadow import ProcessSink
 
 REQUEST = (b"GET /api/hit/1/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
            b"X-User-Id: u\r\n\r\n")
@@ -56,6 +61,9 @@ class MemoryTransport:
     def is_closing(self) -> bool:
         return False
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
@@ -63,12 +71,17 @@ class MemoryTransport:
     def close(self) -> None: ...
 
 
-async def measure(config_path: Path, requests: int, profile: bool) -> float:
+async def measure(config_path: Path, requests: int, profile: bool,
+                  shadow: bool = False) -> float:
     loop = asyncio.get_running_loop()
     config = load_config(config_path)
     metrics = Metrics()
+    sink: Any = NullSink()
+    if shadow:
+        sink = ProcessSink(config)
+        sink._transport = MemoryTransport()  # noqa: SLF001 - the worker's socket, in memory
     state = ProxyState(RouteTable(config), build_pools(config, loop, metrics), metrics,
-                       NullSink(), loop)
+                       sink, loop)
     client = ClientConnection(state, loop)
     client.connection_made(MemoryTransport())  # type: ignore[arg-type]
     for pool in state.pools.values():
@@ -103,12 +116,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30000)
     parser.add_argument("--routes", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--shadow", action="store_true",
+                        help="the route in shadow mode (100%%), copies offered to the sink")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "strangler.toml"
-        path.write_text(routes_file(0, 0, 1, args.routes))
-        per_request = uvloop.run(measure(path, args.requests, args.profile))
+        text = routes_file(0, 0, 1, args.routes)
+        if args.shadow:
+            text = text.replace('name = "hit"', 'name = "hit"\nshadow = { percent = 100 }')
+            text = text.replace('mode = "canary"\npercent = 50\ntarget = "service"\n'
+                                'sticky = "header:X-User-Id"\n', 'mode = "shadow"\n'
+                                'target = "service"\n', 1) if args.routes == 1 else text
+            text = f'[shadow]\nstore = "{Path(tmp) / "diffs.sqlite3"}"\n\n' + text
+        path.write_text(text)
+        per_request = uvloop.run(measure(path, args.requests, args.profile, args.shadow))
     print(f"{per_request:.1f} us of CPU per request ({args.routes} routes, "
+          f"shadow {'on' if args.shadow else 'off'}, "
           f"{args.requests} requests, profiler {'on' if args.profile else 'off'})")
 
 

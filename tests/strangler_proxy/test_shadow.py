@@ -512,3 +512,62 @@ def test_a_worker_that_cannot_restart_never_blocks_the_proxy_or_its_stop(
     assert (offers, restarts) == ([False, False, False], 0)
     assert stopped_in < 8.0
     shutil.rmtree(tmp_path / "diffs.sqlite3")
+
+
+class _Socket:
+    """The worker's end of a ProcessSink, in memory: frames written, with a settable backlog."""
+
+    def __init__(self, backlog: int = 0) -> None:
+        self.frames: list[bytes] = []
+        self.backlog = backlog
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.backlog
+
+
+def test_process_sink_decides_before_copying_and_sends_the_wire_bytes(
+        tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    import marshal
+
+    from strangler_proxy.exchange import offer_from_message
+    from strangler_proxy.shadow import FRAME_HEADER
+
+    monolith, service = servers
+    config = make_config(tmp_path, monolith, service, shadow="max_body_bytes = 16",
+                         route_extra="shadow = { percent = 50 }")
+    draws = iter([0.2, 0.7, 0.1, 0.3, 0.4])
+    sink = ProcessSink(config, rng=lambda: next(draws))
+    socket = _Socket()
+    sink._transport = socket  # type: ignore[assignment]  # noqa: SLF001
+    # admission happens before any byte is copied: sampling, method, room in the buffer
+    assert sink.admit("products", "GET") is True  # 0.2 * 100 < 50
+    assert sink.admit("products", "GET") is False  # 0.7: not sampled
+    assert sink.admit("products", "POST") is False  # writes are not copied by default
+    socket.backlog = 10**9
+    assert sink.admit("products", "GET") is False  # the worker is behind: dropped
+    socket.backlog = 0
+    raw_headers = [(b"Host", b"shop"), (b"Connection", b"keep-alive, X-Hop"), (b"X-Hop", b"1"),
+                   (b"Cookie", b"sid=secret"), (b"Accept", b"application/json")]
+    message = ("offer", "products", "/api/products/", "catalog", "GET", "/api/products/1/",
+               b"page=2", raw_headers, b"", False, b"rid-1", "127.0.0.1", 200,
+               [(b"Content-Type", b"application/json")], b"{}", False, 1.5, "", {})
+    assert sink.offer_raw(message) is True
+    too_big = message[:8] + (b"x" * 17,) + message[9:]
+    assert sink.offer_raw(too_big) is False
+    assert dict(sink.counts) == {
+        ("products", "skipped_sampling"): 1, ("products", "skipped_unsafe_method"): 1,
+        ("products", "dropped_queue_full"): 1, ("products", "handed_to_worker"): 1,
+        ("products", "skipped_body_too_large"): 1}
+    # what the worker reads: decoded, hop-by-hop headers (and those Connection names) gone
+    (frame,) = socket.frames
+    got = offer_from_message(marshal.loads(frame[FRAME_HEADER.size:]))
+    assert (got.request.query, got.request.request_id) == ("page=2", "rid-1")
+    assert got.request.headers == (("Host", "shop"), ("Cookie", "sid=secret"),
+                                   ("Accept", "application/json"))
+    assert got.primary.headers == (("Content-Type", "application/json"),)

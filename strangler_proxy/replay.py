@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from strangler_proxy.compare import compare
 from strangler_proxy.compare_rules import compile_rules
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.http_client import HttpClient
 from strangler_proxy.shadow import MONOLITH, SAFE_METHODS
 from strangler_proxy.shadow_worker import WORKER_STARVED, build_request, make_record, send
 from strangler_proxy.store import DiffRecord, Redaction, open_config_store, redact_record
@@ -222,9 +221,8 @@ async def replay(config: Any, route_name: str, exchanges: Iterator[Exchange],
     gate = asyncio.Semaphore(concurrency)
     start = time.monotonic()
     records: list[DiffRecord] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
-        async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+        async with HttpClient(max_connections=concurrency * 2) as client:
 
             async def one(index: int, exchange: Exchange) -> None:
                 await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
@@ -247,7 +245,7 @@ async def replay(config: Any, route_name: str, exchanges: Iterator[Exchange],
     return summary
 
 
-async def _replay_one(client: httpx.AsyncClient, config: Any, route: Any, exchange: Exchange,
+async def _replay_one(client: HttpClient, config: Any, route: Any, exchange: Exchange,
                       against_monolith: bool, rules: Any) -> list[DiffRecord]:
     request, recorded = exchange
     s = config.shadow

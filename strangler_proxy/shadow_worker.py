@@ -27,12 +27,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import httpx
-
 from strangler_proxy.compare import Comparison, compare, decode_body
 from strangler_proxy.compare_rules import Rules, compile_rules
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import Headers, RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.http_client import ConnectError, HttpClient
 from strangler_proxy.noise import template_for
 from strangler_proxy.shadow import (
     FRAME_HEADER,
@@ -153,43 +152,24 @@ def make_record(offer: ShadowOffer, baseline: RecordedResponse, other: RecordedR
     )
 
 
-async def send(client: httpx.AsyncClient, outgoing: OutgoingRequest, timeout: float,
+async def send(client: HttpClient, outgoing: OutgoingRequest, timeout: float,
                max_body: int) -> RecordedResponse:
     """Send a request and record the answer (raw bytes, capped); failures become ``error``."""
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            return await _exchange(client, outgoing, max_body, start)
-    except (TimeoutError, httpx.TimeoutException):
+            answer = await client.request(outgoing.method, outgoing.url, outgoing.headers,
+                                          outgoing.body, max_body)
+    except TimeoutError:
         return RecordedResponse(0, (), elapsed_ms=_ms(start), error=_timeout_reason(start,
                                                                                    timeout))
-    except httpx.ConnectError as exc:
+    except ConnectError as exc:
         return RecordedResponse(0, (), elapsed_ms=_ms(start), error=f"connect: {exc}"[:200])
-    except (httpx.HTTPError, OSError) as exc:
+    except (OSError, ValueError) as exc:
         reason = f"{type(exc).__name__}: {exc}"[:200]
         return RecordedResponse(0, (), elapsed_ms=_ms(start), error=reason)
-
-
-async def _exchange(client: httpx.AsyncClient, outgoing: OutgoingRequest, max_body: int,
-                    start: float) -> RecordedResponse:
-    request = client.build_request(outgoing.method, outgoing.url,
-                                   headers=list(outgoing.headers), content=outgoing.body)
-    response = await client.send(request, stream=True)
-    try:
-        chunks: list[bytes] = []
-        size, truncated = 0, False
-        async for chunk in response.aiter_raw():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_body:
-                truncated = True
-                break
-        body = b"".join(chunks)[:max_body]
-    finally:
-        await response.aclose()
-    headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
-                    for k, v in response.headers.raw)
-    return RecordedResponse(response.status_code, headers, body, truncated, _ms(start))
+    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers)
+    return RecordedResponse(answer.status, headers, answer.body, answer.truncated, _ms(start))
 
 
 def _timeout_reason(start: float, timeout: float) -> str:
@@ -221,7 +201,7 @@ class ShadowRunner:
         self._queue: asyncio.Queue[_Job] | None = None
         self._records: asyncio.Queue[DiffRecord] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpClient | None = None
         self.store: DiffStore | None = None
         self._pending = 0
         self._unwritten = 0  # records handed to the writer and not yet stored
@@ -294,10 +274,7 @@ class ShadowRunner:
         s = self.config.shadow
         self._queue = asyncio.Queue(maxsize=s.queue_size)
         self._records = asyncio.Queue(maxsize=max(s.queue_size, _BATCH) * 4)
-        limits = httpx.Limits(max_connections=s.concurrency * 2,
-                              max_keepalive_connections=s.concurrency * 2)
-        self._client = httpx.AsyncClient(limits=limits, timeout=s.timeout, trust_env=False,
-                                         follow_redirects=False)
+        self._client = HttpClient(max_connections=s.concurrency * 2)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(s.concurrency)]
         self._tasks.append(asyncio.create_task(self._writer()))
 

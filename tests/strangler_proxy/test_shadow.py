@@ -466,7 +466,7 @@ def test_service_that_resets_the_connection_is_recorded_as_an_error(
     # then it is stored as an error naming what happened, and counted
     [record] = stored(tmp_path)
     assert (record.verdict, record.service_status) == ("error", 0)
-    assert record.error.split(":")[0] in {"RemoteProtocolError", "ReadError", "connect"}
+    assert record.error.split(":")[0] in {"ProtocolError", "ConnectionResetError", "connect"}
     got = counts(tmp_path)
     assert (got[("products", "service_error")], got[("products", "service_call_failed")]) == (
         1, 1)  # one exchange: one error verdict, and why

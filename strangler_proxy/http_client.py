@@ -27,6 +27,7 @@ import httptools
 
 RawHeaders = list[tuple[bytes, bytes]]
 _NO_BODY_STATUSES = frozenset({204, 304})
+_NO_ANSWER = "the connection closed or was reset before any answer"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _READ_SIZE = 256 * 1024
 
@@ -121,12 +122,12 @@ class HttpClient:
                     # the origin closed an idle connection: nothing came back, so an idempotent
                     # request is sent again on a new one (others may have been acted on)
                     if method not in _IDEMPOTENT:
-                        raise ProtocolError("the connection closed or was reset before any answer") from exc
+                        raise ProtocolError(_NO_ANSWER) from exc
             connection = await self._connect(origin)
             try:
                 return await self._exchange(origin, connection, head, body, method, max_body)
             except _StaleConnection as exc:
-                raise ProtocolError("the connection closed or was reset before any answer") from exc
+                raise ProtocolError(_NO_ANSWER) from exc
 
     @staticmethod
     def _head(method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes,

@@ -49,6 +49,7 @@ from strangler_proxy.store import (
     Redaction,
     open_config_store,
     redact_record,
+    store_location,
 )
 
 if TYPE_CHECKING:
@@ -205,11 +206,16 @@ class ShadowRunner:
         self.store: DiffStore | None = None
         self._pending = 0
         self._unwritten = 0  # records handed to the writer and not yet stored
+        self._store_changed = False
         self.reconfigure(config)
 
     # configuration
     def reconfigure(self, config: ProxyConfig) -> None:
-        """Take a new routes file (routes, rules, sampling); store and pool stay as they are."""
+        """Take a new routes file: routes, rules, sampling at once; a changed store at the
+        next write (opened first: one that cannot be opened leaves the old one in use)."""
+        previous = getattr(self, "config", None)
+        if previous is not None and _store_key(previous) != _store_key(config):
+            self._store_changed = True
         self.config = config
         self._routes = {r.name: r for r in config.routes}
         self._rules: dict[str, Rules] = {r.name: compile_rules(r.compare)
@@ -401,6 +407,8 @@ class ShadowRunner:
         if not batch and not counts:
             return
         try:
+            if self._store_changed and self.store is not None:
+                await self._swap_store()
             if self.store is None:
                 self.store = await asyncio.to_thread(self._store_factory, self.config)
             await asyncio.to_thread(_write, self.store, batch, counts)
@@ -410,6 +418,21 @@ class ShadowRunner:
                 self.counts[(record.route, "dropped_store_error")] += 1
         finally:
             self._unwritten -= len(batch)
+
+    async def _swap_store(self) -> None:
+        """Move to the store the routes file names now; keep the old one if it fails."""
+        self._store_changed = False
+        location = _store_key(self.config)[0]
+        try:
+            new = await asyncio.to_thread(self._store_factory, self.config)
+        except Exception as exc:  # noqa: BLE001 - a bad new store must not lose the old one
+            log.error("cannot open the new diff store %s (%s); still writing to the previous "  # noqa: TRY400
+                      "one", location, exc)
+            return
+        old, self.store = self.store, new
+        if old is not None:
+            await asyncio.to_thread(old.close)
+        log.warning("diff store is now %s", location)
 
     # metrics
     def prometheus_text(self) -> str:
@@ -424,6 +447,12 @@ class ShadowRunner:
                   "# TYPE strangler_shadow_queue_depth gauge",
                   f"strangler_shadow_queue_depth {depth}"]
         return "\n".join(lines) + "\n"
+
+
+def _store_key(config: Any) -> tuple[str, int, float]:
+    s = config.shadow
+    return (store_location(s.store, getattr(config, "source", None)), s.retention_count,
+            s.retention_days)
 
 
 def _write(store: DiffStore, batch: list[DiffRecord],

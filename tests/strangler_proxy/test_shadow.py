@@ -571,3 +571,40 @@ def test_process_sink_decides_before_copying_and_sends_the_wire_bytes(
     assert got.request.headers == (("Host", "shop"), ("Cookie", "sid=secret"),
                                    ("Accept", "application/json"))
     assert got.primary.headers == (("Content-Type", "application/json"),)
+
+
+def test_a_new_store_in_the_routes_file_takes_over_without_a_restart(
+        tmp_path: Path, servers: tuple[Server, Server]) -> None:
+    monolith, service = servers
+    first = make_config(tmp_path, monolith, service)
+
+    def config_with_store(store: str) -> ProxyConfig:
+        body = routes_toml(Path(store), monolith.url, service.url, shadow=shadow_settings(""),
+                           route='compare = { ignore = ["served_at"] }')
+        return parse_config(body, str(tmp_path / "strangler.toml"))
+
+    async def main() -> None:
+        runner = ShadowRunner(first)
+        await runner.start()
+        try:
+            assert runner.offer(offer("/api/products/1/"))
+            assert await runner.wait_idle(timeout=SLOW_MACHINE_SECONDS)
+            # the routes file now names another store: the next records go there
+            runner.reconfigure(config_with_store(str(tmp_path / "second.sqlite3")))
+            assert runner.offer(offer("/api/products/2/"))
+            assert await runner.wait_idle(timeout=SLOW_MACHINE_SECONDS)
+            # a store that cannot be opened leaves the working one in use
+            (tmp_path / "a-file").write_text("not a directory")
+            runner.reconfigure(config_with_store(str(tmp_path / "a-file" / "x.sqlite3")))
+            assert runner.offer(offer("/api/products/3/"))
+            assert await runner.wait_idle(timeout=SLOW_MACHINE_SECONDS)
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+    assert [r.path for r in stored(tmp_path)] == ["/api/products/1/"]
+    second = open_store(str(tmp_path / "second.sqlite3"))
+    try:
+        assert sorted(r.path for r in second.records()) == ["/api/products/2/", "/api/products/3/"]
+    finally:
+        second.close()

@@ -41,12 +41,12 @@ from strangler_proxy.routing import RouteTable
 from strangler_proxy.server import (
     NullSink,
     ProxyState,
-    build_pools,
     describe,
     listen_socket,
     protocol_factory,
     watchdog,
 )
+from strangler_proxy.upstream import build_pools
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
 PUBLISH_INTERVAL = 0.5  # seconds between a worker's metric snapshots

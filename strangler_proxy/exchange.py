@@ -1,6 +1,6 @@
 """Plain records of one HTTP exchange: the seam between forwarding and shadow comparison.
 
-The forwarding path (``strangler_proxy.server``) builds these from what it saw on the wire
+The forwarding path (``strangler_proxy.forward``) builds these from what it saw on the wire
 and hands them to a :class:`ShadowSink`; the shadow side (``strangler_proxy.shadow``)
 copies the request to the service, compares, and stores. Both sides depend only on this
 module, never on each other's internals. Header names are kept as received (lists of

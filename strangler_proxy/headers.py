@@ -96,6 +96,25 @@ def connection_tokens_of(value: bytes) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
 
 
+def header_map(headers: RawHeaders) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """Lower-cased names (aligned with ``headers``) and name -> value, repeats joined.
+
+    >>> header_map([(b"Host", b"a"), (b"Cookie", b"x=1"), (b"cookie", b"y=2")])[1]
+    {b'host': b'a', b'cookie': b'x=1; y=2'}
+    """
+    found = {name.lower(): value for name, value in headers}
+    if len(found) == len(headers):
+        return list(found), found  # no repeats (the common case): insertion order = lowers
+    lowers = [name.lower() for name, _ in headers]
+    joined: dict[bytes, bytes] = {}
+    for (_, value), lower in zip(headers, lowers, strict=True):
+        if lower in joined:
+            joined[lower] += (b"; " if lower == b"cookie" else b", ") + value
+        else:
+            joined[lower] = value
+    return lowers, joined
+
+
 def request_head(start: bytes, headers: Sequence[tuple[bytes, bytes]], lowers: Sequence[bytes],
                  tokens: frozenset[bytes], drop_host: bool, tail: bytes) -> bytes:
     """The request head for an upstream, in one pass: ``start`` (request line, maybe Host),
@@ -264,8 +283,8 @@ def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes
 
 __all__ = [
     "FORWARDING", "FRAMING", "HOP_BY_HOP", "REASONS", "REQUEST_DROP", "RESPONSE_DROP", "VIA",
-    "client_address", "connection_tokens", "connection_tokens_of", "request_head",
-    "serialize_lines",
+    "client_address", "connection_tokens", "connection_tokens_of", "header_map",
+    "request_head", "serialize_lines",
     "end_to_end", "error_response", "forwarded_headers", "is_trusted", "new_request_id",
     "new_request_id_bytes", "sane_request_id",
     "request_id_of", "rewrite_location", "serialize_head",

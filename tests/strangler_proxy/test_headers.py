@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from strangler_proxy import config, headers, routing, server
+from strangler_proxy import config, headers, routing
 from strangler_proxy.headers import (
     client_address,
     connection_tokens_of,
@@ -21,7 +21,7 @@ from strangler_proxy.headers import (
 from strangler_proxy.metrics import Metrics
 
 
-@pytest.mark.parametrize("module", [config, headers, routing, server])
+@pytest.mark.parametrize("module", [config, headers, routing])
 def test_doctests_pass(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0

@@ -129,17 +129,17 @@ def test_identical_heads_still_get_per_request_host_location_and_framing(
 
 
 def test_response_head_cache_stays_bounded_and_drops_connection_named_headers() -> None:
-    from strangler_proxy import server
+    from strangler_proxy import forward
 
-    server.HEAD_CACHE.clear()
-    big = [(b"X-Big", b"v" * (server.HEAD_CACHE_ENTRY_BYTES + 1))]
-    assert server.cached_response_lines(big)[0].startswith(b"X-Big: v")
-    assert server.HEAD_CACHE == {}  # too large to keep
-    for n in range(server.HEAD_CACHE_SIZE + 10):
-        lines = server.cached_response_lines([(b"X-N", b"%d" % n), (b"Connection", b"X-N")])
+    forward.HEAD_CACHE.clear()
+    big = [(b"X-Big", b"v" * (forward.HEAD_CACHE_ENTRY_BYTES + 1))]
+    assert forward.cached_response_lines(big)[0].startswith(b"X-Big: v")
+    assert forward.HEAD_CACHE == {}  # too large to keep
+    for n in range(forward.HEAD_CACHE_SIZE + 10):
+        lines = forward.cached_response_lines([(b"X-N", b"%d" % n), (b"Connection", b"X-N")])
         assert lines[0] == b""  # the header Connection names is dropped
-        assert 0 < len(server.HEAD_CACHE) <= server.HEAD_CACHE_SIZE
-    assert server.cached_response_lines([(b"Content-Length", b"3"), (b"A", b"b")]) == (
+        assert 0 < len(forward.HEAD_CACHE) <= forward.HEAD_CACHE_SIZE
+    assert forward.cached_response_lines([(b"Content-Length", b"3"), (b"A", b"b")]) == (
         b"A: b\r\n", b"3", False, False, False)
 
 

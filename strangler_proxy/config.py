@@ -44,7 +44,7 @@ SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "gate": ("min_compared", "min_match_rate"),
     "shadow": ("store", "queue_size", "concurrency", "timeout", "max_body_bytes",
                "retention_count", "retention_days", "noise_percent", "redact_headers",
-               "redact_fields"),
+               "redact_fields", "worker_cpu_percent"),
     "routes[]": ("name", "match", "mode", "target", "percent", "sticky", "group", "fallback",
                  "websocket", "shadow", "compare"),
     "routes[].match": ("path_prefix", "path", "path_template", "methods", "headers"),
@@ -172,6 +172,7 @@ class ShadowSettings:
                                        "proxy-authorization", "x-api-key")
     redact_fields: tuple[str, ...] = ("password", "token", "secret", "access_token",
                                       "refresh_token")
+    worker_cpu_percent: float = 100.0  # of one core; 100 = no cap (the worker is one thread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,6 +536,8 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         noise_percent=reader.number(table, path, "noise_percent", d.noise_percent, 0, 100),
         redact_headers=reader.strings(table, path, "redact_headers", d.redact_headers),
         redact_fields=reader.strings(table, path, "redact_fields", d.redact_fields),
+        worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
+                                         d.worker_cpu_percent, 1, 100),
     )
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from strangler_proxy.compare import Comparison, compare, decode_body
 from strangler_proxy.compare_rules import Rules, compile_rules
+from strangler_proxy.cpu_budget import CpuBudget
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import Headers, RecordedRequest, RecordedResponse, ShadowOffer
 from strangler_proxy.http_client import ConnectError, HttpClient
@@ -207,6 +208,7 @@ class ShadowRunner:
         self._pending = 0
         self._unwritten = 0  # records handed to the writer and not yet stored
         self._store_changed = False
+        self.budget = CpuBudget(config.shadow.worker_cpu_percent)
         self.reconfigure(config)
 
     # configuration
@@ -216,6 +218,9 @@ class ShadowRunner:
         previous = getattr(self, "config", None)
         if previous is not None and _store_key(previous) != _store_key(config):
             self._store_changed = True
+        if previous is not None and \
+                previous.shadow.worker_cpu_percent != config.shadow.worker_cpu_percent:
+            self.budget = CpuBudget(config.shadow.worker_cpu_percent)
         self.config = config
         self._routes = {r.name: r for r in config.routes}
         self._rules: dict[str, Rules] = {r.name: compile_rules(r.compare)
@@ -329,6 +334,7 @@ class ShadowRunner:
     async def _worker(self) -> None:
         assert self._queue is not None
         while True:
+            await self.budget.wait()
             job = await self._queue.get()
             self._pending += 1
             try:
@@ -483,7 +489,11 @@ async def serve_worker(fd: int, config_path: str) -> None:
     reporter = asyncio.create_task(_report_counts(runner, writer))
     drain = 2.0
     try:
-        while (message := await _read_frame(reader)) is not None:
+        while True:
+            await runner.budget.wait()  # over budget: copies wait in the proxy's buffer
+            message = await _read_frame(reader)
+            if message is None:
+                break
             kind = message[0]
             if kind == "offer":
                 runner.offer(offer_from_message(message))

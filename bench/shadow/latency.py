@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.proxy.openloop import open_loop
+from bench.proxy.openloop import native_client, open_loop
 from bench.proxy.run import free_port, wait_port
 from bench.proxy.run import process as running
 from strangler_proxy.store import open_store
@@ -46,7 +46,7 @@ http {{ access_log off; {temps} {servers} }}
 
 
 def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, percent: float,
-                store: Path) -> str:
+                store: Path, worker_cpu: float = 100.0) -> str:
     return f"""[proxy]
 listen = "127.0.0.1:{port}"
 access_log = "off"
@@ -57,6 +57,7 @@ token = "bench"
 [shadow]
 store = "{store}"
 noise_percent = 5
+worker_cpu_percent = {worker_cpu}
 [upstreams.monolith]
 url = "http://127.0.0.1:{monolith}"
 [upstreams.catalog]
@@ -77,8 +78,9 @@ def wrk_rps(url: str, seconds: int) -> float:
     return float(line.split()[1])
 
 
-SETUPS = (("shadow off", "monolith", 100.0), ("shadow on, 100%", "shadow", 100.0),
-          ("shadow on, 10%", "shadow", 10.0))
+SETUPS = (("shadow off", "monolith", 100.0, 100.0), ("shadow on, 100%", "shadow", 100.0, 100.0),
+          ("shadow on, 10%", "shadow", 10.0, 100.0),
+          ("shadow on, 100%, worker_cpu_percent = 25", "shadow", 100.0, 25.0))
 
 
 def run(seconds: float = 8.0, rounds: int = 2, rate: float | None = None) -> dict[str, Any]:
@@ -94,18 +96,20 @@ def run(seconds: float = 8.0, rounds: int = 2, rate: float | None = None) -> dic
             wait_port(serv)
             max_rps = _proxy_max(work, mono, serv)
             rate = rate or max_rps / 2
-            samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in SETUPS}
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in SETUPS}
             counts: dict[str, dict[str, int]] = {}
             for _ in range(rounds):
-                for name, mode, percent in SETUPS:
-                    p50, p99, got = _measure(work, mono, serv, mode, percent, rate, seconds)
+                for name, mode, percent, cpu in SETUPS:
+                    p50, p99, got = _measure(work, mono, serv, mode, percent, rate, seconds,
+                                             cpu)
                     samples[name].append((p50, p99))
                     counts[name] = got
     rows = {name: {"p50_ms": statistics.median(p for p, _ in s),
                    "p99_ms": statistics.median(p for _, p in s), "shadow": counts[name]}
             for name, s in samples.items()}
+    client = "C (bench/proxy/openloop.c)" if native_client() else "asyncio"
     return {"max_rps_shadow_off": max_rps, "rate": rate, "seconds": seconds, "rounds": rounds,
-            "setups": rows}
+            "client": client, "setups": rows}
 
 
 def _proxy_max(work: Path, mono: int, serv: int) -> float:
@@ -119,11 +123,11 @@ def _proxy_max(work: Path, mono: int, serv: int) -> float:
 
 
 def _measure(work: Path, mono: int, serv: int, mode: str, percent: float, rate: float,
-             seconds: float) -> tuple[float, float, dict[str, int]]:
+             seconds: float, worker_cpu: float = 100.0) -> tuple[float, float, dict[str, int]]:
     port, admin = free_port(), free_port()
     store = work / f"{mode}-{percent:.0f}-{time.monotonic_ns()}.sqlite3"
     config = work / "run.toml"
-    config.write_text(routes_text(port, admin, mono, serv, mode, percent, store))
+    config.write_text(routes_text(port, admin, mono, serv, mode, percent, store, worker_cpu))
     with running([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
                   str(config)], port, work / "run.log"):
         open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
@@ -146,7 +150,8 @@ def markdown(result: dict[str, Any]) -> str:
     off = result["setups"]["shadow off"]
     lines = [f"Max throughput with shadow off: {result['max_rps_shadow_off']:,.0f} req/s; "
              f"open loop at {result['rate']:,.0f} req/s for {result['seconds']:.0f} s, median of "
-             f"{result['rounds']} alternating rounds.", "",
+             f"{result['rounds']} alternating rounds; open-loop client: "
+             f"{result.get('client', 'asyncio')}.", "",
              "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | shadow copies compared "
              "/ dropped (last round) |", "|---|---|---|---|---|---|"]
     for name, row in result["setups"].items():

@@ -72,5 +72,6 @@ def test_worker_cpu_percent_is_validated() -> None:
     assert parse_config(ROUTES.format(value=30), "s.toml").shadow.worker_cpu_percent == 30
     assert parse_config(ROUTES.replace("worker_cpu_percent = {value}\n", ""),
                         "s.toml").shadow.worker_cpu_percent == 100
-    with pytest.raises(ConfigError, match=r"shadow.worker_cpu_percent: 0 is not between 1 and 100 .in s.toml, line 7."):
+    expected = r"shadow.worker_cpu_percent: 0 is not between 1 and 100 .in s.toml, line 7."
+    with pytest.raises(ConfigError, match=expected):
         parse_config(ROUTES.format(value=0), "s.toml")

@@ -24,21 +24,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.shadow")
     parser.add_argument("--quick", action="store_true", help="shorter runs, one round")
     parser.add_argument("--skip-latency", action="store_true", help="no proxy/nginx part")
+    parser.add_argument("--latency-only", action="store_true", help="only the proxy/nginx part")
     args = parser.parse_args()
     print(f"# shadow benchmarks ({platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} cores)\n")
-    rows = comparator.run(0.7 if args.quick else 2.0)
-    print("## Comparator throughput (one core)\n")
-    print(comparator.markdown(rows))
-    noise = [noise_quality.run(samples=n) for n in (50, 200, 1000)]
-    print("\n## Noise filter quality\n")
-    print(noise_quality.MARKDOWN_HEADER)
-    for result in noise:
-        print(noise_quality.markdown(result))
-    for result in noise:
-        if result["missed"] or result["noise_reported"]:
-            print(f"- {result['samples_per_endpoint']} per endpoint: missed "
-                  f"{result['missed'] or 'none'}; noise reported {result['noise_reported']}")
+    rows: list[dict[str, object]] = []
+    noise: list[dict[str, object]] = []
+    if not args.latency_only:
+        rows = comparator.run(0.7 if args.quick else 2.0)
+        print("## Comparator throughput (one core)\n")
+        print(comparator.markdown(rows))
+        noise = [noise_quality.run(samples=n) for n in (50, 200, 1000)]
+        print("\n## Noise filter quality\n")
+        print(noise_quality.MARKDOWN_HEADER)
+        for result in noise:
+            print(noise_quality.markdown(result))
+        for result in noise:
+            if result["missed"] or result["noise_reported"]:
+                print(f"- {result['samples_per_endpoint']} per endpoint: missed "
+                      f"{result['missed'] or 'none'}; noise reported {result['noise_reported']}")
     lat: list[dict[str, object]] = []
     if not args.skip_latency:
         print("\n## Primary latency, shadow on vs off\n")

@@ -1,8 +1,9 @@
 """Primary latency with shadow on vs off, at half the proxy's max throughput.
 
-nginx plays the monolith and the service (fixed JSON answers that differ in one field, so
-every shadow copy is a mismatch that gets compared and stored with bodies). Our proxy runs
-the route in ``monolith`` mode (shadow off) or ``shadow`` mode at 100% and 10% sampling.
+Two nginx processes play the monolith and the service (fixed JSON answers that differ in one
+field, so every shadow copy is a mismatch that gets compared and stored with bodies). Our
+proxy runs the route in ``monolith`` mode (shadow off) or ``shadow`` mode at 100% and 10%
+sampling, and at 100% with the worker capped at a quarter of a core.
 First wrk finds the max throughput with shadow off; then an open-loop client (latency from
 each request's due time, no coordinated omission) sends half that rate to each setup in
 alternating rounds, and we compare p50 and p99.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proxy.openloop import native_client, open_loop
-from bench.proxy.run import free_port, wait_port
+from bench.proxy.run import free_port, nginx_conf
 from bench.proxy.run import process as running
 from strangler_proxy.store import open_store
 
@@ -28,21 +29,12 @@ MONOLITH_BODY = '{"id": 1, "name": "Chair", "price": "9.50", "stock": 5, "tags":
 SERVICE_BODY = '{"id": 1, "name": "Chair", "price": 9.5, "stock": 5, "tags": ["a", "b"]}'
 
 
-def nginx_conf(work: Path, monolith: int, service: int) -> Path:
-    temps = "\n".join(f"{k}_temp_path {work}/{k};" for k in
-                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    servers = "\n".join(f"""server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000;
+def json_server(port: int, body: str) -> str:
+    """An nginx server block answering ``body``. The monolith and the service are two nginx
+    processes, as in a deployment: sharing one event loop would queue the client's requests
+    behind the shadow copies, a cost no real deployment has."""
+    return f"""server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000;
         location / {{ default_type application/json; return 200 '{body}'; }} }}"""
-                        for port, body in ((monolith, MONOLITH_BODY), (service, SERVICE_BODY)))
-    conf = work / "nginx.conf"
-    conf.write_text(f"""worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{ access_log off; {temps} {servers} }}
-""")
-    return conf
 
 
 def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, percent: float,
@@ -91,9 +83,10 @@ def run(seconds: float = 8.0, rounds: int = 2, rate: float | None = None) -> dic
     with tempfile.TemporaryDirectory(prefix="shadow-bench-") as tmp:
         work = Path(tmp)
         mono, serv = free_port(), free_port()
-        with running(["nginx", "-c", str(nginx_conf(work, mono, serv))], mono,
-                     work / "nginx.log"):
-            wait_port(serv)
+        monolith_conf = nginx_conf(work, "monolith", json_server(mono, MONOLITH_BODY))
+        service_conf = nginx_conf(work, "service", json_server(serv, SERVICE_BODY))
+        with running(["nginx", "-c", str(monolith_conf)], mono, work / "monolith.log"), \
+                running(["nginx", "-c", str(service_conf)], serv, work / "service.log"):
             max_rps = _proxy_max(work, mono, serv)
             rate = rate or max_rps / 2
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in SETUPS}

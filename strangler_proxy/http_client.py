@@ -192,7 +192,8 @@ class HttpClient:
                 try:
                     parser.feed_data(data)
                 except httptools.HttpParserUpgrade:
-                    parsed.complete = True
+                    parsed.complete = True  # the connection now speaks another protocol:
+                    parsed.keep_alive = False  # answer recorded, connection not reused
                 except httptools.HttpParserError as exc:
                     raise ProtocolError(f"invalid HTTP answer: {exc}") from exc
                 status = parser.get_status_code() if parsed.headers_done else 0

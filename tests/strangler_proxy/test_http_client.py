@@ -204,3 +204,23 @@ def test_connect_errors_cut_answers_garbage_and_timeouts() -> None:
         return errors
 
     assert run(main()) == ["ConnectError", "ProtocolError", "ProtocolError", "0"]
+
+
+def test_an_upgraded_connection_is_never_reused() -> None:
+    async def answer(path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if path == "/ws":
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n")
+            return True  # the server keeps the socket open, now speaking websocket
+        writer.write(ok(b"plain"))
+        return True
+
+    async def main() -> list[object]:
+        async with server(answer) as srv, HttpClient(4) as client:
+            url = f"http://127.0.0.1:{srv.port}"
+            upgraded = await client.request("GET", f"{url}/ws", [("Upgrade", "websocket"),
+                                                                 ("Connection", "Upgrade")])
+            plain = await client.request("GET", f"{url}/plain", [])
+            return [upgraded.status, plain.body, srv.connections]
+
+    assert run(main()) == [101, b"plain", 2]

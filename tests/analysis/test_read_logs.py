@@ -17,7 +17,8 @@ LOGS = Path(__file__).parent / "logs"
 
 def test_capture_jsonl_keeps_request_endpoint_and_transaction() -> None:
     statements = list(read_query_log(LOGS / "monolith_capture.jsonl"))
-    raw = [json.loads(line) for line in (LOGS / "monolith_capture.jsonl").open()]
+    raw = [json.loads(line) for line in
+           (LOGS / "monolith_capture.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(statements) == len(raw)
     first = statements[0]
     assert first.request == raw[0]["request_id"]

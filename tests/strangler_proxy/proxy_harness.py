@@ -260,12 +260,15 @@ def free_port() -> int:
 
 
 def stop_process_group(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM a process started with ``start_new_session``, then SIGKILL what is left."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    """SIGTERM a process started with ``start_new_session``, then SIGKILL what is left;
+    close the pipes the test opened to it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

@@ -84,6 +84,8 @@ def test_record_then_replay_end_to_end(tmp_path: Path, shop: tuple[Server, Serve
         if recorder.poll() is None:
             os.killpg(recorder.pid, signal.SIGKILL)
             recorder.wait(timeout=5)
+        if recorder.stderr is not None:
+            recorder.stderr.close()
     assert len(list(load_exchanges(flows))) == 4
     monolith.seen.clear()
     # then replaying the flow file to the service compares and stores

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import deque
+from collections.abc import Iterator
 
 from analysis.facts import ClassFact, FieldFact, FileFacts, RouterFact, SqlFact, UnitFact, UrlFact
 
@@ -268,13 +270,33 @@ def _extra_sql(call: ast.Call, scope: dict[str, str]) -> list[SqlFact]:
     return out
 
 
+def walk(node: ast.AST) -> Iterator[ast.AST]:
+    """:func:`ast.walk`, same nodes in the same (breadth-first) order, about twice as fast:
+    no generator per node for its children and no try/except per field."""
+    todo = deque([node])
+    pop, push = todo.popleft, todo.append
+    node_type, list_type = ast.AST, list
+    while todo:
+        current = pop()
+        for name in current._fields:
+            value = getattr(current, name, None)
+            if isinstance(value, node_type):
+                push(value)
+            elif isinstance(value, list_type):
+                for item in value:
+                    if isinstance(item, node_type):
+                        push(item)
+        yield current
+
+
 def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
           imports: list[ast.Import | ast.ImportFrom]) -> UnitFact:
     """One walk over a unit: names it references, SQL it runs, imports it makes."""
     refs: set[str] = set()
     calls: list[ast.Call] = []
+    binds: list[ast.AST] = []  # assignments and for-loops, in walk order, for _orm_writes
     scope = dict(consts)
-    for child in ast.walk(node):
+    for child in walk(node):
         t = type(child)
         if t is ast.Name:
             refs.add(child.id)  # type: ignore[attr-defined]
@@ -286,11 +308,14 @@ def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
         elif t is ast.Call:
             calls.append(child)  # type: ignore[arg-type]
         elif t is ast.Assign:
+            binds.append(child)
             target = child.targets[0]  # type: ignore[attr-defined]
             if isinstance(target, ast.Name):
                 value = _const_str(child.value, scope)  # type: ignore[attr-defined]
                 if value is not None:
                     scope[target.id] = value
+        elif t is ast.For:
+            binds.append(child)
         elif t is ast.Import or t is ast.ImportFrom:
             imports.append(child)  # type: ignore[arg-type]
     sql = [fact for call in calls for fact in _sql_from_call(call, scope)]
@@ -298,7 +323,7 @@ def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
     line = getattr(node, "lineno", 1)
     return UnitFact(name=name, line=line, kind=kind, refs=tuple(sorted(refs)),
                     model_strings=tuple(model_strings), sql=tuple(sql),
-                    writes=_orm_writes(node, calls))
+                    writes=_orm_writes(binds, calls))
 
 
 WRITE_METHODS = frozenset({
@@ -307,14 +332,16 @@ WRITE_METHODS = frozenset({
 })
 
 
-def _orm_writes(node: ast.AST, calls: list[ast.Call]) -> tuple[str, ...]:
+def _orm_writes(binds: list[ast.AST], calls: list[ast.Call]) -> tuple[str, ...]:
     """Names whose rows a unit writes: ``Product.objects.create(..)``, ``obj.save()``.
 
     The receiver chain is followed to its root name; a local variable is followed one
-    step to the name its value came from (``obj = Product.objects.get(..)``).
+    step to the name its value came from (``obj = Product.objects.get(..)``). ``binds``
+    are the unit's assignments and for-loops in walk order (collected by :func:`_unit`'s
+    one walk, so the unit is not walked twice).
     """
     origin: dict[str, str] = {}
-    for child in ast.walk(node):
+    for child in binds:
         if isinstance(child, ast.Assign) and isinstance(child.targets[0], ast.Name):
             root = _root_name(child.value)
             if root is not None:

@@ -40,12 +40,16 @@ class Reloader:
         self.seen_text = self.active_text = initial_text
         self.status = ReloadStatus(last_reload=now_iso())
 
-    def check(self, force: bool = False) -> tuple[bool, str]:
-        """Reload when the text changed (or ``force``); return (ok, message)."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            return self._failed(text=None, message=f"{self.path}: cannot read: {exc}")
+    def check(self, force: bool = False, text: str | None = None) -> tuple[bool, str]:
+        """Reload when the text changed (or ``force``); return (ok, message).
+
+        ``text`` is the file's content when the caller has just read it (the watcher).
+        """
+        if text is None:
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except OSError as exc:
+                return self._failed(text=None, message=f"{self.path}: cannot read: {exc}")
         if text == self.active_text:
             if self.seen_text != text:  # a bad edit was reverted: nothing to apply
                 self.seen_text = text
@@ -92,7 +96,7 @@ class Reloader:
                 await asyncio.sleep(settle)
                 if self._read() != first:
                     continue
-            self.check()
+            self.check(text=first)  # None (unreadable): check reads it and reports why
 
     def _read(self) -> str | None:
         try:

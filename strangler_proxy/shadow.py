@@ -225,20 +225,17 @@ class ProcessSink:
         return False
 
     def offer(self, offer: ShadowOffer) -> bool:
-        """Check, then hand the offer to the worker; drop and count when it cannot keep up."""
+        """An offer as a record (replay, tests): :meth:`admit`'s checks, then :meth:`offer_raw`."""
         try:
-            reason = refusal(self.config, self._routes.get(offer.route), offer, self._rng) \
-                or self._no_room()
-            if reason:
-                self._count(offer.route, reason)
-                return False
-            self._write_offer(encode_frame(offer_message(offer)))
-            self.counts[(offer.route, "handed_to_worker")] += 1
-            return True
+            reason = early_refusal(self.config, self._routes.get(offer.route),
+                                   offer.request.method, self._rng)
         except Exception:  # noqa: BLE001 - the client's path must never see our failures
             log.exception("shadow offer failed")
-            self._count(offer.route, "dropped_internal_error")
+            reason = "dropped_internal_error"
+        if reason:
+            self._count(offer.route, reason)
             return False
+        return self.offer_raw(offer_message(offer))
 
     @property
     def worker_alive(self) -> bool:

@@ -117,11 +117,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "strangler.toml"
         text = routes_file(0, 0, 1, args.routes)
-        if args.shadow:
-            text = text.replace('name = "hit"', 'name = "hit"\nshadow = { percent = 100 }')
-            text = text.replace('mode = "canary"\npercent = 50\ntarget = "service"\n'
-                                'sticky = "header:X-User-Id"\n', 'mode = "shadow"\n'
-                                'target = "service"\n', 1) if args.routes == 1 else text
+        if args.shadow:  # the measured route ("hit", the last one) in shadow mode
+            hit = text.index('name = "hit"')
+            text = text[:hit] + text[hit:].replace(
+                'mode = "canary"\npercent = 50\ntarget = "service"\nsticky = "header:X-User-Id"\n',
+                'mode = "shadow"\ntarget = "service"\nshadow = { percent = 100 }\n')
             text = f'[shadow]\nstore = "{Path(tmp) / "diffs.sqlite3"}"\n\n' + text
         path.write_text(text)
         per_request = uvloop.run(measure(path, args.requests, args.profile, args.shadow))

@@ -8,12 +8,16 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	&& { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Everything installs from the lock (exact versions and hashes, runtime and dev); `make lock`
+# refreshes it on purpose. pyproject.toml keeps the honest ranges for people who install the
+# package itself.
+LOCK := requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
 SYSDEPS_STAMP := $(VENV)/.sysdeps
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint typecheck contracts install sysdeps test-toolkit test-monolith \
+.PHONY: demo test lint typecheck contracts install lock test-latest sysdeps test-toolkit test-monolith \
 	test-monolith-pg test-extracted bench clean help
 
 help:
@@ -22,13 +26,34 @@ help:
 	@echo "make bench  run the benchmarks in bench/ (needs nginx-light and wrk)"
 	@echo "make clean  remove the virtual environment and generated files"
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer not found; install python3.11 and retry" >&2; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q -e . --group dev
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check -q >/dev/null || { $(BIN)/python -m pip check; \
+		echo "error: $(LOCK) is incomplete; run 'make lock'" >&2; exit 2; }
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
+
+# Refresh the lock on purpose: newest versions the ranges in pyproject.toml allow, for every
+# Python from 3.11 and every platform, with hashes. Runtime first; the dev lock is constrained
+# to the same runtime versions. Review the diff, run `make test`, commit both files.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--no-header
+lock: $(STAMP)
+	@printf 'setuptools>=69\nwheel>=0.43\n' > $(VENV)/build-requirements.in
+	$(UV_COMPILE) pyproject.toml $(VENV)/build-requirements.in -o requirements.lock
+	$(UV_COMPILE) pyproject.toml $(VENV)/build-requirements.in --group dev \
+		-c requirements.lock -o requirements-dev.lock
+
+# Not in CI: the suite against the newest versions the ranges allow, in a separate venv, so
+# that upstream drift is seen before it reaches the lock.
+test-latest: $(STAMP)
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade "pip>=25.1"
+	.venv-latest/bin/python -m pip install -q --upgrade -e . --group dev
+	$(MAKE) test VENV=.venv-latest STAMP=.venv-latest/bin/python SYSDEPS_STAMP=.venv-latest/.sysdeps
 
 install: $(STAMP)
 

@@ -92,12 +92,16 @@ test-monolith: install
 test-monolith-pg: install
 	@if [ -n "$$DATABASE_URL" ]; then \
 		$(PYTEST) --ds=legacy_monolith.settings tests/legacy_monolith; \
-	else echo "DATABASE_URL not set: skipping the monolith suite on PostgreSQL"; fi
+	else echo "skipped: DATABASE_URL not set, so the monolith suite does not run on PostgreSQL"; fi
 
 test-extracted: install
 	@if [ -d tests/extracted ]; then $(PYTEST) --ds=extracted.catalog.settings tests/extracted; fi
 
-test: lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-extracted
+# Every suite runs even when one fails; one summary at the end, ending in
+# "total: N passed, N failed, N skipped"; non-zero exit if any suite failed.
+SUITES := lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-extracted
+test: install sysdeps
+	@$(BIN)/python tests/run_suites.py $(SUITES)
 
 demo: install
 	$(BIN)/strangler demo

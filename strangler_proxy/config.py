@@ -24,9 +24,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import tomlkit
-from tomlkit.exceptions import KeyAlreadyPresent, ParseError
 
 from strangler_proxy.errors import ConfigError
+from strangler_proxy.toml_check import check_toml
 
 MODES = ("monolith", "shadow", "canary", "service")
 MONOLITH = "monolith"
@@ -647,13 +647,15 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
     >>> cfg.upstreams["monolith"].port, cfg.routes
     (1, ())
     """
+    problem = check_toml(text)
+    if problem:
+        raise ConfigError(f"not valid TOML: {problem.message} (in {source}, line {problem.line})")
     try:
         data = tomlkit.parse(text).unwrap()
-    except ParseError as exc:
-        raise ConfigError(f"not valid TOML: {exc} (in {source})") from None
-    except KeyAlreadyPresent as exc:  # tomlkit gives no position here; tomllib does
-        raise ConfigError(f"{source}: {_duplicate_key_message(text, exc)}; "
-                          "each key may appear once per table") from None
+    except Exception:  # noqa: BLE001 - any parser failure, whatever its type or wording
+        at = _parser_error_line(text)
+        raise ConfigError(f"not valid TOML: check the quotes, brackets and commas "
+                          f"(in {source}{f', line {at}' if at else ''})") from None
     reader = _Reader(text, source)
     reader.table(data, (), "")
     upstream_data = data.get("upstreams", {})
@@ -688,20 +690,21 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
     return _replace_warnings(config, warnings)
 
 
-def _duplicate_key_message(text: str, exc: KeyAlreadyPresent) -> str:
-    """``duplicate key "b" at line 5``: tomlkit names the key, the stdlib parser the line.
+def _parser_error_line(text: str) -> int | None:
+    """The line the stdlib parser stopped at, for the rare mistake check_toml lets through.
 
-    >>> _duplicate_key_message("[x]\\nb = 1\\nb = 2\\n", KeyAlreadyPresent("b"))
-    'duplicate key "b" at line 3'
+    Python 3.14 gives it as an attribute; before that only inside the message, so a change
+    of wording costs the line number, never the error.
     """
-    key = str(exc).removeprefix("Key ").removesuffix(" already exists.")
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as decode_error:
-        found = re.search(r"at line (\d+)", str(decode_error))
-        if found:
-            return f"duplicate key {key} at line {found.group(1)}"
-    return f"duplicate key {key}"
+        line = getattr(decode_error, "lineno", None)
+        if isinstance(line, int):
+            return line
+        found = re.search(r"line (\d+)", str(decode_error))
+        return int(found.group(1)) if found else None
+    return None
 
 
 def _replace_warnings(config: ProxyConfig, warnings: tuple[str, ...]) -> ProxyConfig:

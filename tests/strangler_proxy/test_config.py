@@ -95,7 +95,8 @@ def test_duplicate_key_is_a_config_error_naming_key_and_line() -> None:
                            'url = "http://127.0.0.1:8001"\nurl = "http://127.0.0.1:8002"')
     line = text.splitlines().index('url = "http://127.0.0.1:8002"') + 1
     message = _error(text)
-    assert f'duplicate key "url" at line {line}' in message
+    assert 'duplicate key "url" (first set on line' in message
+    assert message.endswith(f", line {line})")
     assert "\n" not in message
 
 

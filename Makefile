@@ -41,7 +41,10 @@ $(STAMP): $(LOCK) pyproject.toml
 # to the same runtime versions. Review the diff, run `make test`, commit both files.
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
 	--no-header
-lock: $(STAMP)
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	@printf 'setuptools>=69\nwheel>=0.43\n' > $(VENV)/build-requirements.in
 	$(UV_COMPILE) pyproject.toml $(VENV)/build-requirements.in -o requirements.lock
 	$(UV_COMPILE) pyproject.toml $(VENV)/build-requirements.in --group dev \

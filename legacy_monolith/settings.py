@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served from the package: works offline
     "legacy_monolith.common",
     "legacy_monolith.accounts",
     "legacy_monolith.store",
@@ -150,6 +151,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The demo monolith the strangler toolkit migrates.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Query capture (contract 4): off unless set. A path to a JSON Lines file.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
 from legacy_monolith.accounts import views as accounts
 from legacy_monolith.common import health
+from legacy_monolith.common.api_root import make_api_root
+from legacy_monolith.common.assets import static_asset
 from legacy_monolith.notifications import views as notifications
 from legacy_monolith.orders import views as orders
 from legacy_monolith.outbox.views import CatalogEventsView
@@ -56,7 +58,10 @@ api = [
     *router.urls,
 ]
 
+api.insert(0, path("", make_api_root(api), name="api-root"))  # type: ignore[arg-type]
+
 urlpatterns = [
+    re_path(r"^static/(?P<path>.*)$", static_asset, name="static"),  # Swagger UI, offline
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("internal/catalog-events/", CatalogEventsView.as_view(), name="internal-catalog-events"),

@@ -231,6 +231,7 @@ class ProxyApp:
         config = self.config
         reload_status = self.reloader.status
         return {
+            "status": "error" if reload_status.last_result == "error" else "ok",
             "version": reload_status.version, "last_reload": reload_status.last_reload,
             "last_error": reload_status.last_error or None,
             "last_result": reload_status.last_result, "config": str(self.config_path),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 from typing import Any
@@ -98,20 +99,55 @@ class StranglerError(Exception):
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``strangler`` console script.
 
-    Errors that derive from a package's error base print as one line on stderr and exit
-    non-zero; ``--debug`` (or ``STRANGLER_DEBUG=1``) shows the traceback instead.
+    Errors that derive from a package's error base, and usage errors, print as one line on
+    stderr and exit 2; ``--debug`` (or ``STRANGLER_DEBUG=1``) shows the traceback instead.
+    With ``--json`` anywhere on the line, the error is JSON on stdout instead,
+    ``{"error": ..., "hint": ...}``, with the same exit status.
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("STRANGLER_DEBUG"))
+    as_json = "--json" in args
     try:
-        return cli.main(args=args, prog_name="strangler", standalone_mode=True)
-    except click.exceptions.Exit as exc:  # pragma: no cover - click handles these
+        cli.main(args=args, prog_name="strangler", standalone_mode=False)
+        return None
+    except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        raise SystemExit(1) from None
+    except click.ClickException as exc:  # usage errors: bad option, missing argument
+        if not as_json:
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        _fail(exc.format_message(), exc.exit_code, as_json=True)
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into lines
         if debug or not _is_user_error(exc):
             raise
-        click.echo(f"strangler: error: {exc}", err=True)
-        raise SystemExit(2) from None
+        _fail(str(exc), 2, as_json)
+
+
+def error_record(message: str) -> dict[str, str]:
+    """``{"error": what failed, "hint": how to fix it}`` from a one-line message.
+
+    Our messages say what failed, then the fix after the last ``; `` (STYLE.md, errors).
+
+    >>> error_record("no route named 'x' (routes: a); see `strangler routes list`")
+    {'error': "no route named 'x' (routes: a)", 'hint': 'see `strangler routes list`'}
+    >>> error_record("something broke")
+    {'error': 'something broke', 'hint': ''}
+    """
+    head, sep, hint = message.rpartition("; ")
+    if not sep or "(" in hint and ")" not in hint:
+        return {"error": message, "hint": ""}
+    return {"error": head, "hint": hint}
+
+
+def _fail(message: str, status: int, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(error_record(message)))
+    else:
+        click.echo(f"strangler: error: {message}", err=True)
+    raise SystemExit(status)
 
 
 def _is_user_error(exc: BaseException) -> bool:

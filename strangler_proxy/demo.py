@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,10 @@ from pathlib import Path
 
 import click
 import httpx
+import tomlkit
+
+from strangler_proxy.config import parse_config
+from strangler_proxy.errors import ConfigError
 
 
 class DemoError(Exception):
@@ -262,14 +267,18 @@ def what_to_try(ports: DemoPorts, config: Path, report: Path | None, names: list
         ]
     if report is not None:
         lines.append(f"  analysis report     {report}")
+    cmd = command_prefix()
+    lines += ["", "Try (in another terminal, from this folder):"]
+    if cmd != "strangler":
+        activate = Path(cmd).parent / "activate"
+        lines.append(f"  (or run `source {activate}` once, then type plain `strangler`)")
     lines += [
-        "",
-        "Try:",
         f"  curl -si http://127.0.0.1:{ports.proxy}/api/products/ | grep X-Strangler-Route",
-        f"  STRANGLER_DATA_DIR={config.parent} strangler monolith workload "
+        f"  STRANGLER_DATA_DIR={config.parent} {cmd} monolith workload "
         f"--base-url http://127.0.0.1:{ports.proxy} --requests 200",
-        f"  strangler routes set catalog --mode shadow --config {config}",
-        f"  strangler shadow report --config {config}",
+        f"  export STRANGLER_CONFIG={config}",
+        f"  {cmd} routes set catalog --mode shadow",
+        f"  {cmd} shadow report",
         "  then read docs/walkthrough.md for the whole migration.",
     ]
     return "\n".join(lines)
@@ -323,6 +332,8 @@ def demo(data_dir: Path, port_base: int, size: str, no_report: bool, check: bool
     if not config.exists():
         _write_atomic(config, routes_file_text(ports, with_catalog).replace(
             "CONFIG", str(config)))
+    else:
+        _follow_port_base(config, ports)
     report = None if no_report else _write_report(data_dir)
     logs = data_dir / "logs"
     click.echo("[3/5] starting " + ", ".join(s.name for s in services))
@@ -380,6 +391,66 @@ def _wait_for_interrupt() -> None:
     while not stop:
         time.sleep(0.2)
     click.echo("\nstopping...")
+
+
+def retarget_ports(text: str, ports: DemoPorts) -> str:
+    """The kept routes file with its listen addresses and demo upstreams on ``ports``.
+
+    Everything else (route modes, percentages, the user's comments) stays as it was. Only
+    the keys the demo wrote are touched: ``[proxy].listen``, ``[admin].listen`` and the
+    ``monolith`` and ``catalog`` upstream URLs, when they point at 127.0.0.1.
+
+    >>> old = routes_file_text(DemoPorts(), with_catalog=True).replace(
+    ...     'mode = "monolith"\ntarget = "catalog"', 'mode = "shadow"\ntarget = "catalog"', 1)
+    >>> new = retarget_ports(old, DemoPorts(9000, 9001, 9080, 9081))
+    >>> "127.0.0.1:9080" in new, "127.0.0.1:9001" in new, 'mode = "shadow"' in new
+    (True, True, True)
+    """
+    document = tomlkit.parse(text)
+    wanted = {("proxy", "listen"): f"127.0.0.1:{ports.proxy}",
+              ("admin", "listen"): f"127.0.0.1:{ports.admin}"}
+    for table_key, value in wanted.items():
+        table = document.get(table_key[0])
+        if isinstance(table, dict) and str(table.get(table_key[1], "")).startswith("127.0.0.1:"):
+            table[table_key[1]] = value
+    upstreams = document.get("upstreams", {})
+    for name, port in (("monolith", ports.monolith), ("catalog", ports.catalog)):
+        upstream = upstreams.get(name) if isinstance(upstreams, dict) else None
+        if isinstance(upstream, dict) and str(upstream.get("url", "")).startswith(
+                "http://127.0.0.1:"):
+            upstream["url"] = f"http://127.0.0.1:{port}"
+    return tomlkit.dumps(document)
+
+
+def _follow_port_base(config: Path, ports: DemoPorts) -> None:
+    """Move a kept routes file to this run's ports; a file that no longer parses is named."""
+    text = config.read_text(encoding="utf-8")
+    try:
+        new_text = retarget_ports(text, ports)
+        parse_config(new_text, source=str(config))
+    except (ConfigError, Exception) as exc:  # noqa: BLE001 - any unreadable file is the user's
+        raise DemoError(f"{config}: the kept routes file cannot be used ({exc}); fix it, or "
+                        "delete it to have the demo write a fresh one") from None
+    if new_text != text:
+        _write_atomic(config, new_text)
+        click.echo(f"      {config}: listen addresses and upstreams moved to --port-base "
+                   f"{ports.monolith} (route modes kept)")
+
+
+def command_prefix() -> str:
+    """How the user should type ``strangler`` in their shell for this installation.
+
+    ``strangler`` when it is on PATH and is this installation's; else the script's path
+    (relative when it is under the current directory), e.g. ``.venv/bin/strangler``.
+    """
+    script = Path(sys.executable).parent / "strangler"
+    on_path = shutil.which("strangler")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "strangler"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -54,6 +54,7 @@ class Reloader:
             if self.seen_text != text:  # a bad edit was reverted: nothing to apply
                 self.seen_text = text
                 self.status.last_error = ""
+                self.status.last_result = "ok"  # the file is good again: /status says so
             return True, "unchanged"
         if text == self.seen_text and not force:
             return False, self.status.last_error  # the bad file seen before, logged once

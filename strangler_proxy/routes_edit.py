@@ -38,6 +38,19 @@ class RouteChange:
     since: str | None = None  # the gate's evidence window (ISO start), when one was given
 
     @property
+    def stale_data_warning(self) -> str:
+        """One line when traffic goes back from the service to the monolith, else ``""``.
+
+        While the service served the route, the writes landed in the service's database;
+        the monolith's copy is only as fresh as the reverse sync made it.
+        """
+        if self.old.get("mode") in PROMOTIONS and self.new.get("mode") in ("monolith",
+                                                                          "shadow"):
+            return (f"warning: {self.route} goes back to the monolith, whose copy of this "
+                    "data may be stale: run `strangler reconcile` before relying on it")
+        return ""
+
+    @property
     def changed(self) -> bool:
         """False when the route already had the requested mode and percent."""
         return self.old != self.new
@@ -73,6 +86,11 @@ def edit_route_text(text: str, name: str, mode: str | None,
                              "see `strangler routes list`")
     old = {"mode": str(table.get("mode", "monolith")), "percent": _num(table.get("percent", 0))}
     new_mode = mode or old["mode"]
+    if percent is not None and new_mode != "canary":
+        raise RouteEditError(
+            f"--percent applies only to canary mode, and {name} would be {new_mode}: the "
+            f"share is ignored in other modes; add --mode canary to move that share of "
+            "users, or drop --percent")
     if new_mode == "canary" and percent is None and "percent" not in table:
         raise RouteEditError("canary needs --percent N (the share of users sent to the service)")
     table["mode"] = new_mode

@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass
 
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)\b")
-_PYTEST_CLOSING = re.compile(r"^=+ .*\b(passed|failed|errors?|skipped|no tests ran)\b.* in [\d.]+s")
+_PYTEST_CLOSING = re.compile(
+    r"^=+ .*\b(passed|failed|errors?|skipped|no tests ran)\b.* in [\d.]+s"
+)
 
 
 @dataclass

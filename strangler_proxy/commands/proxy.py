@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from strangler_proxy.app import ProxyApp, WorkerGroup
+from strangler_proxy.commands.options import config_option
 from strangler_proxy.config import load_config
 from strangler_proxy.errors import StartupError
 from strangler_proxy.server import describe, listen_socket
@@ -131,8 +132,7 @@ def _wait_children(pids: dict[int, int], spawn: object) -> None:
 
 
 @click.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("strangler.toml"), show_default=True, help="The routes file.")
+@config_option
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes sharing the port (default: [proxy].workers).")
 def proxy(config_path: Path, workers: int | None) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import click
 
-from strangler_proxy.commands.shadow import config_option
+from strangler_proxy.commands.options import config_option
 
 
 @click.command()
@@ -45,7 +46,7 @@ def record(upstream: str, listen: str, out: str, duration: float | None) -> None
               help="Ask the monolith again too: it becomes the baseline; its differences from "
                    "the recording teach the noise filter.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def replay(flows: tuple[str, ...], config_path: str, route_name: str, rate: float, limit: int,
+def replay(flows: tuple[str, ...], config_path: Path, route_name: str, rate: float, limit: int,
            concurrency: int, against_monolith: bool, as_json: bool) -> None:
     """Replay recorded traffic (mitmproxy flows or HAR) to a route's service and compare."""
     from itertools import chain

@@ -7,18 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from strangler_proxy.admin import route_record
 from strangler_proxy.audit import read_audit
+from strangler_proxy.commands.options import config_option, output_console
 from strangler_proxy.config import MODES, ProxyConfig, load_config
 from strangler_proxy.errors import ConfigError
 from strangler_proxy.routes_edit import apply_route_change
 
-CONFIG_OPTION = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("strangler.toml"), show_default=True, help="The routes file.")
+CONFIG_OPTION = config_option
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
 
@@ -62,7 +60,7 @@ def list_routes(config_path: Path, as_json: bool) -> None:
         click.echo(json.dumps({"config": str(config_path),
                                "routes": [route_record(r) for r in config.routes]}, indent=2))
         return
-    Console().print(_routes_table(config))
+    output_console().print(_routes_table(config))
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -83,12 +81,12 @@ def show_route(name: str, config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
-    console = Console()
+    console = output_console()
     table = Table(title=f"route {name} ({config_path}, line {route.line})", show_header=False)
     table.add_column("key")
     table.add_column("value")
     for key, value in route_record(route).items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
     console.print(table)
     for item in history:
         console.print(f"{item['when']}  {item['who']}: {item['old']} -> {item['new']}"
@@ -124,12 +122,15 @@ def set_route(name: str, mode: str | None, percent: float | None, reason: str, f
     if as_json:
         click.echo(json.dumps({"route": change.route, "old": change.old, "new": change.new,
                                "changed": change.changed, "forced": change.forced,
-                               "gate": change.gate_reason, "since": change.since},
+                               "gate": change.gate_reason, "since": change.since,
+                               "warning": change.stale_data_warning or None},
                               indent=2))
         return
     if not change.changed:
         click.echo(f"{change.route}: already {change.new['mode']}; nothing changed")
         return
+    if change.stale_data_warning:
+        click.echo(change.stale_data_warning, err=True)
     click.echo(f"changed {change.describe()} in {config_path}"
                + (" (FORCED past the gate: " + change.gate_reason + ")" if change.forced else ""))
     if change.gate_reason and not change.forced:

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 from typing import Any
 
 import click
 
-DEFAULT_CONFIG = "strangler.toml"
-
-
-def config_option(function: Any) -> Any:
-    """``--config FILE`` (default: $STRANGLER_CONFIG or ./strangler.toml)."""
-    return click.option("--config", "config_path", metavar="FILE",
-                        default=lambda: os.environ.get("STRANGLER_CONFIG", DEFAULT_CONFIG),
-                        show_default="$STRANGLER_CONFIG or strangler.toml",
-                        help="The routes file.")(function)
+from strangler_proxy.commands.options import config_option, output_console
 
 
 @click.group()
@@ -31,7 +23,7 @@ def shadow() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
               help="Differences shown per route.")
-def report(config_path: str, route_name: str | None, since: str | None, as_json: bool,
+def report(config_path: Path, route_name: str | None, since: str | None, as_json: bool,
            top: int) -> None:
     """Per route: compared, match rate (95% CI), top differences, latency, drops, gate."""
     from strangler_proxy.config import load_config
@@ -61,10 +53,9 @@ def _ms(value: float | None) -> str:
 
 
 def _print_report(data: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = output_console()
     gate = data["gate"]
     console.print(f"diff store: {data['store']}   gate: >= {gate['min_compared']} compared, "
                   f"95% lower bound >= {gate['min_match_rate']:.2%}")
@@ -112,7 +103,7 @@ def _print_route(console: Any, route: dict[str, Any], table_class: Any) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="At most this many cases.")
 @click.option("--since", metavar="WHEN", help="Only exchanges since 30m, 2h, 7d or an ISO time.")
-def export(config_path: str, route_name: str, out_dir: str, limit: int,
+def export(config_path: Path, route_name: str, out_dir: str, limit: int,
            since: str | None) -> None:
     """Write mismatches of a route as pytest regression cases for the service's suite."""
     from strangler_proxy.config import load_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,37 @@ def test_swagger_ui_is_served(client: Client) -> None:
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+@pytest.mark.django_db
+def test_swagger_ui_assets_come_from_this_server_not_a_cdn(client: Client) -> None:
+    # given the Swagger UI page
+    page = client.get("/api/docs/").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', page)
+    # then every asset it loads is served here (works offline), and each one answers
+    assert assets
+    assert all(url.startswith("/static/") for url in assets), assets
+    for url in assets:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"".join(response.streaming_content)  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db
+def test_api_root_links_every_collection(client: Client) -> None:
+    response = client.get("/api/")
+    assert response.status_code == 200
+    links = response.json()
+    assert links["products"] == "http://testserver/api/products/"
+    assert links["checkout"] == "http://testserver/api/checkout/"
+    assert links["docs"] == "http://testserver/api/docs/"
+    assert all(client.get(url).status_code in (200, 401, 405) for url in links.values())
+
+
+@pytest.mark.django_db
+def test_static_view_serves_only_files_of_installed_apps(client: Client) -> None:
+    assert client.get("/static/../settings.py").status_code == 404
+    assert client.get("/static/nope.js").status_code == 404
 
 
 @pytest.mark.django_db

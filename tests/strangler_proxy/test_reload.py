@@ -210,3 +210,24 @@ def test_a_file_that_stays_broken_is_reported_once(tmp_path: Path) -> None:
     assert counted == ["error"]
     assert "needs [upstreams.monolith]" in reloader.status.last_error
     assert reloader.status.version == 1
+
+
+def test_status_returns_to_ok_when_a_refused_file_is_reverted_or_fixed(tmp_path: Path) -> None:
+    # given a proxy whose routes file was broken and refused
+    path = tmp_path / "strangler.toml"
+    path.write_text(GOOD)
+    reloader = Reloader(path, lambda config: None, lambda outcome: None, GOOD)
+    path.write_text(GOOD + "\nbroken = \n")
+    assert reloader.check()[0] is False
+    assert reloader.status.last_result == "error"
+    # when the user puts the good text back
+    path.write_text(GOOD)
+    reloader.check()
+    # then the status is ok again, with no error left
+    assert (reloader.status.last_result, reloader.status.last_error) == ("ok", "")
+    # and the same after a refused file is fixed with a new good text
+    path.write_text(GOOD + "\nbroken = \n")
+    reloader.check()
+    path.write_text(GOOD + "\n# fixed\n")
+    assert reloader.check()[0] is True
+    assert (reloader.status.last_result, reloader.status.last_error) == ("ok", "")

@@ -30,7 +30,8 @@ $(STAMP): $(LOCK) pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer not found; install python3.11 and retry" >&2; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . \
+		--config-settings editable_mode=compat
 	$(BIN)/python -m pip check -q >/dev/null || { $(BIN)/python -m pip check; \
 		echo "error: $(LOCK) is incomplete; run 'make lock'" >&2; exit 2; }
 	@rm -f $(VENV)/.installed-*

@@ -214,7 +214,8 @@ def _exchange_body(record: DiffRecord) -> str:
 
 
 def _show(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    """A compared value as JSON, as the CLI shows it: ``"415.71"`` (text) vs ``415.71``."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _body_pre(body: bytes, headers: tuple[tuple[str, str], ...], paths: set[str]) -> str:

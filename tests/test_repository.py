@@ -104,13 +104,13 @@ def test_docker_compose_file_is_valid_and_names_only_what_exists(tmp_path: Path)
             assert words[1] in COMMANDS, f"service {name} runs unknown `strangler {words[1]}`"
 
 
-def _free_port_base() -> int:
+def _free_port_base(avoid: set[int] | None = None) -> int:
     """A base port B with B, B+1, B+80 and B+81 all free (the demo's layout)."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
-        if base + 81 > 65535:
+        if base + 81 > 65535 or base in (avoid or set()):
             continue
         if all(_can_listen(base + offset) for offset in (0, 1, 80, 81)):
             return base
@@ -120,19 +120,49 @@ def _free_port_base() -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_demo_starts_everything_and_serves_through_the_proxy(tmp_path: Path) -> None:
-    # given a fresh data directory, when the demo runs in --check mode (twice: reruns work)
-    base = _free_port_base()
-    argv = [sys.executable, "-m", "strangler_proxy.cli", "demo", "--check",
-            "--data-dir", str(tmp_path / "demo"), "--port-base", str(base)]
+    # given a fresh data directory, when the demo runs in --check mode, then again on other
+    # ports after the user flipped a route in the kept routes file
+    data = tmp_path / "demo"
+    config = data / "strangler.toml"
+    used: set[int] = set()
     for run in (1, 2):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+        base = _free_port_base(avoid=used)
+        used.add(base)
+        argv = [sys.executable, "-m", "strangler_proxy.cli", "demo", "--check",
+                "--data-dir", str(data), "--port-base", str(base)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False,
+                              cwd=ROOT)
         # then the stack came up, answered through the proxy, and stopped cleanly
         assert done.returncode == 0, f"run {run}: {done.stderr[-2000:]}"
         assert f"GET http://127.0.0.1:{base + 80}/api/products/ -> 200" in done.stdout
         assert "monolith, catalog, relay, proxy" in done.stdout
-    assert (tmp_path / "demo" / "report" / "report.html").exists()
-    for offset in (0, 1, 80, 81):
-        assert _can_listen(base + offset), f"port {base + offset} still taken after the demo"
+        for offset in (0, 1, 80, 81):
+            assert _can_listen(base + offset), f"port {base + offset} still taken after the demo"
+        if run == 1:
+            _run_printed_commands(done.stdout, config)
+            assert 'mode = "shadow"' in config.read_text()
+    # the second run moved the kept file to its ports and kept the user's flip
+    text = config.read_text()
+    assert f'listen = "127.0.0.1:{base + 80}"' in text
+    assert f'url = "http://127.0.0.1:{base}"' in text
+    assert 'mode = "shadow"' in text
+    assert (data / "report" / "report.html").exists()
+
+
+def _run_printed_commands(stdout: str, config: Path) -> None:
+    """Run the demo's printed `routes set` and `shadow report` lines exactly as printed."""
+    lines = [line.strip() for line in stdout.splitlines()]
+    export = next(line for line in lines if line.startswith("export STRANGLER_CONFIG="))
+    assert export == f"export STRANGLER_CONFIG={config}"
+    commands = [line for line in lines if " routes set catalog" in line
+                or line.endswith(" shadow report")]
+    assert len(commands) == 2, lines
+    for command in commands:
+        # a shell with no virtualenv activated: only the system's PATH
+        done = subprocess.run(["bash", "-c", f"{export} && {command}"], cwd=ROOT,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, (command, done.stderr[-1000:])
 
 
 def _can_listen(port: int) -> bool:
@@ -177,3 +207,34 @@ def test_demo_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     assert "stopped everything" in log.read_text()
     for offset in (0, 1, 80, 81):
         assert _can_listen(base + offset), f"port {base + offset} still taken after Ctrl-C"
+
+
+def test_everything_installs_from_the_lock_with_hashes() -> None:
+    # the Makefile, CI and the Dockerfile install exactly what was tested: the lock files
+    # pin every package (runtime and dev) to one version with hashes
+    for name in ("requirements.lock", "requirements-dev.lock"):
+        text = (ROOT / name).read_text()
+        pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^ ;]+)", text, re.M)
+        assert len(pins) > 20, name
+        blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.split("\n", 1)[1])
+        assert all("--hash=sha256:" in block for block in blocks if "==" in block), name
+        assert not re.search(r"^[A-Za-z0-9_.-]+(>=|<|~=)", text, re.M), name
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r $(LOCK)" in makefile
+    assert "LOCK := requirements-dev.lock" in makefile
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    install = " ".join(line.strip(" \\") for line in dockerfile.splitlines()
+                       if "pip install" in line or line.startswith("    "))
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in install
+    assert "COPY pyproject.toml README.md requirements.lock" in dockerfile
+    assert re.search(r"pip install [^&]*--no-deps [^&]*\.", install)
+    # every runtime dependency of pyproject.toml is pinned in both locks
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        pinned = {n.lower().replace("_", "-") for n, _ in re.findall(
+            r"^([A-Za-z0-9_.-]+)==([^ ;]+)", (ROOT / lock).read_text(), re.M)}
+        for requirement in declared:
+            name = re.split(r"[<>=\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+            assert name in pinned, f"{name} is not in {lock}: run make lock"

@@ -52,6 +52,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _json(value: Any) -> str:
+    """A compared value as JSON (``"415.71"`` is text, ``415.71`` a number), never a repr."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def _print_report(data: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -92,7 +97,7 @@ def _print_route(console: Any, route: dict[str, Any], table_class: Any) -> None:
         noise = f"{ev['verdict']} ({ev['self_diffs']}/{ev['self_trials']} self, " \
                 f"p={ev['p_value']:.3g})"
         table.add_row(str(diff["count"]), diff["path"], diff["kind"], noise,
-                      f"{ex['request']}: {ex['monolith']!r} -> {ex['service']!r}"[:120])
+                      f"{ex['request']}: {_json(ex['monolith'])} -> {_json(ex['service'])}"[:120])
     console.print(table)
 
 

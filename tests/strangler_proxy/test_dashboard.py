@@ -72,6 +72,12 @@ def test_exchange_page_shows_both_sides_with_the_difference_marked(config: Proxy
     assert "<span class=hl>      &quot;price&quot;: 9.5</span>" in page
 
 
+def test_compared_values_show_as_json_text_in_quotes_numbers_bare(config: ProxyConfig) -> None:
+    page = handle("/dashboard/exchange/9", "", config)[2].decode()
+    # "9.50" (text) on the monolith side against 9.5 (a number): the quotes tell them apart
+    assert "<td><code>&quot;9.50&quot;</code></td><td><code>9.5</code></td>" in page
+
+
 def test_unknown_pages_and_exchanges_are_404(config: ProxyConfig) -> None:
     assert handle("/dashboard/exchange/999", "", config)[0] == 404
     assert handle("/dashboard/nope", "", config)[0] == 404

@@ -143,3 +143,75 @@ def test_cli_subprocess_error_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "line 19" in done.stderr
+
+
+def test_percent_outside_canary_is_refused_with_the_reason(routes_file: Path) -> None:
+    before = routes_file.read_text()
+    result = CliRunner().invoke(cli, ["routes", "set", "catalog", "--mode", "shadow",
+                                      "--percent", "20", "--config", str(routes_file)])
+    assert isinstance(result.exception, RouteEditError)
+    assert "--percent applies only to canary mode" in str(result.exception)
+    assert routes_file.read_text() == before
+
+
+def test_service_back_to_monolith_warns_that_the_monolith_copy_may_be_stale(
+        routes_file: Path) -> None:
+    apply_route_change(routes_file, "catalog", "service", None, gate=gate(True))
+    result = CliRunner().invoke(cli, ["routes", "set", "catalog", "--mode", "monolith",
+                                      "--config", str(routes_file)])
+    assert result.exit_code == 0, result.output
+    assert "may be stale" in result.output
+    assert "strangler reconcile" in result.output
+    forward = CliRunner().invoke(cli, ["routes", "set", "catalog", "--mode", "shadow",
+                                       "--config", str(routes_file)])
+    assert "stale" not in forward.output  # monolith -> shadow moves nothing back
+
+
+def test_strangler_config_env_is_the_default_for_every_config_option(routes_file: Path,
+                                                                      ) -> None:
+    import subprocess
+    import sys
+
+    env = {"STRANGLER_CONFIG": str(routes_file), "PATH": "/usr/bin:/bin"}
+    for argv in (["routes", "list", "--json"], ["routes", "validate"],
+                 ["shadow", "report", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", *argv], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, (argv, done.stderr)
+    for command in (["proxy"], ["routes", "set"], ["shadow", "report"], ["replay"]):
+        help_text = CliRunner().invoke(cli, [*command, "--help"]).output
+        assert "STRANGLER_CONFIG" in help_text, command
+
+
+def test_json_errors_are_json_with_the_same_exit_status(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    missing = str(tmp_path / "none.toml")
+    plain = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "list",
+                            "--config", missing], capture_output=True, text=True, timeout=60,
+                           check=False)
+    as_json = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "list",
+                              "--config", missing, "--json"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert plain.returncode == as_json.returncode == 2
+    record = json.loads(as_json.stdout)
+    assert record == {"error": f"{missing}: no such routes file",
+                      "hint": "create one (see docs/config.md) or pass --config FILE"}
+    usage = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "set",
+                            "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert usage.returncode == 2
+    assert json.loads(usage.stdout)["error"] == "Missing argument 'NAME'."
+
+
+def test_piped_tables_are_not_wrapped_at_80_columns(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    long_name = "a-route-with-a-name-much-longer-than-eighty-columns-would-ever-let-it-be-shown"
+    path = tmp_path / "strangler.toml"
+    path.write_text(MINIMAL.replace('name = "catalog"', f'name = "{long_name}"'))
+    done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "list",
+                           "--config", str(path)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert any(long_name in line for line in done.stdout.splitlines())

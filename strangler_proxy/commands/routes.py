@@ -10,11 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from strangler_proxy.admin import route_record
-from strangler_proxy.audit import read_audit
 from strangler_proxy.config import MODES, ProxyConfig, load_config
+from strangler_proxy.control.admin import route_record
+from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ConfigError
-from strangler_proxy.routes_edit import apply_route_change
 
 CONFIG_OPTION = click.option(
     "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from test_config import MINIMAL
 
-from strangler_proxy.audit import read_audit
-from strangler_proxy.cli import cli
+from strangler.cli import cli
 from strangler_proxy.config import ProxyConfig
+from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control.routes_edit import apply_route_change, edit_route_text, is_promotion
 from strangler_proxy.errors import ConfigError, RouteEditError
-from strangler_proxy.routes_edit import apply_route_change, edit_route_text, is_promotion
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def test_cli_subprocess_error_is_one_line(tmp_path: Path) -> None:
     import sys
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("percent = 10", "percent = 101"))
-    done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "validate",
+    done = subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "validate",
                            str(bad)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0

@@ -53,7 +53,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 def _strangler(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "monolith", *args],
+    return subprocess.run([sys.executable, "-m", "strangler.cli", "monolith", *args],
                           env=env, capture_output=True, text=True, timeout=600, check=True)
 
 
@@ -68,7 +68,7 @@ def serving(env: dict[str, str], workers: int) -> Iterator[str]:
     """A gunicorn-served shop; yields its base URL and stops it afterwards."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "strangler_proxy.cli", "monolith", "serve", "--port", str(port),
+        [sys.executable, "-m", "strangler.cli", "monolith", "serve", "--port", str(port),
          "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

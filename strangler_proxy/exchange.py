@@ -1,7 +1,7 @@
 """Plain records of one HTTP exchange: the seam between forwarding and shadow comparison.
 
-The forwarding path (``strangler_proxy.forward``) builds these from what it saw on the wire
-and hands them to a :class:`ShadowSink`; the shadow side (``strangler_proxy.shadow``)
+The forwarding path (``strangler_proxy.edge.forward``) builds these from what it saw on the wire
+and hands them to a :class:`ShadowSink`; the shadow side (``strangler_proxy.shadow.sink``)
 copies the request to the service, compares, and stores. Both sides depend only on this
 module, never on each other's internals. Header names are kept as received (lists of
 pairs, so repeated headers such as ``Set-Cookie`` stay apart); bodies are bytes, already

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from strangler_proxy.cli import COMMANDS, cli
+from strangler.cli import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_user_errors_print_one_line_without_traceback(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         # when the demo is asked to use it
         done = subprocess.run(
-            [sys.executable, "-m", "strangler_proxy.cli", "demo", "--port-base", str(port),
+            [sys.executable, "-m", "strangler.cli", "demo", "--port-base", str(port),
              "--data-dir", str(tmp_path / "demo")],
             capture_output=True, text=True, timeout=60, check=False,
         )
@@ -128,7 +128,7 @@ def test_demo_starts_everything_and_serves_through_the_proxy(tmp_path: Path) -> 
     for run in (1, 2):
         base = _free_port_base(avoid=used)
         used.add(base)
-        argv = [sys.executable, "-m", "strangler_proxy.cli", "demo", "--check",
+        argv = [sys.executable, "-m", "strangler.cli", "demo", "--check",
                 "--data-dir", str(data), "--port-base", str(base)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False,
                               cwd=ROOT)
@@ -184,7 +184,7 @@ def test_demo_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "strangler_proxy.cli", "demo", "--no-report",
+            [sys.executable, "-m", "strangler.cli", "demo", "--no-report",
              "--data-dir", str(tmp_path / "demo"), "--port-base", str(base)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),

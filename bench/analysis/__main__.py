@@ -41,7 +41,7 @@ def end_to_end(work: Path, models: int, lines: int) -> dict[str, Any]:
     project = generate_project(work / "tree", contexts=contexts, models_per_context=(5, 7),
                                modules_per_context=3, target_lines=lines, seed=7)
     gen = time.perf_counter() - started
-    cmd = [sys.executable, "-m", "strangler_proxy.cli", "analyze", str(work / "tree"),
+    cmd = [sys.executable, "-m", "strangler.cli", "analyze", str(work / "tree"),
            "--out", str(work / "out"), "--ignore-app-boundaries", "--json"]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)

@@ -26,11 +26,11 @@ import uvloop
 
 from bench.proxy.run import routes_file
 from strangler_proxy.config import load_config
+from strangler_proxy.edge.server import ClientConnection, NullSink, ProxyState
+from strangler_proxy.edge.upstream import UpstreamConnection, build_pools
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
-from strangler_proxy.server import ClientConnection, NullSink, ProxyState
-from strangler_proxy.shadow import ProcessSink
-from strangler_proxy.upstream import UpstreamConnection, build_pools
+from strangler_proxy.shadow.sink import ProcessSink
 
 REQUEST = (b"GET /api/hit/1/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
            b"X-User-Id: u\r\n\r\n")

@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915 - a script, re
 
 def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict[str, object]:
     py = sys.executable
-    strangler = [py, "-m", "strangler_proxy.cli", "proxy", "--config"]
+    strangler = [py, "-m", "strangler.cli", "proxy", "--config"]
     configs = {}
     for name, routes in (("ours", 1), ("ours50", 50), ("ours2", 1), ("base", 1)):
         path = work / f"{name}.toml"
@@ -383,7 +383,7 @@ def monolith_overhead(work: Path, args: argparse.Namespace, ports: dict[str, int
     text = routes_file(port, admin, target.port or 80, 1).replace(
         f"127.0.0.1:{target.port}", f"{target.hostname}:{target.port}")
     path.write_text(text)
-    strangler = [sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config", str(path)]
+    strangler = [sys.executable, "-m", "strangler.cli", "proxy", "--config", str(path)]
     out = {"monolith (direct)": wrk(args.monolith, args.seconds, 16)}
     with process(strangler, port, work / "monolith-proxy.log"):
         via = f"http://127.0.0.1:{port}{target.path or '/'}"

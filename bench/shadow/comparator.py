@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from strangler_proxy.compare import compare
-from strangler_proxy.compare_rules import compile_rules
 from strangler_proxy.exchange import RecordedResponse
+from strangler_proxy.shadow.compare import compare
+from strangler_proxy.shadow.rules import compile_rules
 
 HEADERS = (("Content-Type", "application/json"),)
 

@@ -23,7 +23,7 @@ from typing import Any
 from bench.proxy.openloop import native_client, open_loop
 from bench.proxy.run import free_port, nginx_conf
 from bench.proxy.run import process as running
-from strangler_proxy.store import open_store
+from strangler_proxy.shadow.store import open_store
 
 MONOLITH_BODY = '{"id": 1, "name": "Chair", "price": "9.50", "stock": 5, "tags": ["a", "b"]}'
 SERVICE_BODY = '{"id": 1, "name": "Chair", "price": 9.5, "stock": 5, "tags": ["a", "b"]}'
@@ -109,7 +109,7 @@ def _proxy_max(work: Path, mono: int, serv: int) -> float:
     port, admin = free_port(), free_port()
     config = work / "max.toml"
     config.write_text(routes_text(port, admin, mono, serv, "monolith", 100, work / "max.db"))
-    with running([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+    with running([sys.executable, "-m", "strangler.cli", "proxy", "--config",
                   str(config)], port, work / "max.log"):
         wrk_rps(f"http://127.0.0.1:{port}/api/products/1/", 2)  # warm-up
         return wrk_rps(f"http://127.0.0.1:{port}/api/products/1/", 5)
@@ -121,7 +121,7 @@ def _measure(work: Path, mono: int, serv: int, mode: str, percent: float, rate: 
     store = work / f"{mode}-{percent:.0f}-{time.monotonic_ns()}.sqlite3"
     config = work / "run.toml"
     config.write_text(routes_text(port, admin, mono, serv, mode, percent, store, worker_cpu))
-    with running([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+    with running([sys.executable, "-m", "strangler.cli", "proxy", "--config",
                   str(config)], port, work / "run.log"):
         open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
         result = open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=seconds)

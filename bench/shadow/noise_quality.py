@@ -14,10 +14,10 @@ import random
 import uuid
 from typing import Any
 
-from strangler_proxy.compare import compare
-from strangler_proxy.compare_rules import compile_rules, generalize
 from strangler_proxy.exchange import RecordedResponse
-from strangler_proxy.noise import NOISE, SELF, SERVICE, NoiseModel
+from strangler_proxy.shadow.compare import compare
+from strangler_proxy.shadow.noise import NOISE, SELF, SERVICE, NoiseModel
+from strangler_proxy.shadow.rules import compile_rules, generalize
 
 HEADERS = (("Content-Type", "application/json"),)
 # field -> chance it changes between any two calls (both sides alike)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import click
 
-from strangler_proxy.app import ProxyApp, WorkerGroup
 from strangler_proxy.commands.options import config_option
 from strangler_proxy.config import load_config
+from strangler_proxy.control.app import ProxyApp, WorkerGroup
+from strangler_proxy.edge.server import describe, listen_socket
 from strangler_proxy.errors import StartupError
-from strangler_proxy.server import describe, listen_socket
 
 
 def _event_loop_runner() -> None:

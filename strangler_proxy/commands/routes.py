@@ -9,12 +9,12 @@ from typing import Any
 import click
 from rich.table import Table
 
-from strangler_proxy.admin import route_record
-from strangler_proxy.audit import read_audit
 from strangler_proxy.commands.options import config_option, output_console
 from strangler_proxy.config import MODES, ProxyConfig, load_config
+from strangler_proxy.control.admin import route_record
+from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ConfigError
-from strangler_proxy.routes_edit import apply_route_change
 
 CONFIG_OPTION = config_option
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")

@@ -64,7 +64,7 @@ def test_draft_routes_file_is_accepted_by_the_proxy(report_dir: Path) -> None:
 
 
 def _strangler(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "analyze", *args],
+    return subprocess.run([sys.executable, "-m", "strangler.cli", "analyze", *args],
                           capture_output=True, text=True, timeout=60, check=False)
 
 

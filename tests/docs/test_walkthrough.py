@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "walkthrough.md"
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 DEMO_PORTS = (8000, 8001, 8080, 8081)
-PACKAGES = ("analysis", "extracted", "legacy_monolith", "strangler_proxy")
+PACKAGES = ("analysis", "extracted", "legacy_monolith", "strangler", "strangler_proxy")
 MARKER = "STRANGLER_WALKTHROUGH_RUN"
 
 

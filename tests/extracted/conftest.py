@@ -84,7 +84,7 @@ def shop(db: None) -> dict[str, Any]:
 
 
 BIN = Path(sys.executable).parent
-STRANGLER = [sys.executable, "-m", "strangler_proxy.cli"]
+STRANGLER = [sys.executable, "-m", "strangler.cli"]
 
 
 def pg_url() -> str | None:

@@ -4,7 +4,7 @@ The requests are the ones the monolith's workload generator sends (recorded whil
 against the monolith), plus the catalog's filters, errors and staff writes in shadow mode.
 After the relay has caught up, each request goes to both on the same data with the same
 Host header, and the answers are compared with the shadow comparator
-(``strangler_proxy.compare``). Differences listed in ``EXPECTED`` (each with its reason,
+(``strangler_proxy.shadow.compare``). Differences listed in ``EXPECTED`` (each with its reason,
 also in docs/extracted-catalog.md) are allowed; anything else fails.
 """
 
@@ -21,8 +21,8 @@ import httpx
 import pytest
 from conftest import STRANGLER, SYNC_TOKEN, CatalogServer, MonolithServer, base_env, relay_argv
 
-from strangler_proxy.compare import compare
 from strangler_proxy.exchange import RecordedResponse
+from strangler_proxy.shadow.compare import compare
 
 pytestmark = pytest.mark.slow
 

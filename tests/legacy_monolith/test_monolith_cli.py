@@ -29,7 +29,7 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 def strangler(env: dict[str, str], *args: str,
               timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "monolith", *args],
+    return subprocess.run([sys.executable, "-m", "strangler.cli", "monolith", *args],
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -108,7 +108,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     assert seeded.returncode == 0, seeded.stderr
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "strangler_proxy.cli", "monolith", "serve", "--port", str(port),
+        [sys.executable, "-m", "strangler.cli", "monolith", "serve", "--port", str(port),
          "--workers", "2"],
         env=_env(data_dir, STRANGLER_QUERY_LOG=str(log)), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, start_new_session=True,

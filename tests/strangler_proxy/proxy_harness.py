@@ -21,8 +21,8 @@ from typing import Any
 import httptools
 import uvloop
 
-from strangler_proxy.app import ProxyApp
-from strangler_proxy.server import listen_socket
+from strangler_proxy.control.app import ProxyApp
+from strangler_proxy.edge.server import listen_socket
 
 
 class LoopThread:

@@ -10,9 +10,9 @@ from typing import Any
 import brotli
 import pytest
 
-from strangler_proxy.compare import compare, compare_json, decode_body
-from strangler_proxy.compare_rules import compile_rules
 from strangler_proxy.exchange import RecordedResponse
+from strangler_proxy.shadow.compare import compare, compare_json, decode_body
+from strangler_proxy.shadow.rules import compile_rules
 
 JSON = (("Content-Type", "application/json"),)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from strangler_proxy.compare_rules import (
+from strangler_proxy.config import parse_config
+from strangler_proxy.shadow.rules import (
     ANY_INDEX,
     DESCEND,
     RuleError,
@@ -14,7 +15,6 @@ from strangler_proxy.compare_rules import (
     generalize,
     parse_pattern,
 )
-from strangler_proxy.config import parse_config
 
 
 @pytest.mark.parametrize(("pattern", "tokens"), [
@@ -83,12 +83,12 @@ def test_generalize_replaces_indices_and_keys() -> None:
 
 
 @pytest.mark.parametrize("module", [
-    "compare", "compare_rules", "noise", "store", "gate", "shadow_report", "shadow",
-    "shadow_worker", "dashboard", "replay"])
+    "compare", "rules", "noise", "store", "gate", "report", "sink",
+    "worker", "dashboard", "replay"])
 def test_doctests_of_the_shadow_modules_pass(module: str) -> None:
     import doctest
     import importlib
 
-    result = doctest.testmod(importlib.import_module(f"strangler_proxy.{module}"))
+    result = doctest.testmod(importlib.import_module(f"strangler_proxy.shadow.{module}"))
     assert result.failed == 0
     assert result.attempted > 0

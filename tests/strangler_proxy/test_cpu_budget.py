@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from strangler_proxy.config import parse_config
-from strangler_proxy.cpu_budget import CpuBudget
 from strangler_proxy.errors import ConfigError
+from strangler_proxy.shadow.cpu_budget import CpuBudget
 
 
 class Clocks:

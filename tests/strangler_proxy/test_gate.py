@@ -12,19 +12,19 @@ from click.testing import CliRunner
 from proxy_harness import answer_with, running_proxy
 from shadow_testkit import routes_toml
 
-from strangler_proxy.audit import read_audit
-from strangler_proxy.cli import cli
+from strangler.cli import cli
 from strangler_proxy.config import ProxyConfig, parse_config
+from strangler_proxy.control.audit import read_audit
 from strangler_proxy.errors import ProxyError, RouteEditError
-from strangler_proxy.gate import (
+from strangler_proxy.shadow.gate import (
     check_promotion,
     decide,
     needed_matches,
     since_text,
     wilson_interval,
 )
-from strangler_proxy.shadow_report import parse_since
-from strangler_proxy.store import DiffRecord, open_store
+from strangler_proxy.shadow.report import parse_since
+from strangler_proxy.shadow.store import DiffRecord, open_store
 
 ADMIN_ROUTES = """
 [[routes]]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from strangler_proxy.http_client import ConnectError, HttpClient, ProtocolError
+from strangler_proxy.shadow.client import ConnectError, HttpClient, ProtocolError
 
 Answer = Callable[[str, bytes, asyncio.StreamWriter], Awaitable[bool]]  # False: close after
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from strangler_proxy.noise import (
+from strangler_proxy.shadow.noise import (
     NOISE,
     REAL,
     SELF,

@@ -38,7 +38,7 @@ def upstream() -> Iterator[Upstream]:
 def proxy_process(config: Path, *args: str, env: dict[str, str] | None = None,
                   ) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config", str(config), *args],
+        [sys.executable, "-m", "strangler.cli", "proxy", "--config", str(config), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, **(env or {})})
     try:
@@ -104,7 +104,7 @@ def test_refuses_to_start_without_an_admin_token(tmp_path: Path) -> None:
     path = tmp_path / "strangler.toml"
     path.write_text(config_text({"monolith": "http://127.0.0.1:9"}).replace(
         'token = "secret-token"', 'token_env = "STRANGLER_TEST_NO_SUCH_TOKEN"'))
-    done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+    done = subprocess.run([sys.executable, "-m", "strangler.cli", "proxy", "--config",
                            str(path)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "no admin token" in done.stderr

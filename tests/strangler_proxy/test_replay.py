@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 
-from strangler_proxy.cli import cli, main
-from strangler_proxy.replay import ReplayError, load_exchanges, record, record_command
-from strangler_proxy.store import open_store
+from strangler.cli import cli, main
+from strangler_proxy.shadow.replay import ReplayError, load_exchanges, record, record_command
+from strangler_proxy.shadow.store import open_store
 
 Server = JsonServer
 
@@ -68,7 +68,7 @@ def test_record_then_replay_end_to_end(tmp_path: Path, shop: tuple[Server, Serve
     port = free_port()
     # given `strangler record` in front of the monolith
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "strangler_proxy.cli", "record", "--upstream", monolith.url,
+        [sys.executable, "-m", "strangler.cli", "record", "--upstream", monolith.url,
          "--listen", f"127.0.0.1:{port}", "--out", str(flows)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

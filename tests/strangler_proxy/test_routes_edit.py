@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from test_config import MINIMAL
 
-from strangler_proxy.audit import read_audit
-from strangler_proxy.cli import cli
+from strangler.cli import cli
 from strangler_proxy.config import ProxyConfig
+from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control.routes_edit import apply_route_change, edit_route_text, is_promotion
 from strangler_proxy.errors import ConfigError, RouteEditError
-from strangler_proxy.routes_edit import apply_route_change, edit_route_text, is_promotion
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def test_cli_subprocess_error_is_one_line(tmp_path: Path) -> None:
     import sys
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("percent = 10", "percent = 101"))
-    done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "validate",
+    done = subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "validate",
                            str(bad)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
@@ -175,7 +175,7 @@ def test_strangler_config_env_is_the_default_for_every_config_option(routes_file
     env = {"STRANGLER_CONFIG": str(routes_file), "PATH": "/usr/bin:/bin"}
     for argv in (["routes", "list", "--json"], ["routes", "validate"],
                  ["shadow", "report", "--json"]):
-        done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", *argv], env=env,
+        done = subprocess.run([sys.executable, "-m", "strangler.cli", *argv], env=env,
                               capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, (argv, done.stderr)
     for command in (["proxy"], ["routes", "set"], ["shadow", "report"], ["replay"]):
@@ -188,17 +188,17 @@ def test_json_errors_are_json_with_the_same_exit_status(tmp_path: Path) -> None:
     import sys
 
     missing = str(tmp_path / "none.toml")
-    plain = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "list",
+    plain = subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "list",
                             "--config", missing], capture_output=True, text=True, timeout=60,
                            check=False)
-    as_json = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "list",
+    as_json = subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "list",
                               "--config", missing, "--json"], capture_output=True, text=True,
                              timeout=60, check=False)
     assert plain.returncode == as_json.returncode == 2
     record = json.loads(as_json.stdout)
     assert record == {"error": f"{missing}: no such routes file",
                       "hint": "create one (see docs/config.md) or pass --config FILE"}
-    usage = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "set",
+    usage = subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "set",
                             "--json"], capture_output=True, text=True, timeout=60, check=False)
     assert usage.returncode == 2
     assert json.loads(usage.stdout)["error"] == "Missing argument 'NAME'."
@@ -211,7 +211,7 @@ def test_piped_tables_are_not_wrapped_at_80_columns(tmp_path: Path) -> None:
     long_name = "a-route-with-a-name-much-longer-than-eighty-columns-would-ever-let-it-be-shown"
     path = tmp_path / "strangler.toml"
     path.write_text(MINIMAL.replace('name = "catalog"', f'name = "{long_name}"'))
-    done = subprocess.run([sys.executable, "-m", "strangler_proxy.cli", "routes", "list",
+    done = subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "list",
                            "--config", str(path)], capture_output=True, text=True, timeout=60,
                           check=True)
     assert any(long_name in line for line in done.stdout.splitlines())

@@ -129,7 +129,7 @@ def test_identical_heads_still_get_per_request_host_location_and_framing(
 
 
 def test_response_head_cache_stays_bounded_and_drops_connection_named_headers() -> None:
-    from strangler_proxy import forward
+    from strangler_proxy.edge import forward
 
     forward.HEAD_CACHE.clear()
     big = [(b"X-Big", b"v" * (forward.HEAD_CACHE_ENTRY_BYTES + 1))]
@@ -511,7 +511,7 @@ def test_one_gigabyte_each_way_streams_with_flat_proxy_memory(tmp_path: Path) ->
         'listen = "127.0.0.1:0"\nreload', f'listen = "127.0.0.1:{port}"\nreload', 1).replace(
         'listen = "127.0.0.1:0"\ntoken', f'listen = "127.0.0.1:{admin}"\ntoken', 1)
         .replace("read_timeout = 2", "read_timeout = 30"))
-    proc = subprocess.Popen([sys.executable, "-m", "strangler_proxy.cli", "proxy", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "strangler.cli", "proxy", "--config",
                              str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     peak = [0]

@@ -15,9 +15,9 @@ from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
-from strangler_proxy.shadow import ProcessSink, build_sink
-from strangler_proxy.shadow_worker import PRIORITY_ENV, ShadowRunner, build_request
-from strangler_proxy.store import open_store
+from strangler_proxy.shadow.sink import ProcessSink, build_sink
+from strangler_proxy.shadow.store import open_store
+from strangler_proxy.shadow.worker import PRIORITY_ENV, ShadowRunner, build_request
 
 Server = JsonServer
 
@@ -298,7 +298,7 @@ def test_prometheus_text_counts_events(tmp_path: Path, servers: tuple[Server, Se
 
 
 def _listening() -> Any:
-    from strangler_proxy.server import listen_socket
+    from strangler_proxy.edge.server import listen_socket
 
     return listen_socket("127.0.0.1:0")
 
@@ -307,7 +307,7 @@ def test_shadow_behind_the_real_proxy_client_gets_monolith_store_gets_record(
         tmp_path: Path, servers: tuple[Server, Server]) -> None:
     import httpx
 
-    from strangler_proxy.app import ProxyApp
+    from strangler_proxy.control.app import ProxyApp
 
     monolith, service = servers
     routes_file = tmp_path / "strangler.toml"
@@ -536,7 +536,7 @@ def test_process_sink_decides_before_copying_and_sends_the_wire_bytes(
     import marshal
 
     from strangler_proxy.exchange import offer_from_message
-    from strangler_proxy.shadow import FRAME_HEADER
+    from strangler_proxy.shadow.sink import FRAME_HEADER
 
     monolith, service = servers
     config = make_config(tmp_path, monolith, service, shadow="max_body_bytes = 16",

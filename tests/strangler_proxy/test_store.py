@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from strangler_proxy.store import (
+from strangler_proxy.shadow.store import (
     REDACTED,
     DiffRecord,
     DiffStore,

@@ -31,14 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from strangler_proxy.admin import AdminServer, route_record
 from strangler_proxy.config import ProxyConfig, load_config
-from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import ShadowSink
-from strangler_proxy.metrics import Metrics
-from strangler_proxy.reload import Reloader
-from strangler_proxy.routing import RouteTable
-from strangler_proxy.server import (
+from strangler_proxy.control.admin import AdminServer, route_record
+from strangler_proxy.control.reload import Reloader
+from strangler_proxy.edge.server import (
     NullSink,
     ProxyState,
     describe,
@@ -46,7 +42,11 @@ from strangler_proxy.server import (
     protocol_factory,
     watchdog,
 )
-from strangler_proxy.upstream import build_pools
+from strangler_proxy.edge.upstream import build_pools
+from strangler_proxy.errors import StartupError
+from strangler_proxy.exchange import ShadowSink
+from strangler_proxy.metrics import Metrics
+from strangler_proxy.routing import RouteTable
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
 PUBLISH_INTERVAL = 0.5  # seconds between a worker's metric snapshots
@@ -93,7 +93,7 @@ class WorkerGroup:
 def default_sink_factory(config: ProxyConfig) -> ShadowSink:
     """The shadow side's sink when installed, else a sink that drops everything."""
     try:
-        from strangler_proxy.shadow import build_sink
+        from strangler_proxy.shadow.sink import build_sink
     except ImportError:
         return NullSink()
     return build_sink(config)

@@ -150,8 +150,8 @@ def check_promotion(config: Any, route_name: str, new_mode: str,
     gate = config.gate
     if new_mode in SAFE_MODES:
         return decide(route_name, new_mode, 0, 0, gate.min_compared, gate.min_match_rate)
-    from strangler_proxy.shadow_report import route_evidence
-    from strangler_proxy.store import open_config_store
+    from strangler_proxy.shadow.report import route_evidence
+    from strangler_proxy.shadow.store import open_config_store
 
     store = open_config_store(config)
     try:

@@ -19,9 +19,9 @@ import time
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from strangler_proxy.compare_rules import render_path
-from strangler_proxy.shadow_report import build_report
-from strangler_proxy.store import DiffRecord, open_config_store
+from strangler_proxy.shadow.report import build_report
+from strangler_proxy.shadow.rules import render_path
+from strangler_proxy.shadow.store import DiffRecord, open_config_store
 
 HTML: Final = "text/html; charset=utf-8"
 _CACHE_SECONDS: Final = 2.0

@@ -35,20 +35,20 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from strangler_proxy.config import ProxyConfig
-from strangler_proxy.exchange import ShadowOffer, ShadowSink, offer_from_message
-from strangler_proxy.forward import (
+from strangler_proxy.edge.forward import (
     HEAD_CACHE_ENTRY_BYTES,
     HEAD_CACHE_SIZE,
     REQUEST_CACHE,
     Exchange,
 )
+from strangler_proxy.edge.upstream import set_nodelay
+from strangler_proxy.exchange import ShadowOffer, ShadowSink, offer_from_message
 from strangler_proxy.headers import RawHeaders, error_response, header_map, is_trusted
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
-from strangler_proxy.upstream import set_nodelay
 
 if TYPE_CHECKING:
-    from strangler_proxy.upstream import UpstreamConnection, UpstreamPool
+    from strangler_proxy.edge.upstream import UpstreamConnection, UpstreamPool
 
 HEAD_SLACK = 256 * 1024  # see ClientConnection.data_received
 

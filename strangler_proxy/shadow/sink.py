@@ -9,7 +9,7 @@
 
 ``offer`` never blocks and never raises: it checks the route's sampling percent, method and
 body size (:func:`refusal`), then writes one frame, or drops the offer and counts why. The
-worker (:mod:`strangler_proxy.shadow_worker`) copies, compares, redacts and stores.
+worker (:mod:`strangler_proxy.shadow.worker`) copies, compares, redacts and stores.
 
 Safety: only GET, HEAD and OPTIONS are copied unless the route sets ``shadow.writes = true``;
 every copy carries ``X-Strangler-Shadow: 1``; repeats to the monolith are only ever sent for
@@ -83,7 +83,7 @@ def late_refusal(config: ProxyConfig, route: Any, error: str, truncated: bool,
 # client request (measured: bench/shadow). So the proxy gets a ProcessSink: ``offer`` does the
 # cheap checks, serializes the offer and writes one frame to a Unix socket whose write buffer is
 # bounded (full buffer: dropped and counted); a worker process (``python -m
-# strangler_proxy.shadow_worker --worker FD --config FILE``) runs a ShadowRunner at the other
+# strangler_proxy.shadow.worker --worker FD --config FILE``) runs a ShadowRunner at the other
 # end.
 # Frames are (4-byte length, marshal of a tuple): ("offer", fields...), ("counts", dict),
 # ("reload", path), ("idle", n, timeout), ("stop", drain); the worker answers ("ready",) once,
@@ -270,7 +270,7 @@ class ProcessSink:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "strangler_proxy.shadow_worker", "--worker",
+                [sys.executable, "-m", "strangler_proxy.shadow.worker", "--worker",
                  str(child.fileno()), "--config", str(self.config.source)],
                 pass_fds=(child.fileno(),))
         finally:

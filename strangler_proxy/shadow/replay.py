@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from strangler_proxy.compare import compare
-from strangler_proxy.compare_rules import compile_rules
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
-from strangler_proxy.http_client import HttpClient
-from strangler_proxy.shadow import MONOLITH, SAFE_METHODS
-from strangler_proxy.shadow_worker import WORKER_STARVED, build_request, make_record, send
-from strangler_proxy.store import DiffRecord, Redaction, open_config_store, redact_record
+from strangler_proxy.shadow.client import HttpClient
+from strangler_proxy.shadow.compare import compare
+from strangler_proxy.shadow.rules import compile_rules
+from strangler_proxy.shadow.sink import MONOLITH, SAFE_METHODS
+from strangler_proxy.shadow.store import DiffRecord, Redaction, open_config_store, redact_record
+from strangler_proxy.shadow.worker import WORKER_STARVED, build_request, make_record, send
 
 _PSEUDO_OR_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                             "upgrade", "proxy-connection"})

@@ -19,7 +19,7 @@ import click
 
 # name -> (import path "module:attribute", one-line help shown by `strangler --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("strangler_proxy.demo:demo", "Set up and run the demo: monolith, proxy, services."),
+    "demo": ("strangler.demo:demo", "Set up and run the demo: monolith, proxy, services."),
     "monolith": ("legacy_monolith.cli:monolith", "Run, seed and drive the demo monolith."),
     "analyze": ("analysis.cli:analyze", "Find the seams: propose bounded contexts for a project."),
     "proxy": ("strangler_proxy.commands.proxy:proxy", "Run the strangler proxy."),

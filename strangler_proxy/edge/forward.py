@@ -40,8 +40,8 @@ from strangler_proxy.headers import (
 from strangler_proxy.routing import Decision
 
 if TYPE_CHECKING:
-    from strangler_proxy.server import ClientConnection
-    from strangler_proxy.upstream import UpstreamConnection, UpstreamPool
+    from strangler_proxy.edge.server import ClientConnection
+    from strangler_proxy.edge.upstream import UpstreamConnection, UpstreamPool
 
 FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
 NO_BODY_STATUSES = frozenset({204, 304})

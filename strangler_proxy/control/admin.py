@@ -11,7 +11,7 @@ request needs ``Authorization: Bearer <token>`` or the ``strangler_admin`` cooki
     GET  /metrics           Prometheus text (plus the shadow sink's, when it has any)
     GET  /healthz, /readyz  liveness, readiness
     POST /reload            re-read the routes file now
-    GET  /dashboard...      the shadow dashboard (``strangler_proxy.dashboard.handle``)
+    GET  /dashboard...      the shadow dashboard (``strangler_proxy.shadow.dashboard.handle``)
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from strangler_proxy.control.health import readiness
+from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.headers import REASONS, serialize_head
-from strangler_proxy.health import readiness
-from strangler_proxy.routes_edit import apply_route_change
 from strangler_proxy.routing import cookie_value
 
 if TYPE_CHECKING:
-    from strangler_proxy.app import ProxyApp
+    from strangler_proxy.control.app import ProxyApp
 
 MAX_ADMIN_BODY = 1024 * 1024
 COOKIE = "strangler_admin"
@@ -48,7 +48,7 @@ def _text(status: int, text: str, content_type: bytes = b"text/plain; charset=ut
 
 
 class AdminServer:
-    """Serves the admin API of one :class:`~strangler_proxy.app.ProxyApp`."""
+    """Serves the admin API of one :class:`~strangler_proxy.control.app.ProxyApp`."""
 
     def __init__(self, app: ProxyApp, token: str) -> None:
         self.app = app
@@ -181,7 +181,7 @@ class AdminServer:
 
     async def _dashboard(self, path: str, query: str) -> Response:
         try:
-            from strangler_proxy.dashboard import handle
+            from strangler_proxy.shadow.dashboard import handle
         except ImportError:
             return _text(404, "the shadow dashboard is not installed\n")
         # The dashboard reads the diff store (SQLite or PostgreSQL): off the event loop, so a

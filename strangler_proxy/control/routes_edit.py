@@ -19,8 +19,8 @@ from typing import Any
 
 import tomlkit
 
-from strangler_proxy.audit import AuditRecord, append_audit, current_user, now_iso
 from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
+from strangler_proxy.control.audit import AuditRecord, append_audit, current_user, now_iso
 from strangler_proxy.errors import ConfigError, RouteEditError
 
 PROMOTIONS = ("canary", "service")
@@ -120,7 +120,7 @@ GateCheck = Callable[..., Any]  # (config, route, new_mode[, since]) -> a GateDe
 def default_gate() -> GateCheck | None:
     """The shadow side's promotion gate, when installed."""
     try:
-        from strangler_proxy.gate import check_promotion
+        from strangler_proxy.shadow.gate import check_promotion
     except ImportError:
         return None
     return check_promotion  # type: ignore[no-any-return]
@@ -184,7 +184,7 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
 def _parse_since(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
-    from strangler_proxy.shadow_report import parse_since
+    from strangler_proxy.shadow.report import parse_since
 
     return parse_since(text)
 

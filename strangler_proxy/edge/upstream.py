@@ -27,8 +27,8 @@ from strangler_proxy.headers import RawHeaders
 from strangler_proxy.metrics import Metrics
 
 if TYPE_CHECKING:
-    from strangler_proxy.forward import Exchange
-    from strangler_proxy.server import ClientConnection
+    from strangler_proxy.edge.forward import Exchange
+    from strangler_proxy.edge.server import ClientConnection
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

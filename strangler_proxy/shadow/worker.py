@@ -1,11 +1,11 @@
 """The shadow worker: copy requests to the service, compare, redact, store (off the proxy).
 
-The proxy's :class:`~strangler_proxy.shadow.ProcessSink` starts this module as its own
-process (``python -m strangler_proxy.shadow_worker --worker FD --config FILE``) and writes
+The proxy's :class:`~strangler_proxy.shadow.sink.ProcessSink` starts this module as its own
+process (``python -m strangler_proxy.shadow.worker --worker FD --config FILE``) and writes
 one frame per offer to it. Here a few tasks (``[shadow].concurrency``) take jobs off a bounded
 queue, send the copy to the route's service and, for a sampled share of safe requests
 (``[shadow].noise_percent``), send the request to the monolith a second time so noise can be
-learned. Each answer is compared (:mod:`strangler_proxy.compare`), redacted and handed to a
+learned. Each answer is compared (:mod:`strangler_proxy.shadow.compare`), redacted and handed to a
 writer task that stores records in batches from a thread. :class:`ShadowRunner` also runs
 in-process (tests; the replay reuses :func:`build_request`, :func:`send`, :func:`make_record`).
 """
@@ -27,14 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from strangler_proxy.compare import Comparison, compare, decode_body
-from strangler_proxy.compare_rules import Rules, compile_rules
-from strangler_proxy.cpu_budget import CpuBudget
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import Headers, RecordedRequest, RecordedResponse, ShadowOffer
-from strangler_proxy.http_client import ConnectError, HttpClient
-from strangler_proxy.noise import template_for
-from strangler_proxy.shadow import (
+from strangler_proxy.shadow.client import ConnectError, HttpClient
+from strangler_proxy.shadow.compare import Comparison, compare, decode_body
+from strangler_proxy.shadow.cpu_budget import CpuBudget
+from strangler_proxy.shadow.noise import template_for
+from strangler_proxy.shadow.rules import Rules, compile_rules
+from strangler_proxy.shadow.sink import (
     FRAME_HEADER,
     MONOLITH,
     SAFE_METHODS,
@@ -44,7 +44,7 @@ from strangler_proxy.shadow import (
     offer_from_message,
     refusal,
 )
-from strangler_proxy.store import (
+from strangler_proxy.shadow.store import (
     DiffRecord,
     DiffStore,
     Redaction,

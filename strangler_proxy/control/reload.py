@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from strangler_proxy.audit import now_iso
 from strangler_proxy.config import ProxyConfig, parse_config
+from strangler_proxy.control.audit import now_iso
 from strangler_proxy.errors import ConfigError
 
 

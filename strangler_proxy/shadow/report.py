@@ -1,7 +1,7 @@
 """What shadow traffic found, per route: the data behind ``strangler shadow report``.
 
 :func:`summarize_route` is pure: records and counters in, a JSON-ready summary out. Learned
-noise (:mod:`strangler_proxy.noise`) is applied here, per endpoint template: an exchange
+noise (:mod:`strangler_proxy.shadow.noise`) is applied here, per endpoint template: an exchange
 whose every difference is noise counts as a match, and the noise is listed with its
 evidence rather than hidden. The gate reads the same numbers through :func:`route_evidence`.
 
@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from strangler_proxy.compare_rules import generalize
 from strangler_proxy.errors import ProxyError
-from strangler_proxy.gate import needed_matches, wilson_interval
-from strangler_proxy.noise import NOISE, SELF, SERVICE, NoiseModel
-from strangler_proxy.store import DiffRecord, DiffStore
+from strangler_proxy.shadow.gate import needed_matches, wilson_interval
+from strangler_proxy.shadow.noise import NOISE, SELF, SERVICE, NoiseModel
+from strangler_proxy.shadow.rules import generalize
+from strangler_proxy.shadow.store import DiffRecord, DiffStore
 
 REPORT_SCHEMA_VERSION: Final = 1
 TOP_DIFFERENCES: Final = 20
@@ -279,8 +279,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from strangler_proxy.compare import compare
-from strangler_proxy.compare_rules import compile_rules
+from strangler_proxy.shadow.compare import compare
+from strangler_proxy.shadow.rules import compile_rules
 from strangler_proxy.exchange import RecordedResponse
 
 DATA = json.loads((Path(__file__).parent / {data_file!r}).read_text(encoding="utf-8"))

@@ -5,7 +5,7 @@ exercises exactly what the docs describe: migrate and seed the monolith on SQLit
 with gunicorn, serve the extracted catalog service, put the proxy in front with a routes
 file, write the analysis report, print where to look, and stop everything on Ctrl-C.
 
-It imports none of the parts: each runs as ``python -m strangler_proxy.cli <subcommand>``,
+It imports none of the parts: each runs as ``python -m strangler.cli <subcommand>``,
 so the proxy package keeps its promise never to import Django.
 """
 
@@ -65,7 +65,7 @@ DEMO_TOKEN = "demo-admin-token"  # noqa: S105 - a demo-only token, printed for t
 
 def strangler(*args: str) -> tuple[str, ...]:
     """The argv that runs ``strangler ARGS`` with this interpreter."""
-    return (sys.executable, "-m", "strangler_proxy.cli", *args)
+    return (sys.executable, "-m", "strangler.cli", *args)
 
 
 # (name, match, target): the routes of the demo file, in match order. A product's reviews

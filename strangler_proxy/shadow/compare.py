@@ -27,7 +27,8 @@ from typing import Any, Final
 
 import brotli
 
-from strangler_proxy.compare_rules import (
+from strangler_proxy.exchange import Headers, RecordedResponse
+from strangler_proxy.shadow.rules import (
     Keyed,
     Rule,
     Rules,
@@ -37,7 +38,6 @@ from strangler_proxy.compare_rules import (
     advance,
     render_path,
 )
-from strangler_proxy.exchange import Headers, RecordedResponse
 
 MATCH: Final = "match"
 MISMATCH: Final = "mismatch"
@@ -103,7 +103,7 @@ def compare(monolith: RecordedResponse, service: RecordedResponse,
     >>> b = RecordedResponse(200, h, b'{"id": "1", "price": "9.50", "at": "y"}')
     >>> [(d.path, d.kind) for d in compare(a, b).differences]
     [('$.id', 'type'), ('$.at', 'value')]
-    >>> from strangler_proxy.compare_rules import compile_rules
+    >>> from strangler_proxy.shadow.rules import compile_rules
     >>> compare(a, b, compile_rules({"ignore": ["at", "id"]})).differences[0].kind
     'type'
     """

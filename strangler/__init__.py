@@ -1,0 +1,1 @@
+"""strangler: the toolkit's front door, the ``strangler`` command and ``strangler demo``."""

@@ -1,0 +1,1 @@
+"""The proxy's edge: client connections, forwarding and upstream pools (sockets)."""

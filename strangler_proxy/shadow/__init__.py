@@ -1,0 +1,1 @@
+"""Shadow traffic and its evidence: sink, worker, client, compare, noise, store, report, gate."""

@@ -13,6 +13,7 @@ COPY legacy_monolith ./legacy_monolith
 COPY strangler_proxy ./strangler_proxy
 COPY extracted ./extracted
 COPY analysis ./analysis
+COPY strangler ./strangler
 # Exactly what was tested: every package from the lock, checked against its hashes; then
 # the project itself with no dependency resolution (setuptools and wheel come from the lock).
 RUN pip install --require-hashes --no-deps -r requirements.lock \

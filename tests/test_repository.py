@@ -228,8 +228,14 @@ def test_everything_installs_from_the_lock_with_hashes() -> None:
     assert "pip install --require-hashes --no-deps -r requirements.lock" in install
     assert "COPY pyproject.toml README.md requirements.lock" in dockerfile
     assert re.search(r"pip install [^&]*--no-deps [^&]*\.", install)
-    # every runtime dependency of pyproject.toml is pinned in both locks
+    # every package the wheel ships is copied into the image
     import tomllib
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package in find["packages"]["find"]["include"]:
+        name = package.rstrip("*")
+        assert f"COPY {name} ./{name}" in dockerfile, f"Dockerfile does not copy {name}"
+    # every runtime dependency of pyproject.toml is pinned in both locks
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     for lock in ("requirements.lock", "requirements-dev.lock"):

@@ -234,6 +234,8 @@ def test_everything_installs_from_the_lock_with_hashes() -> None:
     find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     for package in find["packages"]["find"]["include"]:
         name = package.rstrip("*")
+        if "." in name:
+            continue  # a subpackage pattern ("strangler.*"): its top level is checked
         assert f"COPY {name} ./{name}" in dockerfile, f"Dockerfile does not copy {name}"
     # every runtime dependency of pyproject.toml is pinned in both locks
 

@@ -61,13 +61,15 @@ test-latest: $(STAMP)
 
 install: $(STAMP)
 
-# System tools some tests drive for real (headless chromium for the dashboard,
+# System tools some tests drive for real (headless chromium for the dashboard, nginx for the
+# differential framing corpus,
 # docker-compose to validate docker-compose.yml). Installed when apt-get is there and
 # we are root; tests that need a missing tool say so and skip.
 $(SYSDEPS_STAMP): | $(STAMP)
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		echo "installing system packages:$$missing"; \
 		(apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \

@@ -53,7 +53,7 @@ lock:
 
 # Not in CI: the suite against the newest versions the ranges allow, in a separate venv, so
 # that upstream drift is seen before it reaches the lock.
-test-latest: $(STAMP)
+test-latest:
 	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install -q --upgrade "pip>=25.1"
 	.venv-latest/bin/python -m pip install -q --upgrade -e . --group dev
@@ -120,4 +120,4 @@ bench: install
 	$(BIN)/python -m bench $(BENCH)
 
 clean:
-	rm -rf $(VENV) .demo build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .demo build *.egg-info .mypy_cache .ruff_cache

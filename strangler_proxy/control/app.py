@@ -34,17 +34,11 @@ from typing import Any
 from strangler_proxy.config import ProxyConfig, load_config
 from strangler_proxy.control.admin import AdminServer, route_record
 from strangler_proxy.control.reload import Reloader
-from strangler_proxy.edge.server import (
-    NullSink,
-    ProxyState,
-    describe,
-    listen_socket,
-    protocol_factory,
-    watchdog,
-)
+from strangler_proxy.edge.forward import ProxyState
+from strangler_proxy.edge.server import describe, listen_socket, protocol_factory, watchdog
 from strangler_proxy.edge.upstream import build_pools
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import ShadowSink
+from strangler_proxy.exchange import NullSink, ShadowSink
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
 
@@ -147,10 +141,8 @@ class ProxyApp:
         self.state.pools = build_pools(config, self.loop, self.metrics, self.state.pools)
         self.state.table = self._table(config, version)  # the atomic swap
         self.metrics.table_version = version
-        reconfigure = getattr(self.sink, "reconfigure", None)
-        if callable(reconfigure):
-            with contextlib.suppress(Exception):
-                reconfigure(config)
+        with contextlib.suppress(Exception):
+            self.sink.reconfigure(config)
 
     async def start(self, proxy_sock: socket.socket | None = None,
                     admin_sock: socket.socket | None = None, reuse_port: bool = False,
@@ -168,9 +160,7 @@ class ProxyApp:
         except OSError as exc:
             raise StartupError(f"cannot listen: {exc.strerror or exc} (check [proxy].listen "
                                "and [admin].listen, or stop what uses the port)") from None
-        start = getattr(self.sink, "start", None)
-        if callable(start):
-            await start()
+        await self.sink.start()
         self.server = await loop.create_server(protocol_factory(self.state, loop),
                                                sock=proxy_sock, backlog=1024)
         self.proxy_address = describe(proxy_sock)
@@ -209,10 +199,8 @@ class ProxyApp:
         if self.state is not None:
             for pool in self.state.pools.values():
                 pool.close()
-        stop = getattr(self.sink, "stop", None)
-        if callable(stop):
-            with contextlib.suppress(Exception):
-                await stop()
+        with contextlib.suppress(Exception):
+            await self.sink.stop()
 
     def reload(self, force: bool = False) -> tuple[bool, str]:
         """Re-read the routes file now (admin ``PUT /routes``, ``POST /reload``).
@@ -259,10 +247,8 @@ class ProxyApp:
                 "# HELP strangler_workers Worker processes configured (--workers).\n"
                 "# TYPE strangler_workers gauge\n"
                 f"strangler_workers {self.group.count}\n")
-        extra = getattr(self.sink, "prometheus_text", None)
-        if callable(extra):
-            with contextlib.suppress(Exception):
-                text += str(extra())
+        with contextlib.suppress(Exception):
+            text += self.sink.prometheus_text()
         return text
 
 

@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomlkit
 
 from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
 from strangler_proxy.control.audit import AuditRecord, append_audit, current_user, now_iso
 from strangler_proxy.errors import ConfigError, RouteEditError
+from strangler_proxy.shadow.gate import check_promotion
+from strangler_proxy.shadow.report import parse_since
 
 PROMOTIONS = ("canary", "service")
 
@@ -96,16 +98,21 @@ def is_promotion(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(new["mode"] == "canary" and new["percent"] > old["percent"])
 
 
-GateCheck = Callable[..., Any]  # (config, route, new_mode[, since]) -> a GateDecision
+class Verdict(Protocol):
+    """What a gate answers (``shadow.gate.GateDecision``)."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
+GateCheck = Callable[..., Verdict]  # (config, route, new_mode[, since]) -> a Verdict
 
 
 def default_gate() -> GateCheck | None:
-    """The shadow side's promotion gate, when installed."""
-    try:
-        from strangler_proxy.shadow.gate import check_promotion
-    except ImportError:
-        return None
-    return check_promotion  # type: ignore[no-any-return]
+    """The shadow side's promotion gate."""
+    return check_promotion
 
 
 def apply_route_change(config_path: str | Path, name: str, mode: str | None,
@@ -153,9 +160,9 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
         return "no promotion gate installed", False
     decision = (gate(config, name, new["mode"]) if since is None
                 else gate(config, name, new["mode"], since))
-    if getattr(decision, "allowed", False):
-        return str(getattr(decision, "reason", "")), False
-    why = str(getattr(decision, "reason", "refused"))
+    if decision.allowed:
+        return decision.reason, False
+    why = decision.reason
     if not force:
         raise RouteEditError(f"the promotion gate refused {name} -> {new['mode']}: {why} "
                              "(gather more shadow evidence; after a fix, count only newer "
@@ -166,8 +173,6 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
 def _parse_since(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
-    from strangler_proxy.shadow.report import parse_since
-
     return parse_since(text)
 
 

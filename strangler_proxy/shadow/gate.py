@@ -23,6 +23,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from strangler_proxy.shadow.evidence import route_evidence
+from strangler_proxy.shadow.store import open_config_store
+
 SAFE_MODES: Final = frozenset({"monolith", "shadow"})
 GATED_MODES: Final = frozenset({"canary", "service"})
 Z95: Final = 1.959963984540054
@@ -150,9 +153,6 @@ def check_promotion(config: Any, route_name: str, new_mode: str,
     gate = config.gate
     if new_mode in SAFE_MODES:
         return decide(route_name, new_mode, 0, 0, gate.min_compared, gate.min_match_rate)
-    from strangler_proxy.shadow.report import route_evidence
-    from strangler_proxy.shadow.store import open_config_store
-
     store = open_config_store(config)
     try:
         compared, matched = route_evidence(store, route_name, since=since)

@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from strangler_proxy.errors import ProxyError
+from strangler_proxy.shadow.evidence import (
+    build_noise_model,
+    effective_verdict,
+)
 from strangler_proxy.shadow.gate import needed_matches, wilson_interval
-from strangler_proxy.shadow.noise import NOISE, SELF, SERVICE, NoiseModel
+from strangler_proxy.shadow.noise import NOISE, NoiseModel
 from strangler_proxy.shadow.rules import generalize
 from strangler_proxy.shadow.store import DiffRecord, DiffStore
 
@@ -82,31 +86,6 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     return {f"p{q}": round(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)], 3)
             for q in (50, 95, 99)}
-
-
-def _diff_keys(record: DiffRecord) -> list[tuple[str, str]]:
-    return [(generalize(str(d.get("path", ""))), str(d.get("kind", "")))
-            for d in record.differences]
-
-
-def build_noise_model(records: Iterable[DiffRecord]) -> NoiseModel:
-    """Feed service and self comparisons (not errors) into a noise model."""
-    model = NoiseModel()
-    for record in records:
-        if record.verdict == "error":
-            continue
-        model.observe(record.template, SELF if record.kind == "self" else SERVICE,
-                      _diff_keys(record))
-    return model
-
-
-def effective_verdict(record: DiffRecord, model: NoiseModel) -> str:
-    """``match`` when every difference is learned noise, else the stored verdict."""
-    if record.verdict != "mismatch":
-        return record.verdict
-    if all(model.is_noise(record.template, path, kind) for path, kind in _diff_keys(record)):
-        return "match"
-    return "mismatch"
 
 
 def _differences(service: Sequence[DiffRecord], model: NoiseModel,
@@ -168,15 +147,6 @@ def summarize_route(route: Any, records: Sequence[DiffRecord],
         "needed_for_gate": needed_matches(matched, compared, gate.min_compared,
                                           gate.min_match_rate),
     }
-
-
-def route_evidence(store: DiffStore, route_name: str,
-                   since: float | None = None) -> tuple[int, int]:
-    """(compared, matched after learned noise) for one route, as the gate counts them."""
-    records = store.records(route=route_name, since=since)
-    model = build_noise_model(records)
-    service = [r for r in records if r.kind != "self"]
-    return len(service), sum(1 for r in service if effective_verdict(r, model) == "match")
 
 
 def build_report(config: Any, store: DiffStore, route_name: str | None = None,
@@ -361,6 +331,5 @@ def _write_atomically(path: Path, text: str) -> None:
                           "directory") from None
 
 
-__all__ = ["REPORT_SCHEMA_VERSION", "ReportError", "build_noise_model", "build_report",
-           "effective_verdict", "export_regressions", "parse_since", "percentiles",
-           "regression_cases", "route_evidence", "summarize_route"]
+__all__ = ["REPORT_SCHEMA_VERSION", "ReportError", "build_report", "export_regressions",
+           "parse_since", "percentiles", "regression_cases", "summarize_route"]

@@ -26,6 +26,8 @@ from pathlib import Path
 import click
 import httpx
 
+from strangler_proxy.write_atomic import write_atomic
+
 
 class DemoError(Exception):
     """A demo step failed; the message says which and how to fix it."""
@@ -321,7 +323,7 @@ def demo(data_dir: Path, port_base: int, size: str, no_report: bool, check: bool
     if with_catalog:
         run_setup(strangler("catalog", "migrate"), env, "migrating the catalog service")
     if not config.exists():
-        _write_atomic(config, routes_file_text(ports, with_catalog).replace(
+        write_atomic(config, routes_file_text(ports, with_catalog).replace(
             "CONFIG", str(config)))
     report = None if no_report else _write_report(data_dir)
     logs = data_dir / "logs"
@@ -380,12 +382,6 @@ def _wait_for_interrupt() -> None:
     while not stop:
         time.sleep(0.2)
     click.echo("\nstopping...")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["DemoPorts", "demo", "plan_front", "plan_services", "routes_file_text"]

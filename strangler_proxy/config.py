@@ -31,6 +31,7 @@ from strangler_proxy.match import Match, unreachable_routes
 
 MODES = ("monolith", "shadow", "canary", "service")
 MONOLITH = "monolith"
+SERVICE = "service"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # table -> accepted keys. "routes[]" is each [[routes]] entry; the parser refuses anything else.

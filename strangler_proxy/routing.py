@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from strangler_proxy.config import DEFAULT_ROUTE_NAME, MONOLITH, ProxyConfig, Route
+from strangler_proxy.config import DEFAULT_ROUTE_NAME, MONOLITH, SERVICE, ProxyConfig, Route
 from strangler_proxy.match import (
     Match,
     literal_prefix,
@@ -31,7 +31,6 @@ BUCKETS = 10_000
 BUCKET_CACHE = 65_536  # remembered (salt, key) -> bucket pairs per route table
 MATCH_CACHE = 16_384  # remembered (method, path) -> route pairs per route table
 CACHED_KEY_CHARS = 256  # longer paths / sticky keys are not cached: bounds the caches' memory
-SERVICE = "service"
 DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from strangler_proxy.config import ProxyConfig
+from strangler_proxy.config import ProxyConfig, Route
 from strangler_proxy.control.health import readiness
 from strangler_proxy.control.reload import Reloader
 from strangler_proxy.control.routes_edit import apply_route_change
@@ -228,7 +228,7 @@ async def _read_request(reader: asyncio.StreamReader,
     return method, target, headers, body
 
 
-def route_record(route: Any) -> dict[str, Any]:
+def route_record(route: Route) -> dict[str, Any]:
     """A route as plain JSON-able data (for ``GET /routes`` and ``routes list --json``)."""
     match = route.match
     return {

@@ -41,6 +41,7 @@ from strangler_proxy.errors import StartupError
 from strangler_proxy.exchange import NullSink, ShadowSink
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
+from strangler_proxy.write_atomic import write_atomic
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
 PUBLISH_INTERVAL = 0.5  # seconds between a worker's metric snapshots
@@ -61,10 +62,7 @@ class WorkerGroup:
 
     def publish(self, metrics: Metrics) -> None:
         """Write this worker's counters atomically (temp file + rename)."""
-        target = self.snapshot_path(self.index)
-        temp = target.with_suffix(f".tmp{os.getpid()}")
-        temp.write_text(json.dumps(metrics.snapshot()), encoding="utf-8")
-        os.replace(temp, target)
+        write_atomic(self.snapshot_path(self.index), json.dumps(metrics.snapshot()))
 
     def collect(self, own: Metrics) -> tuple[Metrics, int]:
         """``own`` plus every sibling's last snapshot, and how many workers reported."""

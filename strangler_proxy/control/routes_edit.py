@@ -9,8 +9,6 @@ A change that would make the file invalid is refused before anything is written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from strangler_proxy.control.audit import AuditRecord, append_audit, current_use
 from strangler_proxy.errors import ConfigError, RouteEditError
 from strangler_proxy.shadow.gate import check_promotion
 from strangler_proxy.shadow.report import parse_since
+from strangler_proxy.write_atomic import write_atomic
 
 PROMOTIONS = ("canary", "service")
 
@@ -182,27 +181,4 @@ def _since_iso(since: float | None) -> str | None:
     return datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        with_suppress_unlink(tmp)
-        raise
-
-
-def with_suppress_unlink(tmp: str) -> None:
-    """Remove a temp file if it is still there."""
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-
-
-__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion",
-           "write_atomic"]
+__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion"]

@@ -27,6 +27,7 @@ from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
 from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
 from strangler_proxy.exchange import NullSink, ShadowSink
 from strangler_proxy.headers import (
+    NO_BODY_STATUSES,
     REASONS,
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -46,7 +47,6 @@ from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import Decision, RouteTable
 
 FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
-NO_BODY_STATUSES = frozenset({204, 304})
 # Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
 # the standard one rather than relaying the upstream's, which saves a parser callback.
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}

@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
+from strangler_proxy.config import ProxyConfig
 from strangler_proxy.shadow.evidence import route_evidence
 from strangler_proxy.shadow.store import open_config_store
 
@@ -142,7 +143,7 @@ def since_text(since: float | None) -> str:
     return f"evidence since {datetime.fromtimestamp(since, UTC).isoformat(timespec='seconds')}"
 
 
-def check_promotion(config: Any, route_name: str, new_mode: str,
+def check_promotion(config: ProxyConfig, route_name: str, new_mode: str,
                     since: float | None = None) -> GateDecision:
     """May ``route_name`` move to ``new_mode``? Reads the route's evidence from the diff store.
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
 import time
 from collections import Counter, defaultdict
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from strangler_proxy.config import GateSettings, ProxyConfig, Route
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.shadow.evidence import (
     build_noise_model,
@@ -40,6 +40,7 @@ from strangler_proxy.shadow.gate import needed_matches, wilson_interval
 from strangler_proxy.shadow.noise import NOISE, NoiseModel
 from strangler_proxy.shadow.rules import generalize
 from strangler_proxy.shadow.store import DiffRecord, DiffStore
+from strangler_proxy.write_atomic import write_atomic
 
 REPORT_SCHEMA_VERSION: Final = 1
 TOP_DIFFERENCES: Final = 20
@@ -114,8 +115,8 @@ def _differences(service: Sequence[DiffRecord], model: NoiseModel,
     return rows[:top]
 
 
-def summarize_route(route: Any, records: Sequence[DiffRecord],
-                    counters: Mapping[str, int], gate: Any,
+def summarize_route(route: Route, records: Sequence[DiffRecord],
+                    counters: Mapping[str, int], gate: GateSettings,
                     top: int = TOP_DIFFERENCES) -> dict[str, Any]:
     """The report entry of one route from its records and counters."""
     model = build_noise_model(records)
@@ -149,7 +150,7 @@ def summarize_route(route: Any, records: Sequence[DiffRecord],
     }
 
 
-def build_report(config: Any, store: DiffStore, route_name: str | None = None,
+def build_report(config: ProxyConfig, store: DiffStore, route_name: str | None = None,
                  since: float | None = None) -> dict[str, Any]:
     """The whole report: every route that has a service target (or the one asked for)."""
     routes = [r for r in config.routes if route_name is None or r.name == route_name]
@@ -221,7 +222,7 @@ def regression_cases(records: Iterable[DiffRecord], limit: int = 50) -> list[dic
     return cases
 
 
-def compare_rules_data(route: Any) -> dict[str, Any]:
+def compare_rules_data(route: Route) -> dict[str, Any]:
     """A route's compare table as plain JSON data (for the exported test)."""
     rules = route.compare
     return {"ignore": list(rules.ignore), "headers": list(rules.headers),
@@ -294,7 +295,7 @@ def test_service_answers_like_the_monolith(case: dict, service_url: str) -> None
 '''
 
 
-def export_regressions(route: Any, records: Iterable[DiffRecord], out_dir: str,
+def export_regressions(route: Route, records: Iterable[DiffRecord], out_dir: str,
                        limit: int = 50) -> tuple[str, str, int]:
     """Write ``test_shadow_<route>.py`` and its cases JSON into ``out_dir`` (atomically).
 
@@ -321,12 +322,9 @@ def export_regressions(route: Any, records: Iterable[DiffRecord], out_dir: str,
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
     try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
+        write_atomic(path, text)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise ReportError(f"cannot write {path} ({exc.strerror}); pick a writable --out "
                           "directory") from None
 

@@ -6,6 +6,14 @@ documented in ``docs/`` (routes file, diff records).
 
 from __future__ import annotations
 
-from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
+from strangler_proxy.exchange import (
+    NullSink,
+    OfferSink,
+    RecordedRequest,
+    RecordedResponse,
+    ShadowOffer,
+    ShadowSink,
+)
 
-__all__ = ["RecordedRequest", "RecordedResponse", "ShadowOffer", "ShadowSink"]
+__all__ = ["NullSink", "OfferSink", "RecordedRequest", "RecordedResponse", "ShadowOffer",
+           "ShadowSink"]

@@ -26,10 +26,12 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from strangler_proxy.errors import ConfigError
+from strangler_proxy.match import Match, unreachable_routes
 from strangler_proxy.toml_check import check_toml
 
 MODES = ("monolith", "shadow", "canary", "service")
 MONOLITH = "monolith"
+SERVICE = "service"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # table -> accepted keys. "routes[]" is each [[routes]] entry; the parser refuses anything else.
@@ -173,22 +175,6 @@ class ShadowSettings:
     redact_fields: tuple[str, ...] = ("password", "token", "secret", "access_token",
                                       "refresh_token")
     worker_cpu_percent: float = 100.0  # of one core; 100 = no cap (the worker is one thread)
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """``routes[].match``: exactly one of path_prefix / path / path_template, plus filters."""
-
-    path_prefix: str | None = None
-    path: str | None = None
-    path_template: str | None = None
-    methods: frozenset[str] = frozenset()  # empty: any method
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def describe(self) -> str:
-        """The path part as a template-like string (``/api/products/`` or ``/a/{id}/``)."""
-        return self.path_prefix or self.path or self.path_template or "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,8 +667,6 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
         shadow=_parse_shadow(reader, data.get("shadow", {})),
         source=source,
     )
-    from strangler_proxy.routing import unreachable_routes  # routing imports config
-
     warnings = tuple(f"routes[{i}] ({later.name!r}, line {later.line}) can never match: "
                      f"{earlier.name!r} (line {earlier.line}) matches all its requests first; "
                      "move it above or narrow the earlier match"

@@ -24,9 +24,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from extracted.catalog.models import AggregateVersion, ProcessedEvent, StreamPosition
-from extracted.sync.errors import BadEvent, SequenceGap
-from extracted.sync.events import OutboxEvent
-from extracted.sync.spec import SIGNAL_SPECS, TableSpec, spec_for
+from extracted.sync import SIGNAL_SPECS, BadEvent, OutboxEvent, SequenceGap, TableSpec, spec_for
 
 SIGNAL_TYPES = frozenset(s.aggregate_type for s in SIGNAL_SPECS)
 

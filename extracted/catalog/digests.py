@@ -11,8 +11,7 @@ from django.db.models.functions import Coalesce
 
 from extracted.catalog.apply import SIGNAL_TYPES
 from extracted.catalog.models import Product, ProductSignals
-from extracted.sync.rows import normalize_row, row_digest, summarize
-from extracted.sync.spec import TableSpec, spec_for
+from extracted.sync import TableSpec, normalize_row, row_digest, spec_for, summarize
 
 CHUNK = 2000
 

@@ -20,8 +20,7 @@ from rest_framework.views import APIView
 from extracted.catalog import apply, digests
 from extracted.catalog.models import AggregateVersion
 from extracted.catalog.permissions import HasSyncToken
-from extracted.sync.errors import BadEvent, SequenceGap
-from extracted.sync.events import event_from_json
+from extracted.sync import BadEvent, SequenceGap, event_from_json
 
 
 class InternalView(APIView):

@@ -32,7 +32,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "extracted.catalog.shadow.ShadowRollbackMiddleware",
+    "strangler.shadow_rollback.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]

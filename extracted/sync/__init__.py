@@ -9,7 +9,13 @@ database URL and talks to services over HTTP.
 
 from __future__ import annotations
 
-from extracted.sync.errors import SyncError
-from extracted.sync.events import OutboxEvent
+from extracted.sync.errors import BadEvent, SequenceGap, SyncError
+from extracted.sync.events import OutboxEvent, event_from_json
+from extracted.sync.rows import normalize_row, row_digest, summarize
+from extracted.sync.spec import CATALOG_TABLES, SIGNAL_SPECS, TableSpec, spec_for
 
-__all__ = ["OutboxEvent", "SyncError"]
+# What a service applying events uses (extracted.catalog does, and import-linter holds it to
+# these names); the relay, backfill and reconcile are run through ``cli``.
+__all__ = ["CATALOG_TABLES", "SIGNAL_SPECS", "BadEvent", "OutboxEvent", "SequenceGap",
+           "SyncError", "TableSpec", "event_from_json", "normalize_row", "row_digest",
+           "spec_for", "summarize"]

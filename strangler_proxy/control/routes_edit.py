@@ -9,19 +9,20 @@ A change that would make the file invalid is refused before anything is written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomlkit
 
 from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
 from strangler_proxy.control.audit import AuditRecord, append_audit, current_user, now_iso
 from strangler_proxy.errors import ConfigError, RouteEditError
+from strangler_proxy.shadow.gate import check_promotion
+from strangler_proxy.shadow.report import parse_since
+from strangler_proxy.write_atomic import write_atomic
 
 PROMOTIONS = ("canary", "service")
 
@@ -114,16 +115,21 @@ def is_promotion(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(new["mode"] == "canary" and new["percent"] > old["percent"])
 
 
-GateCheck = Callable[..., Any]  # (config, route, new_mode[, since]) -> a GateDecision
+class Verdict(Protocol):
+    """What a gate answers (``shadow.gate.GateDecision``)."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
+GateCheck = Callable[..., Verdict]  # (config, route, new_mode[, since]) -> a Verdict
 
 
 def default_gate() -> GateCheck | None:
-    """The shadow side's promotion gate, when installed."""
-    try:
-        from strangler_proxy.shadow.gate import check_promotion
-    except ImportError:
-        return None
-    return check_promotion  # type: ignore[no-any-return]
+    """The shadow side's promotion gate."""
+    return check_promotion
 
 
 def apply_route_change(config_path: str | Path, name: str, mode: str | None,
@@ -171,9 +177,9 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
         return "no promotion gate installed", False
     decision = (gate(config, name, new["mode"]) if since is None
                 else gate(config, name, new["mode"], since))
-    if getattr(decision, "allowed", False):
-        return str(getattr(decision, "reason", "")), False
-    why = str(getattr(decision, "reason", "refused"))
+    if decision.allowed:
+        return decision.reason, False
+    why = decision.reason
     if not force:
         raise RouteEditError(f"the promotion gate refused {name} -> {new['mode']}: {why} "
                              "(gather more shadow evidence; after a fix, count only newer "
@@ -184,8 +190,6 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
 def _parse_since(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
-    from strangler_proxy.shadow.report import parse_since
-
     return parse_since(text)
 
 
@@ -195,27 +199,4 @@ def _since_iso(since: float | None) -> str | None:
     return datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        with_suppress_unlink(tmp)
-        raise
-
-
-def with_suppress_unlink(tmp: str) -> None:
-    """Remove a temp file if it is still there."""
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-
-
-__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion",
-           "write_atomic"]
+__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 
 from strangler_proxy.config import load_config
-from strangler_proxy.control.app import ProxyApp, WorkerGroup
-from strangler_proxy.edge.server import describe, listen_socket
+from strangler_proxy.control import ProxyApp, WorkerGroup
+from strangler_proxy.edge import describe, listen_socket
 from strangler_proxy.errors import StartupError
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
-from strangler_proxy.headers import ROLLED_BACK_HEADER, SHADOW_HEADER
+from strangler_proxy import ROLLED_BACK_HEADER, SHADOW_HEADER
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1: no rollback
 

@@ -13,16 +13,23 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
+from strangler_proxy.keys import key_doc
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
     """``routes[].match``: exactly one of path_prefix / path / path_template, plus filters."""
 
-    path_prefix: str | None = None
-    path: str | None = None
-    path_template: str | None = None
-    methods: frozenset[str] = frozenset()  # empty: any method
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    path_prefix: str | None = field(default=None, metadata=key_doc("the path starts with this"))
+    path: str | None = field(default=None, metadata=key_doc("the path is exactly this"))
+    path_template: str | None = field(default=None, metadata=key_doc(
+        "`/api/products/{id}/`: each `{name}` is one non-empty segment"))
+    # empty: any method
+    methods: frozenset[str] = field(default=frozenset(), metadata=key_doc(
+        "list of methods; empty or absent = any"))
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc(
+        '`{ "X-Beta" = "1" }`: every listed header must have this exact value'))
 
     @property
     def describe(self) -> str:

@@ -221,7 +221,9 @@ def _values(
         if fld.name not in payload:
             raise BadEvent(f"{spec.aggregate_type}.payload: missing field {fld.name!r}")
         raw = payload[fld.name]
-        values[fld.name] = None if raw is None else model._meta.get_field(fld.name).to_python(raw)
+        field = model._meta.get_field(fld.name)
+        assert isinstance(field, models.Field)  # a synced column, never a reverse relation
+        values[fld.name] = None if raw is None else field.to_python(raw)
     return values
 
 

@@ -35,7 +35,8 @@ def _rows_of(spec: TableSpec) -> QuerySet[Any]:
     so reconcile compares the value the API shows, not whether a signals row exists.
     """
     if spec.aggregate_type not in SIGNAL_TYPES:
-        return apps.get_model("catalog", spec.model)._base_manager.order_by("pk")
+        rows: QuerySet[Any] = apps.get_model("catalog", spec.model)._base_manager.order_by("pk")
+        return rows
     signals = ProductSignals.objects.filter(product_id=OuterRef("pk"))
     name = spec.field_names[0]
     default = Value(False) if name == "in_stock" else Value(None, output_field=FloatField())

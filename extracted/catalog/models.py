@@ -42,8 +42,9 @@ class Category(models.Model):
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, db_index=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, related_name="children", **SYNCED  # type: ignore[arg-type]
+    parent = models.ForeignKey(  # SYNCED spelled out: the plugin must see null=True
+        "self", null=True, blank=True, related_name="children", on_delete=models.DO_NOTHING,
+        db_constraint=False,
     )
 
     class Meta:

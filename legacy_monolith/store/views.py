@@ -52,11 +52,12 @@ def annotated_products() -> QuerySet[Product]:
         .annotate(avg=Avg("rating"))
         .values("avg")
     )
-    return (
+    products: QuerySet[Product] = (
         Product.objects.select_related("category", "brand")
         .prefetch_related("tags")
         .annotate(in_stock_flag=Exists(in_stock), rating_avg=Subquery(rating))
     )
+    return products
 
 
 class ProductFilter(django_filters.FilterSet):

@@ -10,9 +10,7 @@ from rich.table import Table
 
 from strangler_proxy.commands.options import config_option, output_console
 from strangler_proxy.config import MODES, ProxyConfig, Route, load_config
-from strangler_proxy.control.admin import route_record
-from strangler_proxy.control.audit import read_audit
-from strangler_proxy.control.routes_edit import apply_route_change
+from strangler_proxy.control import apply_route_change, read_audit, route_record
 from strangler_proxy.errors import ConfigError
 
 CONFIG_OPTION = config_option

@@ -240,6 +240,3 @@ def route_record(route: Route) -> dict[str, Any]:
             "path_template": match.path_template, "methods": sorted(match.methods),
             "headers": dict(match.headers)}.items() if v},
     }
-
-
-__all__ = ["AdminServer", "Administered", "route_record"]

@@ -34,13 +34,19 @@ from typing import Any
 from strangler_proxy.config import ProxyConfig, load_config
 from strangler_proxy.control.admin import AdminServer, route_record
 from strangler_proxy.control.reload import Reloader
-from strangler_proxy.edge.forward import ProxyState
-from strangler_proxy.edge.server import describe, listen_socket, protocol_factory, watchdog
-from strangler_proxy.edge.upstream import build_pools
+from strangler_proxy.edge import (
+    ProxyState,
+    build_pools,
+    describe,
+    listen_socket,
+    protocol_factory,
+    watchdog,
+)
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import NullSink, ShadowSink
+from strangler_proxy.exchange import ShadowSink
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
+from strangler_proxy.shadow import build_sink
 from strangler_proxy.write_atomic import write_atomic
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
@@ -83,11 +89,7 @@ class WorkerGroup:
 
 
 def default_sink_factory(config: ProxyConfig) -> ShadowSink:
-    """The shadow side's sink when installed, else a sink that drops everything."""
-    try:
-        from strangler_proxy.shadow.sink import build_sink
-    except ImportError:
-        return NullSink()
+    """The shadow side's sink (the process sink and its worker)."""
     return build_sink(config)
 
 
@@ -249,6 +251,3 @@ class ProxyApp:
         with contextlib.suppress(Exception):
             text += self.sink.prometheus_text()
         return text
-
-
-__all__ = ["PUBLISH_INTERVAL", "ProxyApp", "WorkerGroup", "default_sink_factory"]

@@ -20,8 +20,7 @@ import tomlkit
 from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
 from strangler_proxy.control.audit import AuditRecord, append_audit, current_user, now_iso
 from strangler_proxy.errors import ConfigError, RouteEditError
-from strangler_proxy.shadow.gate import check_promotion
-from strangler_proxy.shadow.report import parse_since
+from strangler_proxy.shadow import check_promotion, parse_since
 from strangler_proxy.write_atomic import write_atomic
 
 PROMOTIONS = ("canary", "service")
@@ -197,6 +196,3 @@ def _since_iso(since: float | None) -> str | None:
     if since is None:
         return None
     return datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-
-
-__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion"]

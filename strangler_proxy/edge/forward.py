@@ -633,7 +633,3 @@ def _response_lines(headers: RawHeaders) -> HeadLines:
     block = b"\r\n".join(lines) + b"\r\n" if lines else b""
     return (block, rmap.get(b"content-length"), b"transfer-encoding" in rmap,
             b"x-request-id" in rmap, b"location" in rmap)
-
-
-__all__ = ["HEAD_CACHE", "HEAD_CACHE_ENTRY_BYTES", "HEAD_CACHE_SIZE", "REQUEST_CACHE", "Client",
-           "Exchange", "ProxyState", "cached_response_lines"]

@@ -378,7 +378,3 @@ def describe(sock: socket.socket) -> str:
     """``host:port`` a socket listens on."""
     address: Any = sock.getsockname()
     return f"{address[0]}:{address[1]}"
-
-
-__all__ = ["ClientConnection", "describe", "listen_socket",
-           "protocol_factory", "watchdog"]

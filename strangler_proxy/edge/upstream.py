@@ -316,7 +316,3 @@ def build_pools(config: ProxyConfig, loop: asyncio.AbstractEventLoop, metrics: M
         if pools.get(name) is not pool:
             pool.close()
     return pools
-
-
-__all__ = ["Downstream", "ResponseReceiver", "UpstreamConnection", "UpstreamPool", "build_pools",
-           "set_nodelay"]

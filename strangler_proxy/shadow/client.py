@@ -243,6 +243,3 @@ def _close_delimited(parsed: _Parsed) -> bool:
     """Whether the answer has neither a length nor chunked framing (it ends at close)."""
     names = {name.lower() for name, _ in parsed.headers}
     return b"content-length" not in names and b"transfer-encoding" not in names
-
-
-__all__ = ["ConnectError", "HttpClient", "ProtocolError", "Response"]

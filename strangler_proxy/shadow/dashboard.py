@@ -255,6 +255,3 @@ def pretty_json_lines(value: Any, path: tuple[str | int, ...] = (), indent: int 
             out += pretty_json_lines(v, (*path, i), indent + 1, "", i == len(value) - 1)
         return [*out, (f"{pad}]{comma}", here)]
     return [(f"{pad}{label}{json.dumps(value, ensure_ascii=False)}{comma}", here)]
-
-
-__all__ = ["clear_cache", "handle", "pretty_json_lines"]

@@ -46,7 +46,3 @@ def route_evidence(store: DiffStore, route_name: str,
     model = build_noise_model(records)
     service = [r for r in records if r.kind != "self"]
     return len(service), sum(1 for r in service if effective_verdict(r, model) == "match")
-
-
-
-__all__ = ["build_noise_model", "diff_keys", "effective_verdict", "route_evidence"]

@@ -162,7 +162,3 @@ def check_promotion(config: ProxyConfig, route_name: str, new_mode: str,
     decision = decide(route_name, new_mode, compared, matched, gate.min_compared,
                       gate.min_match_rate)
     return replace(decision, reason=f"{decision.reason} [{since_text(since)}]")
-
-
-__all__ = ["GATED_MODES", "SAFE_MODES", "GateDecision", "check_promotion", "decide",
-           "needed_matches", "since_text", "wilson_interval"]

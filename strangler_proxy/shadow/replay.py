@@ -381,7 +381,3 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
         process.kill()
         process.wait(timeout=5)
     return 0
-
-
-__all__ = ["ReplayError", "ReplaySummary", "load_exchanges", "mitmdump_path", "record",
-           "record_command", "replay", "select"]

@@ -327,7 +327,3 @@ def _write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         raise ReportError(f"cannot write {path} ({exc.strerror}); pick a writable --out "
                           "directory") from None
-
-
-__all__ = ["REPORT_SCHEMA_VERSION", "ReportError", "build_report", "export_regressions",
-           "parse_since", "percentiles", "regression_cases", "summarize_route"]

@@ -307,10 +307,3 @@ def generalize(path: str) -> str:
     '$.items[*].tags[*].name'
     """
     return _INDEX.sub("[*]", path)
-
-
-__all__ = [
-    "ANY_INDEX", "ANY_KEY", "DEFAULT_HEADERS", "DESCEND", "Keyed", "Rule", "RuleError", "Rules",
-    "Segment", "active", "advance", "compile_rules", "format_regex", "generalize",
-    "parse_pattern", "render_path",
-]

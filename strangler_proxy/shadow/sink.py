@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import ShadowOffer, offer_from_message, offer_message
+from strangler_proxy.exchange import ShadowOffer, offer_message
 
 log = logging.getLogger("strangler.shadow")
 
@@ -428,8 +428,3 @@ def escape_label(value: str) -> str:
 def build_sink(config: ProxyConfig) -> ProcessSink:
     """The proxy's shadow sink (``app.py`` calls this): a worker process does the work."""
     return ProcessSink(config)
-
-
-__all__ = ["IPC_BUFFER_BYTES", "SAFE_METHODS", "ProcessSink",
-           "build_sink", "early_refusal", "encode_frame", "escape_label",
-           "late_refusal", "offer_from_message", "offer_message", "refusal"]

@@ -451,11 +451,3 @@ def open_config_store(config: ProxyConfig) -> DiffStore:
     shadow = config.shadow
     location = store_location(shadow.store, getattr(config, "source", None))
     return open_store(location, shadow.retention_count, shadow.retention_days)
-
-
-__all__ = [
-    "ALWAYS_REDACTED", "REDACTED", "SCHEMA_VERSION", "DiffRecord", "DiffStore", "Redaction",
-    "StoreError", "is_postgres", "open_config_store", "open_store", "redact_body",
-    "redact_differences", "redact_headers", "redact_json", "redact_query", "redact_record",
-    "store_location",
-]

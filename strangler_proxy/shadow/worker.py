@@ -564,7 +564,3 @@ def _worker_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _worker_main(sys.argv[1:])
-
-
-__all__ = ["PRIORITY_ENV", "WORKER_STARVED", "OutgoingRequest", "ShadowRunner", "build_request",
-           "make_record", "rewrite_path", "send", "serve_worker"]

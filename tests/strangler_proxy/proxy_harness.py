@@ -22,8 +22,8 @@ import httptools
 import uvloop
 
 from strangler_proxy import OfferSink
-from strangler_proxy.control.app import ProxyApp
-from strangler_proxy.edge.server import listen_socket
+from strangler_proxy.control import ProxyApp
+from strangler_proxy.edge import listen_socket
 
 
 class LoopThread:

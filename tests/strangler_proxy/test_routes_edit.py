@@ -12,7 +12,7 @@ from test_config import MINIMAL
 
 from strangler.cli import cli
 from strangler_proxy.config import ProxyConfig
-from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control import read_audit
 from strangler_proxy.control.routes_edit import apply_route_change, edit_route_text, is_promotion
 from strangler_proxy.errors import ConfigError, RouteEditError
 

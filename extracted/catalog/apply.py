@@ -81,27 +81,55 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     return ApplyResult(position=new_position, **counts)
 
 
-def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Upsert backfilled rows ``{"id", "sequence", "fields"}`` unless a newer change is known.
+def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
+                   key_range: tuple[int, int | None] | None = None,
+                   deleted: Iterable[Mapping[str, Any]] = ()) -> dict[str, int]:
+    """Upsert backfilled rows and drop deleted ones, unless a newer change is known.
 
-    ``sequence`` is the source's last outbox sequence for that row, read in the same
-    snapshot as the row, so the event stream can start before or after the copy.
+    ``rows`` are ``{"id", "sequence", "fields"}``, ``deleted`` ``{"id", "sequence"}``: the
+    source's last sequence for each, read in the same snapshot as the rows, so the event
+    stream can start before or after the copy. Given ``key_range`` (inclusive, ``None`` for
+    an open end), rows of that range the service has without any version (never synced,
+    unknown to the source) are dropped as well.
     """
-    rows = list(rows)
-    spec_for(aggregate_type)
-    keys = {(aggregate_type, str(row["id"])) for row in rows}
-    copied = skipped = 0
+    rows, deleted = list(rows), list(deleted)
+    spec = spec_for(aggregate_type)
+    keys = {(aggregate_type, str(r["id"])) for r in [*rows, *deleted]}
+    copied = skipped = dropped = 0
     with transaction.atomic():
         _one_applier_at_a_time()
         plan = _Plan(_versions(keys))
+        strays = [] if key_range is None or spec.derived else _strays(spec, key_range, keys)
         for row in rows:
             if plan.add_state(aggregate_type, str(row["id"]), int(row["sequence"]), "updated",
                               row["fields"]):
                 copied += 1
             else:
                 skipped += 1
+        for gone in deleted:
+            dropped += plan.add_state(aggregate_type, str(gone["id"]), int(gone["sequence"]),
+                                      "deleted", {})
         plan.write()
-    return {"copied": copied, "skipped": skipped}
+        if strays:
+            model = apps.get_model("catalog", spec.model)
+            model._base_manager.filter(pk__in=strays)._raw_delete(connection.alias)
+    return {"copied": copied, "skipped": skipped, "deleted": dropped + len(strays)}
+
+
+def _strays(spec: TableSpec, key_range: tuple[int, int | None], keys: set[Key]) -> list[int]:
+    """Keys the service holds in the range that neither side ever versioned."""
+    start, end = key_range
+    query = apps.get_model("catalog", spec.model)._base_manager.filter(pk__gte=start)
+    if end is not None:
+        query = query.filter(pk__lte=end)
+    here = {str(pk) for pk in query.values_list("pk", flat=True)}
+    here -= {key for _, key in keys}
+    if not here:
+        return []
+    versioned = set(AggregateVersion.objects.filter(
+        aggregate_type=spec.aggregate_type, aggregate_id__in=here
+    ).values_list("aggregate_id", flat=True))
+    return sorted(int(k) for k in here - versioned)
 
 
 Key = tuple[str, str]

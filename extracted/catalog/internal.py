@@ -70,7 +70,13 @@ class SnapshotView(InternalView):
         if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
             raise ParseError('body: expected {"aggregate_type", "rows": [{"id", "sequence", '
                              '"fields"}]}')
-        return Response(apply.apply_snapshot(str(body.get("aggregate_type")), body["rows"]))
+        key_range = body.get("range")
+        if key_range is not None and not (isinstance(key_range, list) and len(key_range) == 2):
+            raise ParseError(f"range: expected [start, end or null], got {key_range!r}")
+        return Response(apply.apply_snapshot(
+            str(body.get("aggregate_type")), body["rows"],
+            None if key_range is None else (int(key_range[0]), key_range[1]),
+            body.get("deleted") or []))
 
 
 class ChecksumsView(InternalView):

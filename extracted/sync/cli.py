@@ -12,7 +12,7 @@ import click
 
 from extracted.sync.database import Database
 from extracted.sync.delivery import EventsEndpoint
-from extracted.sync.outbox import OutboxTable
+from extracted.sync.outbox import OutboxTable, SequenceTable
 from extracted.sync.relay import Relay, RelayOptions, check_lag
 from extracted.sync.service import ServiceInternals
 
@@ -123,11 +123,14 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
 @_token()
 @click.option("--stream", default="monolith", show_default=True)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--hole-grace", default=2.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds to wait after reading the outbox head (in-flight writes commit).")
+@click.option("--hole-grace", default=None, type=click.FloatRange(0), hidden=True,
+              help="Ignored (kept for old scripts): the wait comes from the database.")
+@click.option("--wait-timeout", default=600.0, show_default=True, type=click.FloatRange(0),
+              help="Give up when a write transaction older than the copy stays open this long.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def backfill(source_db: str, outbox_table: str, service_url: str, token: str, stream: str,
-             batch_size: int, hole_grace: float, as_json: bool) -> None:
+             batch_size: int, hole_grace: float | None, wait_timeout: float,
+             as_json: bool) -> None:
     """Copy the catalog's existing rows to the service, then hand over to the relay.
 
     \b
@@ -149,20 +152,22 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
 
     try:
         report = run_backfill(database, OutboxTable(database, outbox_table), service,
-                              stream=stream, batch_size=batch_size, hole_grace=hole_grace,
-                              on_batch=_progress)
+                              stream=stream, batch_size=batch_size,
+                              wait_timeout=wait_timeout, on_batch=_progress)
     finally:
         service.close()
         database.close()
     data = {"high_water": report.high_water, "position": report.position,
-            "copied": report.copied, "skipped": report.skipped, "seconds": report.seconds,
+            "copied": report.copied, "skipped": report.skipped, "deleted": report.deleted,
+            "seconds": report.seconds, "waited": report.waited,
             "total_copied": report.total_copied}
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
         return
     click.echo("", err=True)
     for kind, count in report.copied.items():
-        click.echo(f"{kind:<26} copied {count:>7}  skipped {report.skipped[kind]:>6}")
+        click.echo(f"{kind:<26} copied {count:>7}  skipped {report.skipped[kind]:>6}  "
+                   f"deleted {report.deleted[kind]:>5}")
     click.echo(f"copied {report.total_copied} rows in {report.seconds} s; stream {stream} "
                f"starts after outbox position {report.high_water}")
 
@@ -170,6 +175,9 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
 @click.command()
 @_source_db()
 @_outbox_table()
+@click.option("--sequence-table", default="outbox_aggregatesequence", show_default=True,
+              help="The producer's last sequence per aggregate (the service's is "
+                   "catalog_aggregateversion).")
 @click.option("--service-url", default="http://127.0.0.1:8001", show_default=True)
 @_token()
 @click.option("--range-size", default=1000, show_default=True, type=click.IntRange(1))
@@ -178,8 +186,8 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
 @click.option("--max-keys", default=20, show_default=True, type=click.IntRange(0),
               help="How many differing keys to print per table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def reconcile(source_db: str, outbox_table: str, service_url: str, token: str,
-              range_size: int, versions: bool, max_keys: int, as_json: bool) -> None:
+def reconcile(source_db: str, outbox_table: str, sequence_table: str, service_url: str,
+              token: str, range_size: int, versions: bool, max_keys: int, as_json: bool) -> None:
     """Compare the catalog's rows in the monolith and in the service; exit 1 on divergence.
 
     \b
@@ -191,8 +199,8 @@ def reconcile(source_db: str, outbox_table: str, service_url: str, token: str,
     database = Database(source_db)
     service = ServiceInternals(service_url, token)
     try:
-        outbox = OutboxTable(database, outbox_table) if versions else None
-        report = run_reconcile(database, service, range_size=range_size, outbox=outbox)
+        sequences = SequenceTable(database, sequence_table) if versions else None
+        report = run_reconcile(database, service, range_size=range_size, sequences=sequences)
     finally:
         service.close()
         database.close()

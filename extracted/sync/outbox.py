@@ -80,3 +80,35 @@ def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
     data = dict(row, position=row["id"], id=row["event_id"], type=row["event_type"],
                 payload=payload)
     return event_from_json(data, f"{table} id {row['id']}")
+
+
+class SequenceTable:
+    """The producer's last sequence per aggregate (``outbox_aggregatesequence``).
+
+    The truth about sequences: the outbox may be pruned, this table never is, and it is
+    written in the same transaction as each event. Columns ``aggregate_type``,
+    ``aggregate_id`` (text) and ``last``.
+    """
+
+    def __init__(self, database: Database, table: str = "outbox_aggregatesequence",
+                 column: str = "last") -> None:
+        self.database = database
+        self.table = check_identifier(table, "sequence table")
+        self.column = check_identifier(column, "sequence column")
+
+    def in_range(self, aggregate_type: str, start: int, end: int | None) -> dict[str, int]:
+        """``aggregate_id -> last`` of the aggregates with ``start <= int(id) <= end``."""
+        sql = (f"SELECT aggregate_id, {self.column} AS seq FROM {self.table} "  # noqa: S608
+               "WHERE aggregate_type = ? AND CAST(aggregate_id AS BIGINT) >= ?")
+        params: list[Any] = [aggregate_type, start]
+        if end is not None:
+            sql += " AND CAST(aggregate_id AS BIGINT) <= ?"
+            params.append(end)
+        return {str(r["aggregate_id"]): int(r["seq"]) for r in self.database.query(sql, params)}
+
+    def every(self) -> dict[tuple[str, str], int]:
+        """The last sequence of every aggregate the producer ever changed."""
+        rows = self.database.query(
+            f"SELECT aggregate_type, aggregate_id, {self.column} AS seq FROM {self.table}"  # noqa: S608
+        )
+        return {(r["aggregate_type"], str(r["aggregate_id"])): int(r["seq"]) for r in rows}

@@ -75,7 +75,7 @@ def test_delete_leaves_a_tombstone_that_stops_a_late_backfill(sync: APIClient) -
     late = sync.post("/internal/snapshot/", {"aggregate_type": "store.Brand", "rows": [
         {"id": 3, "sequence": 1, "fields": BRAND}]}, format="json")
     # then it is skipped: the row stays deleted
-    assert late.json() == {"copied": 0, "skipped": 1}
+    assert late.json() == {"copied": 0, "skipped": 1, "deleted": 0}
     assert not Brand.objects.filter(pk=3).exists()
 
 
@@ -83,7 +83,7 @@ def test_backfill_then_stream_applies_each_change_once(sync: APIClient) -> None:
     # given the backfill copied brand 5 as of its 2nd change
     copied = sync.post("/internal/snapshot/", {"aggregate_type": "store.Brand", "rows": [
         {"id": 5, "sequence": 2, "fields": dict(BRAND, name="v2")}]}, format="json")
-    assert copied.json() == {"copied": 1, "skipped": 0}
+    assert copied.json() == {"copied": 1, "skipped": 0, "deleted": 0}
     # when the stream delivers changes 2 (already in the copy) and 3
     result = post(sync, [event("store.Brand", 5, 2, 10, dict(BRAND, name="v2")),
                          event("store.Brand", 5, 3, 11, dict(BRAND, name="v3"))]).json()

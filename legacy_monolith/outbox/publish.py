@@ -93,18 +93,29 @@ def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_t
 
 
 def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[OutboxEvent]:
-    """The current stock or rating fact of each product, as events."""
+    """The current stock or rating fact of each product, as events.
+
+    The sequences are taken (and their rows locked) *before* the fact is read: a concurrent
+    change of another stock level of the same product then waits for this transaction to
+    commit and reads the fact after it (PostgreSQL's READ COMMITTED gives each statement a
+    fresh snapshot), so the event with the higher sequence always carries the later fact.
+    Reading first let two concurrent changes both publish a stale ``in_stock`` (issue 13).
+    """
     from legacy_monolith.reviews.models import Review
     from legacy_monolith.store.models import StockLevel
 
     ids = sorted(set(product_ids))
+    sequences = {p: next_sequence(aggregate_type, str(p)) for p in ids}
     if aggregate_type == STOCK:
         stocked = set(StockLevel.objects.filter(product_id__in=ids, quantity__gt=0)
                       .values_list("product_id", flat=True))
-        return [_event(STOCK, p, "updated", {"in_stock": p in stocked}) for p in ids]
-    averages = dict(Review.objects.filter(product_id__in=ids, status="approved")
-                    .order_by().values("product_id").annotate(avg=Avg("rating"))
-                    .values_list("product_id", "avg"))
-    return [_event(RATING, p, "updated",
-                   {"rating": None if averages.get(p) is None else float(averages[p])})
-            for p in ids]
+        facts: dict[int, dict[str, Any]] = {p: {"in_stock": p in stocked} for p in ids}
+    else:
+        averages = dict(Review.objects.filter(product_id__in=ids, status="approved")
+                        .order_by().values("product_id").annotate(avg=Avg("rating"))
+                        .values_list("product_id", "avg"))
+        facts = {p: {"rating": None if averages.get(p) is None else float(averages[p])}
+                 for p in ids}
+    return [OutboxEvent(event_id=str(uuid.uuid4()), aggregate_type=aggregate_type,
+                        aggregate_id=str(p), sequence=sequences[p], event_type="updated",
+                        payload=facts[p]) for p in ids]

@@ -178,3 +178,51 @@ def test_consumer_endpoint_needs_the_sync_token(db: Any) -> None:
     client.credentials(HTTP_AUTHORIZATION="Bearer strangler-demo-sync-token")
     assert client.get("/internal/catalog-events/?stream=catalog").json() == {
         "stream": "catalog", "position": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stock_changes_publish_the_final_fact_last(shop: Any) -> None:
+    """Issue 13: two concurrent changes of one product's stock levels (PostgreSQL).
+
+    The first transaction empties one level and stays open; the second empties the other.
+    The event with the higher sequence must say what is true after both: out of stock.
+    """
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: no two stock transactions overlap")
+    product = shop.products[0]
+    levels = list(StockLevel.objects.filter(product=product).order_by("pk"))
+    if len(levels) < 2:
+        levels.append(StockLevel.objects.create(product=product, warehouse=shop.warehouses[1],
+                                                quantity=5))
+    StockLevel.objects.filter(pk__in=[x.pk for x in levels]).update(quantity=5)
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    first_saved = threading.Event()
+
+    def empty(level_id: int, hold: float, wait: threading.Event | None) -> None:
+        try:
+            if wait is not None:
+                wait.wait(10)
+            with transaction.atomic():
+                level = StockLevel.objects.get(pk=level_id)
+                level.quantity = 0
+                level.save()
+                first_saved.set()
+                time.sleep(hold)
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=empty, args=(levels[0].pk, 1.0, None))
+    two = threading.Thread(target=empty, args=(levels[1].pk, 0.0, first_saved))
+    one.start()
+    two.start()
+    one.join(30)
+    two.join(30)
+    facts = [(e.sequence, e.payload["in_stock"]) for e in OutboxEvent.objects.filter(
+        id__gt=mark, aggregate_type="inventory.ProductStock",
+        aggregate_id=str(product.pk)).order_by("sequence")]
+    assert facts[-1][1] is False, facts

@@ -34,6 +34,10 @@ class OutboxTable:
         rows = self.database.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
         return [row_to_event(row, self.table) for row in rows]
 
+    def write_horizon(self) -> tuple[int, int] | None:
+        """The database's write horizon (``Database.write_horizon``), for holes."""
+        return self.database.write_horizon()
+
     def head(self) -> int:
         """The highest position written so far (0 for an empty outbox)."""
         rows = self.database.query(f"SELECT max(id) AS head FROM {self.table}")  # noqa: S608

@@ -133,20 +133,33 @@ class Relay:
 
     def step(self) -> bool:
         """Fetch and deliver one batch; True when something was delivered."""
+        before = self.outbox.write_horizon()
         events = self._fetch()
-        self.cursor.advance(self.clock.now())
+        horizon = None
+        if before is not None:
+            after = self.outbox.write_horizon() if self._may_hole(events) else before
+            horizon = (before[0], (after or before)[1])
         if not events:
+            self.cursor.advance(self.clock.now(), horizon)
             if self.cursor.low_water > self._saved:
                 # The mark stepped over a hole: tell the consumer, so a restart starts there.
                 self._saved = self.endpoint.deliver([], self.cursor.low_water).position
             self.status.position = self.cursor.low_water
             return False
-        position = self.cursor.preview([e.position for e in events], self.clock.now())
+        positions = [e.position for e in events]
+        position = self.cursor.preview(positions, self.clock.now(), horizon)
         result = self.endpoint.deliver(events, position)
         self._saved = result.position
-        self.cursor.mark([e.position for e in events], self.clock.now())
+        self.cursor.mark(positions, self.clock.now(), horizon)
         self._count(events, result.applied, result.duplicates, result.stale)
         return True
+
+    def _may_hole(self, events: list[OutboxEvent]) -> bool:
+        """Whether this fetch may reveal a hole (then the horizon is read again after it)."""
+        if self.cursor.has_holes:
+            return True
+        expected = range(self.cursor.top + 1, self.cursor.top + 1 + len(events))
+        return [e.position for e in events] != list(expected)
 
     def _fetch(self) -> list[OutboxEvent]:
         batch = self.options.batch_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 
 from extracted.sync.database import Database
 from extracted.sync.delivery import EventsEndpoint
+from extracted.sync.errors import DeliveryFailed
 from extracted.sync.outbox import OutboxTable, SequenceTable
 from extracted.sync.relay import Relay, RelayOptions, check_lag
 from extracted.sync.service import ServiceInternals
@@ -40,8 +42,10 @@ def _outbox_table() -> Callable[[F], F]:
                              "catalog_outboxevent).")
 
 
-@click.command()
-@_source_db()
+@click.group(invoke_without_command=True)
+@click.option("--source-db", envvar="STRANGLER_SOURCE_DB", default=None,
+              help="URL of the producer's database, e.g. sqlite:///.demo/monolith.sqlite3 or "
+                   "postgresql://postgres@127.0.0.1/shop (env STRANGLER_SOURCE_DB).")
 @_outbox_table()
 @click.option("--target", default="http://127.0.0.1:8001/internal/events/", show_default=True,
               help="The consumer's apply endpoint.")
@@ -60,9 +64,11 @@ def _outbox_table() -> Callable[[F], F]:
 @click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Keep the status JSON (lag, counters) in this file, rewritten atomically.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
-def relay(source_db: str, outbox_table: str, target: str, token: str, stream: str,
-          batch_size: int, poll_interval: float, hole_grace: float, max_backoff: float,
-          once: bool, check: bool, status_file: Path | None, as_json: bool) -> None:
+@click.pass_context
+def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: str, token: str,
+          stream: str, batch_size: int, poll_interval: float, hole_grace: float,
+          max_backoff: float, once: bool, check: bool, status_file: Path | None,
+          as_json: bool) -> None:
     """Deliver outbox events to a service, in order, at least once.
 
     \b
@@ -70,7 +76,14 @@ def relay(source_db: str, outbox_table: str, target: str, token: str, stream: st
     consumer reports, delivers batches to --target and backs off while it is down. Stop
     with Ctrl-C (or SIGTERM); kill it any way you like, it resumes without loss.
     Lag: `strangler relay --check --json` (delivers nothing), --once, or --status-file.
+    An event the consumer cannot apply becomes a dead letter there and holds only its
+    aggregate: `strangler relay dead-letters list|retry|skip`.
     """
+    ctx.obj = {"target": target, "token": token, "stream": stream}
+    if ctx.invoked_subcommand is not None:
+        return
+    if not source_db:
+        raise click.UsageError("Missing option '--source-db' (or STRANGLER_SOURCE_DB).")
     options = RelayOptions(batch_size=batch_size, poll_interval=poll_interval,
                            hole_grace=hole_grace, max_backoff=max_backoff, once=once,
                            status_file=status_file)
@@ -83,7 +96,7 @@ def relay(source_db: str, outbox_table: str, target: str, token: str, stream: st
             endpoint.close()
             database.close()
         _print_status(lag.to_json(), as_json)
-        raise SystemExit(1 if lag.lag_events else 0)
+        raise SystemExit(1 if lag.lag_events or lag.stuck_aggregates else 0)
     runner = Relay(OutboxTable(database, outbox_table), endpoint, options)
 
     def _stop(signum: int, frame: Any) -> None:
@@ -113,7 +126,84 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
         f"delivered {status['delivered']} (applied {status['applied']}, duplicates "
         f"{status['duplicates']}, stale {status['stale']}), failures {status['failures']}"
         + (f"; last error: {status['last_error']}" if status["last_error"] else "")
+        + (f"; {status['dead_letters']} dead letters hold "
+           f"{', '.join(status['stuck_aggregates'][:10])}" if status.get("stuck_aggregates")
+           else "")
     )
+
+
+@relay.group("dead-letters")
+def dead_letters() -> None:
+    """Events the consumer could not apply: list, retry or skip them (audited).
+
+    \b
+    strangler relay dead-letters list                 open ones, with their reason
+    strangler relay dead-letters retry [ID ...]       apply held aggregates in order
+    strangler relay dead-letters skip ID [ID ...]     give up on some (say why in --actor)
+    The consumer is the relay's --target (e.g. strangler relay --target URL dead-letters …).
+    """
+
+
+def _letters_endpoint() -> EventsEndpoint:
+    params = click.get_current_context().find_object(dict) or {}
+    return EventsEndpoint(params["target"], params["token"], params["stream"])
+
+
+@dead_letters.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also the retried, skipped, superseded.")
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters_list(show_all: bool, as_json: bool) -> None:
+    """List dead letters with their reason (exit 1 when any is open)."""
+    endpoint = _letters_endpoint()
+    try:
+        letters = endpoint.dead_letters("all" if show_all else "open")
+    finally:
+        endpoint.close()
+    if letters is None:
+        raise DeliveryFailed(f"{endpoint.dead_letters_url}: this consumer keeps no dead letters")
+    if as_json:
+        click.echo(json.dumps(letters, sort_keys=True, default=str))
+    else:
+        for x in letters:
+            click.echo(f"{x['id']:>6} {x['status']:<10} {x['aggregate_type']}:"
+                       f"{x['aggregate_id']} seq {x['sequence']} pos {x['position']}: "
+                       f"{x['reason']}")
+        click.echo(f"{sum(x['status'] == 'open' for x in letters)} open")
+    if any(x["status"] == "open" for x in letters):
+        raise SystemExit(1)
+
+
+def _actor() -> Callable[[F], F]:
+    return click.option("--actor", default=lambda: os.environ.get("USER", "unknown"),
+                        show_default="$USER", help="Who does it (kept in the audit).")
+
+
+@dead_letters.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@_actor()
+def dead_letters_retry(ids: tuple[int, ...], actor: str) -> None:
+    """Apply the held aggregates of IDS (every open letter without IDS), in order."""
+    endpoint = _letters_endpoint()
+    try:
+        result = endpoint.act_on_dead_letters("retry", ids, actor)
+    finally:
+        endpoint.close()
+    click.echo(json.dumps(result, sort_keys=True))
+    if result.get("still_open"):
+        raise SystemExit(1)
+
+
+@dead_letters.command("skip")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@_actor()
+def dead_letters_skip(ids: tuple[int, ...], actor: str) -> None:
+    """Give up on dead letters IDS (their aggregate flows again; repair it with reconcile)."""
+    endpoint = _letters_endpoint()
+    try:
+        result = endpoint.act_on_dead_letters("skip", ids, actor)
+    finally:
+        endpoint.close()
+    click.echo(json.dumps(result, sort_keys=True))
 
 
 @click.command()
@@ -185,30 +275,53 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
               help="Also compare each aggregate's last sequence (off after cutover).")
 @click.option("--max-keys", default=20, show_default=True, type=click.IntRange(0),
               help="How many differing keys to print per table.")
+@click.option("--repair", is_flag=True, help="Write one repair event per differing key into the "
+              "producer's outbox (the relay delivers them in order). Without it: a dry run "
+              "that lists the actions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def reconcile(source_db: str, outbox_table: str, sequence_table: str, service_url: str,
-              token: str, range_size: int, versions: bool, max_keys: int, as_json: bool) -> None:
+              token: str, range_size: int, versions: bool, max_keys: int, repair: bool,
+              as_json: bool) -> None:
     """Compare the catalog's rows in the monolith and in the service; exit 1 on divergence.
 
     \b
     Counts and per-range digests first, then the differing keys (missing in the service,
-    extra in the service, different). Exit status 0 when equal, 1 when not.
+    extra in the service, different) and the action that would repair each (copy, update,
+    delete, re-derive). --repair carries those actions as events. Exit status 0 when equal
+    (or repaired), 1 when not.
     """
     from extracted.sync.reconcile import reconcile as run_reconcile
+    from extracted.sync.repair import apply_repairs, plan_repairs
+    from extracted.sync.spec import CATALOG
 
     database = Database(source_db)
     service = ServiceInternals(service_url, token)
+    written = 0
     try:
         sequences = SequenceTable(database, sequence_table) if versions else None
         report = run_reconcile(database, service, range_size=range_size, sequences=sequences)
+        actions = plan_repairs(report, (s.aggregate_type for s in CATALOG.signals))
+        if repair and actions:
+            remote = {(v["aggregate_type"], str(v["aggregate_id"])): int(v["sequence"])
+                      for v in service.versions()["versions"]}
+            written = apply_repairs(database, actions, remote)
     finally:
         service.close()
         database.close()
     if as_json:
-        click.echo(json.dumps(report.to_json(), sort_keys=True))
+        click.echo(json.dumps(dict(report.to_json(), actions=[a.to_json() for a in actions],
+                                   repaired=written), sort_keys=True))
     else:
         _print_reconcile(report, max_keys)
-    if not report.ok:
+        for action in actions[: max_keys or len(actions)]:
+            click.echo(f"  {'' if repair else 'would '}{action.action:<9} "
+                       f"{action.aggregate_type}:{action.key} ({action.reason})")
+        if repair:
+            click.echo(f"{written} repair events written to {outbox_table}; the relay delivers "
+                       "them; run reconcile again once it has")
+        elif actions:
+            click.echo(f"dry run: {len(actions)} actions; --repair writes them as events")
+    if not report.ok and not (repair and written == len(actions)):
         raise SystemExit(1)
 
 

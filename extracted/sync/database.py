@@ -87,6 +87,17 @@ class Database:
         finally:
             self.query("COMMIT")
 
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``, the write lock at once)."""
+        self.query("BEGIN IMMEDIATE" if self.vendor == "sqlite" else "BEGIN")
+        try:
+            yield self
+        except BaseException:
+            self.query("ROLLBACK")
+            raise
+        self.query("COMMIT")
+
     def write_horizon(self) -> tuple[int, int] | None:
         """``(xmin, xmax)`` of a fresh snapshot on PostgreSQL; None where writers serialise.
 

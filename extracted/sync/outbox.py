@@ -12,7 +12,7 @@ from typing import Any
 
 from extracted.sync.database import Database, check_identifier
 from extracted.sync.errors import BadEvent
-from extracted.sync.events import OutboxEvent, event_from_json
+from extracted.sync.events import FORMAT, OutboxEvent, event_from_json, poison_event
 
 COLUMNS = "id, event_id, aggregate_type, aggregate_id, sequence, event_type, payload, occurred_at"
 
@@ -32,7 +32,7 @@ class OutboxTable:
             sql += " AND id <= ?"
             params.append(upto)
         rows = self.database.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
-        return [row_to_event(row, self.table) for row in rows]
+        return [_readable(row, self.table) for row in rows]
 
     def write_horizon(self) -> tuple[int, int] | None:
         """The database's write horizon (``Database.write_horizon``), for holes."""
@@ -73,6 +73,15 @@ class OutboxTable:
         return {(r["aggregate_type"], str(r["aggregate_id"])): int(r["seq"]) for r in rows}
 
 
+def _readable(row: dict[str, Any], table: str) -> OutboxEvent:
+    """The row as an event, or as a poison event naming what is wrong with it."""
+    try:
+        return row_to_event(row, table)
+    except BadEvent as exc:
+        data = dict(row, position=row["id"], id=row.get("event_id"), type=row.get("event_type"))
+        return poison_event(data, str(exc))
+
+
 def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
     """One outbox row as an event; a broken row names the table and its id."""
     payload = row["payload"]
@@ -82,7 +91,7 @@ def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
         except json.JSONDecodeError as exc:
             raise BadEvent(f"{table} id {row['id']}: payload is not JSON ({exc.msg})") from None
     data = dict(row, position=row["id"], id=row["event_id"], type=row["event_type"],
-                payload=payload)
+                payload=payload, format=FORMAT)
     return event_from_json(data, f"{table} id {row['id']}")
 
 

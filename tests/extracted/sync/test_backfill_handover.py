@@ -41,7 +41,7 @@ def _service_ids(service_url: str, table: str) -> set[int]:
 
 @BOTH
 def test_backfill_rerun_while_the_service_is_behind_loses_no_delete(
-        sync_pair: Callable[..., SyncPair]) -> None:
+        sync_pair: Callable[..., SyncPair]) -> None:  # noqa: F811 - the imported fixture
     # given a service in step with the shop
     pair = sync_pair(30)
     shop, server = pair.shop, pair.server
@@ -78,7 +78,7 @@ def test_backfill_rerun_while_the_service_is_behind_loses_no_delete(
 
 @BOTH
 def test_lost_service_database_after_a_prune_recovers(
-        sync_pair: Callable[..., SyncPair], databases: Any, tmp_path: Path) -> None:
+        sync_pair: Callable[..., SyncPair], databases: Any, tmp_path: Path) -> None:  # noqa: F811 - the imported fixture
     # given a service in step, and an outbox pruned up to what it acknowledged
     pair = sync_pair(20)
     shop, server = pair.shop, pair.server
@@ -110,7 +110,7 @@ def test_lost_service_database_after_a_prune_recovers(
 
 
 def test_backfill_waits_for_nothing_on_a_quiet_database(
-        sync_pair: Callable[..., SyncPair]) -> None:
+        sync_pair: Callable[..., SyncPair]) -> None:  # noqa: F811 - the imported fixture
     # the hand-over horizon comes from the database, not from a timer: no open write
     # transaction means no wait, whatever --hole-grace says
     pair = sync_pair(5)

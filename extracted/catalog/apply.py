@@ -72,6 +72,7 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     counts = {"applied": 0, "duplicates": 0, "stale": 0, "dead_letters": 0}
     with transaction.atomic():
         _one_applier_at_a_time()
+        _open_fence(True)
         seen = set(
             ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
             .values_list("event_id", flat=True)
@@ -101,7 +102,18 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
         ProcessedEvent.objects.bulk_create(processed)
         DeadLetter.objects.bulk_create(letters)
         new_position = _advance(stream, position)
+        _open_fence(False)
     return ApplyResult(position=new_position, **counts)
+
+
+def _open_fence(open_: bool) -> None:
+    """Let this transaction (and only it) write the fenced tables: the owner's consumer.
+
+    See ``extracted/sync/fence.py``: other transactions keep seeing the committed ``0``.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = %s",
+                       [1 if open_ else 0, CATALOG.name])
 
 
 def _decide(plan: _Plan, event: OutboxEvent, held: set[Key],
@@ -188,7 +200,9 @@ def retry_dead_letters(ids: Sequence[int], actor: str) -> dict[str, Any]:
         by_key: dict[Key, list[DeadLetter]] = {}
         for letter in sorted(letters, key=lambda x: (x.sequence, x.position, x.pk)):
             by_key.setdefault((letter.aggregate_type, letter.aggregate_id), []).append(letter)
+        _open_fence(True)
         retried, still = _retry(by_key)
+        _open_fence(False)
         SyncAudit.objects.create(actor=actor, action="dead-letters retry",
                                  detail={"ids": list(ids), "retried": retried, "open": still})
     return {"retried": retried, "still_open": still}
@@ -250,6 +264,7 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
     copied = skipped = dropped = 0
     with transaction.atomic():
         _one_applier_at_a_time()
+        _open_fence(True)
         plan = _Plan(_versions(keys))
         strays = [] if key_range is None or spec.derived else _strays(spec, key_range, keys)
         for row in rows:
@@ -265,6 +280,7 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
         if strays:
             model = apps.get_model("catalog", spec.model)
             model._base_manager.filter(pk__in=strays)._raw_delete(connection.alias)
+        _open_fence(False)
     return {"copied": copied, "skipped": skipped, "deleted": dropped + len(strays)}
 
 

@@ -344,3 +344,100 @@ def _print_reconcile(report: Any, max_keys: int) -> None:
     click.echo("in step" if report.ok else "DIVERGED")
 
 
+
+
+@click.command()
+@click.argument("context", default="catalog")
+@click.option("--undo", is_flag=True, help="Move ownership back to the monolith, replaying the "
+              "service's changes into the monolith's tables first.")
+@click.option("--source-db", envvar="STRANGLER_SOURCE_DB", required=True,
+              help="The monolith's database URL (env STRANGLER_SOURCE_DB).")
+@click.option("--service-db", envvar="CATALOG_DATABASE_URL", required=True,
+              help="The service's database URL (env CATALOG_DATABASE_URL).")
+@click.option("--service-url", default="http://127.0.0.1:8001", show_default=True)
+@click.option("--monolith-url", default="http://127.0.0.1:8000", show_default=True,
+              help="Where the monolith takes the reverse stream (/internal/catalog-events/).")
+@_token()
+@click.option("--routes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The routes file whose CONTEXT route is switched last (skipped without).")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path(".demo/cutover-audit.jsonl"), show_default=True)
+@click.option("--wait-timeout", default=60.0, show_default=True, type=click.FloatRange(0),
+              help="Give up (and roll back) when a write transaction outlives the fence so long.")
+@_actor()
+@click.option("--json", "as_json", is_flag=True)
+def cutover(context: str, undo: bool, source_db: str, service_db: str, service_url: str,
+            monolith_url: str, token: str, routes: Path | None, audit_log: Path,
+            wait_timeout: float, actor: str, as_json: bool) -> None:
+    """Move CONTEXT's tables to the service (or back with --undo): fenced, audited, undoable.
+
+    \b
+    drain -> fence the monolith's writes in its database -> settle -> drain -> flip owner ->
+    reverse stream -> verify every aggregate's sequence -> switch the route.
+    The write pause (fence to route switch) is printed. A failing step rolls back what was
+    done: the old owner stays the owner and writable. Keep the relays running in both
+    directions (`strangler relay`, docs/data-sync.md); this drains them to the last event.
+    """
+    from extracted.sync import cutover as moves
+    from extracted.sync.spec import context_for
+
+    plan = moves.CutoverPlan(context_for(context), source_db, service_db, service_url.rstrip(
+        "/"), monolith_url.rstrip("/"), token, routes, actor, audit_log, wait_timeout)
+    report = (moves.undo if undo else moves.cutover)(plan)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), sort_keys=True))
+    else:
+        steps = ", ".join(f"{k} {v:.3f}s" for k, v in report.steps.items())
+        click.echo(f"{report.direction} of {context}: {'done' if report.ok else 'FAILED'}; "
+                   f"write pause {report.pause:.3f} s ({steps})")
+        if report.error:
+            click.echo(f"error: {report.error}; rolled back: "
+                       f"{', '.join(report.rolled_back) or 'nothing'}", err=True)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.group()
+def outbox() -> None:
+    """Look after a producer's outbox table."""
+
+
+@outbox.command("prune")
+@_source_db()
+@_outbox_table()
+@click.option("--target", "targets", multiple=True, required=True, metavar="URL[#STREAM]",
+              help="Every consumer's events endpoint (repeat it), with its stream after #, "
+                   "e.g. http://127.0.0.1:8001/internal/events/#monolith.")
+@_token()
+@click.option("--keep", default=1000, show_default=True, type=click.IntRange(0),
+              help="Keep this many acknowledged events as a margin.")
+@click.option("--dry-run", is_flag=True, help="Say what would go, delete nothing.")
+def outbox_prune(source_db: str, outbox_table: str, targets: tuple[str, ...], token: str,
+                 keep: int, dry_run: bool) -> None:
+    """Delete events every consumer has acknowledged (never the sequence table).
+
+    The bound is the lowest position any --target reports, minus --keep. Backfill and
+    reconcile take sequences from the sequence table, so recovering a lost consumer
+    database works after a prune.
+    """
+    positions = []
+    for target in targets:
+        url, _, stream = target.partition("#")
+        endpoint = EventsEndpoint(url, token, stream or "monolith")
+        try:
+            positions.append(endpoint.position())
+        finally:
+            endpoint.close()
+    bound = max(0, min(positions) - keep)
+    database = Database(source_db)
+    table = OutboxTable(database, outbox_table).table
+    try:
+        count = int(database.query(f"SELECT count(*) AS n FROM {table} WHERE id <= ?",  # noqa: S608
+                                   [bound])[0]["n"])
+        if not dry_run and count:
+            database.query(f"DELETE FROM {table} WHERE id <= ?", [bound])  # noqa: S608
+    finally:
+        database.close()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {count} events at or below position {bound} (consumers at "
+               f"{', '.join(map(str, positions))}, margin {keep})")

@@ -65,7 +65,9 @@ class Database:
         if self.vendor == "postgresql":
             sql = sql.replace("?", "%s")
         try:
-            cursor = self._conn.execute(sql, tuple(params))
+            # psycopg reads % as a placeholder only when given parameters (PL/pgSQL uses %)
+            args = tuple(params) if params or self.vendor == "sqlite" else None
+            cursor = self._conn.execute(sql, args)
             if cursor.description is None:
                 return []
             return [dict(row) for row in cursor.fetchall()]

@@ -124,7 +124,7 @@ class ContextSpec:
     sequence_table: str = "outbox_aggregatesequence"
     service_outbox_table: str = "catalog_outboxevent"
     service_sequence_table: str = "catalog_aggregateversion"
-    route: str = ""
+    routes: tuple[str, ...] = ()
 
     @property
     def specs(self) -> tuple[TableSpec, ...]:
@@ -142,7 +142,8 @@ class ContextSpec:
         return frozenset(t.aggregate_type for t in self.tables)
 
 
-CATALOG = ContextSpec("catalog", CATALOG_TABLES, SIGNAL_SPECS, route="catalog")
+CATALOG = ContextSpec("catalog", CATALOG_TABLES, SIGNAL_SPECS,
+                      routes=("catalog", "catalog-categories", "catalog-brands"))
 CONTEXTS: dict[str, ContextSpec] = {CATALOG.name: CATALOG}
 
 

@@ -9,7 +9,9 @@ aggregate ``inventory.ProductStock`` or ``reviews.ProductRating``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +31,23 @@ UPSERT = (
     "VALUES (%s, %s, 1) ON CONFLICT (aggregate_type, aggregate_id) "
     "DO UPDATE SET last = outbox_aggregatesequence.last + 1 RETURNING last"
 )
+
+
+_REPLAYING: ContextVar[bool] = ContextVar("outbox_replaying", default=False)
+
+
+@contextmanager
+def replaying() -> Iterator[None]:
+    """Apply the catalog owner's events without publishing them again (no echo).
+
+    After cutover the catalog service owns the catalog; its events are written into these
+    tables by ``consumer.apply_catalog_events``, which must not send them back.
+    """
+    token = _REPLAYING.set(True)
+    try:
+        yield
+    finally:
+        _REPLAYING.reset(token)
 
 
 class OutboxError(Exception):
@@ -82,6 +101,8 @@ def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_t
                 ) -> None:
     """Publish many rows' changes with one insert of events."""
     label = model._meta.label
+    if _REPLAYING.get():
+        return
     rows = list(rows)
     if label in CATALOG:
         events = [_event(label, r.pk, event_type, payload_of(r)) for r in rows]

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "legacy_monolith.query_log.QueryCaptureMiddleware",
+    "legacy_monolith.outbox.fence.FenceRefusalMiddleware",
     "legacy_monolith.shadow.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

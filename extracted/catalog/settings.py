@@ -32,6 +32,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "extracted.catalog.fence.FenceRefusalMiddleware",
     "extracted.catalog.shadow.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -41,6 +41,7 @@ class RelayOptions:
     max_attempts_once: int = 5
     status_file: Path | None = None
     status_every: float = 1.0
+    stop_at: int | None = None  # stop once every position up to this one is delivered
 
 
 @dataclass
@@ -101,6 +102,8 @@ class Relay:
         resumed = self._resume()
         attempts = 0
         while resumed and not self.stopping:
+            if self.options.stop_at is not None and self.cursor.low_water >= self.options.stop_at:
+                break
             try:
                 progressed = self.step()
                 attempts, self._backoff = 0, self.options.min_backoff
@@ -229,7 +232,10 @@ class Relay:
             return
         self._last_letters_check = now
         fetch = getattr(self.endpoint, "dead_letters", None)
-        letters = fetch() if fetch is not None else None
+        try:
+            letters = fetch() if fetch is not None else None
+        except DeliveryFailed:
+            return  # the consumer is down: the delivery loop reports that
         if letters is None:
             return
         self.status.dead_letters = len(letters)

@@ -92,9 +92,9 @@ def test_lost_service_database_after_a_prune_recovers(
     server.stop()
     (tmp_path / "fresh").mkdir()
     fresh = CatalogServer(databases("catalog2"), tmp_path / "fresh")
-    fresh.migrate()
-    fresh.start()
     try:
+        fresh.migrate()
+        fresh.start()
         backfill(pair.shop_url, fresh)
         assert reconcile(pair.shop_url, fresh)[0] == 0
         # then the next changes flow (no 409: the copy carries the real sequences)

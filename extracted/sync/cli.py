@@ -55,7 +55,8 @@ def _outbox_table() -> Callable[[F], F]:
 @click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--poll-interval", default=0.2, show_default=True, type=click.FloatRange(0.01))
 @click.option("--hole-grace", default=5.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds before a missing outbox id is taken for a rolled-back write.")
+              help="SQLite: seconds before a missing outbox id is taken for a deleted row. "
+                   "PostgreSQL waits for the database's write horizon instead (no timer).")
 @click.option("--max-backoff", default=5.0, show_default=True, type=click.FloatRange(0.01))
 @click.option("--once", is_flag=True, help="Deliver what is pending, print the status, exit "
               "(non-zero when the consumer could not be reached).")

@@ -202,11 +202,12 @@ def check(monolith_db: str, service_db: str, history: History) -> Verdict:
     verdict = Verdict()
     for mono_table, svc_table, columns in TABLES:
         cols = ", ".join(("id", *columns))
-        here = {r[0]: tuple(map(_canon, r[1:])) for r in _rows(monolith_db, f"SELECT {cols} FROM {mono_table}")}  # noqa: E501, S608
-        there = {r[0]: tuple(map(_canon, r[1:])) for r in _rows(service_db, f"SELECT {cols} FROM {svc_table}")}  # noqa: E501, S608
+        here = _table(monolith_db, f"SELECT {cols} FROM {mono_table}")  # noqa: S608
+        there = _table(service_db, f"SELECT {cols} FROM {svc_table}")  # noqa: S608
         verdict.rows_checked += len(here)
         verdict.differing += [f"{mono_table} {k}: {here.get(k)} != {there.get(k)}"
-                              for k in sorted(set(here) | set(there)) if here.get(k) != there.get(k)]
+                              for k in sorted(set(here) | set(there))
+                              if here.get(k) != there.get(k)]
     names = dict(_rows(monolith_db, "SELECT id, name FROM store_product"))
     for key, writes in history.names.items():
         allowed = _allowed(writes)
@@ -217,6 +218,10 @@ def check(monolith_db: str, service_db: str, history: History) -> Verdict:
                      if how == "ok" and sku not in skus]
     _check_events(monolith_db, service_db, verdict)
     return verdict
+
+
+def _table(url: str, sql: str) -> dict[Any, tuple[Any, ...]]:
+    return {r[0]: tuple(map(_canon, r[1:])) for r in _rows(url, sql)}
 
 
 def _allowed(writes: list[tuple[str, str]]) -> set[str]:
@@ -410,7 +415,8 @@ def jepsen_run(cluster: Cluster, seconds: float, seed: int, cycles: int = 1,
     cluster.drain()
     for client in clients.values():
         client.close()
-    return check(cluster.monolith.source_db, cluster.service.database_url, history), faults, history
+    verdict = check(cluster.monolith.source_db, cluster.service.database_url, history)
+    return verdict, faults, history
 
 
 def _one_fault(cluster: Cluster, rng: random.Random, faults: Faults) -> None:

@@ -38,7 +38,8 @@ def routes_text(monolith: str, catalog: str) -> str:
         for name, prefix in (("catalog", "/api/products/"),
                              ("catalog-categories", "/api/categories/"),
                              ("catalog-brands", "/api/brands/")))
-    return (f'# kept by the edit\n[proxy]\nlisten = "127.0.0.1:0"\n\n[admin]\nlisten = "127.0.0.1:0"\n'
+    return (f'# kept by the edit\n[proxy]\nlisten = "127.0.0.1:0"\n\n'
+            f'[admin]\nlisten = "127.0.0.1:0"\n'
             f'token_env = "STRANGLER_ADMIN_TOKEN"\n\n[upstreams.monolith]\n'
             f'url = "{monolith}"\n\n[upstreams.catalog]\nurl = "{catalog}"\n\n{routes}')
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jepsen import Cluster, jepsen_run
+from jepsen import Cluster, check, jepsen_run
+
+from extracted.sync.database import Database
 
 pytestmark = pytest.mark.slow
 
@@ -38,3 +40,18 @@ def test_nothing_lost_duplicated_or_different_under_faults_and_a_cutover(
     assert faults.relay_kills + faults.service_kills + faults.monolith_kills >= 5
     assert history.acknowledged > 100
     assert verdict.events_checked > 100
+    # and the checker is not blind: one damaged row on each side is seen
+    key = next(k for k, writes in history.names.items() if any(h == "ok" for _, h in writes))
+    for url, table in ((cluster.service.database_url, "catalog_product"),
+                       (cluster.monolith.source_db, "store_product")):
+        damage = Database(url)
+        damage.query("DELETE FROM strangler_fence")  # the checker's test may write anywhere
+        damage.query(f"UPDATE {table} SET name = 'damaged' WHERE id = ?", [key])  # noqa: S608
+        damage.close()
+    again = check(cluster.monolith.source_db, cluster.service.database_url, history)
+    assert (len(again.lost), len(again.differing)) == (1, 0), again.summary()
+    damage = Database(cluster.service.database_url)
+    damage.query("UPDATE catalog_brand SET name = 'damaged' WHERE id = 1")
+    damage.close()
+    assert len(check(cluster.monolith.source_db, cluster.service.database_url,
+                     history).differing) == 1

@@ -87,7 +87,15 @@ def test_lost_service_database_after_a_prune_recovers(
     backfill(pair.shop_url, server)
     code, status = relay_once(pair.shop_url, server)
     assert code == 0
-    shop.execute("DELETE FROM outbox_outboxevent WHERE id <= ?", (status["position"],))
+    pruned = subprocess.run(
+        [*STRANGLER, "outbox", "prune", "--source-db", pair.shop_url, "--target",
+         f"{server.url}/internal/events/#monolith", "--token", SYNC_TOKEN, "--keep", "0"],
+        env=base_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.startswith("deleted ")
+    left = shop.execute("SELECT count(*) FROM outbox_outboxevent WHERE id <= ?",
+                        (status["position"],))
+    assert left[0][0] == 0
     # when the service's database is lost and re-created, then backfilled
     server.stop()
     (tmp_path / "fresh").mkdir()

@@ -260,6 +260,9 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
     """
     rows, deleted = list(rows), list(deleted)
     spec = spec_for(aggregate_type)
+    if aggregate_type in _owned_types():
+        raise BadEvent(f"{aggregate_type}: this service owns the catalog since cutover; a "
+                       "backfill copies into a follower only (undo the cutover first)")
     keys = {(aggregate_type, str(r["id"])) for r in [*rows, *deleted]}
     copied = skipped = dropped = 0
     with transaction.atomic():

@@ -303,6 +303,12 @@ def reconcile(source_db: str, outbox_table: str, sequence_table: str, service_ur
         report = run_reconcile(database, service, range_size=range_size, sequences=sequences)
         actions = plan_repairs(report, (s.aggregate_type for s in CATALOG.signals))
         if repair and actions:
+            owner = service._call("GET", "/internal/ownership/",  # noqa: SLF001
+                                  params={"context": CATALOG.name})["owner"]
+            if owner != "monolith":
+                raise DeliveryFailed(f"{CATALOG.name} is owned by the service since cutover: "
+                                     "repair from the owner (this repairs the monolith's "
+                                     "follower), or undo the cutover first")
             remote = {(v["aggregate_type"], str(v["aggregate_id"])): int(v["sequence"])
                       for v in service.versions()["versions"]}
             written = apply_repairs(database, actions, remote)

@@ -226,3 +226,21 @@ def test_internal_endpoints_need_the_sync_token(
     assert not Brand.objects.exists()
     assert not AggregateVersion.objects.exists()
     assert not StreamPosition.objects.exists()
+
+
+def test_the_owner_refuses_a_backfill_and_the_producers_events(sync: APIClient) -> None:
+    # given the service owns the catalog since cutover
+    assert sync.post("/internal/ownership/", {"context": "catalog", "owner": "service",
+                                              "actor": "t"}, format="json").status_code == 200
+    # then a backfill batch is refused, and a forward event is a dead letter
+    late = sync.post("/internal/snapshot/", {"aggregate_type": "store.Brand", "rows": [
+        {"id": 3, "sequence": 1, "fields": BRAND}]}, format="json")
+    assert late.status_code == 400
+    assert "owns the catalog since cutover" in late.json()["detail"]
+    answer = post(sync, [event("store.Brand", 3, 1, 1, BRAND, "created")]).json()
+    assert answer["dead_letters"] == 1
+    assert "owned by this service since cutover" in DeadLetter.objects.get().reason
+    # and derived facts still flow (their owner is still the monolith)
+    assert post(sync, [event("inventory.ProductStock", 3, 1, 2, {"in_stock": True})]).json()[
+        "applied"] == 1
+    assert list(SyncAudit.objects.values_list("action", flat=True)) == ["ownership"]

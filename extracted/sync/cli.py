@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -366,7 +367,10 @@ def _print_reconcile(report: Any, max_keys: int) -> None:
               help="Where the monolith takes the reverse stream (/internal/catalog-events/).")
 @_token()
 @click.option("--routes", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The routes file whose CONTEXT route is switched last (skipped without).")
+              help="The routes file whose CONTEXT routes are switched last (skipped without).")
+@click.option("--route", "route_names", multiple=True, metavar="NAME",
+              help="A route of the context in that file (repeat it); default: the context "
+                   "spec's routes (catalog, catalog-categories, catalog-brands).")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(".demo/cutover-audit.jsonl"), show_default=True)
 @click.option("--wait-timeout", default=60.0, show_default=True, type=click.FloatRange(0),
@@ -374,8 +378,8 @@ def _print_reconcile(report: Any, max_keys: int) -> None:
 @_actor()
 @click.option("--json", "as_json", is_flag=True)
 def cutover(context: str, undo: bool, source_db: str, service_db: str, service_url: str,
-            monolith_url: str, token: str, routes: Path | None, audit_log: Path,
-            wait_timeout: float, actor: str, as_json: bool) -> None:
+            monolith_url: str, token: str, routes: Path | None, route_names: tuple[str, ...],
+            audit_log: Path, wait_timeout: float, actor: str, as_json: bool) -> None:
     """Move CONTEXT's tables to the service (or back with --undo): fenced, audited, undoable.
 
     \b
@@ -388,8 +392,12 @@ def cutover(context: str, undo: bool, source_db: str, service_db: str, service_u
     from extracted.sync import cutover as moves
     from extracted.sync.spec import context_for
 
-    plan = moves.CutoverPlan(context_for(context), source_db, service_db, service_url.rstrip(
-        "/"), monolith_url.rstrip("/"), token, routes, actor, audit_log, wait_timeout)
+    spec = context_for(context)
+    if route_names:
+        spec = dataclasses.replace(spec, routes=route_names)
+    plan = moves.CutoverPlan(spec, source_db, service_db, service_url.rstrip("/"),
+                             monolith_url.rstrip("/"), token, routes, actor, audit_log,
+                             wait_timeout)
     report = (moves.undo if undo else moves.cutover)(plan)
     if as_json:
         click.echo(json.dumps(report.to_json(), sort_keys=True))

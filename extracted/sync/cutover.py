@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ def _run(plan: CutoverPlan, direction: str) -> CutoverReport:
 def _prepare(run: _Run) -> None:
     ctx = run.plan.context
     with run.step("prepare"):
+        _check_routes(run.plan)
         fence.install(run.monolith, ctx.moved_tables, ctx.name)
         fence.install(run.service_db, [t.target_table for t in ctx.tables], ctx.name)
         owner = _owner(run)
@@ -263,6 +265,22 @@ def _reset_id_sequences(database: Database, tables: tuple[str, ...]) -> None:
         name = check_identifier(table, "table")
         database.query(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
                        f"GREATEST((SELECT max(id) FROM {name}), 1))")
+
+
+def _check_routes(plan: CutoverPlan) -> None:
+    """Fail before the fence, not after it, when a route to switch is not in the file."""
+    if plan.routes is None:
+        return
+    try:
+        names = {r.get("name") for r in tomllib.loads(plan.routes.read_text(encoding="utf-8"))
+                 .get("routes", [])}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CutoverFailed(f"{plan.routes}: cannot read the routes file ({exc})") from None
+    missing = [r for r in plan.context.routes if r not in names]
+    if missing:
+        raise CutoverFailed(f"{plan.routes} has no route {', '.join(missing)}; name the "
+                            "context's routes with --route (found: "
+                            f"{', '.join(sorted(n for n in names if n))})")
 
 
 def _switch_route(plan: CutoverPlan, mode: str) -> None:

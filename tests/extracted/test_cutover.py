@@ -149,3 +149,20 @@ def test_cutover_fences_the_monolith_and_undo_loses_nothing(
         service_api.close()
         server.stop()
         monolith.stop()
+
+
+def test_a_missing_route_fails_before_the_fence(tmp_path: Path) -> None:
+    import sqlite3
+
+    for name in ("mono", "svc"):
+        sqlite3.connect(tmp_path / f"{name}.sqlite3").close()
+    routes = tmp_path / "strangler.toml"
+    routes.write_text('[proxy]\nlisten = "127.0.0.1:0"\n')
+    done = _run([*STRANGLER, "cutover", "catalog", "--source-db",
+                 f"sqlite:///{tmp_path / 'mono.sqlite3'}", "--service-db",
+                 f"sqlite:///{tmp_path / 'svc.sqlite3'}", "--routes", str(routes),
+                 "--audit-log", str(tmp_path / "audit.jsonl"), "--json"])
+    report = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert "has no route catalog, catalog-categories, catalog-brands" in report["error"]
+    assert (report["pause"], report["rolled_back"]) == (0.0, [])

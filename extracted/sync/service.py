@@ -20,11 +20,19 @@ class ServiceInternals:
             headers={"Authorization": f"Bearer {token}"},
         )
 
-    def snapshot(self, aggregate_type: str, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-        """Upsert backfilled rows; returns ``{"copied", "skipped"}``."""
-        data: dict[str, int] = self._call(
-            "POST", "/internal/snapshot/", json={"aggregate_type": aggregate_type,
-                                                 "rows": list(rows)})
+    def snapshot(self, aggregate_type: str, rows: Sequence[dict[str, Any]],
+                 key_range: tuple[int, int | None] | None = None,
+                 deleted: Sequence[dict[str, Any]] = ()) -> dict[str, int]:
+        """Upsert backfilled rows, drop deleted ones; ``{"copied", "skipped", "deleted"}``.
+
+        ``key_range`` (inclusive, ``None`` = open end) is the key range the rows cover:
+        the service drops its rows there that the producer never had.
+        """
+        body: dict[str, Any] = {"aggregate_type": aggregate_type, "rows": list(rows),
+                                "deleted": list(deleted)}
+        if key_range is not None:
+            body["range"] = list(key_range)
+        data: dict[str, int] = self._call("POST", "/internal/snapshot/", json=body)
         return data
 
     def set_position(self, stream: str, position: int) -> int:

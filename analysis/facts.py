@@ -105,6 +105,9 @@ class FileFacts:
     uses_django: bool = False
     error: str | None = None
     imports_only: bool = False  # read for its imports alone (see python_facts.import_facts)
+    stars: tuple[str, ...] = ()  # modules star-imported (``from .models import *``)
+    exports: tuple[str, ...] | None = None  # ``__all__``, when the module declares it
+    parser: str = "ast"  # "ast", or the fallback parser for syntax newer than ours
 
 
 @dataclass(frozen=True)

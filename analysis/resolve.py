@@ -3,7 +3,8 @@
 Projects import their own modules both as ``store.models`` and ``shop.store.models``
 (depending on ``sys.path``); a module is found by its full dotted name or by a unique
 dotted suffix. Names re-exported from packages (``from .product import Product`` in
-``models/__init__.py``) are followed a few steps.
+``models/__init__.py``) are followed a few steps, and so are star imports
+(``from .models import *``), limited to ``__all__`` where the module declares one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class Resolver:
     def __init__(self, facts: tuple[FileFacts, ...]) -> None:
         self.modules: dict[str, FileFacts] = {f.module: f for f in facts}
         self.bindings: dict[str, dict[str, str]] = {f.module: dict(f.bindings) for f in facts}
+        self.stars: dict[str, tuple[str, ...]] = {f.module: f.stars for f in facts if f.stars}
+        self.exports: dict[str, frozenset[str]] = {
+            f.module: frozenset(f.exports) for f in facts if f.exports is not None}
         self.classes: dict[str, ClassFact] = {}
         self.class_module: dict[str, str] = {}
         self.defs: set[str] = set()
@@ -55,8 +59,31 @@ class Resolver:
             return f"{local}.{rest}" if rest else local
         target = self.bindings.get(module, {}).get(head)
         if target is None:
-            return None
+            target = self._from_star(module, head, 0)
+            if target is None:
+                return None
         return self.canonical(f"{target}.{rest}" if rest else target)
+
+    def _from_star(self, module: str, name: str, depth: int) -> str | None:
+        """Where ``name`` comes from when ``module`` star-imports it (first match wins, as
+        in Python the last import would; the order rarely matters for model names)."""
+        if depth > 4:
+            return None
+        for star in self.stars.get(module, ()):
+            mod = self.module(star)
+            if mod is None:
+                continue
+            if mod in self.exports and name not in self.exports[mod]:
+                continue
+            if f"{mod}.{name}" in self.classes or f"{mod}.{name}" in self.defs:
+                return f"{mod}.{name}"
+            target = self.bindings.get(mod, {}).get(name)
+            if target is not None and not name.startswith("_"):
+                return target
+            found = self._from_star(mod, name, depth + 1)
+            if found is not None:
+                return found
+        return None
 
     def canonical(self, name: str, depth: int = 0) -> str:
         """Follow module suffixes and package re-exports to where ``name`` is defined."""
@@ -73,7 +100,7 @@ class Resolver:
             sub = self.module(f"{mod}.{head}")
             if sub is not None:
                 return self.canonical(".".join([sub, *rest]), depth + 1) if rest else sub
-            target = self.bindings.get(mod, {}).get(head)
+            target = self.bindings.get(mod, {}).get(head) or self._from_star(mod, head, 0)
             if target is not None and target != name:
                 return self.canonical(".".join([target, *rest]), depth + 1)
             return ".".join([mod, head, *rest])

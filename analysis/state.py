@@ -69,6 +69,7 @@ class Options:
     resolution: float | None = None
     seed: int = 0
     ignore_app_boundaries: bool = False
+    include_tests: bool = False  # test, example and fixture models join the analysis
     weights: Weights = Weights()
     signals: frozenset[str] = frozenset({"relations", "usage", "sql"})
     cache_dir: Path | None = None  # default: <out>/.strangler-cache
@@ -92,6 +93,7 @@ class Analysis:
     generic_models: frozenset[str] = frozenset()
     m2m_tables: dict[str, tuple[str, str]] = field(default_factory=dict)
     external_refs: dict[str, int] = field(default_factory=dict)
+    auth_user: str = "auth.User"  # the user model's key (settings, or the one user model)
     usages: tuple[Usage, ...] = ()
     direct_use: dict[str, set[str]] = field(default_factory=dict)  # unit -> models it names
     resolve: Any = None  # analysis.resolve.Resolver, kept for later passes

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from analysis.extract_usage import is_domain_module
+from analysis.extract_usage import is_domain_file, is_domain_module
 from analysis.facts import ClassFact, FieldFact, ModelInfo, Relation
 from analysis.resolve import Resolver
 from analysis.state import Analysis
@@ -59,7 +59,8 @@ def extract_models(a: Analysis) -> Analysis:
     labels = _app_labels(a)
     models: dict[str, ModelInfo] = {}
     for q, cand in candidates.items():
-        if is_model.get(q) and (a.options.include_tests or is_domain_module(cand.module)):
+        if is_model.get(q) and (a.options.include_tests
+                                or is_domain_file(cand.module, cand.path)):
             info = _model_info(cand, labels, r, candidates, is_model)
             models[q] = info
     models = _inherit_tables(models)

@@ -37,6 +37,18 @@ def is_domain_module(module: str) -> bool:
     return not any(NON_DOMAIN.match(part) for part in module.split("."))
 
 
+def is_domain_file(module: str, path: str) -> bool:
+    """:func:`is_domain_module` of the module and of the file's folders, which catch what
+    the module name hides (an app inside a ``project_template/`` or ``tests/`` folder that
+    is not a package is imported by its own name).
+
+    >>> is_domain_file("home.models", "pkg/project_template/home/models.py")
+    False
+    """
+    folders = path.replace("\\", "/").split("/")[:-1]
+    return is_domain_module(module) and not any(NON_DOMAIN.match(p) for p in folders)
+
+
 def extract_usage(a: Analysis) -> Analysis:
     """One :class:`Usage` per unit that touches at least one model."""
     r: Resolver = a.resolve
@@ -45,7 +57,7 @@ def extract_usage(a: Analysis) -> Analysis:
     model_classes = {m.qualname for m in a.models.values()}  # abstract ones too
     usages: list[Usage] = []
     for f in a.facts:
-        if not is_domain_module(f.module):
+        if not is_domain_file(f.module, f.path):
             continue
         for u in f.units:
             unit = f"{f.module}.{u.name}"

@@ -4,7 +4,10 @@ Each context gets a suggested name (its app label when it is exactly one app, el
 aggregate root: the model most referenced from inside it),
 its models, tables, modules and endpoints, the evidence for each model (strongest edges
 inside), and its *ambiguous* models (tied nearly as strongly to another context).
-Models with no edge at all are listed as unplaced, not made into one-model contexts.
+A model with no edge at all (no relation to a project model, never used together with
+another) is a context of its own, marked ``isolated``: nothing ties it to the rest, and
+on real projects such a model is nearly always an app of its own (icons, menus, a
+settings table); the report says that no evidence placed it.
 """
 
 from __future__ import annotations
@@ -46,9 +49,19 @@ def propose_contexts(a: Analysis) -> Analysis:
                  "chosen": True}]
     else:
         part, cuts = stable_partition(connected, o.seed)
+    part = _with_isolated(part, [n for n in sorted(placed.nodes) if placed.degree(n) == 0])
     a.options.progress("cluster", 1, 1)
     contexts = _describe(a, part)
     return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts))
+
+
+def _with_isolated(part: dict[str, int], isolated: list[str]) -> dict[str, int]:
+    """Each model with no edge becomes a one-model context, numbered after the others."""
+    out = dict(part)
+    start = max(part.values(), default=-1) + 1
+    for i, n in enumerate(isolated):
+        out[n] = start + i
+    return out
 
 
 def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
@@ -74,6 +87,7 @@ def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
             "ambiguous": _ambiguous(g, models, part),
             "shared_kernel_candidates": sorted(
                 m for m in models if m in a.hubs or m in a.generic_models),
+            "isolated": len(models) == 1 and g.degree(models[0]) == 0,
         })
     return out
 

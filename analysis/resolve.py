@@ -65,21 +65,26 @@ class Resolver:
         return self.canonical(f"{target}.{rest}" if rest else target)
 
     def _from_star(self, module: str, name: str, depth: int) -> str | None:
-        """Where ``name`` comes from when ``module`` star-imports it (first match wins, as
-        in Python the last import would; the order rarely matters for model names)."""
+        """Where ``name`` comes from when ``module`` star-imports it.
+
+        A module that defines the name wins over one that only imports it (star-imported
+        siblings often import each other's models back through the package, which would
+        lead in a circle); ``__all__`` limits what a star import brings.
+        """
         if depth > 4:
             return None
-        for star in self.stars.get(module, ()):
-            mod = self.module(star)
-            if mod is None:
-                continue
-            if mod in self.exports and name not in self.exports[mod]:
-                continue
+        stars = [mod for star in self.stars.get(module, ()) if (mod := self.module(star))
+                 and (mod not in self.exports or name in self.exports[mod])]
+        for mod in stars:
             if f"{mod}.{name}" in self.classes or f"{mod}.{name}" in self.defs:
                 return f"{mod}.{name}"
+        if name.startswith("_"):
+            return None
+        for mod in stars:
             target = self.bindings.get(mod, {}).get(name)
-            if target is not None and not name.startswith("_"):
+            if target is not None and target != f"{module}.{name}":
                 return target
+        for mod in stars:
             found = self._from_star(mod, name, depth + 1)
             if found is not None:
                 return found

@@ -66,6 +66,8 @@ def analyze(path: Path, query_logs: tuple[Path, ...], dialect: str | None, out: 
         result = run(options)
     else:
         result = _with_progress(options, run)
+    for line in result.report.get("warnings", []):
+        click.echo(f"warning: {line}", err=True)
     summary = _summary(result.report, out)
     if as_json:
         click.echo(json.dumps(summary, indent=1))

@@ -16,6 +16,7 @@ from typing import Any
 
 from analysis.build_graph import build_graph
 from analysis.cache import FactsCache, code_version, write_atomic
+from analysis.check_signals import check_signals
 from analysis.collect_files import collect_files
 from analysis.compute_metrics import compute_metrics
 from analysis.detect_infrastructure import detect_infrastructure
@@ -44,6 +45,7 @@ PASSES: tuple[Pass, ...] = (
     detect_infrastructure,
     propose_contexts,
     compute_metrics,
+    check_signals,
     plan_extraction,
     render_reports,
 )

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from analysis.facts import ClassFact, FieldFact, FileFacts, RouterFact, SqlFact, UnitFact, UrlFact
+from analysis.parse_newer import parse_newer
 
 RELATION_KINDS = frozenset(
     {"ForeignKey", "OneToOneField", "ManyToManyField", "GenericForeignKey", "GenericRelation",
@@ -442,13 +443,23 @@ def _url_fact(node: ast.Call, func: str, consts: dict[str, str]) -> UrlFact | No
 def python_facts(source: str | bytes, module: str, is_package: bool = False,
                  path: str = "") -> FileFacts:
     """Facts of one file; a file that does not parse yields ``FileFacts.error``."""
+    parser = "ast"
     try:
         tree = ast.parse(source, filename=path or module)
-    except (SyntaxError, ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
-        return FileFacts(path=path, module=module, is_package=is_package, lines=0,
-                         error=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+    except SyntaxError as exc:  # newer syntax than ours? libcst reads 3.0 to 3.15
+        try:
+            tree, parser = parse_newer(source), "libcst"
+        except (SyntaxError, ValueError, UnicodeDecodeError, MemoryError, RecursionError):
+            return _unreadable(path, module, is_package, exc)
+    except (ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
+        return _unreadable(path, module, is_package, exc)
     text_lines = (source.count(b"\n") if isinstance(source, bytes) else source.count("\n")) + 1
-    return _file_facts(tree, module, is_package, path, text_lines)
+    return _file_facts(tree, module, is_package, path, text_lines, parser)
+
+
+def _unreadable(path: str, module: str, is_package: bool, exc: Exception) -> FileFacts:
+    return FileFacts(path=path, module=module, is_package=is_package, lines=0,
+                     error=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
 
 
 def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, lines: int,

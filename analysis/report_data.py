@@ -57,6 +57,8 @@ def report_data(a: Analysis) -> dict[str, Any]:
              "reasons": reasons}
             for m, reasons in sorted(a.infrastructure.items())
         ],
+        "warnings": list(a.warnings),
+        "signal_health": a.signal_health.get("signals", {}),
         "cuts": list(a.cuts),
         "metrics": a.metrics,
         "conflicts": list(a.conflicts),
@@ -85,7 +87,8 @@ def _node(a: Analysis, key: str, context: str | None) -> dict[str, Any]:
     m = a.models[key]
     return {"id": key, "kind": "model", "app_label": m.app_label, "table": m.table,
             "where": f"{m.path}:{m.line}", "context": context, "proxy": m.proxy,
-            "parents": list(m.parents), "managers": list(m.managers)}
+            "parents": list(m.parents), "managers": list(m.managers),
+            "signals": a.signal_health.get("models", {}).get(key, {})}
 
 
 def _context(c: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def report_html(r: dict[str, Any]) -> str:
             f"<p class=muted>{r['project']['parsed_files']} files, {m['models']} models, "
             f"{r['sql']['statements']} SQL statements; app boundaries "
             f"{'ignored' if r['options']['ignore_app_boundaries'] else 'used'}; seed "
-            f"{r['options']['seed']}.</p>",
+            f"{r['options']['seed']}.</p>", _warnings(r),
             "<h2>Contexts and their coupling</h2>", coupling_svg(r),
             "<h2>Data view: who reads and writes which tables</h2>",
             "<p class=muted>green: owns; grey: reads another context's table; red: writes a "
@@ -115,6 +115,16 @@ def report_html(r: dict[str, Any]) -> str:
     body += [_shared(r), _conflicts(r), _plan(r), _sql(r)]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>strangler analyze"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _warnings(r: dict[str, Any]) -> str:
+    health = r.get("signal_health", {})
+    out = "<h2>Signal health</h2>" + _table(["signal", "models with it", "share"], [
+        [s, h["models"], f"{h['share']:.0%}"] for s, h in health.items()]) if health else ""
+    if r.get("warnings"):
+        out += "<h2>Warnings</h2><ul>" + "".join(
+            f"<li><strong>{escape(w)}</strong></li>" for w in r["warnings"]) + "</ul>"
+    return out
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:

@@ -39,6 +39,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"skipped; {m['models']} models; {r['sql']['statements']} SQL statements in "
         f"{r['sql']['shapes']} shapes. App boundaries "
         f"{'ignored' if r['options']['ignore_app_boundaries'] else 'used as one signal'}.", "",
+        *_warnings(r),
         "## Metrics", "", "| metric | value |", "| --- | --- |",
         *[f"| {label} | {_cell(m.get(key, ''))} |" for key, label in METRIC_ROWS], "",
         "## Contexts", "", "| context | models | tables | endpoints | ambiguous |",
@@ -72,6 +73,15 @@ def report_markdown(r: dict[str, Any]) -> str:
         out += ["", "## Skipped files", ""]
         out += [f"- `{s['path']}`: {s['reason']}" for s in p["skipped_files"][:50]]
     return "\n".join(out) + "\n"
+
+
+def _warnings(r: dict[str, Any]) -> list[str]:
+    health = r.get("signal_health", {})
+    out = ["## Signal health", "", "| signal | models with it | share |", "| --- | ---: | ---: |",
+           *[f"| {s} | {h['models']} | {h['share']:.0%} |" for s, h in health.items()], ""]
+    if r.get("warnings"):
+        out += ["## Warnings", "", *[f"- **{w}**" for w in r["warnings"]], ""]
+    return out if health or r.get("warnings") else []
 
 
 def _conflicts(r: dict[str, Any]) -> list[str]:

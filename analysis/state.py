@@ -111,5 +111,7 @@ class Analysis:
     metrics: dict[str, Any] = field(default_factory=dict)
     conflicts: tuple[dict[str, Any], ...] = ()
     plan: tuple[dict[str, Any], ...] = ()
+    signal_health: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # said in the report and on stderr
     report: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

@@ -36,7 +36,11 @@ def check_signals(a: Analysis) -> Analysis:
     expected = set(a.options.signals) - ({"sql"} if not a.options.query_logs and not
                                          a.sql.statements else set())
     overall = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(a.warnings)  # earlier passes' (an unmet --contexts)
+    if a.sql.bad_lines:
+        warnings.append(f"{a.sql.bad_lines} query log line(s) skipped: not JSON, no 'sql', "
+                        f"or a field of the wrong type (first at "
+                        f"{a.sql.unparsed.get('<unreadable log line>', '?')})")
     for signal in sorted(expected):
         covered = sum(1 for m in g.nodes if per_model[m].get(signal))
         overall[signal] = {"models": covered, "share": round(covered / n, 3) if n else 0.0}

@@ -96,7 +96,7 @@ def input_key(a: Analysis) -> str:
         st = log.stat()
         h.update(f"log|{log.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(repr((o.dialect, o.contexts, o.resolution, o.seed, o.ignore_app_boundaries,
-                   o.weights, sorted(o.signals), str(o.root.resolve()))).encode())
+                   o.weights, sorted(o.signals), str(o.root.resolve()), o.include_tests)).encode())
     return h.hexdigest()
 
 

@@ -52,7 +52,14 @@ def propose_contexts(a: Analysis) -> Analysis:
     part = _with_isolated(part, [n for n in sorted(placed.nodes) if placed.degree(n) == 0])
     a.options.progress("cluster", 1, 1)
     contexts = _describe(a, part)
-    return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts))
+    warnings = a.warnings
+    realised = len(set(part.values()))
+    if o.contexts is not None and realised != o.contexts:
+        warnings += (f"--contexts {o.contexts} cannot be met: the graph gives {realised} "
+                     f"(models with no tie to any other are contexts of their own, and a "
+                     f"connected graph of n models gives at most n)",)
+    return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts),
+                   warnings=warnings)
 
 
 def _with_isolated(part: dict[str, int], isolated: list[str]) -> dict[str, int]:

@@ -70,6 +70,7 @@ def report_data(a: Analysis) -> dict[str, Any]:
         ],
         "sql": {
             "statements": a.sql.statements,
+            "bad_log_lines": a.sql.bad_lines,
             "shapes": len(a.sql.shapes),
             "unparsed": [{"fingerprint": fp[:300], "reason": why,
                           "first_seen": a.sql.shape_source.get(fp, "")}

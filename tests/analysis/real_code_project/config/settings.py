@@ -1,0 +1,2 @@
+INSTALLED_APPS = ["blog", "forum", "kernel", "plugins.polls", "newer"]
+AUTH_USER_MODEL = "kernel.Member"

@@ -1,0 +1,162 @@
+"""Patterns of real Django code, on a small vendored project (tests/analysis/real_code_project).
+
+Each pattern comes from open-source projects on which the analysis fell short (issue 10):
+models in module-level ``if``/``try`` blocks, star imports and ``__all__``, app labels
+from ``AppConfig.label``, a ``models/models.py`` module, app folders without
+``__init__.py``, a paginator ``Page`` that is no model, the swappable user model, proxy and
+abstract models, test and example models, and a file in Python syntax newer than ours.
+The expected models and relations are in ``golden/real_code_project.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from analysis.pipeline import PASSES, analyze
+from analysis.state import Analysis, Options
+
+ROOT = Path(__file__).parent / "real_code_project"
+GOLDEN = Path(__file__).parent / "golden" / "real_code_project.json"
+UP_TO = PASSES[: [p.__name__ for p in PASSES].index("check_signals") + 1]
+
+
+def _run(tmp: Path, **kw: object) -> Analysis:
+    return analyze(Options(root=ROOT, out=tmp, **kw), passes=UP_TO)  # type: ignore[arg-type]
+
+
+def test_models_and_relations_match_the_golden_file(tmp_path: Path) -> None:
+    # given the vendored project; when it is analysed
+    a = _run(tmp_path)
+    # then models, tables and relations are what Django would see
+    gold = json.loads(GOLDEN.read_text())
+    found = {k: {"table": m.table, "proxy": m.proxy, "abstract": m.abstract,
+                 "where": f"{m.path}:{m.line}"} for k, m in sorted(a.models.items())}
+    assert found == gold["models"]
+    assert sorted([r.source, r.target, r.kind] for r in a.relations) == gold["relations"]
+    assert a.auth_user == gold["auth_user"]
+
+
+def test_models_in_module_level_if_and_try_blocks_are_seen(tmp_path: Path) -> None:
+    a = _run(tmp_path)
+    assert {"weblog.Post", "weblog.Tag"} <= set(a.models)
+
+
+def test_app_labels_come_from_appconfig_and_models_models_is_not_an_app(tmp_path: Path) -> None:
+    a = _run(tmp_path)
+    assert a.models["weblog.Post"].table == "weblog_post"  # AppConfig.label, not "blog"
+    assert {m.app_label for m in a.models.values()} == {"weblog", "forum", "kernel", "polls",
+                                                        "newer"}
+    assert not any(m.table.startswith("models_") for m in a.models.values())
+
+
+def test_a_paginator_page_is_not_a_model(tmp_path: Path) -> None:
+    a = _run(tmp_path)
+    assert not any(m.name == "PostPage" for m in a.models.values())
+
+
+def test_star_imports_and_all_carry_the_usage_signal(tmp_path: Path) -> None:
+    a = _run(tmp_path)
+    used = {u.unit: set(u.models) for u in a.usages}
+    assert used["blog.views.publish"] == {"weblog.Post", "weblog.Comment"}
+    assert used["forum.views.thread_view"] == {"forum.Thread", "forum.Reply"}
+    assert a.resolve.resolve("forum.views", "Hidden") is None  # not in __all__
+
+
+def test_swappable_user_model_is_resolved(tmp_path: Path) -> None:
+    a = _run(tmp_path)
+    assert ("weblog.Post", "kernel.Member", "fk") in {
+        (r.source, r.target, r.kind) for r in a.relations}
+
+
+def test_test_and_example_models_are_left_out_unless_asked(tmp_path: Path) -> None:
+    names = {m.name for m in _run(tmp_path / "a").models.values()}
+    assert not names & {"FixtureModel", "ExampleModel"}
+    names = {m.name for m in _run(tmp_path / "b", include_tests=True).models.values()}
+    assert {"FixtureModel", "ExampleModel"} <= names
+
+
+def test_newer_syntax_is_read_with_the_fallback_parser(tmp_path: Path) -> None:
+    a = _run(tmp_path)
+    newer = next(f for f in a.facts if f.path == "newer/models.py")
+    assert newer.parser == "libcst"
+    assert "newer.Box" in a.models
+    assert not a.skipped
+
+
+def test_an_unreadable_models_module_is_named_loudly(tmp_path: Path) -> None:
+    # given a models module that no Python version reads
+    root = tmp_path / "proj"
+    (root / "shop").mkdir(parents=True)
+    (root / "manage.py").write_text("")
+    (root / "shop" / "models.py").write_text("class Broken(:\n")
+    (root / "shop" / "helpers.py").write_text("def f(:\n    return Product.objects\n")
+    # when
+    a = analyze(Options(root=root, out=tmp_path / "out"), passes=UP_TO)
+    # then
+    assert a.warnings[0].startswith("UNREADABLE MODELS/VIEWS MODULE shop/models.py")
+    assert any(w.startswith("unreadable file shop/helpers.py") for w in a.warnings)
+
+
+def test_every_model_is_placed_and_isolated_ones_are_marked(tmp_path: Path) -> None:
+    a = _run(tmp_path, ignore_app_boundaries=True)
+    concrete = {k for k, m in a.models.items() if not m.abstract}
+    assert set(a.partition) == concrete
+    lone = [c for c in a.contexts if c["isolated"]]
+    assert [c["models"] for c in lone] == [["forum.Hidden"], ["polls.Poll"]]
+
+
+def test_signal_health_is_reported_per_signal_and_per_model(tmp_path: Path) -> None:
+    a = _run(tmp_path, ignore_app_boundaries=True)
+    assert set(a.signal_health["signals"]) == {"relations", "usage"}
+    assert a.signal_health["models"]["forum.Reply"]["usage"] > 0
+    # usage reaches 4 of 10 models here: weak but above the bar, so no warning for it
+    assert not any("'usage' is weak" in w for w in a.warnings)
+
+
+def test_a_weak_usage_signal_is_a_warning(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "models.py").write_text(
+        "from django.db import models\n" + "".join(
+            f"class M{i}(models.Model):\n    x = models.ForeignKey('app.M{i + 1}', "
+            f"on_delete=models.CASCADE)\n" for i in range(6)) + "class M6(models.Model):\n"
+        "    y = models.IntegerField()\n")
+    a = analyze(Options(root=root, out=tmp_path / "out"), passes=UP_TO)
+    assert any(w.startswith("signal 'usage' is weak: only 0 of 7 models") for w in a.warnings)
+
+
+def test_query_log_lines_with_wrong_types_are_skipped_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "q.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in (
+        {"sql": "SELECT * FROM weblog_post", "route_pattern": "posts/", "request_id": "1"},
+        {"sql": 42, "route_pattern": "posts/"},
+        {"sql": "SELECT 1", "route_pattern": ["posts/"]},
+        {"sql": "SELECT 1", "request_id": {"id": 1}},
+    )) + "\n")
+    a = _run(tmp_path / "o", query_logs=(log,))
+    assert a.sql.bad_lines == 3
+    assert any("3 query log line(s) skipped" in w for w in a.warnings)
+
+
+def test_contexts_that_cannot_be_met_say_so(tmp_path: Path) -> None:
+    a = _run(tmp_path, contexts=50)
+    assert any(w.startswith("--contexts 50 cannot be met") for w in a.warnings)
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_out_that_cannot_take_the_reports_fails_before_the_analysis(
+        tmp_path: Path, kind: str) -> None:
+    from analysis.cli import analyze as command
+
+    # a folder under a file cannot be made, even by root (who may write anywhere else)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker if kind == "file" else blocker / "reports"
+    result = CliRunner().invoke(command, [str(ROOT), "--out", str(out), "--json"])
+    assert result.exit_code != 0
+    assert f"--out {out}" in str(result.exception)
+    assert ("is a file" if kind == "file" else "cannot write there") in str(result.exception)

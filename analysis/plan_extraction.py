@@ -71,9 +71,14 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
     c = ctx["id"]
     part = a.partition
     names = {x["id"]: x["name"] for x in a.contexts}
-    out_fk, in_fk = [], []
+    out_fk, in_fk, generic = [], [], []
     for r in a.relations:
         if r.kind not in RELATION_KINDS or r.source not in part or r.target not in part:
+            continue
+        if r.kind == "generic":  # GenericRelation: a reverse accessor, no column to replace
+            if c in (part[r.source], part[r.target]) and part[r.source] != part[r.target]:
+                generic.append({"from": f"{r.source}.{r.field}", "to": r.target,
+                                "where": f"{r.path}:{r.line}"})
             continue
         if part[r.source] == c and part[r.target] != c:
             out_fk.append({"from": f"{r.source}.{r.field}", "to": r.target,
@@ -105,6 +110,7 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
         "routes": route_groups(endpoints, ep_ctx, c),
         "tables": sorted(tables),
         "foreign_keys_out": out_fk,
+        "generic_relations": generic,  # no column: the generic key side holds the ids
         "foreign_keys_in": in_fk,
         "events_to_publish": [f"{m} created/updated/deleted" for m in events],
         "foreign_tables_read": foreign_reads,

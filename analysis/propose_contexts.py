@@ -119,11 +119,22 @@ def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
         label = next(iter(labels))
         base = label if len(labels) == 1 and app_models[label] == models and not used[
             label] else aggregate_root(a, models).split(".")[1]
-        base = re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()
-        base = re.sub(r"[^a-z0-9_]+", "_", base).strip("_") or "context"
+        base = snake_name(base)
         used[base] += 1
         names[c] = base if used[base] == 1 else f"{base}_{used[base]}"
     return names
+
+
+def snake_name(name: str) -> str:
+    """A context name from a model or app name; acronyms stay whole.
+
+    >>> snake_name("VLANGroup"), snake_name("TestCase"), snake_name("HTTPAPIToken")
+    ('vlan_group', 'test_case', 'httpapi_token')
+    >>> snake_name("IPAddress"), snake_name("misago_users")
+    ('ip_address', 'misago_users')
+    """
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return re.sub(r"[^a-z0-9_]+", "_", spaced.lower()).strip("_") or "context"
 
 
 def aggregate_root(a: Analysis, models: set[str]) -> str:

@@ -81,6 +81,7 @@ def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
     out = []
     for c in sorted(members):
         models = sorted(members[c])
+        tables = {a.models[m].table.lower() for m in models if not a.models[m].proxy}
         out.append({
             "id": c,
             "name": names[c],
@@ -90,6 +91,10 @@ def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
                                 if len(ms) == 2 and part.get(ms[0]) == c}),
             "modules": _modules(a, set(models)),
             "endpoints": sorted(t for t, ctx in endpoints.items() if ctx == c),
+            # query-log route patterns whose requests touch this context's tables
+            "use_cases": sorted(e for e, acc in a.sql.endpoint_tables.items()
+                                if not e.startswith("code:")
+                                and (acc["reads"] | acc["writes"]) & tables),
             "evidence": {m: _strongest(g, m, part, same=True) for m in models},
             "ambiguous": _ambiguous(g, models, part),
             "shared_kernel_candidates": sorted(

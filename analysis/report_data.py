@@ -75,6 +75,7 @@ def report_data(a: Analysis) -> dict[str, Any]:
             "unparsed": [{"fingerprint": fp[:300], "reason": why,
                           "first_seen": a.sql.shape_source.get(fp, "")}
                          for fp, why in sorted(a.sql.unparsed.items())][:200],
+            "unparsed_total": len(a.sql.unparsed),  # the list above keeps the first 200
             "tables_without_model": sorted(
                 {t for acc in a.sql.shapes.values() for t in acc.reads | acc.writes}
                 - set(a.table_models)),

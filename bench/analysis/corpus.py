@@ -53,9 +53,19 @@ def fetch(name: str, version: str) -> Path:
     found = [p for p in sdists.iterdir() if p.name.lower().replace("-", "_").startswith(
         f"{stem}_{version}.")]
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-                        ":all:", "--quiet", f"{name}=={version}", "-d", str(sdists)],
-                       check=True, timeout=600)
+        # Source only. pip prepares the sdist's metadata, and --no-binary :all: applies to
+        # its build dependencies too; when one of those cannot be built from source here
+        # (weblate's pull lxml), only the project itself is kept to source.
+        for no_binary in (":all:", name):
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
+                 no_binary, "--ignore-requires-python", "--quiet", f"{name}=={version}",
+                 "-d", str(sdists)], check=False, timeout=600, capture_output=True)
+            if done.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"pip download {name}=={version} failed: "
+                               f"{done.stderr.decode(errors='replace')[-1000:]}")
         found = [p for p in sdists.iterdir() if p.name.lower().replace("-", "_").startswith(
             f"{stem}_{version}.")]
     archive = found[0]

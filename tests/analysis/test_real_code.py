@@ -160,3 +160,58 @@ def test_out_that_cannot_take_the_reports_fails_before_the_analysis(
     assert result.exit_code != 0
     assert f"--out {out}" in str(result.exception)
     assert ("is a file" if kind == "file" else "cannot write there") in str(result.exception)
+
+
+def test_a_catch_all_view_serving_several_contexts_is_a_routes_warning(tmp_path: Path) -> None:
+    # given a catch-all view (config/urls.py) that reads posts and threads
+    a = analyze(Options(root=ROOT, out=tmp_path, ignore_app_boundaries=True))
+    # then the warning names it, in the report and as a comment in the routes draft
+    assert any(w.startswith("routes draft: endpoint /{path} (blog.views.everything) serves 2")
+               for w in a.warnings)
+    assert "# WARNING: routes draft: endpoint /{path}" in (tmp_path / "strangler.toml"
+                                                          ).read_text()
+    assert not any("/posts/{pk}/publish/" in w for w in a.warnings)  # one context: fine
+
+
+def test_report_has_contents_legend_and_alternative_cuts(tmp_path: Path) -> None:
+    analyze(Options(root=ROOT, out=tmp_path, ignore_app_boundaries=True))
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("Contents: ") == 1
+    assert "[Metrics](#metrics)" in md
+    assert "| modularity | " in md
+    assert "| higher | above 0.3" in md
+    assert "## Alternative cuts" in md
+    assert "| search depth 0 |" in md
+    assert "## Signal health" in md
+    html = (tmp_path / "report.html").read_text()
+    assert '<h2 id="alternative-cuts">Alternative cuts</h2>' in html
+    assert '<a href="#metrics">Metrics</a>' in html
+
+
+def test_use_cases_from_the_query_log_are_listed_per_context(tmp_path: Path) -> None:
+    log = tmp_path / "q.jsonl"
+    log.write_text(json.dumps({"sql": "SELECT * FROM forum_thread", "request_id": "1",
+                               "route_pattern": "threads/<int:pk>/"}) + "\n")
+    a = _run(tmp_path / "o", query_logs=(log,), ignore_app_boundaries=True)
+    ctx = next(c for c in a.contexts if "forum.Thread" in c["models"])
+    assert ctx["use_cases"] == ["/threads/{pk}/"]
+
+
+def test_many_contexts_get_a_coupling_heat_map() -> None:
+    from analysis.report_html import _heat_map
+    from analysis.report_markdown import _matrix
+
+    # given seven contexts in a ring, each tied to the next
+    names = [f"c{i}" for i in range(7)]
+    r = {"contexts": [{"name": n} for n in names],
+         "nodes": [{"id": f"{n}.M", "context": n} for n in names],
+         "edges": [{"source": f"c{i}.M", "target": f"c{(i + 1) % 7}.M", "weight": 1.0 + i}
+                   for i in range(7)]}
+    # then both renderings show the matrix, the strongest pair darkest in HTML
+    md = "\n".join(_matrix(r))
+    assert "## Coupling matrix" in md
+    assert "| **c0** | . | 1 |" in md
+    html = _heat_map(r)
+    assert html.count("<tr>") == 8
+    assert "rgba(225,87,89,1.00)" in html
+    assert _heat_map({**r, "contexts": r["contexts"][:3]}) == ""

@@ -30,6 +30,7 @@ def report_data(a: Analysis) -> dict[str, Any]:
         },
         "options": {
             "ignore_app_boundaries": a.options.ignore_app_boundaries,
+            "include_tests": a.options.include_tests,
             "seed": a.options.seed,
             "contexts": a.options.contexts,
             "resolution": a.options.resolution,

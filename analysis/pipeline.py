@@ -96,7 +96,8 @@ def input_key(a: Analysis) -> str:
         st = log.stat()
         h.update(f"log|{log.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(repr((o.dialect, o.contexts, o.resolution, o.seed, o.ignore_app_boundaries,
-                   o.weights, sorted(o.signals), str(o.root.resolve()), o.include_tests)).encode())
+                   o.weights, sorted(o.signals), str(o.root.resolve()), o.include_tests,
+                   o.decisions, o.emit_contracts)).encode())
     return h.hexdigest()
 
 

@@ -51,8 +51,8 @@ def propose_contexts(a: Analysis) -> Analysis:
         part, cuts = stable_partition(connected, o.seed)
     part = _with_isolated(part, [n for n in sorted(placed.nodes) if placed.degree(n) == 0])
     a.options.progress("cluster", 1, 1)
-    contexts = _describe(a, part)
-    warnings = a.warnings
+    part, forced, warnings = _decide(a, part)
+    contexts = _describe(a, part, forced)
     realised = len(set(part.values()))
     if o.contexts is not None and realised != o.contexts:
         warnings += (f"--contexts {o.contexts} cannot be met: the graph gives {realised} "
@@ -60,6 +60,40 @@ def propose_contexts(a: Analysis) -> Analysis:
                      f"connected graph of n models gives at most n)",)
     return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts),
                    warnings=warnings)
+
+
+def _decide(a: Analysis, part: dict[str, int]
+            ) -> tuple[dict[str, int], dict[int, str], tuple[str, ...]]:
+    """A person's pins, merges and names (analysis/decisions.py), applied to the proposal."""
+    from analysis.decisions import apply_merges, apply_pins, check_models
+
+    d = a.options.decisions
+    warnings = a.warnings
+    if not d:
+        return part, {}, warnings
+    check_models(d, {k for k, m in a.models.items() if not m.abstract})
+    part, forced = apply_pins(part, d.pins)
+    if d.merge:
+        names = _names(a, _members(part), forced)
+        part, merged, problems = apply_merges(part, names, d.merge)
+        forced.update(merged)
+        warnings += tuple(problems)
+    order = {c: i for i, c in enumerate(sorted(set(part.values())))}
+    part = {m: order[c] for m, c in part.items()}
+    forced = {order[c]: n for c, n in forced.items() if c in order}
+    names = _names(a, _members(part), forced)
+    known = set(names.values())
+    warnings += tuple(f"--contexts-file names {old}: no proposed context is called {old!r}"
+                      for old, _ in d.names if old not in known)
+    renames = dict(d.names)
+    return part, {c: renames.get(n, n) for c, n in names.items()}, warnings
+
+
+def _members(part: dict[str, int]) -> dict[int, list[str]]:
+    members: dict[int, list[str]] = defaultdict(list)
+    for n, c in part.items():
+        members[c].append(n)
+    return members
 
 
 def _with_isolated(part: dict[str, int], isolated: list[str]) -> dict[str, int]:
@@ -71,13 +105,12 @@ def _with_isolated(part: dict[str, int], isolated: list[str]) -> dict[str, int]:
     return out
 
 
-def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
+def _describe(a: Analysis, part: dict[str, int], forced: dict[int, str]
+              ) -> list[dict[str, Any]]:
     g: nx.Graph = a.graph
-    members: dict[int, list[str]] = defaultdict(list)
-    for n, c in part.items():
-        members[c].append(n)
+    members = _members(part)
     endpoints = endpoint_contexts(a, part)
-    names = _names(a, members)
+    names = _names(a, members, forced)
     out = []
     for c in sorted(members):
         models = sorted(members[c])
@@ -104,7 +137,8 @@ def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
     return out
 
 
-def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
+def _names(a: Analysis, members: dict[int, list[str]],
+           forced: dict[int, str] | None = None) -> dict[int, str]:
     """Name each context: its app label when it is exactly that app, else its root model.
 
     The root is the aggregate root the context is built around: the model most referenced
@@ -116,9 +150,12 @@ def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
     for key, m in a.models.items():
         if key in placed:
             app_models[m.app_label].add(key)
-    used: Counter[str] = Counter()
-    names: dict[int, str] = {}
+    forced = forced or {}
+    used: Counter[str] = Counter(forced.values())
+    names: dict[int, str] = dict(forced)
     for c in sorted(members, key=lambda c: (-len(members[c]), c)):
+        if c in forced:
+            continue
         models = set(members[c])
         labels = {a.models[m].app_label for m in models}
         label = next(iter(labels))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.decisions import Decisions
 from analysis.facts import (
     Endpoint,
     FileFacts,
@@ -70,6 +71,8 @@ class Options:
     seed: int = 0
     ignore_app_boundaries: bool = False
     include_tests: bool = False  # test, example and fixture models join the analysis
+    decisions: Decisions = Decisions()  # --pin, --contexts-file (analysis/decisions.py)
+    emit_contracts: bool = False  # also write contracts.ini (import-linter)
     weights: Weights = Weights()
     signals: frozenset[str] = frozenset({"relations", "usage", "sql"})
     cache_dir: Path | None = None  # default: <out>/.strangler-cache

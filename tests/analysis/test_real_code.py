@@ -215,3 +215,36 @@ def test_many_contexts_get_a_coupling_heat_map() -> None:
     assert html.count("<tr>") == 8
     assert "rgba(225,87,89,1.00)" in html
     assert _heat_map({**r, "contexts": r["contexts"][:3]}) == ""
+
+
+def test_pins_merges_and_names_steer_the_proposal(tmp_path: Path) -> None:
+    from analysis.decisions import read_decisions
+
+    # given a contexts file and a pin on the command line
+    decisions_file = tmp_path / "decisions.toml"
+    decisions_file.write_text('[pins]\n"polls.Poll" = "community"\n'
+                              '[merge]\nkernel = ["member", "hidden"]\n'
+                              '[names]\nweblog = "publishing"\n')
+    decisions = read_decisions(decisions_file, ("forum.Thread=community",))
+    # when the analysis runs around them
+    a = _run(tmp_path / "o", ignore_app_boundaries=True, decisions=decisions)
+    by_name = {c["name"]: set(c["models"]) for c in a.contexts}
+    # then pinned models share their named context, merged ones one context, names change
+    assert {"polls.Poll", "forum.Thread"} <= by_name["community"]
+    assert {"kernel.Member", "forum.Hidden"} <= by_name["kernel"]
+    assert "weblog.Post" in by_name["publishing"]
+    assert "weblog" not in by_name
+
+
+def test_bad_decisions_fail_with_the_offending_value(tmp_path: Path) -> None:
+    from analysis.decisions import read_decisions
+    from analysis.errors import BadOption
+
+    with pytest.raises(BadOption, match="expected MODEL=CONTEXT"):
+        read_decisions(Path(""), ("Poll",))
+    bad = tmp_path / "d.toml"
+    bad.write_text("[pin]\n")
+    with pytest.raises(BadOption, match=r"unknown section \[pin\]"):
+        read_decisions(bad)
+    with pytest.raises(BadOption, match="did you mean polls.Poll"):
+        _run(tmp_path / "o", decisions=read_decisions(Path(""), ("polls.Pol=x",)))

@@ -13,18 +13,16 @@ From the command line, ``--pin MODEL=CONTEXT`` (repeatable); from a contexts fil
     [names]                     # proposed name -> the name people use
     order_line = "fulfilment"
 
-The proposal is computed as usual, then: pinned models move to their context (a pin to a
-name no context has makes a context of that name from the context holding most of its
-pinned models), listed contexts merge, names change. Everything after (metrics, plan,
-routes draft, contracts) is computed on the result, so the report shows what the decisions
-cost. Unpinned models stay where the data put them.
+The proposal is computed as usual, then: pinned models move to the proposed context of
+that name, or to a new context of that name, listed contexts merge, names change.
+Everything after (metrics, plan, routes draft, contracts) is computed on the result, so the
+report shows what the decisions cost. Unpinned models stay where the data put them.
 """
 
 from __future__ import annotations
 
 import difflib
 import tomllib
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,29 +100,23 @@ def check_models(decisions: Decisions, models: set[str]) -> None:
             raise BadOption(f"--pin {model}: no such model in the analysis{hint}")
 
 
-def apply_pins(part: dict[str, int], pins: tuple[tuple[str, str], ...]
-               ) -> tuple[dict[str, int], dict[int, str]]:
-    """Move pinned models; the context of each pin name is the one holding most of its
-    pinned models (ties: the lowest id). Returns the partition and the forced names.
+def apply_pins(part: dict[str, int], names: dict[int, str],
+               pins: tuple[tuple[str, str], ...]) -> tuple[dict[str, int], dict[int, str]]:
+    """Move pinned models into the proposed context of that name, or into a new context of
+    that name. Returns the partition and the names the pins fixed.
 
-    >>> apply_pins({"a": 0, "b": 1, "c": 1}, (("a", "x"), ("b", "x")))
-    ({'a': 0, 'b': 0, 'c': 1}, {0: 'x'})
+    >>> apply_pins({"a": 0, "b": 1, "c": 1}, {0: "x", 1: "y"}, (("b", "x"), ("c", "z")))
+    ({'a': 0, 'b': 0, 'c': 2}, {0: 'x', 2: 'z'})
     """
     out = dict(part)
+    ids = {n: c for c, n in names.items()}
     forced: dict[int, str] = {}
-    by_name: dict[str, list[str]] = {}
-    for model, name in pins:
-        by_name.setdefault(name, []).append(model)
     free = max(part.values(), default=-1) + 1
-    for name, models in sorted(by_name.items()):
-        votes = Counter(out[m] for m in models if m in out and out[m] not in forced)
-        if votes:
-            target = min(votes, key=lambda c: (-votes[c], c))
-        else:
-            target, free = free, free + 1
-        for m in models:
-            out[m] = target
-        forced[target] = name
+    for model, name in pins:
+        if name not in ids:
+            ids[name], free = free, free + 1
+        out[model] = ids[name]
+        forced[ids[name]] = name
     return out, forced
 
 

@@ -20,6 +20,7 @@ from analysis.check_signals import check_signals
 from analysis.collect_files import collect_files
 from analysis.compute_metrics import compute_metrics
 from analysis.detect_infrastructure import detect_infrastructure
+from analysis.draft_contracts import draft_contracts
 from analysis.extract_endpoints import extract_endpoints
 from analysis.extract_models import extract_models
 from analysis.extract_usage import extract_usage
@@ -47,6 +48,7 @@ PASSES: tuple[Pass, ...] = (
     compute_metrics,
     check_signals,
     plan_extraction,
+    draft_contracts,
     render_reports,
 )
 

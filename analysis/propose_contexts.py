@@ -72,7 +72,7 @@ def _decide(a: Analysis, part: dict[str, int]
     if not d:
         return part, {}, warnings
     check_models(d, {k for k, m in a.models.items() if not m.abstract})
-    part, forced = apply_pins(part, d.pins)
+    part, forced = apply_pins(part, _names(a, _members(part)), d.pins)
     if d.merge:
         names = _names(a, _members(part), forced)
         part, merged, problems = apply_merges(part, names, d.merge)

@@ -59,6 +59,7 @@ def report_data(a: Analysis) -> dict[str, Any]:
             for m, reasons in sorted(a.infrastructure.items())
         ],
         "warnings": list(a.warnings),
+        "contracts": a.contracts,
         "signal_health": a.signal_health.get("signals", {}),
         "cuts": list(a.cuts),
         "metrics": a.metrics,

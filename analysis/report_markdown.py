@@ -66,6 +66,11 @@ def report_markdown(r: dict[str, Any]) -> str:
                 "kernel.", ""]
         out += [f"- `{x['model']}` (`{x['table']}`): {'; '.join(x['reasons'])}"
                 for x in r["infrastructure"]]
+    split = r.get("contracts", {}).get("split_first", [])
+    if split:
+        out += ["", "## Modules to split first", "", "Each holds models of several "
+                "contexts; `--emit-contracts` leaves them out of the contracts until split.",
+                "", *[f"- `{m}`" for m in split]]
     out += _conflicts(r) + _plan(r)
     if r["sql"]["unparsed"]:
         out += ["", "## SQL that did not parse", ""]

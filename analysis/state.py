@@ -115,6 +115,7 @@ class Analysis:
     conflicts: tuple[dict[str, Any], ...] = ()
     plan: tuple[dict[str, Any], ...] = ()
     signal_health: dict[str, Any] = field(default_factory=dict)
+    contracts: dict[str, Any] = field(default_factory=dict)  # analysis/draft_contracts.py
     warnings: tuple[str, ...] = ()  # said in the report and on stderr
     report: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

@@ -248,3 +248,62 @@ def test_bad_decisions_fail_with_the_offending_value(tmp_path: Path) -> None:
         read_decisions(bad)
     with pytest.raises(BadOption, match="did you mean polls.Poll"):
         _run(tmp_path / "o", decisions=read_decisions(Path(""), ("polls.Pol=x",)))
+
+
+def _two_app_project(root: Path) -> Path:
+    for app, model, field in (("shop", "Product", "CharField(max_length=9)"),
+                              ("billing", "Invoice", "IntegerField()")):
+        (root / app).mkdir(parents=True)
+        (root / app / "__init__.py").write_text("")
+        (root / app / "models.py").write_text(
+            f"from django.db import models\n\n\nclass {model}(models.Model):\n"
+            f"    x = models.{field}\n")
+        (root / app / "views.py").write_text(
+            f"from {app}.models import {model}\n\n\ndef index():\n"
+            f"    return {model}.objects.all()\n")
+    (root / "manage.py").write_text("")
+    # today's breach of the boundary: billing's views import shop's models module
+    (root / "billing" / "views.py").write_text(
+        "import shop.models  # noqa: F401\n" + (root / "billing" / "views.py").read_text())
+    return root
+
+
+def test_emitted_contracts_pass_today_and_fail_on_a_new_breach(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # given a project of two contexts with one cross import today
+    root = _two_app_project(tmp_path / "proj")
+    out = tmp_path / "out"
+    a = analyze(Options(root=root, out=out, ignore_app_boundaries=True, emit_contracts=True))
+    ini = (out / "contracts.ini").read_text()
+    assert a.contracts["baseline"] == {"billing": [["billing.views", "shop.models"]]}
+    assert a.contracts["contexts"] == {"billing": ["billing"], "shop": ["shop"]}
+    assert "    billing.views -> shop.models" in ini
+    lint = [str(Path(sys.executable).parent / "lint-imports"), str(out / "contracts.ini")]
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    # when import-linter checks the project as it is, then the baseline keeps it green
+    done = subprocess.run(lint, cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # when a new cross import appears, then it fails
+    (root / "billing" / "admin.py").write_text("from shop.views import index  # noqa: F401\n")
+    done = subprocess.run(lint, cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1
+    assert "billing.admin -> shop.views" in done.stdout
+
+
+def test_a_module_with_models_of_several_contexts_is_to_split_first(tmp_path: Path) -> None:
+    from analysis.decisions import read_decisions
+
+    # given blog/models.py whose Comment a person pins away from Post
+    decisions = read_decisions(Path(""), ("weblog.Comment=discussion",))
+    a = analyze(Options(root=ROOT, out=tmp_path, ignore_app_boundaries=True,
+                        decisions=decisions, emit_contracts=True))
+    # then the module is to split first, in no contract, and named in both outputs
+    assert "blog.models" in a.contracts["split_first"]
+    assert not any("blog.models" in ms for ms in a.contracts["contexts"].values())
+    assert "# split first (holds models of several contexts): blog.models" in (
+        tmp_path / "contracts.ini").read_text()
+    assert "- `blog.models`" in (tmp_path / "report.md").read_text()

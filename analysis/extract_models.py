@@ -147,8 +147,7 @@ def _model_info(cand: _Candidate, labels: dict[str, str], r: Resolver,
     meta = dict(cand.cls.meta)
     package = app_package(cand.module)
     label = meta.get("app_label") or labels.get(package) or package.rsplit(".", 1)[-1]
-    parents = tuple(b for b in _base_names(cand.qualname, cand, r)
-                    if is_model.get(b) and dict(cands[b].cls.meta).get("abstract") != "True")
+    parents = _concrete_parents(cand.qualname, cands, r, is_model, ())
     return ModelInfo(
         key=f"{label}.{cand.cls.name}", qualname=cand.qualname, app_label=label,
         name=cand.cls.name, path=cand.path, line=cand.cls.line,
@@ -157,6 +156,23 @@ def _model_info(cand: _Candidate, labels: dict[str, str], r: Resolver,
         abstract=meta.get("abstract") == "True", proxy=meta.get("proxy") == "True",
         parents=parents, managers=tuple(f"{n}: {m}" for n, m in cand.cls.managers),
     )
+
+
+def _concrete_parents(q: str, cands: dict[str, _Candidate], r: Resolver,
+                      is_model: dict[str, bool], stack: tuple[str, ...]) -> tuple[str, ...]:
+    """The concrete models ``q`` inherits from, through abstract bases in between (Django's
+    multi-table inheritance: ``GroupTask(AbstractGroupTask)`` with an abstract base built on
+    the concrete ``Task`` has a parent link to ``Task``)."""
+    out: list[str] = []
+    for b in _base_names(q, cands[q], r):
+        if not is_model.get(b) or b in stack:
+            continue
+        if dict(cands[b].cls.meta).get("abstract") != "True":
+            out.append(b)
+        else:
+            out += [p for p in _concrete_parents(b, cands, r, is_model, (*stack, q))
+                    if p not in out]
+    return tuple(out)
 
 
 def _inherit_tables(models: dict[str, ModelInfo]) -> dict[str, ModelInfo]:

@@ -112,6 +112,32 @@ def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
     return out
 
 
+_CLASS_LINE = re.compile(r"^class\s+(\w+)\s*(?:\[[^\]]*\])?\s*(\([^)]*\))?\s*:")
+_IMPORT_LINE = re.compile(r"^(from\s+[\w.]+\s+import\s+[\w, ]+|import\s+[\w., ]+)\s*$")
+
+
+def _class_skeleton(text: str) -> str:
+    """Top-level imports and class headers of a file ``ast`` cannot read, as a file it can:
+    each class keeps its bases and, when its body says ``abstract = True`` or
+    ``proxy = True`` in a ``Meta``, that Meta (model fields are not needed to count)."""
+    out: list[str] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if (m := _CLASS_LINE.match(line)) is not None:
+            current = [f"class {m.group(1)}{m.group(2) or ''}:", "    class Meta:"]
+            out += current[:1]
+            out.append("    pass")
+        elif _IMPORT_LINE.match(line):
+            out.append(line.strip())
+            current = None
+        elif current is not None and re.match(r"^\s+(abstract|proxy)\s*=\s*True", line):
+            flag = line.split("=")[0].strip()
+            out += [current[1], f"        {flag} = True"]
+        elif line and not line[0].isspace():
+            current = None
+    return "\n".join(out) + "\n"
+
+
 class Counter:
     """Reads a project tree and answers which classes are concrete models."""
 
@@ -127,11 +153,16 @@ class Counter:
 
     def _read(self, path: Path) -> None:
         module, package = _module(self.root, path)
+        data = path.read_bytes()
         try:
-            tree = ast.parse(path.read_bytes())
+            tree = ast.parse(data)
         except (SyntaxError, ValueError):
+            # newer syntax than this interpreter: class lines are read as text instead
             self.unreadable.append(str(path.relative_to(self.root)))
-            return
+            try:
+                tree = ast.parse(_class_skeleton(data.decode("utf-8", "replace")))
+            except SyntaxError:
+                return
         names: dict[str, str] = {}
         stars: list[str] = []
         here = module.split(".") if package else module.split(".")[:-1]

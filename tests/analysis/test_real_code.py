@@ -307,3 +307,14 @@ def test_a_module_with_models_of_several_contexts_is_to_split_first(tmp_path: Pa
     assert "# split first (holds models of several contexts): blog.models" in (
         tmp_path / "contracts.ini").read_text()
     assert "- `blog.models`" in (tmp_path / "report.md").read_text()
+
+
+def test_the_corpus_truth_counter_agrees_on_the_fixture_project(tmp_path: Path) -> None:
+    """bench/analysis/count_models.py shares no code with analysis/; on the fixture both
+    must see the same concrete models in the same apps (the corpus's truth is trusted)."""
+    from bench.analysis.count_models import count_models
+
+    truth = {(m.path, m.name): m.app for m in count_models(ROOT)}
+    a = _run(tmp_path)
+    found = {(m.path, m.name): m.app_label for m in a.models.values() if not m.abstract}
+    assert truth == found

@@ -40,8 +40,9 @@ def propose_contexts(a: Analysis) -> Analysis:
     if connected.number_of_nodes() == 0:
         part: dict[str, int] = {}
         cuts: list[dict[str, Any]] = []
-    elif o.contexts is not None:
-        part = partition_with(connected, o.contexts, o.seed)
+    elif o.contexts is not None:  # the isolated models are contexts too: ask for the rest
+        lone = placed.number_of_nodes() - connected.number_of_nodes()
+        part = partition_with(connected, max(1, o.contexts - lone), o.seed)
         cuts = [{"contexts": o.contexts, "requested": True}]
     elif o.resolution is not None:
         part = leiden(connected, o.resolution, o.seed)
@@ -55,9 +56,11 @@ def propose_contexts(a: Analysis) -> Analysis:
     contexts = _describe(a, part, forced)
     realised = len(set(part.values()))
     if o.contexts is not None and realised != o.contexts:
+        lone = sum(1 for c in contexts if c["isolated"])
         warnings += (f"--contexts {o.contexts} cannot be met: the graph gives {realised} "
-                     f"(models with no tie to any other are contexts of their own, and a "
-                     f"connected graph of n models gives at most n)",)
+                     f"({lone} of them models with no tie to any other, each a context of "
+                     f"its own; the rest cannot be cut into more parts than models, nor "
+                     f"fewer than its connected groups)",)
     return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts),
                    warnings=warnings)
 

@@ -318,3 +318,11 @@ def test_the_corpus_truth_counter_agrees_on_the_fixture_project(tmp_path: Path) 
     a = _run(tmp_path)
     found = {(m.path, m.name): m.app_label for m in a.models.values() if not m.abstract}
     assert truth == found
+
+
+def test_contexts_n_counts_the_isolated_models(tmp_path: Path) -> None:
+    # given two isolated models (forum.Hidden, polls.Poll) and two connected groups
+    a = _run(tmp_path, contexts=4, ignore_app_boundaries=True)
+    # then asking for four contexts gives four: two isolated, two cut from the rest
+    assert len(a.contexts) == 4
+    assert not any("cannot be met" in w for w in a.warnings)

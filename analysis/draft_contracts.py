@@ -34,21 +34,40 @@ def draft_contracts(a: Analysis) -> Analysis:
         for module in c["modules"]:
             if is_domain_module(module) and module in a.import_edges:
                 claimed[module].add(c["name"])
+    # import-linter's roots are packages: a module outside any (``manage.py``, a loose
+    # ``testserver.py``) cannot be in a contract
+    packaged = {m for m in a.import_edges if "." in m}
     owner = {m: next(iter(cs)) for m, cs in claimed.items()
-             if len(cs) == 1 and m not in split_first}
+             if len(cs) == 1 and m not in split_first and m in packaged}
     split_first = sorted(set(split_first) | {m for m, cs in claimed.items() if len(cs) > 1})
     modules: dict[str, set[str]] = defaultdict(set)
     for m, ctx in sorted(owner.items()):
         modules[ctx].add(_widest(m, ctx, owner, set(split_first), a.import_edges))
+    # import-linter reads a package as the package and everything in it: a package whose
+    # submodules belong to other contexts cannot stand in one context's contract
+    left_out: list[str] = []
+    for ctx, listed in modules.items():
+        for name in sorted(listed):
+            inside = [m for m in a.import_edges if m == name or m.startswith(name + ".")]
+            if any(owner.get(m, ctx) != ctx or m in split_first for m in inside):
+                listed.discard(name)
+                left_out.append(name)
+    # the baseline is taken over what the contracts cover: every project module inside a
+    # context's (widened) modules, not only the modules the context was found to own
+    covers = sorted(((m, ctx) for ctx, ms in modules.items() for m in ms),
+                    key=lambda mc: len(mc[0]))  # the longest match is assigned last
+    covered = {src: ctx for src in a.import_edges for m, ctx in covers
+               if src == m or src.startswith(m + ".")}
     baseline: dict[str, list[list[str]]] = defaultdict(list)  # context -> [src, dst]
     for src, targets in sorted(a.import_edges.items()):
         for dst in sorted(targets):
-            if src in owner and dst in owner and owner[dst] != owner[src]:
-                baseline[owner[src]].append([src, dst])
+            if src in covered and dst in covered and covered[dst] != covered[src]:
+                baseline[covered[src]].append([src, dst])
     roots = sorted({m.split(".")[0] for m in owner})
     contracts = {"root_packages": roots,
                  "contexts": {k: sorted(v) for k, v in sorted(modules.items())},
-                 "split_first": split_first, "baseline": dict(sorted(baseline.items()))}
+                 "split_first": split_first, "left_out": sorted(left_out),
+                 "baseline": dict(sorted(baseline.items()))}
     return replace(a, contracts=contracts)
 
 
@@ -80,6 +99,8 @@ def contracts_ini(report: dict[str, Any]) -> str:
              "# ignore_imports is today's baseline: delete a line when its import is gone.",
              *[f"# split first (holds models of several contexts): {m}"
                for m in c["split_first"]],
+             *[f"# left out (a package whose submodules belong to other contexts): {m}"
+               for m in c.get("left_out", [])],
              "", "[importlinter]", "root_packages =", *[f"    {r}" for r in c["root_packages"]]]
     for name, modules in c["contexts"].items():
         others = [m for n, ms in c["contexts"].items() if n != name for m in ms]

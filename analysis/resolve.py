@@ -40,10 +40,18 @@ class Resolver:
         self._memo: dict[tuple[str, str], str | None] = {}
 
     def module(self, dotted: str) -> str | None:
-        """The project module called ``dotted`` (exactly, or by a dotted suffix)."""
+        """The project module called ``dotted`` (exactly, or by a dotted suffix).
+
+        A one-word name matches by suffix only a module near the top (an app imported
+        without its project folder: ``store`` for ``shop.store``), so that ``import copy``
+        is the standard library, not a project's ``management/commands/copy.py``.
+        """
         if dotted in self.modules:
             return dotted
-        return self.suffixes.get(dotted)
+        found = self.suffixes.get(dotted)
+        if found is None or "." in dotted or found.count(".") <= 1:
+            return found
+        return None
 
     def resolve(self, module: str, dotted: str) -> str | None:
         """Qualified name that ``dotted``, as written in ``module``, refers to."""

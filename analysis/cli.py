@@ -138,6 +138,7 @@ def _summary(r: dict[str, Any], out: Path) -> dict[str, Any]:
         "sql": {"statements": r["sql"]["statements"], "shapes": r["sql"]["shapes"],
                 "unparsed": len(r["sql"]["unparsed"])},
         "extraction_order": [s["context"] for s in r["extraction_plan"]],
+        "warnings": r.get("warnings", []),
     }
 
 

@@ -158,8 +158,17 @@ def _print_table(r: dict[str, Any], summary: dict[str, Any]) -> None:
                       c["models"]), str(len(c["endpoints"])), str(step["cost"]["score"]),
                       str(step["cost"]["cross_context_writes"]),
                       str(step["cost"]["foreign_keys"]), str(len(c["ambiguous"])))
-    console = Console()
+    # A pipe has no width: rich would fold cells at 80 columns for grep and awk.
+    console = Console() if sys.stdout.isatty() else Console(width=100_000, no_color=True)
     console.print(table)
     m = summary["metrics"]
-    console.print(" ".join(f"{k}={v}" for k, v in m.items()))
-    console.print(f"files: {summary['files']}; sql: {summary['sql']}; reports in {summary['out']}")
+    console.print(" ".join(f"{k}={'-' if v is None else v}" for k, v in m.items()))
+    console.print(f"files: {_pairs(summary['files'])}; sql: {_pairs(summary['sql'])}; "
+                  f"reports in {summary['out']}")
+
+
+def _pairs(value: Any) -> str:
+    """``a=1, b=2`` for a mapping (never a Python repr), the value itself otherwise."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

@@ -18,7 +18,13 @@ from typing import Any, Protocol
 import tomlkit
 
 from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
-from strangler_proxy.control.audit import AuditRecord, append_audit, current_user, now_iso
+from strangler_proxy.control.audit import (
+    AuditRecord,
+    append_audit,
+    current_user,
+    now_iso,
+    read_audit,
+)
 from strangler_proxy.errors import ConfigError, RouteEditError
 from strangler_proxy.shadow import check_promotion, parse_since
 from strangler_proxy.write_atomic import write_atomic
@@ -150,6 +156,8 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
     config = load_config(path)
     text = path.read_text(encoding="utf-8")
     new_text, old, new = edit_route_text(text, name, mode, percent)
+    if via != "cutover" and old["mode"] == "service" and new["mode"] != "service":
+        _refuse_if_cut_over(path, name)
     try:
         new_config = parse_config(new_text, source=str(path))
     except ConfigError as exc:
@@ -165,6 +173,30 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
                                    old=old, new=new, reason=reason, forced=forced, via=via,
                                    since=change.since))
     return change
+
+
+def cut_over_at(config_path: str | Path, name: str) -> str | None:
+    """When route ``name``'s tables were cut over to the service and not moved back, or None.
+
+    ``strangler cutover`` flips its routes through this editor with ``via="cutover"``; the
+    last such audit record says where ownership is (the undo flips back the same way).
+    """
+    flips = [r for r in read_audit(config_path)
+             if r.get("route") == name and r.get("via") == "cutover"]
+    if flips and dict(flips[-1].get("new") or {}).get("mode") == "service":
+        return str(flips[-1].get("when", "?"))
+    return None
+
+
+def _refuse_if_cut_over(path: Path, name: str) -> None:
+    """A route whose tables the service owns goes back only with the cutover's undo."""
+    when = cut_over_at(path, name)
+    if when is not None:
+        raise RouteEditError(
+            f"{name}: its tables were cut over to the service ({when}) and the monolith's "
+            "writes to them are fenced, so sending its traffic back would fail or lose "
+            "writes; run `strangler cutover CONTEXT --undo`, which replays the service's "
+            "changes into the monolith and then flips this route")
 
 
 def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyConfig,

@@ -111,7 +111,6 @@ class Upstream:
     url: str = field(metadata=key_doc(
         "where the upstream listens; a path prefix is prepended to forwarded paths",
         kind='`"http(s)://HOST:PORT[/prefix]"`'))
-    # "keep" the client's Host, or "rewrite" it to the upstream's
     host: str = field(default="keep", metadata=key_doc(
         "forward the client's `Host`, or replace it with the upstream's `HOST:PORT`",
         kind='`"keep"` or `"rewrite"`'))
@@ -230,7 +229,7 @@ class ShadowSettings:
     redact_fields: tuple[str, ...] = field(
         default=("password", "token", "secret", "access_token", "refresh_token"),
         metadata=key_doc("JSON fields never stored", kind="list"))
-    # of one core; 100 = no cap (the worker is one thread)
+    # the worker is one thread, so 100 means no cap
     worker_cpu_percent: float = field(default=100.0, metadata=key_doc(
         "CPU the shadow worker may use, averaged; over it the worker pauses and copies wait in "
         "the proxy's buffer, then are dropped before copying (`dropped_queue_full`). 100 = no "
@@ -244,28 +243,28 @@ class ShadowSettings:
 class ShadowRewrite:
     """``routes[].shadow.rewrite``: how the shadow copy differs from the client's request."""
 
-    host: str | None = field(default=None, metadata=key_doc("Host header for the copy"))
+    host: str | None = field(default=None, metadata=key_doc(
+        "Host header for the copy", kind="string"))
     path_prefix: str | None = field(default=None, metadata=key_doc(
-        "replaces the matched prefix in the copy's path"))
+        "replaces the matched prefix in the copy's path", kind="string"))
     authorization: str | None = field(default=None, metadata=key_doc(
-        "Authorization header for the copy"))
+        "Authorization header for the copy", kind="string"))
 
 
 @dataclass(frozen=True, slots=True)
 class RouteShadow:
     """``routes[].shadow``: which requests are copied and how."""
 
-    percent: float = field(default=100.0,
-        metadata=key_doc("share of requests copied, default `100`"))
-    # copy non-idempotent requests too (only when the service is isolated)
+    percent: float = field(default=100.0, metadata=key_doc(
+        "share of requests copied", kind="0..100"))
     writes: bool = field(default=False, metadata=key_doc(
-        "copy non-idempotent requests too (only when the service has its own isolated data), "
-        "default `false`"))
-    # None: [shadow].max_body_bytes
+        "copy non-idempotent requests too (only when the service has its own isolated data)",
+        kind="bool"))
     max_body_bytes: int | None = field(default=None, metadata=key_doc(
-        "overrides `shadow.max_body_bytes` for this route"))
+        "overrides `shadow.max_body_bytes` for this route (none: that one applies)",
+        kind="int"))
     rewrite: ShadowRewrite = field(default_factory=ShadowRewrite, metadata=key_doc(
-        "how the copy differs: `{ host, path_prefix, authorization }`"))
+        "how the copy differs: `{ host, path_prefix, authorization }`", kind="inline table"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,15 +276,15 @@ class CompareRules:
     headers: tuple[str, ...] = field(default=(), metadata=key_doc(
         "response headers compared too (only the status and body are compared by default)"))
     tolerance: Mapping[str, float] = field(
-        default_factory=lambda: MappingProxyType({}), metadata=key_doc(
-        '`{ "price" = 0.01 }`: numbers equal within this'))
+        default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc('`{ "price" = 0.01 }`: numbers equal within this'))
     unordered: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({}), metadata=key_doc(
-        '`{ "items" = "id" }`: lists compared as sets keyed by this field'))
-    formats: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}),
-        metadata=key_doc(
-        '`{ "created" = "iso8601" }`, `"uuid"` or `"regex:..."`: values equal when both have '
-        "the format"))
+        default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc('`{ "items" = "id" }`: lists compared as sets keyed by this field'))
+    formats: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc('`{ "created" = "iso8601" }`, `"uuid"` or `"regex:..."`: values '
+                         "equal when both have the format"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +305,6 @@ class Route:
     percent: float = field(default=0.0, metadata=key_doc(
         "canary: share of sticky keys sent to the service",
         kind="0..100"))
-    # "header:NAME" | "cookie:NAME" | "client_ip"
     sticky: str = field(default="client_ip", metadata=key_doc(
         "the canary key; without the header/cookie the client address is used",
         kind='`"header:NAME"`, `"cookie:NAME"` or `"client_ip"`'))

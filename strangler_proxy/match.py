@@ -24,7 +24,6 @@ class Match:
     path: str | None = field(default=None, metadata=key_doc("the path is exactly this"))
     path_template: str | None = field(default=None, metadata=key_doc(
         "`/api/products/{id}/`: each `{name}` is one non-empty segment"))
-    # empty: any method
     methods: frozenset[str] = field(default=frozenset(), metadata=key_doc(
         "list of methods; empty or absent = any"))
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}),

@@ -52,12 +52,11 @@ def annotated_products() -> QuerySet[Product]:
         .annotate(avg=Avg("rating"))
         .values("avg")
     )
-    products: QuerySet[Product] = (
+    return (
         Product.objects.select_related("category", "brand")
         .prefetch_related("tags")
         .annotate(in_stock_flag=Exists(in_stock), rating_avg=Subquery(rating))
     )
-    return products
 
 
 class ProductFilter(django_filters.FilterSet):

@@ -42,6 +42,7 @@ class RelayOptions:
     status_file: Path | None = None
     status_every: float = 1.0
     stop_at: int | None = None  # stop once every position up to this one is delivered
+    dead_letters: bool = True  # ask the consumer for its dead letters (status, --check)
 
 
 @dataclass
@@ -228,7 +229,8 @@ class Relay:
     def _refresh_dead_letters(self) -> None:
         """Ask the consumer for its open dead letters (at most every ``status_every``)."""
         now = self.clock.now()
-        if now - self._last_letters_check < self.options.status_every:
+        if not self.options.dead_letters or (
+                now - self._last_letters_check < self.options.status_every):
             return
         self._last_letters_check = now
         fetch = getattr(self.endpoint, "dead_letters", None)

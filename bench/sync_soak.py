@@ -71,6 +71,8 @@ def main(argv: list[str]) -> int:
         try:
             verdict, faults, history = jepsen_run(cluster, seconds, args.seed, args.cycles,
                                                   faults_on=args.faults, workload=True)
+            audit = [json.loads(line) for line in
+                     (Path(tmp) / "cutover.jsonl").read_text().splitlines()]
         finally:
             cluster.stop()
             if made:
@@ -80,6 +82,12 @@ def main(argv: list[str]) -> int:
                     for db in made:
                         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     pauses = faults.pauses
+    steps: dict[str, list[float]] = {}
+    for record in audit:
+        for name, took in record["steps"].items():
+            steps.setdefault(name, []).append(took)
+    print("median seconds per step: " + ", ".join(
+        f"{name} {statistics.median(took):.3f}" for name, took in steps.items()))
     print(f"database: {'PostgreSQL' if args.pg else 'SQLite'}; {faults.cutovers} cutovers, "
           f"{faults.undos} undos in {seconds:.0f} s of writes")
     print("pauses (s): " + " ".join(f"{p:.3f}" for p in pauses))

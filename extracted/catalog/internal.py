@@ -157,9 +157,11 @@ class VersionsView(InternalView):
     """Every aggregate's last applied sequence (tombstones included)."""
 
     def get(self, request: Request) -> Response:
-        rows = AggregateVersion.objects.order_by("aggregate_type", "aggregate_id").values(
-            "aggregate_type", "aggregate_id", "sequence", "deleted"
-        )
+        query = AggregateVersion.objects.order_by("aggregate_type", "aggregate_id")
+        types = request.query_params.getlist("aggregate_type")
+        if types:
+            query = query.filter(aggregate_type__in=types)
+        rows = query.values("aggregate_type", "aggregate_id", "sequence", "deleted")
         return Response({"versions": list(rows)})
 
 

@@ -65,12 +65,14 @@ def _outbox_table() -> Callable[[F], F]:
               "behind (exit 1 when it is).")
 @click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Keep the status JSON (lag, counters) in this file, rewritten atomically.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the status as Prometheus metrics in this file (textfile collector).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 @click.pass_context
 def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: str, token: str,
           stream: str, batch_size: int, poll_interval: float, hole_grace: float,
           max_backoff: float, once: bool, check: bool, status_file: Path | None,
-          as_json: bool) -> None:
+          metrics_file: Path | None, as_json: bool) -> None:
     """Deliver outbox events to a service, in order, at least once.
 
     \b
@@ -88,7 +90,7 @@ def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: 
         raise click.UsageError("Missing option '--source-db' (or STRANGLER_SOURCE_DB).")
     options = RelayOptions(batch_size=batch_size, poll_interval=poll_interval,
                            hole_grace=hole_grace, max_backoff=max_backoff, once=once,
-                           status_file=status_file)
+                           status_file=status_file, metrics_file=metrics_file)
     database = Database(source_db)
     endpoint = EventsEndpoint(target, token, stream)
     if check:

@@ -119,9 +119,10 @@ class SequenceTable:
             params.append(end)
         return {str(r["aggregate_id"]): int(r["seq"]) for r in self.database.query(sql, params)}
 
-    def every(self) -> dict[tuple[str, str], int]:
-        """The last sequence of every aggregate the producer ever changed."""
-        rows = self.database.query(
-            f"SELECT aggregate_type, aggregate_id, {self.column} AS seq FROM {self.table}"  # noqa: S608
-        )
+    def every(self, types: list[str] | None = None) -> dict[tuple[str, str], int]:
+        """The last sequence of every aggregate the producer ever changed (of ``types``)."""
+        sql = f"SELECT aggregate_type, aggregate_id, {self.column} AS seq FROM {self.table}"  # noqa: S608
+        if types:
+            sql += f" WHERE aggregate_type IN ({','.join('?' * len(types))})"
+        rows = self.database.query(sql, types or [])
         return {(r["aggregate_type"], str(r["aggregate_id"])): int(r["seq"]) for r in rows}

@@ -40,8 +40,10 @@ class RelayOptions:
     once: bool = False
     max_attempts_once: int = 5
     status_file: Path | None = None
+    metrics_file: Path | None = None
     status_every: float = 1.0
     stop_at: int | None = None  # stop once every position up to this one is delivered
+    dead_letters: bool = True  # ask the consumer for its dead letters (status, --check)
 
 
 @dataclass
@@ -228,7 +230,8 @@ class Relay:
     def _refresh_dead_letters(self) -> None:
         """Ask the consumer for its open dead letters (at most every ``status_every``)."""
         now = self.clock.now()
-        if now - self._last_letters_check < self.options.status_every:
+        if not self.options.dead_letters or (
+                now - self._last_letters_check < self.options.status_every):
             return
         self._last_letters_check = now
         fetch = getattr(self.endpoint, "dead_letters", None)
@@ -243,13 +246,16 @@ class Relay:
             {f"{x['aggregate_type']}:{x['aggregate_id']}" for x in letters})
 
     def _write_status(self, force: bool = False) -> None:
-        target = self.options.status_file
+        target, metrics = self.options.status_file, self.options.metrics_file
         now = self.clock.now()
-        if target is None or (not force and now - self._last_status_write
-                              < self.options.status_every):
+        if (target is None and metrics is None) or (
+                not force and now - self._last_status_write < self.options.status_every):
             return
         self._last_status_write = now
-        write_json_atomically(target, self.status.to_json())
+        if target is not None:
+            write_json_atomically(target, self.status.to_json())
+        if metrics is not None:
+            write_text_atomically(metrics, prometheus_text(self.status))
 
 
 def check_lag(outbox: OutboxTable, endpoint: EventsEndpoint,
@@ -286,8 +292,36 @@ def _age(occurred_at: str, now: datetime) -> float:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same directory, then rename over ``path``."""
+    write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write text to a temp file in the same directory, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write(text)
     os.replace(tmp, path)
+
+
+GAUGES = ("position", "head", "lag_events", "lag_seconds", "dead_letters")
+COUNTERS = ("delivered", "applied", "duplicates", "stale", "failures", "holes_skipped")
+
+
+def prometheus_text(status: RelayStatus) -> str:
+    """The status in Prometheus' text format (for node_exporter's textfile collector).
+
+    >>> print(prometheus_text(RelayStatus(stream="m", lag_events=3,
+    ...       stuck_aggregates=["store.Brand:1"])).splitlines()[5])
+    strangler_relay_lag_events{stream="m"} 3
+    """
+    label = f'stream="{status.stream}"'
+    lines: list[str] = []
+    for kind, names in (("gauge", GAUGES), ("counter", COUNTERS)):
+        for name in names:
+            metric = f"strangler_relay_{name}" + ("_total" if kind == "counter" else "")
+            lines += [f"# TYPE {metric} {kind}", f"{metric}{{{label}}} {getattr(status, name)}"]
+    lines.append("# TYPE strangler_relay_stuck_aggregate gauge")
+    lines += [f'strangler_relay_stuck_aggregate{{{label},aggregate="{key}"}} 1'
+              for key in status.stuck_aggregates]
+    return "\n".join(lines) + "\n"

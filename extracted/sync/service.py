@@ -58,9 +58,10 @@ class ServiceInternals:
         data: dict[str, Any] = self._call("GET", "/internal/rows/", params=params)
         return data
 
-    def versions(self) -> dict[str, Any]:
-        """Every aggregate's last applied sequence."""
-        data: dict[str, Any] = self._call("GET", "/internal/versions/")
+    def versions(self, types: list[str] | None = None) -> dict[str, Any]:
+        """Every aggregate's last applied sequence (of ``types``, when given)."""
+        params = {"aggregate_type": types} if types else None
+        data: dict[str, Any] = self._call("GET", "/internal/versions/", params=params)
         return data
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

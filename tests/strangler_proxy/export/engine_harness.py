@@ -33,7 +33,7 @@ def need(engine: str) -> str:
     return binary
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any], log: Path, timeout: float = 10) -> None:
+def wait_port(port: int, proc: subprocess.Popen[Any], log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -50,6 +50,9 @@ def start_engine(engine: str, config_file: Path, port: int, log: Path,
     binary = need(engine)
     if engine == "nginx":
         command = [binary, "-c", str(config_file), "-g", "daemon off; user root;"]
+    elif engine == "envoy":
+        command = [binary, "-c", str(config_file), "--use-dynamic-base-id", "--concurrency",
+                   "1", "--log-level", "warn"]
     else:
         command = [binary, "-W", "-f", str(config_file)]
     handle = log.open("ab")
@@ -72,7 +75,7 @@ def exported_engine(engine: str, config_path: Path, work: Path,
     work.mkdir(parents=True, exist_ok=True)
     plan = build_plan(load_config(config_path), comparator_url=comparator_url,
                       listen=f"127.0.0.1:{port}")
-    output = work / ("nginx.conf" if engine == "nginx" else "haproxy.cfg")
+    output = work / {"nginx": "nginx.conf", "haproxy": "haproxy.cfg", "envoy": "envoy.yaml"}[engine]
     for path, text in render_files(engine, plan, output, work).items():
         path.write_text(text)
     proc = start_engine(engine, output, port, work / "engine.log")
@@ -84,8 +87,9 @@ def exported_engine(engine: str, config_path: Path, work: Path,
 
 def side_of(response: httpx.Response) -> tuple[str, str]:
     """(route, upstream that answered) from the route header and the upstream's body."""
-    route = response.headers.get("x-strangler-route", "").split(";", 1)[0]
-    return route, response.text
+    route, _, target = response.headers.get("x-strangler-route", "").partition(";target=")
+    # A HEAD answer has no body: the route header names the upstream then.
+    return route, response.text or target
 
 
 def have(engine: str) -> bool:

@@ -73,6 +73,12 @@ def export(engine: str, config_path: Path, out: Path | None, comparator_url: str
     if binary is not None:
         run_check(engine, binary, out.absolute())
     checked = f"checked with {Path(binary).name}" if binary else "not checked here"
+    if check and engine == "istio":
+        from strangler_proxy.export.istio import check_istio, istio_resources
+
+        models = check_istio(istio_resources(plan))
+        checked = f"checked with {models}" if models else \
+            "not checked: install cloudcoil-models-istio"
     click.echo(f"wrote {', '.join(str(p) for p in files)} ({len(plan.routes) - 1} routes; "
                f"{checked})")
 

@@ -75,7 +75,8 @@ def exported_engine(engine: str, config_path: Path, work: Path,
     work.mkdir(parents=True, exist_ok=True)
     plan = build_plan(load_config(config_path), comparator_url=comparator_url,
                       listen=f"127.0.0.1:{port}")
-    output = work / {"nginx": "nginx.conf", "haproxy": "haproxy.cfg", "envoy": "envoy.yaml"}[engine]
+    names = {"nginx": "nginx.conf", "haproxy": "haproxy.cfg", "envoy": "envoy.yaml"}
+    output = work / names[engine]
     for path, text in render_files(engine, plan, output, work).items():
         path.write_text(text)
     proc = start_engine(engine, output, port, work / "engine.log")

@@ -132,7 +132,8 @@ def test_flips_under_load_reload_the_engine_without_a_failed_request(
         seconds = time.monotonic() - started
         # then no request failed and both sides answered
         assert load.failures == [], load.failures[:5]
-        assert load.sides["monolith"] > 0 and load.sides["catalog"] > 0, load.sides
+        assert load.sides["monolith"] > 0, load.sides
+        assert load.sides["catalog"] > 0, load.sides
         print(f"{engine}: {FLIPS} flips in {seconds:.1f}s, {sum(load.sides.values())} requests "
               f"({dict(load.sides)}), 0 failed")
         # and a config the engine refuses changes neither the routes file nor the engine

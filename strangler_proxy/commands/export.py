@@ -58,6 +58,9 @@ def export(engine: str, config_path: Path, out: Path | None, comparator_url: str
         assert staged is not None  # engine and output are both set: checked on load
         click.echo(staged.install())
         return
+    if engine == "envoy" and out is not None and out.suffix not in (".yaml", ".yml"):
+        raise ExportError(f"--out {out}: Envoy reads a bootstrap by its extension and this one "
+                          "is YAML; name the file *.yaml")
     plan = build_plan(config, comparator_url=comparator_url, listen=listen)
     output = out or Path(f"strangler-{engine}.conf")
     files = render_files(engine, plan, output.absolute() if out else output,

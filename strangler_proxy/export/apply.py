@@ -65,10 +65,13 @@ def run_check(engine: str, binary: str, config_file: Path) -> None:
         raise ExportError(f"cannot run the {engine} check ({binary}): {exc}; set "
                           "[export].binary to the engine's executable") from None
     if done.returncode != 0:
-        complaint = [line for line in (done.stderr + done.stdout).splitlines()
-                     if line.strip()]
-        raise ExportError(f"{engine} refused the generated config: "
-                          f"{complaint[-1] if complaint else f'exit {done.returncode}'}; "
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines()
+                 if line.strip()]
+        # The engine's own reason ([emerg], [ALERT], critical), not its closing summary.
+        reasons = [line for line in lines if any(
+            word in line for word in ("[emerg]", "[ALERT]", "critical", "error"))]
+        complaint = (reasons or lines or [f"exit {done.returncode}"])[0]
+        raise ExportError(f"{engine} refused the generated config: {complaint[:300]}; "
                           "nothing was replaced (the running engine keeps its config)")
 
 

@@ -52,7 +52,7 @@ def start_engine(engine: str, config_file: Path, port: int, log: Path,
         command = [binary, "-c", str(config_file), "-g", "daemon off; user root;"]
     elif engine == "envoy":
         command = [binary, "-c", str(config_file), "--use-dynamic-base-id", "--concurrency",
-                   "1", "--log-level", "warn"]
+                   "1", "--log-level", "warn", "--file-flush-interval-msec", "200"]
     else:
         command = [binary, "-W", "-f", str(config_file)]
     handle = log.open("ab")

@@ -4,6 +4,7 @@ lands on the same routes and upstreams (live: real engines from Debian's package
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def test_nginx_mirrors_safe_shadow_requests_and_falls_back_like_our_proxy(
             for _ in range(50):  # mirrors are sent in the background
                 if ours.upstreams["comparator"].requests:
                     break
-                asyncio.run(asyncio.sleep(0.05))
+                time.sleep(0.05)
     copies = ours.upstreams["comparator"].requests
     assert (shadow_get.text, shadow_post.text) == ("monolith", "monolith")
     assert [(c.method, c.url) for c in copies] == [("GET", "/api/reviews/1?x=1")]
@@ -198,3 +199,47 @@ def test_nginx_mirrors_safe_shadow_requests_and_falls_back_like_our_proxy(
     assert (fell_back.status_code, fell_back.text) == (200, "monolith")
     assert (not_resent.status_code, not_resent.text) == (503, "catalog")
     assert served.text == "catalog"
+
+
+def _keys() -> list[bytes]:
+    # salt "catalog" + NUL is 8 bytes: these lengths put the message on either side of
+    # blake2b's 128-byte block boundary; non-ASCII bytes are hashed as UTF-8 of latin-1.
+    lengths = [1, 119, 120, 121, 248, 249, 250, 300]
+    keys = [bytes([97 + n % 26]) * n for n in lengths]
+    keys += [b"caf\xe9-" + str(n).encode() for n in range(20)]
+    keys += [f"user-{n}".encode() for n in range(40)]
+    return keys
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "envoy"])
+def test_lua_bucket_puts_the_same_keys_on_the_service_as_our_proxy(
+        tmp_path: Path, engine: str) -> None:
+    routes = ROUTES.replace("percent = 30", "percent = 50")
+    with running_proxy(tmp_path, handlers(), routes) as ours, \
+            exported_engine(engine, ours.config_path, tmp_path / engine) as theirs:
+        def sides(base: str) -> list[str]:
+            with httpx.Client(base_url=base, timeout=10) as client:
+                return [client.get("/api/products/1/", headers={"X-User-Id": key}).text
+                        for key in _keys()]
+        expected, got = sides(ours.url), sides(theirs)
+    assert got == expected
+    assert set(expected) == {"catalog", "monolith"}
+
+
+def test_envoy_mirrors_only_safe_shadow_requests_to_the_comparator(tmp_path: Path) -> None:
+    routes = SHADOW_AND_FALLBACK.split("[[routes]]\nname = \"fragile\"")[0]
+    upstreams = {n: answer_with(n) for n in ("monolith", "catalog", "comparator")}
+    with running_proxy(tmp_path, upstreams, routes) as ours:
+        comparator = ours.upstreams["comparator"]
+        with exported_engine("envoy", ours.config_path, tmp_path / "envoy",
+                             comparator.url) as theirs, \
+                httpx.Client(base_url=theirs, timeout=10) as client:
+            got = client.get("/api/reviews/1?x=1"), client.post("/api/reviews/", content=b"{}")
+            for _ in range(50):  # mirrors are sent in the background
+                if comparator.requests:
+                    break
+                time.sleep(0.05)
+    assert [r.text for r in got] == ["monolith", "monolith"]
+    assert [(c.method, c.url) for c in comparator.requests] == [("GET", "/api/reviews/1?x=1")]
+    assert comparator.requests[0].header("X-Strangler-Mirror-Route") == "reviews"
+    assert comparator.requests[0].header("X-Strangler-Mirror-Target") == "catalog"

@@ -82,8 +82,20 @@ local function latin1_to_utf8(text)
   return (text:gsub("[\128-\255]", function(c) return utf8.char(c:byte()) end))
 end
 
+-- Users repeat: remember buckets (bounded, cleared when full, like the proxy's own cache).
+local CACHE, CACHED, CACHE_SIZE = {}, 0, 65536
+
 local function bucket(salt, key)
-  return unsigned_mod(blake2b64(salt .. "\0" .. latin1_to_utf8(key)), 10000)
+  local id = salt .. "\0" .. key
+  local found = CACHE[id]
+  if found ~= nil then return found end
+  found = unsigned_mod(blake2b64(salt .. "\0" .. latin1_to_utf8(key)), 10000)
+  if #id <= 256 then
+    if CACHED >= CACHE_SIZE then CACHE, CACHED = {}, 0 end
+    CACHE[id] = found
+    CACHED = CACHED + 1
+  end
+  return found
 end
 
 local function joined(headers, name, sep)

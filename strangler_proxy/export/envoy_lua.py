@@ -79,7 +79,7 @@ local function latin1_to_utf8(text)
 end
 
 -- strangler_proxy.routing.bucket: blake2b(salt \0 key, 8 bytes) read big-endian, mod 10000
-local function bucket(salt, key)
+local function compute_bucket(salt, key)
   local msg = salt .. "\0" .. latin1_to_utf8(key)
   local h = {}
   for i = 0, 7 do h[i] = IV[i + 1] end
@@ -92,6 +92,22 @@ local function bucket(salt, key)
   local rest = msg:sub(offset + 1)
   compress(h, rest .. string.rep("\0", 128 - #rest), #msg, true)
   return tonumber(bswap(h[0]) % 10000ULL)
+end
+
+-- Users repeat: remember buckets (bounded, cleared when full, like the proxy's own cache).
+local CACHE, CACHED, CACHE_SIZE = {}, 0, 65536
+
+local function bucket(salt, key)
+  local id = salt .. "\0" .. key
+  local found = CACHE[id]
+  if found ~= nil then return found end
+  found = compute_bucket(salt, key)
+  if #id <= 256 then
+    if CACHED >= CACHE_SIZE then CACHE, CACHED = {}, 0 end
+    CACHE[id] = found
+    CACHED = CACHED + 1
+  end
+  return found
 end
 """
 

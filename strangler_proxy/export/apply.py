@@ -17,6 +17,7 @@ runs processes and sends signals; everything it renders comes from the pure modu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from strangler_proxy.export.plan import ExportError, build_plan
 from strangler_proxy.export.render import render_files
 
 CHECK_TIMEOUT = 30.0
+RELOAD_TIMEOUT = 10.0
 RELOAD_SIGNALS = {"nginx": signal.SIGHUP, "haproxy": signal.SIGUSR2}
 PID_FILES = {"nginx": "nginx.pid", "haproxy": "haproxy.pid"}
 
@@ -97,18 +100,67 @@ class StagedExport:
                                   f"{done.stderr.strip()[-200:]}; {self.output} is written, "
                                   "reload the engine by hand")
             return f"wrote {self.output}; ran `{self.reload_command}`"
-        pid = read_pid(self.runtime_dir / PID_FILES[self.engine])
+        pid_file = self.runtime_dir / PID_FILES[self.engine]
+        pid = wait_pid(pid_file)
         if pid is None:
             return f"wrote {self.output}; no running {self.engine} found to reload"
+        before = _children(pid)
         try:
             os.kill(pid, RELOAD_SIGNALS[self.engine])
         except ProcessLookupError:
             return f"wrote {self.output}; {self.engine} (pid {pid}) is not running"
+        if self.engine == "haproxy" and before is not None:
+            # HAProxy's master re-executes itself to reload; a SIGUSR2 that lands while it
+            # is still settling from the previous reload can be lost, leaving the old config
+            # serving. Wait for the new worker it forks once the config is loaded, and
+            # signal again if none comes (a reload reads the file as it is now).
+            _wait_new_child(pid, before, RELOAD_SIGNALS[self.engine])
         return f"wrote {self.output}; reloaded {self.engine} (pid {pid})"
 
     def discard(self) -> None:
         """Drop the staged file (the flip was not written after all)."""
         self.staged.unlink(missing_ok=True)
+
+
+def wait_pid(path: Path, timeout: float = 2.0) -> int | None:
+    """The pid in ``path``; while the file exists but is empty, wait (up to ``timeout``).
+
+    An engine rewrites its pid file while it reloads (HAProxy's master truncates, then
+    writes), so a flip right after another may catch it empty.
+    """
+    deadline = time.monotonic() + timeout
+    pid = read_pid(path)
+    while pid is None and path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        pid = read_pid(path)
+    return pid
+
+
+def _children(pid: int) -> set[int] | None:
+    """The child pids of ``pid`` (Linux /proc); None where that cannot be read."""
+    try:
+        return {int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()}
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_new_child(pid: int, before: set[int], signum: int,
+                    timeout: float = RELOAD_TIMEOUT, resend: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    next_signal = time.monotonic() + resend
+    while time.monotonic() < deadline:
+        now = _children(pid)
+        if now is None or now - before:
+            return
+        if time.monotonic() > next_signal:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+            next_signal = time.monotonic() + resend
+        time.sleep(0.01)
+    raise ExportError(f"the engine (pid {pid}) started no new worker within {timeout:g}s of "
+                      "the reload signal; check its log: it may still serve the previous "
+                      "config")
 
 
 def read_pid(path: Path) -> int | None:

@@ -153,3 +153,17 @@ def test_what_an_engine_cannot_express_is_refused_in_one_line(
     assert line.startswith("strangler: error: routes[0]")
     for word in words:
         assert word in line
+
+
+def test_apply_checks_and_installs_the_engine_named_in_the_export_table(
+        tmp_path: Path) -> None:
+    need("nginx")
+    output = tmp_path / "engine" / "nginx.conf"
+    text = HEAD + f'\n[export]\nengine = "nginx"\noutput = "{output}"\n'
+    wrong = export(tmp_path, "haproxy", text, "--apply")
+    assert wrong.returncode == 2
+    assert '--apply needs [export].engine = "haproxy"' in wrong.stderr
+    done = export(tmp_path, "nginx", text, "--apply")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote {output}; no running nginx found to reload"
+    assert "map \"$request_method $strangler_path \"" in output.read_text()

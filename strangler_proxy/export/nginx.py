@@ -34,6 +34,7 @@ from strangler_proxy.export.plan import (
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _VARIABLE_PART = re.compile(r"^[A-Za-z0-9_-]+$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 MIRROR_LOCATION = "/_strangler_mirror"
 LOG_FORMAT = (
     '{"time":"$time_iso8601","route":"$strangler_route","side":"$strangler_side",'
@@ -115,6 +116,14 @@ def _check(route: PlannedRoute) -> None:
     if not _NAME.match(route.name):
         raise refuse(route, "nginx", f"the route name {route.name!r} (nginx variables would "
                      "read its $ or quotes)", "rename the route to letters, digits, _ . : -")
+    names = [name for name, _ in route.headers]
+    if route.sticky_kind == "header" and route.is_canary:
+        names.append(route.sticky_name)
+    for name in names:
+        if not _HEADER_NAME.match(name):
+            raise refuse(route, "nginx", f"the header {name!r} (nginx reads headers through "
+                         "$http_NAME and drops names with underscores by default)",
+                         "use a header named with letters, digits and -, or " + ON_OUR_PROXY)
     if route.sticky_kind == "cookie" and route.is_canary \
             and not _VARIABLE_PART.match(route.sticky_name):
         raise refuse(route, "nginx", f"sticky = \"cookie:{route.sticky_name}\" (nginx names "

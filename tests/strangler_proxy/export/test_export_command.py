@@ -128,6 +128,14 @@ percent = 10
 target = "catalog"
 """
 
+UNDERSCORE_HEADER = """
+[[routes]]
+name = "beta"
+match = { path_prefix = "/api/beta/", headers = { "X_Beta" = "1" } }
+mode = "service"
+target = "catalog"
+"""
+
 
 @pytest.mark.parametrize(("engine", "routes", "extra", "words"), [
     ("haproxy", FALLBACK, (), ['routes[0] ("fragile", line', "fallback = true",
@@ -141,6 +149,7 @@ target = "catalog"
     ("envoy", SHADOW_WRITES, ("--comparator-url", "http://127.0.0.1:1"),
      ["shadow.writes = true", "set shadow.writes = false"]),
     ("istio", CLIENT_IP_CANARY, (), ['sticky = "client_ip"', "header or cookie"]),
+    ("nginx", UNDERSCORE_HEADER, (), ["the header 'x_beta'", "letters, digits and -"]),
 ])
 def test_what_an_engine_cannot_express_is_refused_in_one_line(
         tmp_path: Path, engine: str, routes: str, extra: tuple[str, ...],

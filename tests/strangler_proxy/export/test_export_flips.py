@@ -4,6 +4,8 @@ gracefully, under load; a config the engine refuses never replaces the running o
 from __future__ import annotations
 
 import http.client
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -172,3 +174,28 @@ def test_flips_under_load_reload_the_engine_without_a_failed_request(
         for upstream in upstreams.values():
             loop.run(upstream.stop())
         loop.close()
+
+
+def test_routes_set_reports_what_the_exported_engine_did_and_refusals_are_one_line(
+        tmp_path: Path) -> None:
+    need("nginx")
+    config = routes_file(tmp_path, "nginx", free_port(),
+                         {"monolith": "http://127.0.0.1:1", "catalog": "http://127.0.0.1:2"})
+
+    def routes_set(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "strangler.cli", "routes", "set", *args,
+                               "--force", "--config", str(config)], capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    done = routes_set("catalog", "--mode", "service")
+    assert done.returncode == 0, done.stderr
+    output = tmp_path / "nginx" / "nginx.conf"
+    assert f"exported engine: wrote {output}; no running nginx found to reload" in done.stdout
+    assert '"~^catalog service$" strangler_catalog;' in output.read_text()
+    before = config.read_text()
+    refused = routes_set("ghost", "--mode", "service")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("strangler: error: nginx refused the generated config: ")
+    assert "ghost.invalid" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert config.read_text() == before

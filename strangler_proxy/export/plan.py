@@ -123,7 +123,8 @@ def build_plan(config: ProxyConfig, comparator_url: str | None = None,
         # Only the upstreams a route sends traffic to: an engine resolves every upstream it is
         # given at load time, so an unused one that does not resolve yet must not stop it.
         upstreams=tuple(u for u in config.upstreams.values() if u.name == MONOLITH
-                        or any(r.target == u.name and (r.mode != MONOLITH) for r in routes)),
+                        or any(r.target == u.name and r.mode in ("service", "canary")
+                               for r in routes)),
         listen=listen or config.export.listen or config.proxy.listen,
         route_header=config.proxy.route_header,
         trusted_proxies=tuple(str(n) for n in config.proxy.trusted_proxies),

@@ -5,8 +5,8 @@ is ever read back as a number, a boolean or null; multi-line strings become ``|`
 
 >>> print(dump({"a": [1, {"b": "x"}], "c": True}), end="")
 a:
-- 1
-- b: "x"
+  - 1
+  - b: "x"
 c: true
 """
 

@@ -66,6 +66,7 @@ def render_nginx(plan: ExportPlan, runtime_dir: str | Path = "/run/strangler",
     """
     for route in plan.routes:
         _check(route)
+    _check_case(plan)
     run = str(runtime_dir).rstrip("/") or "/"
     flags = _header_flags(plan)
     lines = [
@@ -79,7 +80,8 @@ def render_nginx(plan: ExportPlan, runtime_dir: str | Path = "/run/strangler",
         *(f"    {kind}_temp_path {q(run + '/' + kind + '_temp')};"
           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
         f"    log_format strangler escape=json '{LOG_FORMAT}';",
-        f"    access_log {q(run + '/access.log')} strangler;",
+        # Buffered: one write per 64 KiB or per second, not one per request.
+        f"    access_log {q(run + '/access.log')} strangler buffer=64k flush=1s;",
         "    server_tokens off;",
         "    proxy_headers_hash_max_size 1024;",
         "    proxy_headers_hash_bucket_size 128;",
@@ -129,6 +131,18 @@ def _check(route: PlannedRoute) -> None:
         raise refuse(route, "nginx", f"sticky = \"cookie:{route.sticky_name}\" (nginx names "
                      "cookies through $cookie_NAME)", "use a cookie named with letters, "
                      "digits, _ or -, a header key, or " + ON_OUR_PROXY)
+
+
+def _check_case(plan: ExportPlan) -> None:
+    for names, kind in (([r.name for r in plan.routes], "route"),
+                        ([u.name for u in plan.upstreams], "upstream")):
+        seen: dict[str, str] = {}
+        for name in names:
+            other = seen.setdefault(name.lower(), name)
+            if other != name:
+                route = next((r for r in plan.routes if r.name == name), plan.routes[-1])
+                raise refuse(route, "nginx", f"the {kind} names {other!r} and {name!r} (nginx "
+                             "map keys ignore case)", f"rename one of the {kind}s")
 
 
 def _seconds(value: float) -> str:
@@ -194,7 +208,9 @@ def _route_map(plan: ExportPlan, flags: list[tuple[str, str]]) -> list[str]:
 
 
 def _exact(name: str) -> str:
-    return q("~^" + re.escape(name) + "$")
+    # A plain map key is a hash lookup; nginx compares it without case, which is why
+    # render_nginx refuses names that differ only in case.
+    return q(name)
 
 
 def _side_maps(plan: ExportPlan) -> list[str]:
@@ -232,7 +248,7 @@ def _target_maps(plan: ExportPlan) -> list[str]:
     for route in plan.routes:
         if route.target == MONOLITH or not (route.mode == "service" or route.is_canary):
             continue
-        key = q("~^" + re.escape(route.name) + " service$")
+        key = q(route.name + " service")
         suffix = "_fallback" if route.fallback else ""
         pool.append(f"        {key} {_up(route.target)}{suffix};")
         target.append(f"        {key} {route.target};")

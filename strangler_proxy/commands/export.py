@@ -13,6 +13,8 @@ from strangler_proxy.export.apply import engine_binary, run_check, stage_export,
 from strangler_proxy.export.plan import ENGINES, ExportError, build_plan
 from strangler_proxy.export.render import render_files
 
+RUN_DIR = Path("/run/strangler")
+
 
 @click.command("export")
 @click.argument("engine", type=click.Choice(ENGINES))
@@ -28,7 +30,7 @@ from strangler_proxy.export.render import render_files
                    "[proxy].listen).")
 @click.option("--runtime-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Pid file, temp files and logs of nginx/HAProxy/Envoy (default: --out's "
-                   "directory).")
+                   "directory, or /run/strangler when printing).")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run the engine's own check on the written file when the engine is "
                    "installed (nginx -t, haproxy -c, envoy --mode validate).")
@@ -62,9 +64,10 @@ def export(engine: str, config_path: Path, out: Path | None, comparator_url: str
         raise ExportError(f"--out {out}: Envoy reads a bootstrap by its extension and this one "
                           "is YAML; name the file *.yaml")
     plan = build_plan(config, comparator_url=comparator_url, listen=listen)
-    output = out or Path(f"strangler-{engine}.conf")
-    files = render_files(engine, plan, output.absolute() if out else output,
-                         runtime_dir.absolute() if runtime_dir else None)
+    output = out.absolute() if out else Path(f"strangler-{engine}.conf")
+    # Printed configs keep their runtime files in /run/strangler unless told otherwise.
+    runtime = runtime_dir.absolute() if runtime_dir else None if out else RUN_DIR
+    files = render_files(engine, plan, output, runtime)
     if out is None:
         sys.stdout.write(files[output])
         if len(files) > 1:
@@ -74,7 +77,7 @@ def export(engine: str, config_path: Path, out: Path | None, comparator_url: str
     write_files(files)
     binary = engine_binary(engine) if check and engine != "istio" else None
     if binary is not None:
-        run_check(engine, binary, out.absolute())
+        run_check(engine, binary, output)
     checked = f"checked with {Path(binary).name}" if binary else "not checked here"
     if check and engine == "istio":
         from strangler_proxy.export.istio import check_istio, istio_resources

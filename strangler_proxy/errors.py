@@ -12,7 +12,7 @@
     └── ExportError             an engine cannot express a route or refuses its config
                                 (export/plan.py)
 
-The last four are defined next to the code that raises them (the shadow modules) and
+The last four are defined next to the code that raises them (shadow, export) and
 subclass :class:`ProxyError`, so the CLI treats them like the rest.
 """
 

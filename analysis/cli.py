@@ -44,10 +44,20 @@ def _formats(value: str) -> tuple[str, ...]:
 @click.option("--ignore-app-boundaries", is_flag=True,
               help="Treat the code as one ball of mud: app labels, packages and file "
                    "co-location are not evidence.")
+@click.option("--pin", "pins", multiple=True, metavar="MODEL=CONTEXT",
+              help="Put a model in a named context (repeatable); the rest is proposed around it.")
+@click.option("--contexts-file", type=click.Path(path_type=Path), default=None,
+              help="TOML file of decisions: [pins], [merge], [names] (docs/analysis.md).")
+@click.option("--emit-contracts", is_flag=True,
+              help="Also write contracts.ini: import-linter contracts for the proposed "
+                   "contexts, today's violations as a baseline.")
+@click.option("--include-tests", is_flag=True,
+              help="Analyse test, example and fixture models too (left out by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary for machines.")
 def analyze(path: Path, query_logs: tuple[Path, ...], dialect: str | None, out: Path,
             formats: str, contexts: int | None, resolution: float | None, seed: int,
-            ignore_app_boundaries: bool, as_json: bool) -> None:
+            ignore_app_boundaries: bool, pins: tuple[str, ...], contexts_file: Path | None,
+            emit_contracts: bool, include_tests: bool, as_json: bool) -> None:
     """Propose bounded contexts for the Django project at PATH.
 
     Reads the code statically (it never imports or runs it) and, if given, query logs;
@@ -59,18 +69,40 @@ def analyze(path: Path, query_logs: tuple[Path, ...], dialect: str | None, out: 
         raise BadOption("--contexts and --resolution: give one or the other, not both")
     if resolution is not None and resolution <= 0:
         raise BadOption(f"--resolution {resolution}: must be greater than 0")
+    from analysis.decisions import read_decisions
+
+    decisions = read_decisions(contexts_file or Path(""), pins)
+    _check_out(out)
     options = Options(root=path, query_logs=query_logs, dialect=dialect, out=out,
                       formats=_formats(formats), contexts=contexts, resolution=resolution,
-                      seed=seed, ignore_app_boundaries=ignore_app_boundaries)
+                      seed=seed, ignore_app_boundaries=ignore_app_boundaries,
+                      include_tests=include_tests, decisions=decisions,
+                      emit_contracts=emit_contracts)
     if as_json or not sys.stderr.isatty():
         result = run(options)
     else:
         result = _with_progress(options, run)
+    for line in result.report.get("warnings", []):
+        click.echo(f"warning: {line}", err=True)
     summary = _summary(result.report, out)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
         _print_table(result.report, summary)
+
+
+def _check_out(out: Path) -> None:
+    """Fail before the analysis, not after it, when the reports cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise BadOption(f"--out {out}: is a file, not a folder; pass a folder for the reports")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".strangler-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadOption(f"--out {out}: cannot write there ({exc.strerror}); pass a folder "
+                        "you can write to") from None
 
 
 def _with_progress(options: Options, run: Any) -> Any:
@@ -106,6 +138,7 @@ def _summary(r: dict[str, Any], out: Path) -> dict[str, Any]:
         "sql": {"statements": r["sql"]["statements"], "shapes": r["sql"]["shapes"],
                 "unparsed": len(r["sql"]["unparsed"])},
         "extraction_order": [s["context"] for s in r["extraction_plan"]],
+        "warnings": r.get("warnings", []),
     }
 
 
@@ -125,8 +158,17 @@ def _print_table(r: dict[str, Any], summary: dict[str, Any]) -> None:
                       c["models"]), str(len(c["endpoints"])), str(step["cost"]["score"]),
                       str(step["cost"]["cross_context_writes"]),
                       str(step["cost"]["foreign_keys"]), str(len(c["ambiguous"])))
-    console = Console()
+    # A pipe has no width: rich would fold cells at 80 columns for grep and awk.
+    console = Console() if sys.stdout.isatty() else Console(width=100_000, no_color=True)
     console.print(table)
     m = summary["metrics"]
-    console.print(" ".join(f"{k}={v}" for k, v in m.items()))
-    console.print(f"files: {summary['files']}; sql: {summary['sql']}; reports in {summary['out']}")
+    console.print(" ".join(f"{k}={'-' if v is None else v}" for k, v in m.items()))
+    console.print(f"files: {_pairs(summary['files'])}; sql: {_pairs(summary['sql'])}; "
+                  f"reports in {summary['out']}")
+
+
+def _pairs(value: Any) -> str:
+    """``a=1, b=2`` for a mapping (never a Python repr), the value itself otherwise."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

@@ -42,6 +42,8 @@ SEEDS = 3
 SEEDED_UP_TO = 3000  # nodes; larger graphs are searched with one seed (time, see bench)
 LEIDEN_ITERATIONS = 4
 REWIRE_PER_EDGE = 3
+FINER_RESOLUTION = 2.0  # the finer alternative cut shown beside the chosen one
+SLIVER = 2  # a context of this many models or fewer is a sliver, counted per cut
 
 Partition = dict[str, int]
 
@@ -163,14 +165,24 @@ def stable_partition(graph: nx.Graph, seed: int) -> tuple[Partition, list[dict[s
                for p in finals]
     best = max(range(seeds), key=lambda i: (central[i], -i))
     stability = sum(central) / seeds
-    cuts = [{"depth": depth, "contexts": len(groups),
-             "modularity": round(g.graph.modularity(_membership_of(groups, g), "weight"), 4),
-             "stability": round(stability, 4), "seeds": seeds, "q_min": Q_MIN,
-             "chosen": False}
-            for depth, groups in enumerate(runs[best])]
+    cuts = [_cut(graph, g, groups, depth=depth, stability=round(stability, 4), seeds=seeds,
+                 q_min=Q_MIN) for depth, groups in enumerate(runs[best])]
     cuts[-1]["chosen"] = True
-    cuts[-1]["mq"] = round(bunch_mq(graph, finals[best]), 4)
+    # one finer alternative than the search's deepest cut: Leiden at twice the resolution
+    finer = _groups(_membership(g.graph, FINER_RESOLUTION, seed))
+    if len(finer) > cuts[-1]["contexts"]:
+        cuts.append(_cut(graph, g, finer, resolution=FINER_RESOLUTION))
     return finals[best], cuts
+
+
+def _cut(graph: nx.Graph, g: IndexedGraph, groups: list[list[int]], **about: Any
+         ) -> dict[str, Any]:
+    """A cut of the graph as the report shows it: size, quality, slivers."""
+    sizes = sorted((len(vs) for vs in groups), reverse=True)
+    return {**about, "contexts": len(groups),
+            "modularity": round(g.graph.modularity(_membership_of(groups, g), "weight"), 4),
+            "mq": round(bunch_mq(graph, _named(g, groups)), 4), "sizes": sizes,
+            "slivers": sum(1 for n in sizes if n <= SLIVER), "chosen": False}
 
 
 def _membership_of(groups: list[list[int]], g: IndexedGraph) -> list[int]:

@@ -7,11 +7,17 @@ recognised by shape, never by a list of project names. It qualifies when it has
 * no key to another project model except hubs (the user model an audit row names), and
 * no key from a model of another app pointing at it,
 
-and at least one sign of plumbing:
+and a sign of plumbing:
 
-* it holds a generic relation (``GenericForeignKey``: it points at *any* row),
-* its app label or class name carries a plumbing word (:data:`PLUMBING_WORDS`), or
-* it has no relation at all and code of :data:`MANY_APPS` or more apps uses it.
+* a plumbing word in its app label or class name (:data:`PLUMBING_WORDS`: outbox,
+  audit, journal...), or
+* a generic relation (``GenericForeignKey``: it points at *any* row) *and* a weaker
+  plumbing word (:data:`LOG_WORDS`: log, event), as an activity log has.
+
+A generic relation alone is not enough (a CMS's placeholder, a comment, a tag points at
+any row and is a domain model), nor is a weak word alone (a conference's ``Event``, a
+CMS's page log entries belong to their domain), nor is being used everywhere: the core
+models of a project are used by every app, and they must be placed, not set aside.
 
 These models are reported as infrastructure / shared-kernel candidates, left out of the
 partition (so out of the contexts, the metrics and the quality score, like shared models).
@@ -25,10 +31,9 @@ from dataclasses import replace
 
 from analysis.state import Analysis
 
-PLUMBING_WORDS = frozenset({"outbox", "inbox", "audit", "auditlog", "log", "logs", "logging",
-                            "event", "events", "journal", "eventstore"})
+PLUMBING_WORDS = frozenset({"outbox", "inbox", "audit", "auditlog", "journal", "eventstore"})
+LOG_WORDS = frozenset({"log", "logs", "logging", "event", "events"})
 KEY_KINDS = ("fk", "o2o", "m2m", "through")
-MANY_APPS = 3
 
 
 def detect_infrastructure(a: Analysis) -> Analysis:
@@ -39,7 +44,6 @@ def detect_infrastructure(a: Analysis) -> Analysis:
         if r.kind in KEY_KINDS and r.source != r.target:
             outgoing[r.source].add(r.target)
             incoming[r.target].add(r.source)
-    users = _using_apps(a)
     found: dict[str, list[str]] = {}
     for key, m in sorted(a.models.items()):
         if m.abstract or key not in (a.graph.nodes if a.graph is not None else a.models):
@@ -48,23 +52,24 @@ def detect_infrastructure(a: Analysis) -> Analysis:
             continue  # it belongs to something: a domain model
         if any(a.models[s].app_label != m.app_label for s in incoming[key] if s in a.models):
             continue  # another app's model points at it: a domain model
-        reasons = _reasons(a, key, users.get(key, set()),
-                           bare=not outgoing[key] and not incoming[key])
+        reasons = _reasons(a, key)
         if reasons:
             found[key] = reasons
     return replace(a, infrastructure=found)
 
 
-def _reasons(a: Analysis, key: str, apps: set[str], bare: bool) -> list[str]:
+def _reasons(a: Analysis, key: str) -> list[str]:
     m = a.models[key]
     out = []
-    if key in a.generic_models:
-        out.append("generic relation (points at any model)")
     words = name_words(m.app_label) | name_words(m.name)
+    generic = key in a.generic_models
     if hit := sorted(words & PLUMBING_WORDS):
         out.append(f"plumbing name ({', '.join(hit)})")
-    if bare and len(apps - {m.app_label}) >= MANY_APPS - 1 and len(apps) >= MANY_APPS:
-        out.append(f"no relations, used by code of {len(apps)} apps")
+    if generic and (hit := sorted(words & LOG_WORDS)):
+        out.append(f"generic relation (points at any model) and a log name "
+                   f"({', '.join(hit)})")
+    elif generic and out:
+        out.append("generic relation (points at any model)")
     return out
 
 
@@ -76,25 +81,3 @@ def name_words(name: str) -> set[str]:
     """
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ")
     return {w.lower() for w in spaced.split()}
-
-
-def _using_apps(a: Analysis) -> dict[str, set[str]]:
-    """Model -> app labels of the code that uses it (by the using module's top package)."""
-    module_app = {m.qualname.rsplit(".", 1)[0]: m.app_label for m in a.models.values()}
-    pkg_app = {mod.rsplit(".", 1)[0]: app for mod, app in module_app.items()}
-    out: dict[str, set[str]] = defaultdict(set)
-    for u in a.usages:
-        app = module_app.get(u.module) or _package_app(u.module, pkg_app)
-        if app is None:
-            continue
-        for model in u.models:
-            out[model].add(app)
-    return out
-
-
-def _package_app(module: str, pkg_app: dict[str, str]) -> str | None:
-    parts = module.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        if (app := pkg_app.get(".".join(parts[:i]))) is not None:
-            return app
-    return None

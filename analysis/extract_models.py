@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from analysis.extract_usage import is_domain_file, is_domain_module
 from analysis.facts import ClassFact, FieldFact, ModelInfo, Relation
 from analysis.resolve import Resolver
 from analysis.state import Analysis
@@ -22,8 +23,14 @@ MODEL_BASES = frozenset({
     "Model", "AbstractUser", "AbstractBaseUser", "PermissionsMixin", "MPTTModel",
     "PolymorphicModel", "TimeStampedModel", "TitleDescriptionModel", "TimeFramedModel",
     "StatusModel", "SoftDeletableModel", "UUIDModel", "AbstractBaseSession", "Page",
-    "ClusterableModel", "OrderedModel", "SortableMixin",
+    "ClusterableModel", "OrderedModel", "SortableMixin", "MP_Node", "NS_Node", "AL_Node",
+    "PolymorphicMPTTModel", "TranslatableModel", "TranslatedFieldsModel",
 })
+# Django modules whose classes are never models, though some share a name with a model
+# base (``django.core.paginator.Page``): only ``django.db`` and ``django.contrib`` hold any.
+NOT_MODEL_MODULES = ("django.",)
+MODEL_MODULES = ("django.db.", "django.contrib.")
+USER_BASES = frozenset({"AbstractUser", "AbstractBaseUser"})
 RELATION_KIND = {"ForeignKey": "fk", "TreeForeignKey": "fk", "ParentalKey": "fk",
                  "OneToOneField": "o2o", "ManyToManyField": "m2m",
                  "ParentalManyToManyField": "m2m", "GenericRelation": "generic"}
@@ -52,15 +59,16 @@ def extract_models(a: Analysis) -> Analysis:
     labels = _app_labels(a)
     models: dict[str, ModelInfo] = {}
     for q, cand in candidates.items():
-        if is_model.get(q):
+        if is_model.get(q) and (a.options.include_tests
+                                or is_domain_file(cand.module, cand.path)):
             info = _model_info(cand, labels, r, candidates, is_model)
             models[q] = info
     models = _inherit_tables(models)
-    auth_user = _auth_user_model(a)
+    auth_user = _auth_user_model(a, models, candidates, r)
     relations, generic, external, m2m = _relations(models, candidates, r, auth_user)
     by_key = {m.key: m for m in models.values()}
     return replace(a, models=by_key, relations=tuple(relations), generic_models=generic,
-                   external_refs=dict(external), m2m_tables=m2m)
+                   external_refs=dict(external), m2m_tables=m2m, auth_user=auth_user)
 
 
 def _base_names(q: str, cand: _Candidate, r: Resolver) -> list[str]:
@@ -79,13 +87,30 @@ def _is_model(q: str, cands: dict[str, _Candidate], r: Resolver, memo: dict[str,
         if base in cands:
             result = _is_model(base, cands, r, memo, (*stack, q))
         else:
-            last = base.rsplit(".", 1)[-1]
-            result = last in MODEL_BASES and (
-                last != "Model" or "models" in base or cand.cls.has_model_fields)
+            result = _external_model_base(base, cand.cls)
         if result:
             break
     memo[q] = result
     return result
+
+
+def _external_model_base(base: str, cls: ClassFact) -> bool:
+    """Whether a base from outside the project makes ``cls`` a model.
+
+    >>> plain = ClassFact("P", 1, (), (), (), (), ())
+    >>> _external_model_base("django.core.paginator.Page", plain)
+    False
+    >>> _external_model_base("django.db.models.Model", plain)
+    True
+    """
+    last = base.rsplit(".", 1)[-1]
+    if last not in MODEL_BASES:
+        return False
+    if base.startswith(NOT_MODEL_MODULES) and not base.startswith(MODEL_MODULES):
+        return False
+    if last == "Model":
+        return "models" in base or cls.has_model_fields
+    return "." in base or cls.has_model_fields or bool(cls.meta)
 
 
 def _app_labels(a: Analysis) -> dict[str, str]:
@@ -108,10 +133,12 @@ def app_package(module: str) -> str:
 
     >>> app_package("shop.store.models.product"), app_package("blog.entities")
     ('shop.store', 'blog')
+    >>> app_package("shop.core.models.models")
+    'shop.core'
     """
     parts = module.split(".")
-    if "models" in parts[1:]:
-        return ".".join(parts[: len(parts) - 1 - parts[::-1].index("models")])
+    if "models" in parts[1:]:  # the first one: ``app.models.models`` is app ``app``
+        return ".".join(parts[: parts.index("models", 1)])
     return ".".join(parts[:-1]) or parts[0]
 
 
@@ -120,8 +147,7 @@ def _model_info(cand: _Candidate, labels: dict[str, str], r: Resolver,
     meta = dict(cand.cls.meta)
     package = app_package(cand.module)
     label = meta.get("app_label") or labels.get(package) or package.rsplit(".", 1)[-1]
-    parents = tuple(b for b in _base_names(cand.qualname, cand, r)
-                    if is_model.get(b) and dict(cands[b].cls.meta).get("abstract") != "True")
+    parents = _concrete_parents(cand.qualname, cands, r, is_model, ())
     return ModelInfo(
         key=f"{label}.{cand.cls.name}", qualname=cand.qualname, app_label=label,
         name=cand.cls.name, path=cand.path, line=cand.cls.line,
@@ -130,6 +156,23 @@ def _model_info(cand: _Candidate, labels: dict[str, str], r: Resolver,
         abstract=meta.get("abstract") == "True", proxy=meta.get("proxy") == "True",
         parents=parents, managers=tuple(f"{n}: {m}" for n, m in cand.cls.managers),
     )
+
+
+def _concrete_parents(q: str, cands: dict[str, _Candidate], r: Resolver,
+                      is_model: dict[str, bool], stack: tuple[str, ...]) -> tuple[str, ...]:
+    """The concrete models ``q`` inherits from, through abstract bases in between (Django's
+    multi-table inheritance: ``GroupTask(AbstractGroupTask)`` with an abstract base built on
+    the concrete ``Task`` has a parent link to ``Task``)."""
+    out: list[str] = []
+    for b in _base_names(q, cands[q], r):
+        if not is_model.get(b) or b in stack:
+            continue
+        if dict(cands[b].cls.meta).get("abstract") != "True":
+            out.append(b)
+        else:
+            out += [p for p in _concrete_parents(b, cands, r, is_model, (*stack, q))
+                    if p not in out]
+    return tuple(out)
 
 
 def _inherit_tables(models: dict[str, ModelInfo]) -> dict[str, ModelInfo]:
@@ -144,12 +187,29 @@ def _inherit_tables(models: dict[str, ModelInfo]) -> dict[str, ModelInfo]:
     return out
 
 
-def _auth_user_model(a: Analysis) -> str:
+def _auth_user_model(a: Analysis, models: dict[str, ModelInfo],
+                     cands: dict[str, _Candidate], r: Resolver) -> str:
+    """``settings.AUTH_USER_MODEL``; without settings in the tree (a reusable app, a
+    framework), the one concrete project model built on ``AbstractUser`` or
+    ``AbstractBaseUser``, if there is exactly one; else Django's ``auth.User``."""
     for f in a.facts:
         value = dict(f.consts).get("AUTH_USER_MODEL")
-        if value:
+        if value and is_domain_module(f.module):
             return value
-    return "auth.User"
+    users = [m.key for q, m in models.items() if not m.abstract and not m.proxy
+             and _has_base(q, cands, r, USER_BASES, ())]
+    return users[0] if len(users) == 1 else "auth.User"
+
+
+def _has_base(q: str, cands: dict[str, _Candidate], r: Resolver, names: frozenset[str],
+              stack: tuple[str, ...]) -> bool:
+    for base in _base_names(q, cands[q], r):
+        if base.rsplit(".", 1)[-1] in names and base not in cands:
+            return True
+        if base in cands and base not in stack and _has_base(base, cands, r, names,
+                                                             (*stack, q)):
+            return True
+    return False
 
 
 def _ancestors(q: str, cands: dict[str, _Candidate], r: Resolver,

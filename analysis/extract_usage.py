@@ -11,22 +11,42 @@ rows for every model says nothing about where the boundaries are.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from analysis.facts import UnitFact, Usage
 from analysis.resolve import Resolver
 from analysis.state import Analysis
 
-NON_DOMAIN = ("test", "seed", "factories", "factory", "fixtures", "conftest", "migrations")
+# Module path parts that mark code as tests, examples, seed data or migrations: whole
+# words (``testcases`` is a domain word, ``test_utils`` is not), matched per dotted part.
+NON_DOMAIN = re.compile(
+    r"^(tests?|testing|test_\w*|\w+_tests?|testapps?|testproject\w*|testutils|conftest|"
+    r"examples?|example_\w+|\w+_examples?|sandbox|demo_?project|project_template|"
+    r"seeds?|seed_\w+|factories|factory|\w+_factories|fixtures|migrations|docs?)$")
 
 
 def is_domain_module(module: str) -> bool:
-    """False for tests, seeds, factories, fixtures and migrations.
+    """False for tests, examples, seeds, factories, fixtures, docs and migrations.
 
     >>> is_domain_module("shop.orders.views"), is_domain_module("shop.tests.test_orders")
     (True, False)
+    >>> is_domain_module("qa.testcases.models"), is_domain_module("cms.test_utils.app.models")
+    (True, False)
     """
-    return not any(part.startswith(NON_DOMAIN) for part in module.split("."))
+    return not any(NON_DOMAIN.match(part) for part in module.split("."))
+
+
+def is_domain_file(module: str, path: str) -> bool:
+    """:func:`is_domain_module` of the module and of the file's folders, which catch what
+    the module name hides (an app inside a ``project_template/`` or ``tests/`` folder that
+    is not a package is imported by its own name).
+
+    >>> is_domain_file("home.models", "pkg/project_template/home/models.py")
+    False
+    """
+    folders = path.replace("\\", "/").split("/")[:-1]
+    return is_domain_module(module) and not any(NON_DOMAIN.match(p) for p in folders)
 
 
 def extract_usage(a: Analysis) -> Analysis:
@@ -37,7 +57,7 @@ def extract_usage(a: Analysis) -> Analysis:
     model_classes = {m.qualname for m in a.models.values()}  # abstract ones too
     usages: list[Usage] = []
     for f in a.facts:
-        if not is_domain_module(f.module):
+        if not is_domain_file(f.module, f.path):
             continue
         for u in f.units:
             unit = f"{f.module}.{u.name}"
@@ -57,8 +77,7 @@ def extract_usage(a: Analysis) -> Analysis:
 
 
 def _direct_use(a: Analysis, r: Resolver, by_qual: dict[str, str]) -> dict[str, set[str]]:
-    auth_user = next((dict(f.consts)["AUTH_USER_MODEL"] for f in a.facts
-                      if "AUTH_USER_MODEL" in dict(f.consts)), "auth.User")
+    auth_user = a.auth_user
     keys = {k.lower(): k for k in by_qual.values()}
     out: dict[str, set[str]] = {}
     for f in a.facts:

@@ -105,6 +105,9 @@ class FileFacts:
     uses_django: bool = False
     error: str | None = None
     imports_only: bool = False  # read for its imports alone (see python_facts.import_facts)
+    stars: tuple[str, ...] = ()  # modules star-imported (``from .models import *``)
+    exports: tuple[str, ...] | None = None  # ``__all__``, when the module declares it
+    parser: str = "ast"  # "ast", or the fallback parser for syntax newer than ours
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ class SqlSummary:
     shape_sql: dict[str, str] = field(default_factory=dict)
     shape_count: dict[str, int] = field(default_factory=dict)
     statements: int = 0
+    bad_lines: int = 0  # log lines skipped: not JSON, no sql, or a field of the wrong type
     control: int = 0  # SET, SAVEPOINT, BEGIN, COMMIT...: counted, not parsed
     unparsed: dict[str, str] = field(default_factory=dict)  # fingerprint -> reason
     requests: dict[str, tuple[str | None, set[str], set[str]]] = field(default_factory=dict)

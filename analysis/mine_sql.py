@@ -115,6 +115,7 @@ class _Miner:
             s.statements += 1
             if not st.sql:
                 s.unparsed.setdefault("<unreadable log line>", st.source)
+                s.bad_lines += 1
                 continue
             if _CONTROL.match(st.sql):  # transaction control and session settings: no tables
                 s.control += 1

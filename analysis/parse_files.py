@@ -33,11 +33,18 @@ from analysis.facts import FileFacts
 from analysis.python_facts import import_facts, needs_full_parse, python_facts
 from analysis.state import Analysis
 
+APP_MARKERS = ("__init__.py", "models.py", "apps.py", "models/__init__.py")
+
 
 @cache
 def _package_of(directory: Path) -> str | None:
-    """Dotted package name of a directory, or None when it is not a package."""
-    if directory.parent == directory or not (directory / "__init__.py").exists():
+    """Dotted package name of a directory, or None when it is not a package.
+
+    A folder without ``__init__.py`` is still a package (an implicit namespace package)
+    when it holds a Django app's ``models.py`` or ``apps.py``: Django imports it so.
+    """
+    if directory.parent == directory or not any(
+            (directory / marker).exists() for marker in APP_MARKERS):
         return None
     parent = _package_of(directory.parent)
     return f"{parent}.{directory.name}" if parent else directory.name

@@ -16,9 +16,11 @@ from typing import Any
 
 from analysis.build_graph import build_graph
 from analysis.cache import FactsCache, code_version, write_atomic
+from analysis.check_signals import check_signals
 from analysis.collect_files import collect_files
 from analysis.compute_metrics import compute_metrics
 from analysis.detect_infrastructure import detect_infrastructure
+from analysis.draft_contracts import draft_contracts
 from analysis.extract_endpoints import extract_endpoints
 from analysis.extract_models import extract_models
 from analysis.extract_usage import extract_usage
@@ -44,7 +46,9 @@ PASSES: tuple[Pass, ...] = (
     detect_infrastructure,
     propose_contexts,
     compute_metrics,
+    check_signals,
     plan_extraction,
+    draft_contracts,
     render_reports,
 )
 
@@ -94,7 +98,8 @@ def input_key(a: Analysis) -> str:
         st = log.stat()
         h.update(f"log|{log.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     h.update(repr((o.dialect, o.contexts, o.resolution, o.seed, o.ignore_app_boundaries,
-                   o.weights, sorted(o.signals), str(o.root.resolve()))).encode())
+                   o.weights, sorted(o.signals), str(o.root.resolve()), o.include_tests,
+                   o.decisions, o.emit_contracts)).encode())
     return h.hexdigest()
 
 

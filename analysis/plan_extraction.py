@@ -18,6 +18,7 @@ contexts' data stays in step, and the shared tables that block the move.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
@@ -62,7 +63,27 @@ def plan_extraction(a: Analysis) -> Analysis:
                               s["context"]))
     for i, s in enumerate(steps, 1):
         s["rank"] = i
-    return replace(a, plan=tuple(steps))
+    return replace(a, plan=tuple(steps), warnings=a.warnings + tuple(unsplittable(a)))
+
+
+# a template no path rule can divide: one placeholder or regex for the whole path, or GraphQL
+_CATCH_ALL = re.compile(r"^/?(\{[^}/]+\}|\(\?P<\w+>\.[*+]\)|\.[*+])/?$|graphql", re.I)
+
+
+def unsplittable(a: Analysis) -> list[str]:
+    """Routes-draft warnings: endpoints that serve several contexts and that no path rule
+    can divide (one GraphQL endpoint, one catch-all view), with the contexts they serve."""
+    names = {c["id"]: c["name"] for c in a.contexts}
+    out = []
+    for e in a.endpoints:
+        served = sorted({names[a.partition[m]] for m in a.endpoint_models.get(e.template, ())
+                         if m in a.partition})
+        if len(served) > 1 and _CATCH_ALL.search(e.template):
+            out.append(f"routes draft: endpoint {e.template} ({e.view}) serves {len(served)} "
+                       f"contexts ({', '.join(served)}) and cannot be split by path (GraphQL "
+                       f"or a catch-all view); split it by operation in code, or keep it on "
+                       f"the monolith until the last of them moves")
+    return out
 
 
 def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[str, int],
@@ -71,9 +92,14 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
     c = ctx["id"]
     part = a.partition
     names = {x["id"]: x["name"] for x in a.contexts}
-    out_fk, in_fk = [], []
+    out_fk, in_fk, generic = [], [], []
     for r in a.relations:
         if r.kind not in RELATION_KINDS or r.source not in part or r.target not in part:
+            continue
+        if r.kind == "generic":  # GenericRelation: a reverse accessor, no column to replace
+            if c in (part[r.source], part[r.target]) and part[r.source] != part[r.target]:
+                generic.append({"from": f"{r.source}.{r.field}", "to": r.target,
+                                "where": f"{r.path}:{r.line}"})
             continue
         if part[r.source] == c and part[r.target] != c:
             out_fk.append({"from": f"{r.source}.{r.field}", "to": r.target,
@@ -105,6 +131,7 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
         "routes": route_groups(endpoints, ep_ctx, c),
         "tables": sorted(tables),
         "foreign_keys_out": out_fk,
+        "generic_relations": generic,  # no column: the generic key side holds the ids
         "foreign_keys_in": in_fk,
         "events_to_publish": [f"{m} created/updated/deleted" for m in events],
         "foreign_tables_read": foreign_reads,

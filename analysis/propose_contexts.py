@@ -4,7 +4,10 @@ Each context gets a suggested name (its app label when it is exactly one app, el
 aggregate root: the model most referenced from inside it),
 its models, tables, modules and endpoints, the evidence for each model (strongest edges
 inside), and its *ambiguous* models (tied nearly as strongly to another context).
-Models with no edge at all are listed as unplaced, not made into one-model contexts.
+A model with no edge at all (no relation to a project model, never used together with
+another) is a context of its own, marked ``isolated``: nothing ties it to the rest, and
+on real projects such a model is nearly always an app of its own (icons, menus, a
+settings table); the report says that no evidence placed it.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ def propose_contexts(a: Analysis) -> Analysis:
     if connected.number_of_nodes() == 0:
         part: dict[str, int] = {}
         cuts: list[dict[str, Any]] = []
-    elif o.contexts is not None:
-        part = partition_with(connected, o.contexts, o.seed)
+    elif o.contexts is not None:  # the isolated models are contexts too: ask for the rest
+        lone = placed.number_of_nodes() - connected.number_of_nodes()
+        part = partition_with(connected, max(1, o.contexts - lone), o.seed)
         cuts = [{"contexts": o.contexts, "requested": True}]
     elif o.resolution is not None:
         part = leiden(connected, o.resolution, o.seed)
@@ -46,21 +50,74 @@ def propose_contexts(a: Analysis) -> Analysis:
                  "chosen": True}]
     else:
         part, cuts = stable_partition(connected, o.seed)
+    part = _with_isolated(part, [n for n in sorted(placed.nodes) if placed.degree(n) == 0])
     a.options.progress("cluster", 1, 1)
-    contexts = _describe(a, part)
-    return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts))
+    part, forced, warnings = _decide(a, part)
+    contexts = _describe(a, part, forced)
+    realised = len(set(part.values()))
+    if o.contexts is not None and realised != o.contexts:
+        lone = sum(1 for c in contexts if c["isolated"])
+        warnings += (f"--contexts {o.contexts} cannot be met: the graph gives {realised} "
+                     f"({lone} of them models with no tie to any other, each a context of "
+                     f"its own; the rest cannot be cut into more parts than models, nor "
+                     f"fewer than its connected groups)",)
+    return replace(a, partition=part, cuts=tuple(cuts), contexts=tuple(contexts),
+                   warnings=warnings)
 
 
-def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
-    g: nx.Graph = a.graph
+def _decide(a: Analysis, part: dict[str, int]
+            ) -> tuple[dict[str, int], dict[int, str], tuple[str, ...]]:
+    """A person's pins, merges and names (analysis/decisions.py), applied to the proposal."""
+    from analysis.decisions import apply_merges, apply_pins, check_models
+
+    d = a.options.decisions
+    warnings = a.warnings
+    if not d:
+        return part, {}, warnings
+    check_models(d, {k for k, m in a.models.items() if not m.abstract})
+    part, forced = apply_pins(part, _names(a, _members(part)), d.pins)
+    if d.merge:
+        names = _names(a, _members(part), forced)
+        part, merged, problems = apply_merges(part, names, d.merge)
+        forced.update(merged)
+        warnings += tuple(problems)
+    order = {c: i for i, c in enumerate(sorted(set(part.values())))}
+    part = {m: order[c] for m, c in part.items()}
+    forced = {order[c]: n for c, n in forced.items() if c in order}
+    names = _names(a, _members(part), forced)
+    known = set(names.values())
+    warnings += tuple(f"--contexts-file names {old}: no proposed context is called {old!r}"
+                      for old, _ in d.names if old not in known)
+    renames = dict(d.names)
+    return part, {c: renames.get(n, n) for c, n in names.items()}, warnings
+
+
+def _members(part: dict[str, int]) -> dict[int, list[str]]:
     members: dict[int, list[str]] = defaultdict(list)
     for n, c in part.items():
         members[c].append(n)
+    return members
+
+
+def _with_isolated(part: dict[str, int], isolated: list[str]) -> dict[str, int]:
+    """Each model with no edge becomes a one-model context, numbered after the others."""
+    out = dict(part)
+    start = max(part.values(), default=-1) + 1
+    for i, n in enumerate(isolated):
+        out[n] = start + i
+    return out
+
+
+def _describe(a: Analysis, part: dict[str, int], forced: dict[int, str]
+              ) -> list[dict[str, Any]]:
+    g: nx.Graph = a.graph
+    members = _members(part)
     endpoints = endpoint_contexts(a, part)
-    names = _names(a, members)
+    names = _names(a, members, forced)
     out = []
     for c in sorted(members):
         models = sorted(members[c])
+        tables = {a.models[m].table.lower() for m in models if not a.models[m].proxy}
         out.append({
             "id": c,
             "name": names[c],
@@ -70,15 +127,21 @@ def _describe(a: Analysis, part: dict[str, int]) -> list[dict[str, Any]]:
                                 if len(ms) == 2 and part.get(ms[0]) == c}),
             "modules": _modules(a, set(models)),
             "endpoints": sorted(t for t, ctx in endpoints.items() if ctx == c),
+            # query-log route patterns whose requests touch this context's tables
+            "use_cases": sorted(e for e, acc in a.sql.endpoint_tables.items()
+                                if not e.startswith("code:")
+                                and (acc["reads"] | acc["writes"]) & tables),
             "evidence": {m: _strongest(g, m, part, same=True) for m in models},
             "ambiguous": _ambiguous(g, models, part),
             "shared_kernel_candidates": sorted(
                 m for m in models if m in a.hubs or m in a.generic_models),
+            "isolated": len(models) == 1 and g.degree(models[0]) == 0,
         })
     return out
 
 
-def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
+def _names(a: Analysis, members: dict[int, list[str]],
+           forced: dict[int, str] | None = None) -> dict[int, str]:
     """Name each context: its app label when it is exactly that app, else its root model.
 
     The root is the aggregate root the context is built around: the model most referenced
@@ -90,19 +153,33 @@ def _names(a: Analysis, members: dict[int, list[str]]) -> dict[int, str]:
     for key, m in a.models.items():
         if key in placed:
             app_models[m.app_label].add(key)
-    used: Counter[str] = Counter()
-    names: dict[int, str] = {}
+    forced = forced or {}
+    used: Counter[str] = Counter(forced.values())
+    names: dict[int, str] = dict(forced)
     for c in sorted(members, key=lambda c: (-len(members[c]), c)):
+        if c in forced:
+            continue
         models = set(members[c])
         labels = {a.models[m].app_label for m in models}
         label = next(iter(labels))
         base = label if len(labels) == 1 and app_models[label] == models and not used[
             label] else aggregate_root(a, models).split(".")[1]
-        base = re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()
-        base = re.sub(r"[^a-z0-9_]+", "_", base).strip("_") or "context"
+        base = snake_name(base)
         used[base] += 1
         names[c] = base if used[base] == 1 else f"{base}_{used[base]}"
     return names
+
+
+def snake_name(name: str) -> str:
+    """A context name from a model or app name; acronyms stay whole.
+
+    >>> snake_name("VLANGroup"), snake_name("TestCase"), snake_name("HTTPAPIToken")
+    ('vlan_group', 'test_case', 'httpapi_token')
+    >>> snake_name("IPAddress"), snake_name("misago_users")
+    ('ip_address', 'misago_users')
+    """
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return re.sub(r"[^a-z0-9_]+", "_", spaced.lower()).strip("_") or "context"
 
 
 def aggregate_root(a: Analysis, models: set[str]) -> str:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from analysis.facts import ClassFact, FieldFact, FileFacts, RouterFact, SqlFact, UnitFact, UrlFact
+from analysis.parse_newer import parse_newer
 
 RELATION_KINDS = frozenset(
     {"ForeignKey", "OneToOneField", "ManyToManyField", "GenericForeignKey", "GenericRelation",
@@ -91,6 +92,7 @@ class _Collector:
         self.bindings: dict[str, str] = {}
         self.imported: list[tuple[str, int]] = []
         self.consts: dict[str, str] = {}
+        self.stars: list[str] = []
         self.uses_django = False
 
     def imports(self, nodes: list[ast.Import | ast.ImportFrom]) -> None:
@@ -113,6 +115,8 @@ class _Collector:
         for alias in node.names:
             if alias.name == "*":
                 self.imported.append((base, node.lineno))
+                if base not in self.stars:
+                    self.stars.append(base)
                 continue
             target = f"{base}.{alias.name}" if base else alias.name
             self.bindings[alias.asname or alias.name] = target
@@ -439,29 +443,94 @@ def _url_fact(node: ast.Call, func: str, consts: dict[str, str]) -> UrlFact | No
 def python_facts(source: str | bytes, module: str, is_package: bool = False,
                  path: str = "") -> FileFacts:
     """Facts of one file; a file that does not parse yields ``FileFacts.error``."""
+    parser = "ast"
     try:
         tree = ast.parse(source, filename=path or module)
-    except (SyntaxError, ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
-        return FileFacts(path=path, module=module, is_package=is_package, lines=0,
-                         error=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+    except SyntaxError as exc:  # newer syntax than ours? libcst reads 3.0 to 3.15
+        try:
+            tree, parser = parse_newer(source), "libcst"
+        except (SyntaxError, ValueError, UnicodeDecodeError, MemoryError, RecursionError):
+            return _unreadable(path, module, is_package, exc)
+    except (ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
+        return _unreadable(path, module, is_package, exc)
     text_lines = (source.count(b"\n") if isinstance(source, bytes) else source.count("\n")) + 1
+    return _file_facts(tree, module, is_package, path, text_lines, parser)
+
+
+def _unreadable(path: str, module: str, is_package: bool, exc: Exception) -> FileFacts:
+    return FileFacts(path=path, module=module, is_package=is_package, lines=0,
+                     error=f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+
+
+def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, lines: int,
+                parser: str = "ast") -> FileFacts:
     c = _Collector(module, is_package)
-    c.module_consts(tree)
-    classes = tuple(_class_fact(n) for n in tree.body if isinstance(n, ast.ClassDef))
+    body = module_level(tree.body)
+    c.module_consts(ast.Module(body=body, type_ignores=[]))
+    classes = tuple(_class_fact(n) for n in body if isinstance(n, ast.ClassDef))
     imports: list[ast.Import | ast.ImportFrom] = []
     defs = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
     units = [_unit(n, n.name, "class" if isinstance(n, ast.ClassDef) else "function", c.consts,
-                   imports) for n in tree.body if isinstance(n, defs)]
-    rest = ast.Module(body=[n for n in tree.body if not isinstance(n, defs)], type_ignores=[])
+                   imports) for n in body if isinstance(n, defs)]
+    # the module unit: what is left of the body once defs (at any module level) are units
+    rest = ast.Module(body=[_without_defs(n) for n in tree.body if not isinstance(n, defs)],
+                      type_ignores=[])
     units.append(_unit(rest, "<module>", "module", c.consts, imports))
     c.imports(imports)
     urls, routers = _urls(tree, c.consts) if _looks_like_urls(module, c) else ([], [])
     return FileFacts(
-        path=path, module=module, is_package=is_package, lines=text_lines,
+        path=path, module=module, is_package=is_package, lines=lines,
         bindings=tuple(sorted(c.bindings.items())), imported=tuple(c.imported),
         classes=classes, units=tuple(units), urls=tuple(urls), routers=tuple(routers),
         consts=tuple(sorted(c.consts.items())), uses_django=c.uses_django,
+        stars=tuple(c.stars), exports=_exports(body), parser=parser,
     )
+
+
+def module_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements Python runs at import, in order: the module body and the bodies of
+    module-level ``if``/``try``/``with`` blocks (every branch: which one runs depends on
+    settings or installed packages, and a framework's swappable models live there).
+
+    >>> tree = ast.parse("try:\\n    class A: pass\\nexcept ImportError:\\n    class B: pass")
+    >>> [n.name for n in module_level(tree.body) if isinstance(n, ast.ClassDef)]
+    ['A', 'B']
+    """
+    out: list[ast.stmt] = []
+    for node in body:
+        if isinstance(node, ast.If):
+            out += module_level(node.body) + module_level(node.orelse)
+        elif isinstance(node, ast.Try | ast.TryStar):
+            out += module_level(node.body)
+            for handler in node.handlers:
+                out += module_level(handler.body)
+            out += module_level(node.orelse) + module_level(node.finalbody)
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            out += module_level(node.body)
+        else:
+            out.append(node)
+    return out
+
+
+def _without_defs(node: ast.stmt) -> ast.stmt:
+    """A module-level block with the defs inside it dropped (they are units of their own)."""
+    if not isinstance(node, ast.If | ast.Try | ast.TryStar | ast.With | ast.AsyncWith):
+        return node
+    defs = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    return ast.Module(body=[_without_defs(n) for n in module_level([node])
+                            if not isinstance(n, defs)], type_ignores=[])  # type: ignore[return-value]
+
+
+def _exports(body: list[ast.stmt]) -> tuple[str, ...] | None:
+    """``__all__`` as a list or tuple of string constants, else None (no ``__all__``)."""
+    for node in body:
+        if (isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign)
+                and isinstance(t := (node.targets[0] if isinstance(node, ast.Assign)
+                                     else node.target), ast.Name) and t.id == "__all__"
+                and isinstance(node.value, ast.List | ast.Tuple)):
+            return tuple(e.value for e in node.value.elts
+                         if isinstance(e, ast.Constant) and isinstance(e.value, str))
+    return None
 
 
 def needs_full_parse(data: bytes) -> bool:
@@ -505,7 +574,8 @@ def import_facts(data: bytes, module: str, is_package: bool = False, path: str =
     c.imports(nodes)
     return FileFacts(path=path, module=module, is_package=is_package,
                      lines=data.count(b"\n") + 1, bindings=tuple(sorted(c.bindings.items())),
-                     imported=tuple(c.imported), uses_django=c.uses_django, imports_only=True)
+                     imported=tuple(c.imported), uses_django=c.uses_django, imports_only=True,
+                     stars=tuple(c.stars))
 
 
 def _statement_end(data: bytes, match: re.Match[bytes]) -> int:

@@ -86,13 +86,20 @@ def read_capture(lines: Iterable[str], name: str) -> Iterator[Statement]:
         try:
             rec = loads(line)
             sql = rec["sql"]
-        except (ValueError, KeyError, TypeError):
+            route = rec.get("route_pattern") or rec.get("route")
+            view, request = rec.get("view"), rec.get("request_id")
+        except (ValueError, KeyError, TypeError, AttributeError):
             yield Statement("", source=f"{name}:{n}")
             continue
-        route = rec.get("route_pattern") or rec.get("route")
-        endpoint = _endpoint(route) if route else rec.get("view")
-        yield Statement(sql, rec.get("request_id"), endpoint, f"{name}:{n}",
-                        bool(rec.get("in_transaction")))
+        # a field of the wrong type (a number for sql, a list for a route) is a bad line,
+        # skipped and counted like one that is not JSON, never a traceback
+        if not isinstance(sql, str) or not all(isinstance(x, str | None) for x in (
+                route, view)) or not isinstance(request, str | int | None):
+            yield Statement("", source=f"{name}:{n}")
+            continue
+        endpoint = _endpoint(route) if route else view
+        yield Statement(sql, None if request is None else str(request), endpoint,
+                        f"{name}:{n}", bool(rec.get("in_transaction")))
 
 
 def _endpoint(route: str) -> str:

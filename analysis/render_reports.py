@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from analysis.cache import write_atomic
+from analysis.draft_contracts import contracts_ini
 from analysis.report_data import report_data
 from analysis.report_html import report_html
 from analysis.report_markdown import report_markdown
@@ -34,7 +35,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
 
 def output_names(options: Options) -> list[str]:
     """The files a run writes into ``options.out``."""
-    return [RENDERERS[fmt][0] for fmt in options.formats] + ["strangler.toml"]
+    extra = ["contracts.ini"] if options.emit_contracts else []
+    return [RENDERERS[fmt][0] for fmt in options.formats] + ["strangler.toml", *extra]
 
 
 def write_outputs(report: dict[str, Any], options: Options) -> None:
@@ -45,3 +47,5 @@ def write_outputs(report: dict[str, Any], options: Options) -> None:
         name, render = RENDERERS[fmt]
         write_atomic(out / name, render(report).encode())
     write_atomic(out / "strangler.toml", routes_toml(report).encode())
+    if options.emit_contracts:
+        write_atomic(out / "contracts.ini", contracts_ini(report).encode())

@@ -30,6 +30,7 @@ def report_data(a: Analysis) -> dict[str, Any]:
         },
         "options": {
             "ignore_app_boundaries": a.options.ignore_app_boundaries,
+            "include_tests": a.options.include_tests,
             "seed": a.options.seed,
             "contexts": a.options.contexts,
             "resolution": a.options.resolution,
@@ -57,6 +58,9 @@ def report_data(a: Analysis) -> dict[str, Any]:
              "reasons": reasons}
             for m, reasons in sorted(a.infrastructure.items())
         ],
+        "warnings": list(a.warnings),
+        "contracts": a.contracts,
+        "signal_health": a.signal_health.get("signals", {}),
         "cuts": list(a.cuts),
         "metrics": a.metrics,
         "conflicts": list(a.conflicts),
@@ -68,10 +72,12 @@ def report_data(a: Analysis) -> dict[str, Any]:
         ],
         "sql": {
             "statements": a.sql.statements,
+            "bad_log_lines": a.sql.bad_lines,
             "shapes": len(a.sql.shapes),
             "unparsed": [{"fingerprint": fp[:300], "reason": why,
                           "first_seen": a.sql.shape_source.get(fp, "")}
                          for fp, why in sorted(a.sql.unparsed.items())][:200],
+            "unparsed_total": len(a.sql.unparsed),  # the list above keeps the first 200
             "tables_without_model": sorted(
                 {t for acc in a.sql.shapes.values() for t in acc.reads | acc.writes}
                 - set(a.table_models)),
@@ -85,7 +91,8 @@ def _node(a: Analysis, key: str, context: str | None) -> dict[str, Any]:
     m = a.models[key]
     return {"id": key, "kind": "model", "app_label": m.app_label, "table": m.table,
             "where": f"{m.path}:{m.line}", "context": context, "proxy": m.proxy,
-            "parents": list(m.parents), "managers": list(m.managers)}
+            "parents": list(m.parents), "managers": list(m.managers),
+            "signals": a.signal_health.get("models", {}).get(key, {})}
 
 
 def _context(c: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:

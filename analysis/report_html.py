@@ -9,11 +9,13 @@ and write which tables; red = written by more than one context). Evidence is fol
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from html import escape
 from typing import Any
 
-from analysis.report_markdown import METRIC_ROWS, _cell
+from analysis.report_markdown import _anchor, _cell
+from analysis.report_sections import MATRIX_FROM, METRIC_LEGEND, coupling_matrix, cut_rows, more
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;
@@ -72,7 +74,8 @@ def data_svg(r: dict[str, Any], limit: int = 60) -> str:
         for t in step["blocking_shared_tables"]:
             access[(step["context"], t)] = "writes"
     shared = set(r["metrics"].get("tables_written_by_multiple_contexts", []))
-    tables = sorted({t for _, t in access}, key=lambda t: (t not in shared, t))[:limit]
+    every = sorted({t for _, t in access}, key=lambda t: (t not in shared, t))
+    tables, left_out = more(every, limit)
     ctxs = [c["name"] for c in r["contexts"]]
     height = max(80, 16 * len(tables) + 40, 40 * len(ctxs) + 40)
     ty = {t: 30 + i * 16 for i, t in enumerate(tables)}
@@ -92,6 +95,8 @@ def data_svg(r: dict[str, Any], limit: int = 60) -> str:
     for t, y in ty.items():
         fill = "#e15759" if t in shared else "#333"
         parts.append(f'<text x="478" y="{y}" fill="{fill}" font-size="12">{escape(t)}</text>')
+    if left_out:
+        parts.append(f'<text x="478" y="{height - 6}" font-size="12">{left_out}</text>')
     return "".join(parts) + "</svg>"
 
 
@@ -102,19 +107,70 @@ def report_html(r: dict[str, Any]) -> str:
             f"<p class=muted>{r['project']['parsed_files']} files, {m['models']} models, "
             f"{r['sql']['statements']} SQL statements; app boundaries "
             f"{'ignored' if r['options']['ignore_app_boundaries'] else 'used'}; seed "
-            f"{r['options']['seed']}.</p>",
+            f"{r['options']['seed']}.</p>", _warnings(r),
             "<h2>Contexts and their coupling</h2>", coupling_svg(r),
             "<h2>Data view: who reads and writes which tables</h2>",
             "<p class=muted>green: owns; grey: reads another context's table; red: writes a "
             "table it does not own. Tables in red are written by more than one context.</p>",
-            data_svg(r), "<h2>Metrics</h2>", _table(["metric", "value"], [
-                [label, _cell(m.get(key, ""))] for key, label in METRIC_ROWS]),
-            "<h2>Contexts</h2>"]
+            data_svg(r), "<h2>Metrics</h2>", _table(["metric", "value", "better", "good"], [
+                [label, _cell(m.get(key, "")), better, good]
+                for key, (label, better, good) in METRIC_LEGEND.items()]),
+            _cuts(r), _heat_map(r), "<h2>Contexts</h2>"]
     for c in r["contexts"]:
         body.append(_context(c))
     body += [_shared(r), _conflicts(r), _plan(r), _sql(r)]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>strangler analyze"
-            f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+            f"</title><style>{CSS}</style></head><body>{_with_toc(''.join(body))}"
+            "</body></html>\n")
+
+
+def _with_toc(html: str) -> str:
+    """Every ``<h2>`` gets an id, and a list of links to them follows the first paragraph."""
+    heads = re.findall(r"<h2>(.*?)</h2>", html)
+    for h in heads:
+        html = html.replace(f"<h2>{h}</h2>", f'<h2 id="{_anchor(h)}">{h}</h2>', 1)
+    toc = "<nav><strong>Contents</strong>: " + " · ".join(
+        f'<a href="#{_anchor(h)}">{h}</a>' for h in heads) + "</nav>"
+    end = html.find("</p>")
+    return html[:end + 4] + toc + html[end + 4:] if end >= 0 else toc + html
+
+
+def _cuts(r: dict[str, Any]) -> str:
+    rows = cut_rows(r)
+    if not rows:
+        return ""
+    return ("<h2>Alternative cuts</h2><p class=muted>coarser and finer partitions beside the "
+            "chosen one; take one with <code>--contexts N</code></p>" + _table(
+                ["cut", "contexts", "modularity (higher)", "MQ (higher)", "slivers (lower)",
+                 "sizes", ""], rows))
+
+
+def _heat_map(r: dict[str, Any]) -> str:
+    names, cells = coupling_matrix(r)
+    if len(names) < MATRIX_FROM:
+        return ""
+    top = max((x for i, row in enumerate(cells) for j, x in enumerate(row) if i != j),
+              default=1.0) or 1.0
+    head = "<tr><th></th>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"
+    rows = "".join(
+        f"<tr><th>{escape(n)}</th>" + "".join(
+            f'<td style="background:rgba(225,87,89,{min(1.0, x / top):.2f})">{x:g}</td>'
+            if i != j else f"<td><strong>{x:g}</strong></td>"
+            for j, x in enumerate(row)) + "</tr>"
+        for i, (n, row) in enumerate(zip(names, cells, strict=True)))
+    return ("<h2>Coupling matrix</h2><p class=muted>edge weight between contexts; darker red "
+            "= more coupled; the diagonal is the weight inside</p><table>" + head + rows
+            + "</table>")
+
+
+def _warnings(r: dict[str, Any]) -> str:
+    health = r.get("signal_health", {})
+    out = "<h2>Signal health</h2>" + _table(["signal", "models with it", "share"], [
+        [s, h["models"], f"{h['share']:.0%}"] for s, h in health.items()]) if health else ""
+    if r.get("warnings"):
+        out += "<h2>Warnings</h2><ul>" + "".join(
+            f"<li><strong>{escape(w)}</strong></li>" for w in r["warnings"]) + "</ul>"
+    return out
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:
@@ -133,7 +189,9 @@ def _context(c: dict[str, Any]) -> str:
     amb = ", ".join(f"{x['model']} (also {x['other_context']})" for x in c["ambiguous"])
     return (f"<h3>{escape(c['name'])} <span class=muted>({len(c['models'])} models)</span></h3>"
             f"<p>tables: {escape(', '.join(c['tables']))}<br>endpoints: "
-            f"{escape(', '.join(c['endpoints']) or '-')}<br>ambiguous: {escape(amb or '-')}</p>"
+            f"{escape(', '.join(c['endpoints']) or '-')}<br>use cases (query-log routes): "
+            f"{escape(', '.join(c.get('use_cases', [])) or '-')}<br>ambiguous: "
+            f"{escape(amb or '-')}</p>"
             f"<details><summary>why each model is here</summary>{ev}</details>")
 
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-METRIC_ROWS = (
-    ("contexts", "contexts (realised)"), ("context_sizes", "context sizes (models)"),
-    ("modularity", "modularity"), ("sm", "structural modularity (SM)"),
-    ("icp", "inter-call percentage (ICP)"), ("ifn", "interface number (IFN)"),
-    ("ned", "NED: share of models in extreme-size contexts (lower is better)"),
-    ("mq", "Bunch's MQ"),
-    ("cross_context_foreign_keys", "cross-context foreign keys"),
-    ("tables_accessed_by_multiple_contexts", "tables accessed by >1 context"),
-    ("tables_written_by_multiple_contexts", "tables written by >1 context"),
-    ("distributed_write_share", "requests whose writes span contexts"),
-    ("data_evidence", "data metrics from"),
+from analysis.report_sections import (
+    MATRIX_FROM,
+    METRIC_LEGEND,
+    coupling_matrix,
+    cut_rows,
+    more,
 )
+
+METRIC_ROWS = tuple((key, label) for key, (label, _, _) in METRIC_LEGEND.items())
 
 
 def _cell(value: Any) -> str:
@@ -24,8 +21,9 @@ def _cell(value: Any) -> str:
     if value == []:
         return "none"
     if isinstance(value, list):
-        return f"{len(value)}: " + ", ".join(map(str, value[:8])) if value and isinstance(
-            value[0], str) else ", ".join(map(str, value))
+        shown, note = more(value, 8)
+        return (f"{len(value)}: " + ", ".join(map(str, shown)) + f" {note}").strip() if \
+            isinstance(value[0], str) else ", ".join(map(str, value))
     return str(value).replace("|", "\\|")
 
 
@@ -39,15 +37,20 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"skipped; {m['models']} models; {r['sql']['statements']} SQL statements in "
         f"{r['sql']['shapes']} shapes. App boundaries "
         f"{'ignored' if r['options']['ignore_app_boundaries'] else 'used as one signal'}.", "",
-        "## Metrics", "", "| metric | value |", "| --- | --- |",
-        *[f"| {label} | {_cell(m.get(key, ''))} |" for key, label in METRIC_ROWS], "",
-        "## Contexts", "", "| context | models | tables | endpoints | ambiguous |",
-        "| --- | --- | --- | --- | --- |",
+        TOC_MARK, "", *_warnings(r),
+        "## Metrics", "", "| metric | value | better | good |", "| --- | --- | --- | --- |",
+        *[f"| {label} | {_cell(m.get(key, ''))} | {better} | {good} |"
+          for key, (label, better, good) in METRIC_LEGEND.items()], "",
+        *_cuts(r), *_matrix(r),
+        "## Contexts", "", "| context | models | tables | endpoints | use cases | ambiguous |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in r["contexts"]:
         ambiguous = ", ".join(f"{x['model']} ({x['other_context']})" for x in c["ambiguous"])
-        out.append(f"| **{c['name']}** | {', '.join(c['models'])} | {len(c['tables'])} | "
-                   f"{len(c['endpoints'])} | {ambiguous or '-'} |")
+        out.append(f"| **{c['name']}**{' (isolated)' if c.get('isolated') else ''} | "
+                   f"{', '.join(c['models'])} | {len(c['tables'])} | "
+                   f"{', '.join(c['endpoints']) or '-'} | "
+                   f"{', '.join(c.get('use_cases', [])) or '-'} | {ambiguous or '-'} |")
     if r["shared_kernel"]:
         out += ["", "## Shared-kernel candidates", "",
                 "Hub models that much of the code touches; damped in the graph so they do "
@@ -63,15 +66,73 @@ def report_markdown(r: dict[str, Any]) -> str:
                 "kernel.", ""]
         out += [f"- `{x['model']}` (`{x['table']}`): {'; '.join(x['reasons'])}"
                 for x in r["infrastructure"]]
+    split = r.get("contracts", {}).get("split_first", [])
+    if split:
+        out += ["", "## Modules to split first", "", "Each holds models of several "
+                "contexts; `--emit-contracts` leaves them out of the contracts until split.",
+                "", *[f"- `{m}`" for m in split]]
     out += _conflicts(r) + _plan(r)
     if r["sql"]["unparsed"]:
         out += ["", "## SQL that did not parse", ""]
+        shown, note = more(r["sql"]["unparsed"], 20)
         out += [f"- `{u['fingerprint'][:100]}`: {u['reason']} ({u['first_seen']})"
-                for u in r["sql"]["unparsed"][:20]]
+                for u in shown] + ([f"- {note}"] if note else [])
     if p["skipped_files"]:
         out += ["", "## Skipped files", ""]
-        out += [f"- `{s['path']}`: {s['reason']}" for s in p["skipped_files"][:50]]
-    return "\n".join(out) + "\n"
+        shown, note = more(p["skipped_files"], 50)
+        out += [f"- `{s['path']}`: {s['reason']}" for s in shown] + ([f"- {note}"] if note
+                                                                      else [])
+    return "\n".join(_with_toc(out)) + "\n"
+
+
+TOC_MARK = "<!-- toc -->"
+
+
+def _with_toc(lines: list[str]) -> list[str]:
+    """The marker line replaced by links to every ``##`` section, GitHub's anchors."""
+    heads = [line[3:] for line in lines if line.startswith("## ")]
+    toc = "Contents: " + " · ".join(f"[{h}](#{_anchor(h)})" for h in heads)
+    return [toc if line == TOC_MARK else line for line in lines]
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading.
+
+    >>> _anchor("Infrastructure (not a business context)")
+    'infrastructure-not-a-business-context'
+    """
+    kept = "".join(ch for ch in heading.lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
+
+
+def _cuts(r: dict[str, Any]) -> list[str]:
+    rows = cut_rows(r)
+    if not rows:
+        return []
+    return ["## Alternative cuts", "", "Coarser and finer partitions beside the chosen one; "
+            "take one with `--contexts N`, or pin models with `--pin MODEL=CONTEXT`.", "",
+            "| cut | contexts | modularity (higher) | MQ (higher) | slivers (lower) | "
+            "sizes | |", "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+            *[f"| {' | '.join(row)} |" for row in rows], ""]
+
+
+def _matrix(r: dict[str, Any]) -> list[str]:
+    names, cells = coupling_matrix(r)
+    if len(names) < MATRIX_FROM:
+        return []
+    return ["## Coupling matrix", "", "Edge weight between contexts (diagonal: inside).", "",
+            "| | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names),
+            *[f"| **{n}** | " + " | ".join(f"{x:g}" if x else "." for x in row) + " |"
+              for n, row in zip(names, cells, strict=True)], ""]
+
+
+def _warnings(r: dict[str, Any]) -> list[str]:
+    health = r.get("signal_health", {})
+    out = ["## Signal health", "", "| signal | models with it | share |", "| --- | ---: | ---: |",
+           *[f"| {s} | {h['models']} | {h['share']:.0%} |" for s, h in health.items()], ""]
+    if r.get("warnings"):
+        out += ["## Warnings", "", *[f"- **{w}**" for w in r["warnings"]], ""]
+    return out if health or r.get("warnings") else []
 
 
 def _conflicts(r: dict[str, Any]) -> list[str]:
@@ -83,12 +144,15 @@ def _conflicts(r: dict[str, Any]) -> list[str]:
         if c["kind"] == "app_split":
             parts = "; ".join(f"{k}: {', '.join(v)}" for k, v in c["contexts"].items())
             out.append(f"- app `{c['app']}` is split: {parts}")
-            out += [f"  - {w}" for w in c["why"][:4]]
+            why, note = more(c["why"], 4)
+            out += [f"  - {w}" for w in why] + ([f"  - {note}"] if note else [])
         else:
             apps = ", ".join(f"{k} ({v})" for k, v in c["apps"].items())
             out.append(f"- context **{c['context']}** spans apps {apps}; tangles:")
+            tangles, note = more(c["tangles"], 4)
             out += [f"  - {' - '.join(t['between'])} ({', '.join(t['signals'])}): "
-                    f"{t['evidence'][0] if t['evidence'] else ''}" for t in c["tangles"][:4]]
+                    f"{t['evidence'][0] if t['evidence'] else ''}" for t in tangles]
+            out += [f"  - {note}"] if note else []
     return out
 
 
@@ -98,7 +162,8 @@ def _plan(r: dict[str, Any]) -> list[str]:
            "| in: written, keys, calls | routes |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["extraction_plan"]:
-        routes = ", ".join(next(iter(x.values())) for x in s["routes"][:5])
+        shown, note = more(s["routes"], 5)
+        routes = " ".join([", ".join(next(iter(x.values())) for x in shown), note]).strip()
         b = s["cost"]["breakdown"]
         out.append(f"| {s['rank']} | {s['context']} | {s['cost']['cross_context_writes']} | "
                    f"{s['cost']['foreign_keys']} | {s['cost']['score']} | "
@@ -117,9 +182,13 @@ def _plan(r: dict[str, Any]) -> list[str]:
                 f"- foreign keys to replace: {len(s['foreign_keys_out'])} outgoing, "
                 f"{len(s['foreign_keys_in'])} incoming",
                 *[f"  - out {fk['from']} -> {fk['to']}: {fk['becomes']}"
-                  for fk in s["foreign_keys_out"][:6]],
+                  for fk in more(s["foreign_keys_out"], 6)[0]],
+                *[f"  - {note}" for note in [more(s["foreign_keys_out"], 6)[1]] if note],
                 *[f"  - in {fk['from']} -> {fk['to']}: {fk['becomes']}"
-                  for fk in s["foreign_keys_in"][:6]],
+                  for fk in more(s["foreign_keys_in"], 6)[0]],
+                *[f"  - {note}" for note in [more(s["foreign_keys_in"], 6)[1]] if note],
+                f"- generic relations (no column to replace): "
+                f"{', '.join(g['from'] for g in s.get('generic_relations', [])) or '-'}",
                 f"- other contexts' models its code uses: "
                 f"{', '.join(c['model'] for c in s['calls_out']) or 'none'}",
                 f"- events the monolith must publish: {', '.join(s['events_to_publish']) or '-'}",

@@ -3,7 +3,8 @@
 Projects import their own modules both as ``store.models`` and ``shop.store.models``
 (depending on ``sys.path``); a module is found by its full dotted name or by a unique
 dotted suffix. Names re-exported from packages (``from .product import Product`` in
-``models/__init__.py``) are followed a few steps.
+``models/__init__.py``) are followed a few steps, and so are star imports
+(``from .models import *``), limited to ``__all__`` where the module declares one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class Resolver:
     def __init__(self, facts: tuple[FileFacts, ...]) -> None:
         self.modules: dict[str, FileFacts] = {f.module: f for f in facts}
         self.bindings: dict[str, dict[str, str]] = {f.module: dict(f.bindings) for f in facts}
+        self.stars: dict[str, tuple[str, ...]] = {f.module: f.stars for f in facts if f.stars}
+        self.exports: dict[str, frozenset[str]] = {
+            f.module: frozenset(f.exports) for f in facts if f.exports is not None}
         self.classes: dict[str, ClassFact] = {}
         self.class_module: dict[str, str] = {}
         self.defs: set[str] = set()
@@ -36,10 +40,18 @@ class Resolver:
         self._memo: dict[tuple[str, str], str | None] = {}
 
     def module(self, dotted: str) -> str | None:
-        """The project module called ``dotted`` (exactly, or by a dotted suffix)."""
+        """The project module called ``dotted`` (exactly, or by a dotted suffix).
+
+        A one-word name matches by suffix only a module near the top (an app imported
+        without its project folder: ``store`` for ``shop.store``), so that ``import copy``
+        is the standard library, not a project's ``management/commands/copy.py``.
+        """
         if dotted in self.modules:
             return dotted
-        return self.suffixes.get(dotted)
+        found = self.suffixes.get(dotted)
+        if found is None or "." in dotted or found.count(".") <= 1:
+            return found
+        return None
 
     def resolve(self, module: str, dotted: str) -> str | None:
         """Qualified name that ``dotted``, as written in ``module``, refers to."""
@@ -55,8 +67,36 @@ class Resolver:
             return f"{local}.{rest}" if rest else local
         target = self.bindings.get(module, {}).get(head)
         if target is None:
-            return None
+            target = self._from_star(module, head, 0)
+            if target is None:
+                return None
         return self.canonical(f"{target}.{rest}" if rest else target)
+
+    def _from_star(self, module: str, name: str, depth: int) -> str | None:
+        """Where ``name`` comes from when ``module`` star-imports it.
+
+        A module that defines the name wins over one that only imports it (star-imported
+        siblings often import each other's models back through the package, which would
+        lead in a circle); ``__all__`` limits what a star import brings.
+        """
+        if depth > 4:
+            return None
+        stars = [mod for star in self.stars.get(module, ()) if (mod := self.module(star))
+                 and (mod not in self.exports or name in self.exports[mod])]
+        for mod in stars:
+            if f"{mod}.{name}" in self.classes or f"{mod}.{name}" in self.defs:
+                return f"{mod}.{name}"
+        if name.startswith("_"):
+            return None
+        for mod in stars:
+            target = self.bindings.get(mod, {}).get(name)
+            if target is not None and target != f"{module}.{name}":
+                return target
+        for mod in stars:
+            found = self._from_star(mod, name, depth + 1)
+            if found is not None:
+                return found
+        return None
 
     def canonical(self, name: str, depth: int = 0) -> str:
         """Follow module suffixes and package re-exports to where ``name`` is defined."""
@@ -73,7 +113,7 @@ class Resolver:
             sub = self.module(f"{mod}.{head}")
             if sub is not None:
                 return self.canonical(".".join([sub, *rest]), depth + 1) if rest else sub
-            target = self.bindings.get(mod, {}).get(head)
+            target = self.bindings.get(mod, {}).get(head) or self._from_star(mod, head, 0)
             if target is not None and target != name:
                 return self.canonical(".".join([target, *rest]), depth + 1)
             return ".".join([mod, head, *rest])

@@ -28,6 +28,8 @@ def routes_toml(report: dict[str, Any]) -> str:
         "# Every route starts in mode \"monolith\": loading it changes nothing. Review the",
         "# groups, give each service its real URL, then flip one group at a time:",
         "#   strangler routes set <group> --mode shadow",
+        *[f"# WARNING: {w}" for w in report.get("warnings", [])
+          if w.startswith("routes draft:")],
         "",
         "[proxy]",
         'listen = "127.0.0.1:8080"',

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.decisions import Decisions
 from analysis.facts import (
     Endpoint,
     FileFacts,
@@ -69,6 +70,9 @@ class Options:
     resolution: float | None = None
     seed: int = 0
     ignore_app_boundaries: bool = False
+    include_tests: bool = False  # test, example and fixture models join the analysis
+    decisions: Decisions = Decisions()  # --pin, --contexts-file (analysis/decisions.py)
+    emit_contracts: bool = False  # also write contracts.ini (import-linter)
     weights: Weights = Weights()
     signals: frozenset[str] = frozenset({"relations", "usage", "sql"})
     cache_dir: Path | None = None  # default: <out>/.strangler-cache
@@ -92,6 +96,7 @@ class Analysis:
     generic_models: frozenset[str] = frozenset()
     m2m_tables: dict[str, tuple[str, str]] = field(default_factory=dict)
     external_refs: dict[str, int] = field(default_factory=dict)
+    auth_user: str = "auth.User"  # the user model's key (settings, or the one user model)
     usages: tuple[Usage, ...] = ()
     direct_use: dict[str, set[str]] = field(default_factory=dict)  # unit -> models it names
     resolve: Any = None  # analysis.resolve.Resolver, kept for later passes
@@ -109,5 +114,8 @@ class Analysis:
     metrics: dict[str, Any] = field(default_factory=dict)
     conflicts: tuple[dict[str, Any], ...] = ()
     plan: tuple[dict[str, Any], ...] = ()
+    signal_health: dict[str, Any] = field(default_factory=dict)
+    contracts: dict[str, Any] = field(default_factory=dict)  # analysis/draft_contracts.py
+    warnings: tuple[str, ...] = ()  # said in the report and on stderr
     report: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

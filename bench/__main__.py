@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("monolith_rps", "proxy", "shadow", "analysis")
+BENCHES = ("monolith_rps", "proxy", "shadow", "analysis", "sync_soak")
 
 
 def main(argv: list[str]) -> int:

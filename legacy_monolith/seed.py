@@ -57,6 +57,7 @@ from legacy_monolith.store.models import (
 from legacy_monolith.utils import money, order_number, tracking_number
 
 M = TypeVar("M", bound=models.Model)
+T = TypeVar("T")
 SHOP_APPS = ("common", "accounts", "store", "orders", "reviews", "notifications", "authtoken")
 BATCH = 2000
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -148,10 +149,10 @@ def _bulk(model: type[M], rows: Iterable[M]) -> list[M]:
     for row in rows:
         batch.append(row)
         if len(batch) >= BATCH:
-            created.extend(model.objects.bulk_create(batch))
+            created.extend(model.objects.bulk_create(batch))  # type: ignore[attr-defined]
             batch = []
     if batch:
-        created.extend(model.objects.bulk_create(batch))
+        created.extend(model.objects.bulk_create(batch))  # type: ignore[attr-defined]
     return created
 
 
@@ -370,7 +371,7 @@ def seed(size: SeedSize, seed_value: int = 42,
     rng = random.Random(seed_value)
     timings: dict[str, float] = {}
 
-    def phase(name: str, fn: Callable[[], Any]) -> Any:
+    def phase(name: str, fn: Callable[[], T]) -> T:
         progress(name)
         start = time.perf_counter()
         result = fn()

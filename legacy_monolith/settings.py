@@ -43,7 +43,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "legacy_monolith.query_log.QueryCaptureMiddleware",
-    "legacy_monolith.shadow.ShadowRollbackMiddleware",
+    "legacy_monolith.outbox.fence.FenceRefusalMiddleware",
+    "strangler.shadow_rollback.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

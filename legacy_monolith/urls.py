@@ -58,7 +58,7 @@ api = [
     *router.urls,
 ]
 
-api.insert(0, path("", make_api_root(api), name="api-root"))  # type: ignore[arg-type]
+api.insert(0, path("", make_api_root(api), name="api-root"))
 
 urlpatterns = [
     re_path(r"^static/(?P<path>.*)$", static_asset, name="static"),  # Swagger UI, offline

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("extracted.sync.cli:relay", "Deliver outbox events to a service."),
     "backfill": ("extracted.sync.cli:backfill", "Copy existing rows to a service."),
     "reconcile": ("extracted.sync.cli:reconcile", "Compare a context's rows on both sides."),
+    "cutover": ("extracted.sync.cli:cutover", "Move a context's data ownership (or --undo)."),
+    "outbox": ("extracted.sync.cli:outbox", "Prune what every consumer acknowledged."),
 }
 
 

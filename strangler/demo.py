@@ -30,6 +30,7 @@ import tomlkit
 
 from strangler_proxy.config import parse_config
 from strangler_proxy.errors import ConfigError
+from strangler_proxy.write_atomic import write_atomic
 
 
 class DemoError(Exception):
@@ -330,7 +331,7 @@ def demo(data_dir: Path, port_base: int, size: str, no_report: bool, check: bool
     if with_catalog:
         run_setup(strangler("catalog", "migrate"), env, "migrating the catalog service")
     if not config.exists():
-        _write_atomic(config, routes_file_text(ports, with_catalog).replace(
+        write_atomic(config, routes_file_text(ports, with_catalog).replace(
             "CONFIG", str(config)))
     else:
         _follow_port_base(config, ports)
@@ -432,7 +433,7 @@ def _follow_port_base(config: Path, ports: DemoPorts) -> None:
         raise DemoError(f"{config}: the kept routes file cannot be used ({exc}); fix it, or "
                         "delete it to have the demo write a fresh one") from None
     if new_text != text:
-        _write_atomic(config, new_text)
+        write_atomic(config, new_text)
         click.echo(f"      {config}: listen addresses and upstreams moved to --port-base "
                    f"{ports.monolith} (route modes kept)")
 
@@ -451,12 +452,6 @@ def command_prefix() -> str:
         return str(script.relative_to(Path.cwd()))
     except ValueError:
         return str(script)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["DemoPorts", "demo", "plan_front", "plan_services", "routes_file_text"]

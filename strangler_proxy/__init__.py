@@ -1,11 +1,28 @@
 """strangler_proxy: the proxy that diverts traffic route by route, and its shadow comparison.
 
-Public names are listed in ``__all__``; other packages use only these and the contracts
-documented in ``docs/`` (routes file, diff records).
+Inside: a pure core (``config``, ``routing``, ``match``, ``keys``, ``headers``, ``exchange``,
+``metrics``, ``errors``, ``write_atomic``), the edge (``edge/``: sockets), the control plane
+(``control/``) and the shadow side (``shadow/``), each with its own face; the commands
+(``commands/``) sit on top. ``docs/architecture.md`` draws which may import which.
+
+Other packages use only the names below and the contracts documented in ``docs/`` (routes
+file, diff records, the shadow marker).
 """
 
 from __future__ import annotations
 
-from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer, ShadowSink
+from strangler_proxy.config import ProxyConfig, load_config, parse_config
+from strangler_proxy.errors import ConfigError, ProxyError
+from strangler_proxy.exchange import (
+    NullSink,
+    OfferSink,
+    RecordedRequest,
+    RecordedResponse,
+    ShadowOffer,
+    ShadowSink,
+)
+from strangler_proxy.headers import ROLLED_BACK_HEADER, SHADOW_HEADER
 
-__all__ = ["RecordedRequest", "RecordedResponse", "ShadowOffer", "ShadowSink"]
+__all__ = ["ROLLED_BACK_HEADER", "SHADOW_HEADER", "ConfigError", "NullSink", "OfferSink",
+           "ProxyConfig", "ProxyError", "RecordedRequest", "RecordedResponse", "ShadowOffer",
+           "ShadowSink", "load_config", "parse_config"]

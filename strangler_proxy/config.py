@@ -6,8 +6,9 @@ names the key, the offending value, the line and the fix, e.g.::
 
     routes[2].percent: 150 is not between 0 and 100 (in strangler.toml, line 31)
 
-Unknown keys are errors. The accepted keys are declared once, in :data:`SCHEMA`; the parser
-checks against it and ``docs/config.md`` documents every entry (a test keeps the two in step).
+Unknown keys are errors. Each key is declared once, as a field of its table's dataclass with
+its documentation (``keys.py``); :data:`SCHEMA`, which the parser checks against, and the key
+tables of ``docs/config.md`` follow from them (a test keeps the doc in step).
 """
 
 from __future__ import annotations
@@ -26,33 +27,14 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from strangler_proxy.errors import ConfigError
+from strangler_proxy.keys import key_doc, key_table, keys_of
+from strangler_proxy.match import Match, unreachable_routes
 from strangler_proxy.toml_check import check_toml
 
 MODES = ("monolith", "shadow", "canary", "service")
 MONOLITH = "monolith"
+SERVICE = "service"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# table -> accepted keys. "routes[]" is each [[routes]] entry; the parser refuses anything else.
-SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "": ("proxy", "admin", "upstreams", "canary", "gate", "shadow", "export", "routes"),
-    "proxy": ("listen", "workers", "trusted_proxies", "route_header", "max_header_bytes",
-              "max_body_bytes", "access_log", "reload_interval"),
-    "admin": ("listen", "token", "token_env", "token_name"),
-    "upstreams.NAME": ("url", "host", "connect_timeout", "read_timeout", "total_timeout",
-                       "max_connections", "health_path"),
-    "canary": ("override_header", "override_cookie", "override_secret", "override_secret_env"),
-    "gate": ("min_compared", "min_match_rate"),
-    "shadow": ("store", "queue_size", "concurrency", "timeout", "max_body_bytes",
-               "retention_count", "retention_days", "noise_percent", "redact_headers",
-               "redact_fields", "worker_cpu_percent", "comparator_url"),
-    "export": ("engine", "output", "listen", "runtime_dir", "binary", "reload_command"),
-    "routes[]": ("name", "match", "mode", "target", "percent", "sticky", "group", "fallback",
-                 "websocket", "shadow", "compare"),
-    "routes[].match": ("path_prefix", "path", "path_template", "methods", "headers"),
-    "routes[].shadow": ("percent", "writes", "max_body_bytes", "rewrite"),
-    "routes[].shadow.rewrite": ("host", "path_prefix", "authorization"),
-    "routes[].compare": ("ignore", "headers", "tolerance", "unordered", "formats"),
-})
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
                           "CONNECT"})
@@ -63,24 +45,54 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 class ProxySettings:
     """``[proxy]``: the client-facing listener and its limits."""
 
-    listen: str = "127.0.0.1:8080"
-    workers: int = 1
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    route_header: bool = True
-    max_header_bytes: int = 65536
-    max_body_bytes: int = 2 * 1024**3
-    access_log: str = "off"
-    reload_interval: float = 1.0
+    listen: str = field(default="127.0.0.1:8080", metadata=key_doc(
+        "where clients connect",
+        kind='`"HOST:PORT"`'))
+    workers: int = field(default=1, metadata=key_doc(
+        "worker processes sharing the port with SO_REUSEPORT (`--workers` overrides)",
+        kind="int 1..256"))
+    trusted_proxies: tuple[IPNetwork, ...] = field(default=(), metadata=key_doc(
+        "peers whose `X-Forwarded-*`/`Forwarded`/`X-Real-IP` are trusted and extended; from "
+        "anyone else they are dropped and replaced",
+        kind="list of CIDRs"))
+    route_header: bool = field(default=True, metadata=key_doc(
+        "add `X-Strangler-Route: NAME;target=UPSTREAM` to responses (`;fallback=WHY` when the "
+        "monolith stepped in)",
+        kind="bool"))
+    max_header_bytes: int = field(default=65536, metadata=key_doc(
+        "request line + headers larger than this get `431`",
+        kind="int"))
+    max_body_bytes: int = field(default=2 * 1024**3, metadata=key_doc(
+        "larger request bodies get `413` (checked on `Content-Length` up front and while "
+        "streaming chunked bodies)",
+        kind="int",
+        note=" (2 GiB); `0` = no limit"))
+    access_log: str = field(default="off", metadata=key_doc(
+        "one JSON line per request on stderr",
+        kind='`"off"` or `"json"`'))
+    reload_interval: float = field(default=1.0, metadata=key_doc(
+        "how often the file is checked for changes",
+        kind="seconds",
+        note="; `0` = do not poll"))
 
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     """``[admin]``: the admin listener; a token (literal or from an env variable) is required."""
 
-    listen: str = "127.0.0.1:8081"
-    token: str | None = None
-    token_env: str | None = None
-    token_name: str = "admin"
+    listen: str = field(default="127.0.0.1:8081", metadata=key_doc(
+        "the admin listener; keep it on 127.0.0.1 or a private network",
+        kind='`"HOST:PORT"`'))
+    token: str | None = field(default=None, metadata=key_doc(
+        "the bearer token (`Authorization: Bearer TOKEN`)",
+        kind="string"))
+    token_env: str | None = field(default=None, metadata=key_doc(
+        "name of an environment variable holding the token (preferred over writing it in the "
+        "file)",
+        kind="string"))
+    token_name: str = field(default="admin", metadata=key_doc(
+        "who flips made through the admin API are attributed to in the audit log",
+        kind="string"))
 
     def resolve_token(self, environ: Mapping[str, str]) -> str | None:
         """The bearer token: ``token`` if set, else the value of ``token_env`` in ``environ``."""
@@ -96,13 +108,28 @@ class Upstream:
     """``[upstreams.NAME]``: where a side lives and how patiently we talk to it."""
 
     name: str
-    url: str
-    host: str = "keep"  # "keep" the client's Host, or "rewrite" it to the upstream's
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    total_timeout: float = 300.0
-    max_connections: int = 100
-    health_path: str | None = None
+    url: str = field(metadata=key_doc(
+        "where the upstream listens; a path prefix is prepended to forwarded paths",
+        kind='`"http(s)://HOST:PORT[/prefix]"`'))
+    host: str = field(default="keep", metadata=key_doc(
+        "forward the client's `Host`, or replace it with the upstream's `HOST:PORT`",
+        kind='`"keep"` or `"rewrite"`'))
+    connect_timeout: float = field(default=5.0, metadata=key_doc(
+        "connecting longer answers `504` (a refused connection answers `502`)",
+        kind="seconds"))
+    read_timeout: float = field(default=30.0, metadata=key_doc(
+        "the upstream silent for longer answers `504` (or cuts a started response)",
+        kind="seconds"))
+    total_timeout: float = field(default=300.0, metadata=key_doc(
+        "a whole exchange longer than this answers `504`",
+        kind="seconds"))
+    max_connections: int = field(default=100, metadata=key_doc(
+        "size of the keep-alive pool; further requests wait for a free connection",
+        kind="int"))
+    health_path: str | None = field(default=None, metadata=key_doc(
+        "probed by the admin `GET /readyz` (one GET, 1 s); the proxy is unready while the "
+        "monolith's probe fails",
+        kind="string"))
 
     @property
     def scheme(self) -> str:
@@ -135,10 +162,18 @@ class Upstream:
 class CanarySettings:
     """``[canary]``: the tester override that forces a side, accepted only with the secret."""
 
-    override_header: str = "X-Strangler-Side"
-    override_cookie: str | None = None
-    override_secret: str | None = None
-    override_secret_env: str | None = None
+    override_header: str = field(default="X-Strangler-Side", metadata=key_doc(
+        "a tester sends `service:SECRET` or `monolith:SECRET` to force a side",
+        kind="string"))
+    override_cookie: str | None = field(default=None, metadata=key_doc(
+        "the same override as a cookie",
+        kind="string"))
+    override_secret: str | None = field(default=None, metadata=key_doc(
+        "the secret; without one overrides are ignored",
+        kind="string"))
+    override_secret_env: str | None = field(default=None, metadata=key_doc(
+        "environment variable holding the secret",
+        kind="string"))
 
     def resolve_secret(self, environ: Mapping[str, str]) -> str | None:
         """The override secret, literal or from the environment; None disables overrides."""
@@ -153,28 +188,60 @@ class CanarySettings:
 class GateSettings:
     """``[gate]``: evidence needed before a route may move to canary or service."""
 
-    min_compared: int = 200
-    min_match_rate: float = 0.99
+    min_compared: int = field(default=200, metadata=key_doc(
+        "shadow comparisons needed before a promotion",
+        kind="int"))
+    min_match_rate: float = field(default=0.99, metadata=key_doc(
+        "share of those that must match",
+        kind="0..1"))
 
 
 @dataclass(frozen=True, slots=True)
 class ShadowSettings:
     """``[shadow]``: the shadow copier, comparator and diff store (used by ``shadow.py``)."""
 
-    store: str = "strangler-diffs.sqlite3"
-    queue_size: int = 1000
-    concurrency: int = 4
-    timeout: float = 5.0
-    max_body_bytes: int = 1024 * 1024
-    retention_count: int = 100_000
-    retention_days: float = 14.0
-    noise_percent: float = 5.0
-    redact_headers: tuple[str, ...] = ("authorization", "cookie", "set-cookie",
-                                       "proxy-authorization", "x-api-key")
-    redact_fields: tuple[str, ...] = ("password", "token", "secret", "access_token",
-                                      "refresh_token")
-    worker_cpu_percent: float = 100.0  # of one core; 100 = no cap (the worker is one thread)
-    comparator_url: str | None = None  # where exported engines mirror safe shadow requests
+    store: str = field(default="strangler-diffs.sqlite3", metadata=key_doc(
+        "the diff store",
+        kind="path or `postgresql://` URL"))
+    queue_size: int = field(default=1000, metadata=key_doc(
+        "exchanges waiting to be copied; more are dropped (counted), never blocking",
+        kind="int"))
+    concurrency: int = field(default=4, metadata=key_doc(
+        "copies in flight to the service",
+        kind="int"))
+    timeout: float = field(default=5.0, metadata=key_doc(
+        "time the service gets to answer a copy",
+        kind="seconds"))
+    max_body_bytes: int = field(default=1024 * 1024, metadata=key_doc(
+        "request and response bodies kept for comparison (cut bodies are marked truncated)",
+        kind="int"))
+    retention_count: int = field(default=100_000,
+        metadata=key_doc("diff records kept", kind="int"))
+    retention_days: float = field(default=14.0, metadata=key_doc(
+        "age of diff records kept",
+        kind="days"))
+    noise_percent: float = field(default=5.0, metadata=key_doc(
+        "share of requests also sent twice to the monolith to learn which fields differ anyway",
+        kind="0..100"))
+    redact_headers: tuple[str, ...] = field(
+        default=("authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"),
+        metadata=key_doc("headers never stored", kind="list"))
+    redact_fields: tuple[str, ...] = field(
+        default=("password", "token", "secret", "access_token", "refresh_token"),
+        metadata=key_doc("JSON fields never stored", kind="list"))
+    # the worker is one thread, so 100 means no cap
+    worker_cpu_percent: float = field(default=100.0, metadata=key_doc(
+        "CPU the shadow worker may use, averaged; over it the worker pauses and copies wait in "
+        "the proxy's buffer, then are dropped before copying (`dropped_queue_full`). 100 = no "
+        "cap. Lower it when shadowing a busy route on a small machine "
+        "([shadow.md](shadow.md#never-in-the-clients-way))",
+        kind="percent of one core",
+        note=" (1–100)"))
+    comparator_url: str | None = field(default=None, metadata=key_doc(
+        "where an exported engine (`strangler export`) mirrors the safe requests of shadow "
+        "routes: the standalone comparator, `strangler shadow serve`, which arrives with issue "
+        "16. Without it, exporting a shadow route is refused. Our own proxy does not use it",
+        kind='`"http(s)://HOST:PORT"`'))
 
 
 EXPORT_ENGINES = ("nginx", "haproxy")  # the engines `strangler routes set` regenerates
@@ -184,75 +251,109 @@ EXPORT_ENGINES = ("nginx", "haproxy")  # the engines `strangler routes set` rege
 class ExportSettings:
     """``[export]``: the exported engine that flips regenerate, validate and reload."""
 
-    engine: str | None = None  # None: flips touch only the routes file
-    output: str | None = None  # the engine's config file
-    listen: str | None = None  # the engine's client listener; default proxy.listen
-    runtime_dir: str | None = None  # pid file, temp files, access log; default: output's dir
-    binary: str | None = None  # the engine's executable; default: found on PATH or /usr/sbin
-    reload_command: str | None = None  # instead of signalling the pid in runtime_dir
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """``routes[].match``: exactly one of path_prefix / path / path_template, plus filters."""
-
-    path_prefix: str | None = None
-    path: str | None = None
-    path_template: str | None = None
-    methods: frozenset[str] = frozenset()  # empty: any method
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def describe(self) -> str:
-        """The path part as a template-like string (``/api/products/`` or ``/a/{id}/``)."""
-        return self.path_prefix or self.path or self.path_template or "/"
+    engine: str | None = field(default=None, metadata=key_doc(
+        "the engine flips drive", kind='`"nginx"` or `"haproxy"`'))
+    output: str | None = field(default=None, metadata=key_doc(
+        "the engine's config file (relative to the routes file); required with `engine`",
+        kind="path"))
+    listen: str | None = field(default=None, metadata=key_doc(
+        "the engine's client listener; default: `proxy.listen`", kind='`"HOST:PORT"`'))
+    runtime_dir: str | None = field(default=None, metadata=key_doc(
+        "the engine's pid file, temp files and logs (`access.log` for nginx); default: "
+        "`output`'s directory", kind="path"))
+    binary: str | None = field(default=None, metadata=key_doc(
+        "the engine's executable, used for the check; default: found on `PATH` or in "
+        "`/usr/sbin`", kind="path"))
+    reload_command: str | None = field(default=None, metadata=key_doc(
+        "run instead of signalling the pid file (`nginx.pid`: `SIGHUP`; HAProxy's master "
+        '`haproxy.pid`: `SIGUSR2`), e.g. `"systemctl reload nginx"`', kind="string"))
 
 
 @dataclass(frozen=True, slots=True)
 class ShadowRewrite:
     """``routes[].shadow.rewrite``: how the shadow copy differs from the client's request."""
 
-    host: str | None = None
-    path_prefix: str | None = None
-    authorization: str | None = None
+    host: str | None = field(default=None, metadata=key_doc(
+        "Host header for the copy", kind="string"))
+    path_prefix: str | None = field(default=None, metadata=key_doc(
+        "replaces the matched prefix in the copy's path", kind="string"))
+    authorization: str | None = field(default=None, metadata=key_doc(
+        "Authorization header for the copy", kind="string"))
 
 
 @dataclass(frozen=True, slots=True)
 class RouteShadow:
     """``routes[].shadow``: which requests are copied and how."""
 
-    percent: float = 100.0
-    writes: bool = False  # copy non-idempotent requests too (only when the service is isolated)
-    max_body_bytes: int | None = None  # None: [shadow].max_body_bytes
-    rewrite: ShadowRewrite = field(default_factory=ShadowRewrite)
+    percent: float = field(default=100.0, metadata=key_doc(
+        "share of requests copied", kind="0..100"))
+    writes: bool = field(default=False, metadata=key_doc(
+        "copy non-idempotent requests too (only when the service has its own isolated data)",
+        kind="bool"))
+    max_body_bytes: int | None = field(default=None, metadata=key_doc(
+        "overrides `shadow.max_body_bytes` for this route (none: that one applies)",
+        kind="int"))
+    rewrite: ShadowRewrite = field(default_factory=ShadowRewrite, metadata=key_doc(
+        "how the copy differs: `{ host, path_prefix, authorization }`", kind="inline table"))
 
 
 @dataclass(frozen=True, slots=True)
 class CompareRules:
     """``routes[].compare``: what the comparator ignores or treats as equal."""
 
-    ignore: tuple[str, ...] = ()
-    headers: tuple[str, ...] = ()
-    tolerance: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-    unordered: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    formats: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ignore: tuple[str, ...] = field(default=(), metadata=key_doc(
+        'JSON paths whose differences do not count (`["served_at", "items[].etag"]`)'))
+    headers: tuple[str, ...] = field(default=(), metadata=key_doc(
+        "response headers compared too (only the status and body are compared by default)"))
+    tolerance: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc('`{ "price" = 0.01 }`: numbers equal within this'))
+    unordered: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc('`{ "items" = "id" }`: lists compared as sets keyed by this field'))
+    formats: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata=key_doc('`{ "created" = "iso8601" }`, `"uuid"` or `"regex:..."`: values '
+                         "equal when both have the format"))
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     """``[[routes]]``: a match, a mode and the upstream the service side lives on."""
 
-    name: str
-    match: Match
-    mode: str = MONOLITH
-    target: str = MONOLITH
-    percent: float = 0.0
-    sticky: str = "client_ip"  # "header:NAME" | "cookie:NAME" | "client_ip"
-    group: str | None = None
-    fallback: bool = False
-    websocket: bool = False
-    shadow: RouteShadow = field(default_factory=RouteShadow)
-    compare: CompareRules = field(default_factory=CompareRules)
+    name: str = field(metadata=key_doc(
+        "used by `strangler routes set NAME` and in metrics",
+        kind="string",
+        note=", unique"))
+    match: Match = field(metadata=key_doc("what the route matches (below)", kind="inline table"))
+    mode: str = field(default=MONOLITH, metadata=key_doc(
+        "who answers",
+        kind="`monolith`, `shadow`, `canary`, `service`"))
+    target: str = field(default=MONOLITH, metadata=key_doc(
+        "the service side of the route",
+        kind="upstream name"))
+    percent: float = field(default=0.0, metadata=key_doc(
+        "canary: share of sticky keys sent to the service",
+        kind="0..100"))
+    sticky: str = field(default="client_ip", metadata=key_doc(
+        "the canary key; without the header/cookie the client address is used",
+        kind='`"header:NAME"`, `"cookie:NAME"` or `"client_ip"`'))
+    group: str | None = field(default=None, metadata=key_doc(
+        "routes with one group share the bucket salt, so a user is on one side for all of them",
+        kind="string"))
+    fallback: bool = field(default=False, metadata=key_doc(
+        "service/canary: when the service is unreachable or answers 5xx, the monolith answers "
+        "instead, only for idempotent requests or when no byte reached the service",
+        kind="bool"))
+    websocket: bool = field(default=False, metadata=key_doc(
+        "pass `Upgrade: websocket` through on this route",
+        kind="bool"))
+    shadow: RouteShadow = field(default_factory=RouteShadow, metadata=key_doc(
+        "shadow copy settings (below)",
+        kind="inline table"))
+    compare: CompareRules = field(default_factory=CompareRules, metadata=key_doc(
+        "comparison rules (below)",
+        kind="inline table"))
     line: int = 0  # where the route starts in the file (0: built in)
 
     @property
@@ -268,20 +369,64 @@ DEFAULT_ROUTE_NAME = "default"
 class ProxyConfig:
     """A whole routes file, validated. ``routes`` excludes the built-in default route."""
 
-    proxy: ProxySettings
-    admin: AdminSettings
-    upstreams: Mapping[str, Upstream]
-    routes: tuple[Route, ...]
-    canary: CanarySettings = field(default_factory=CanarySettings)
-    gate: GateSettings = field(default_factory=GateSettings)
-    shadow: ShadowSettings = field(default_factory=ShadowSettings)
-    export: ExportSettings = field(default_factory=ExportSettings)
+    proxy: ProxySettings = field(metadata=key_doc("the client-facing listener and its limits"))
+    admin: AdminSettings = field(
+        metadata=key_doc("the admin listener (required: it needs a token)"))
+    upstreams: Mapping[str, Upstream] = field(metadata=key_doc(
+        "one table per upstream, `[upstreams.NAME]`; `monolith` is required"))
+    canary: CanarySettings = field(default_factory=CanarySettings, metadata=key_doc(
+        "the tester override that forces a side"))
+    gate: GateSettings = field(default_factory=GateSettings, metadata=key_doc(
+        "evidence needed before promoting a route to canary or service"))
+    shadow: ShadowSettings = field(default_factory=ShadowSettings, metadata=key_doc(
+        "the shadow copier, comparator and diff store"))
+    export: ExportSettings = field(default_factory=ExportSettings, metadata=key_doc(
+        "the exported engine (nginx or HAProxy) that flips regenerate and reload "
+        "([scale-out.md](scale-out.md))"))
+    routes: tuple[Route, ...] = field(default=(), metadata=key_doc(
+        "the ordered route list, `[[routes]]`; the first match wins"))
     source: str = "strangler.toml"
     warnings: tuple[str, ...] = ()
 
     def route(self, name: str) -> Route | None:
         """The route called ``name``, or None."""
         return next((r for r in self.routes if r.name == name), None)
+
+
+# The tables of the routes file and the dataclass declaring each one's keys (keys.py). The
+# parser accepts exactly these keys; "routes[]" is each [[routes]] entry.
+TABLES: Mapping[str, type] = MappingProxyType({
+    "": ProxyConfig,
+    "proxy": ProxySettings,
+    "admin": AdminSettings,
+    "upstreams.NAME": Upstream,
+    "canary": CanarySettings,
+    "gate": GateSettings,
+    "shadow": ShadowSettings,
+    "export": ExportSettings,
+    "routes[]": Route,
+    "routes[].match": Match,
+    "routes[].shadow": RouteShadow,
+    "routes[].shadow.rewrite": ShadowRewrite,
+    "routes[].compare": CompareRules,
+})
+SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {table: keys_of(cls) for table, cls in TABLES.items()})
+
+
+_DOC_TABLE = re.compile(r"^<!-- keys: (.+?) -->\n(?:\|.*\n?)*", re.M)
+
+
+def with_key_tables(doc: str) -> str:
+    """``doc`` (``docs/config.md``) with each table after ``<!-- keys: proxy -->`` regenerated.
+
+    A marker names one or more tables of :data:`TABLES` (``top`` for the top level).
+    """
+    def table(m: re.Match[str]) -> str:
+        names = [("" if n == "top" else n) for n in m.group(1).split()]
+        rows = key_table([(n, TABLES[n]) for n in names])
+        return f"<!-- keys: {m.group(1)} -->\n{rows}\n"
+    return _DOC_TABLE.sub(table, doc)
 
 
 # -- locating keys in the text --------------------------------------------------------------
@@ -728,8 +873,6 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
         export=_parse_export(reader, data.get("export", {})),
         source=source,
     )
-    from strangler_proxy.routing import unreachable_routes  # routing imports config
-
     warnings = tuple(f"routes[{i}] ({later.name!r}, line {later.line}) can never match: "
                      f"{earlier.name!r} (line {earlier.line}) matches all its requests first; "
                      "move it above or narrow the earlier match"
@@ -785,8 +928,8 @@ def load_config(path: str | Path) -> ProxyConfig:
 
 
 __all__ = [
-    "EXPORT_ENGINES", "MODES", "SCHEMA", "AdminSettings", "CanarySettings", "CompareRules",
-    "ExportSettings", "GateSettings",
+    "EXPORT_ENGINES", "MODES", "SCHEMA", "TABLES", "AdminSettings", "CanarySettings",
+    "CompareRules", "ExportSettings", "GateSettings",
     "Match", "ProxyConfig", "ProxySettings", "Route", "RouteShadow", "ShadowRewrite",
-    "ShadowSettings", "Upstream", "key_lines", "load_config", "parse_config",
+    "ShadowSettings", "Upstream", "key_lines", "load_config", "parse_config", "with_key_tables",
 ]

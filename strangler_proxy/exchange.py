@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from strangler_proxy.config import ProxyConfig
 from strangler_proxy.headers import end_to_end
 
 Headers = tuple[tuple[str, str], ...]
@@ -58,18 +59,85 @@ class ShadowOffer:
 
 
 class ShadowSink(Protocol):
-    """Receives offers from the hot path. ``offer`` must never block or raise.
+    """Where the proxy hands finished exchanges: every hook the proxy calls, none optional.
 
-    A sink may also have ``admit(route, method) -> bool``, asked before the proxy copies any
-    byte of the exchange (False: not copied, the sink counted why), and
-    ``offer_raw(message) -> bool``, which takes the exchange as the flat tuple of
-    :func:`offer_message` with the wire's bytes still undecoded; the proxy uses them when
-    present (the process sink has both: the copy costs the client's path a few µs only).
+    The hot path calls ``admit`` before it copies any byte of an exchange (False: not copied,
+    the sink counted why) and then ``offer_raw`` with the exchange as the flat tuple of
+    :func:`offer_message`, the wire's bytes still undecoded; ``offer`` takes the decoded form.
+    None of the three may block or raise. The app calls ``start``/``stop`` around serving,
+    ``reconfigure`` after each reload and ``prometheus_text`` for ``/metrics``.
+    ``shadow.sink.ProcessSink`` is the real one; :class:`NullSink` drops everything and
+    :class:`OfferSink` is the base for a sink that only needs ``offer``.
     """
+
+    def admit(self, route: str, method: str) -> bool:
+        """May the proxy copy this exchange? Asked before any byte is copied."""
+        ...
+
+    def offer_raw(self, message: tuple[Any, ...]) -> bool:
+        """Accept the exchange in its flat, undecoded form (True) or drop it (False)."""
+        ...
 
     def offer(self, offer: ShadowOffer) -> bool:
         """Accept the offer (True) or drop it (False, counted by the sink)."""
         ...
+
+    def reconfigure(self, config: ProxyConfig) -> None:
+        """Take the routes file the proxy just switched to."""
+        ...
+
+    async def start(self) -> None:
+        """Start whatever does the work (the process sink spawns its worker)."""
+        ...
+
+    async def stop(self) -> None:
+        """Drain and stop."""
+        ...
+
+    def prometheus_text(self) -> str:
+        """The sink's own metrics, appended to the proxy's ``/metrics``."""
+        ...
+
+
+class OfferSink:
+    """A sink that needs only ``offer``: admits everything, decodes each flat offer for it."""
+
+    def admit(self, route: str, method: str) -> bool:
+        """Copy every exchange."""
+        return True
+
+    def offer_raw(self, message: tuple[Any, ...]) -> bool:
+        """Decode the message and hand it to :meth:`offer`."""
+        return bool(self.offer(offer_from_message(message)))
+
+    def offer(self, offer: ShadowOffer) -> bool:
+        """Drop the offer; subclasses keep it."""
+        return False
+
+    def reconfigure(self, config: ProxyConfig) -> None:
+        """Nothing to reconfigure."""
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+    def prometheus_text(self) -> str:
+        """No metrics of its own."""
+        return ""
+
+
+class NullSink(OfferSink):
+    """A shadow sink that accepts nothing (used until the shadow side provides one)."""
+
+    def admit(self, route: str, method: str) -> bool:
+        """Copy nothing."""
+        return False
+
+    def offer_raw(self, message: tuple[Any, ...]) -> bool:
+        """Drop the message."""
+        return False
 
 
 # -- the flat form of an offer -----------------------------------------------------------------

@@ -36,6 +36,12 @@ REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | frozenset({b"expect", b"x-req
                                                              b"via"})
 RESPONSE_DROP = HOP_BY_HOP | FRAMING
 VIA = b"1.1 strangler"
+NO_BODY_STATUSES = frozenset({204, 304})  # answers that never have a body (and HEAD's)
+# The shadow marker (ARCHITECTURE.md, contract 7): the proxy's shadow copies carry
+# ``X-Strangler-Shadow: 1``; a service answers ``...-Rolled-Back: 1`` when it undid the write
+# (``strangler.shadow_rollback``, the Django side).
+SHADOW_HEADER = "X-Strangler-Shadow"
+ROLLED_BACK_HEADER = f"{SHADOW_HEADER}-Rolled-Back"
 _KEPT_WHEN_TRUSTED = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),
                       (b"x-forwarded-port", b"X-Forwarded-Port"))
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,200}")

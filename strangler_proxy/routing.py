@@ -17,22 +17,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from strangler_proxy.config import (
-    DEFAULT_ROUTE_NAME,
-    MONOLITH,
+from strangler_proxy.config import DEFAULT_ROUTE_NAME, MONOLITH, SERVICE, ProxyConfig, Route
+from strangler_proxy.match import (
     Match,
-    ProxyConfig,
-    Route,
+    literal_prefix,
+    match_regex,
 )
 
 BUCKETS = 10_000
 BUCKET_CACHE = 65_536  # remembered (salt, key) -> bucket pairs per route table
 MATCH_CACHE = 16_384  # remembered (method, path) -> route pairs per route table
 CACHED_KEY_CHARS = 256  # longer paths / sticky keys are not cached: bounds the caches' memory
-SERVICE = "service"
 DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
 
 
@@ -78,25 +76,6 @@ def canary_side(percent: float, salt: str, key: str) -> str:
     ('monolith', 'service')
     """
     return SERVICE if bucket(salt, key) < round(percent * BUCKETS / 100) else MONOLITH
-
-
-def template_regex(template: str) -> str:
-    """A regex for a path template: each ``{name}`` is one non-empty path segment.
-
-    >>> re.fullmatch(template_regex("/api/products/{id}/"), "/api/products/42/") is not None
-    True
-    """
-    parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", template)
-    return "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
-
-
-def match_regex(match: Match) -> str:
-    """The path part of a match as a regex anchored at the start."""
-    if match.path_prefix is not None:
-        return re.escape(match.path_prefix)
-    if match.path is not None:
-        return re.escape(match.path) + r"\Z"
-    return template_regex(match.path_template or "/") + r"\Z"
 
 
 def cookie_value(header: str, name: str) -> str | None:
@@ -190,7 +169,7 @@ def _dispatch(routes: tuple[Route, ...]) -> tuple[re.Pattern[str], dict[str, re.
     keyed: dict[str, list[int]] = {}
     generic: list[int] = []
     for index, route in enumerate(routes):
-        literal = _literal_prefix(route.match)
+        literal = literal_prefix(route.match)
         end = _key_end(literal)
         if end:
             keyed.setdefault(literal[:end], []).append(index)
@@ -301,43 +280,5 @@ class RouteTable:
 # -- static checks ------------------------------------------------------------------------------
 
 
-def _literal_prefix(match: Match) -> str:
-    if match.path_prefix is not None:
-        return match.path_prefix
-    if match.path is not None:
-        return match.path
-    return (match.path_template or "").split("{", 1)[0]
-
-
-def covers(earlier: Match, later: Match) -> bool:
-    """True when every request ``later`` matches is matched by ``earlier`` first.
-
-    >>> covers(Match(path_prefix="/api/"), Match(path="/api/x"))
-    True
-    >>> covers(Match(path="/api/x"), Match(path_prefix="/api/"))
-    False
-    """
-    if earlier.methods and not (later.methods and later.methods <= earlier.methods):
-        return False
-    if any(later.headers.get(k) != v for k, v in earlier.headers.items()):
-        return False
-    if earlier.path_prefix is not None:
-        return _literal_prefix(later).startswith(earlier.path_prefix)
-    if earlier.path is not None:
-        return later.path == earlier.path
-    if later.path is not None:
-        return re.fullmatch(template_regex(earlier.path_template or ""), later.path) is not None
-    return later.path_template == earlier.path_template
-
-
-def unreachable_routes(routes: tuple[Route, ...]) -> Iterator[tuple[int, Route, Route]]:
-    """Yield ``(index, route, earlier_route)`` for each route an earlier one always shadows."""
-    for index, later in enumerate(routes):
-        for earlier in routes[:index]:
-            if covers(earlier.match, later.match):
-                yield index, later, earlier
-                break
-
-
 __all__ = ["BUCKETS", "DEFAULT_ROUTE", "Decision", "RouteTable", "bucket", "canary_side",
-           "cookie_value", "covers", "match_regex", "template_regex", "unreachable_routes"]
+           "cookie_value"]

@@ -10,6 +10,8 @@
    the automatic (divisive) search
 5. the cache: second run over the unchanged tree
 6. signal ablation: relations only, + code usage, + SQL, against an FK-only Louvain baseline
+7. ``--corpus``: real Django projects, pinned, against an independent model counter
+   (:mod:`bench.analysis.corpus`); ``--unseen`` runs the two kept out of the corpus
 """
 
 from __future__ import annotations
@@ -199,9 +201,18 @@ def ablation(work: Path, seeds: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.analysis")
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--corpus", action="store_true",
+                        help="real Django projects (downloaded once into a cache)")
+    parser.add_argument("--unseen", action="store_true",
+                        help="with --corpus: the projects kept out of the corpus")
     parser.add_argument("--only", default="", help="comma-separated: e2e,imports,log,cluster,"
                                                    "ablation")
     args = parser.parse_args()
+    if args.corpus:
+        from bench.analysis.corpus import CORPUS, UNSEEN, print_table, run_corpus
+
+        print_table(run_corpus(UNSEEN if args.unseen else CORPUS))
+        return
     only = set(filter(None, args.only.split(",")))
     lines, models, statements, nodes, seeds = ((60_000, 120, 50_000, 2_000, 3) if args.quick
                                                else (1_000_000, 1_000, 1_000_000, 10_000, 8))

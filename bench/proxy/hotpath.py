@@ -26,8 +26,10 @@ import uvloop
 
 from bench.proxy.run import routes_file
 from strangler_proxy.config import load_config
-from strangler_proxy.edge.server import ClientConnection, NullSink, ProxyState
+from strangler_proxy.edge.forward import ProxyState
+from strangler_proxy.edge.server import ClientConnection
 from strangler_proxy.edge.upstream import UpstreamConnection, build_pools
+from strangler_proxy.exchange import NullSink
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
 from strangler_proxy.shadow.sink import ProcessSink

@@ -331,8 +331,12 @@ def run_all(work: Path, ports: dict[str, int], args: argparse.Namespace) -> dict
             [*strangler, str(configs["ours50"]), "--workers", "1"], ports["ours50"],
             work / "ours50.log")).pid
         if args.baseline:
+            # Trees from before the front door moved out of the proxy have no strangler/cli.py.
+            front = ("strangler.cli" if (args.baseline / "strangler" / "cli.py").exists()
+                     else "strangler_proxy.cli")
             pids["strangler, baseline tree"] = enter(process(
-                [*strangler, str(configs["base"]), "--workers", "1"], ports["base"],
+                [py, "-m", front, "proxy", "--config", str(configs["base"]), "--workers", "1"],
+                ports["base"],
                 work / "base.log", cwd=args.baseline.resolve())).pid
         for url in targets.values():  # warm up
             wrk(url, 1.0, args.connections)

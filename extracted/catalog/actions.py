@@ -26,8 +26,7 @@ from extracted.catalog.models import (
     ProductTag,
     Tag,
 )
-from extracted.sync.rows import normalize_row
-from extracted.sync.spec import CATALOG_TABLES, TableSpec
+from extracted.sync import CATALOG_TABLES, TableSpec, normalize_row
 
 SPEC_BY_MODEL: dict[str, TableSpec] = {s.model: s for s in CATALOG_TABLES}
 

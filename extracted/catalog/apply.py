@@ -5,8 +5,14 @@ Two guards, both written in the same transaction as the change they guard:
 * ``ProcessedEvent`` (unique ``event_id``): an event delivered twice is recognised and
   skipped; the relay may redeliver freely (at least once + idempotent = exactly once effect).
 * ``AggregateVersion`` (last applied ``sequence`` per aggregate, kept after a delete): an
-  event or a backfilled row that is not newer is *stale* and skipped; an event that skips a
-  sequence number raises ``SequenceGap`` (the whole batch rolls back, the relay retries).
+  event or a backfilled row that is not newer is *stale* and skipped.
+
+An event that cannot be applied (it skips a sequence number, names an unknown aggregate
+type, lacks a field, could not even be read by the relay, or touches a context the service
+owns since cutover) becomes a ``DeadLetter`` with the reason, and its aggregate is *held*:
+its later events are parked behind it, in order, while every other aggregate flows on.
+``retry_dead_letters`` applies a held aggregate's letters in order, ``skip_dead_letters``
+gives up on some (both audited); a repair event (``reconcile --repair``) supersedes them.
 
 Events applied here are never written to the service's own outbox: while the monolith owns
 the data, the service only follows.
@@ -19,14 +25,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from extracted.catalog.models import AggregateVersion, ProcessedEvent, StreamPosition
-from extracted.sync.errors import BadEvent, SequenceGap
-from extracted.sync.events import OutboxEvent
-from extracted.sync.spec import SIGNAL_SPECS, TableSpec, spec_for
+from extracted.catalog.models import (
+    AggregateVersion,
+    ContextOwnership,
+    DeadLetter,
+    ProcessedEvent,
+    StreamPosition,
+    SyncAudit,
+)
+from extracted.sync import (
+    CATALOG,
+    SIGNAL_SPECS,
+    BadEvent,
+    OutboxEvent,
+    SequenceGap,
+    TableSpec,
+    event_from_json,
+    spec_for,
+)
 
 SIGNAL_TYPES = frozenset(s.aggregate_type for s in SIGNAL_SPECS)
 
@@ -39,11 +60,12 @@ class ApplyResult:
     duplicates: int = 0
     stale: int = 0
     position: int = 0
+    dead_letters: int = 0
 
     def to_json(self) -> dict[str, int]:
         """The counts as the apply endpoint returns them."""
         return {"applied": self.applied, "duplicates": self.duplicates, "stale": self.stale,
-                "position": self.position}
+                "position": self.position, "dead_letters": self.dead_letters}
 
 
 def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> ApplyResult:
@@ -51,25 +73,33 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
 
     ``position`` is the relay's low-water mark after this batch (every event at or below it
     has been delivered); it only ever moves forward. The batch is decided in memory first
-    (duplicates, stale, gaps, the final state of each aggregate) and then written with a
-    handful of bulk statements, whatever its size.
+    (duplicates, stale, dead letters, the final state of each aggregate) and then written
+    with a handful of bulk statements, whatever its size.
     """
-    counts = {"applied": 0, "duplicates": 0, "stale": 0}
+    counts = {"applied": 0, "duplicates": 0, "stale": 0, "dead_letters": 0}
     with transaction.atomic():
         _one_applier_at_a_time()
+        _open_fence(True)
         seen = set(
             ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
             .values_list("event_id", flat=True)
         )
-        plan = _Plan(_versions({e.aggregate_key for e in events}))
+        keys = {e.aggregate_key for e in events}
+        held = _held(keys)
+        owned = _owned_types()
+        plan = _Plan(_versions(keys))
         processed: list[ProcessedEvent] = []
+        letters: list[DeadLetter] = []
         for event in events:
             if event.id in seen:
                 counts["duplicates"] += 1
                 continue
             seen.add(event.id)
-            outcome = plan.add_event(event)
-            counts[outcome] += 1
+            outcome, reason = _decide(plan, event, held, owned)
+            if reason:
+                held.add(event.aggregate_key)
+                letters.append(_letter(stream, event, reason))
+            counts["dead_letters" if outcome == "dead_letter" else outcome] += 1
             processed.append(ProcessedEvent(
                 event_id=event.id, stream=stream, position=event.position,
                 aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
@@ -77,31 +107,207 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
             ))
         plan.write()
         ProcessedEvent.objects.bulk_create(processed)
+        DeadLetter.objects.bulk_create(letters)
         new_position = _advance(stream, position)
+        _open_fence(False)
     return ApplyResult(position=new_position, **counts)
 
 
-def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Upsert backfilled rows ``{"id", "sequence", "fields"}`` unless a newer change is known.
+def _open_fence(open_: bool) -> None:
+    """Let this transaction (and only it) write the fenced tables: the owner's consumer.
 
-    ``sequence`` is the source's last outbox sequence for that row, read in the same
-    snapshot as the row, so the event stream can start before or after the copy.
+    See ``extracted/sync/fence.py``: other transactions keep seeing the committed ``0``.
     """
-    rows = list(rows)
-    spec_for(aggregate_type)
-    keys = {(aggregate_type, str(row["id"])) for row in rows}
-    copied = skipped = 0
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = %s",
+                       [1 if open_ else 0, CATALOG.name])
+
+
+def _decide(plan: _Plan, event: OutboxEvent, held: set[Key],
+            owned: frozenset[str]) -> tuple[str, str]:
+    """``(outcome, dead-letter reason)`` of one event; the reason is empty when it applies."""
+    if event.poison:
+        return "dead_letter", f"unreadable: {event.poison}"
+    if event.aggregate_type in owned:
+        return "dead_letter", (f"{event.aggregate_type} is owned by this service since "
+                               "cutover: the producer must not write it (contract 6)")
+    if event.aggregate_key in held and not event.is_repair:
+        return "dead_letter", ("held: an earlier event of this aggregate is a dead letter "
+                               "(`strangler relay dead-letters list`)")
+    try:
+        outcome = plan.add_event(event)
+    except (SequenceGap, BadEvent) as exc:
+        return "dead_letter", str(exc)
+    if event.is_repair:
+        _supersede(event)
+        held.discard(event.aggregate_key)
+    return outcome, ""
+
+
+def _letter(stream: str, event: OutboxEvent, reason: str) -> DeadLetter:
+    return DeadLetter(stream=stream, position=event.position, event_id=event.id,
+                      aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
+                      sequence=event.sequence, event=event.to_json(), reason=reason)
+
+
+def _held(keys: set[Key]) -> set[Key]:
+    """The aggregates among ``keys`` that have an open dead letter."""
+    if not keys:
+        return set()
+    types = {k for k, _ in keys}
+    ids = {i for _, i in keys}
+    rows = DeadLetter.objects.filter(status="open", aggregate_type__in=types,
+                                     aggregate_id__in=ids).values_list("aggregate_type",
+                                                                       "aggregate_id")
+    return {(str(kind), str(key)) for kind, key in rows} & keys
+
+
+def _owned_types() -> frozenset[str]:
+    """Aggregate types of the contexts this service owns (their producer's events refused)."""
+    owner = ContextOwnership.objects.filter(context=CATALOG.name).values_list(
+        "owner", flat=True).first()
+    return CATALOG.aggregate_types if owner == "service" else frozenset()
+
+
+def _supersede(event: OutboxEvent) -> None:
+    DeadLetter.objects.filter(
+        status="open", aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
+        sequence__lt=event.sequence,
+    ).update(status="superseded", resolved_at=timezone.now())
+
+
+def dead_letters(status: str | None = "open", limit: int = 500) -> list[dict[str, Any]]:
+    """Dead letters, oldest first (``status=None``: all of them)."""
+    query = DeadLetter.objects.all()
+    if status:
+        query = query.filter(status=status)
+    return [dict(row) for row in query.values(
+        "id", "stream", "position", "event_id", "aggregate_type", "aggregate_id", "sequence",
+        "reason", "status", "created_at", "resolved_at")[:limit]]
+
+
+def retry_dead_letters(ids: Sequence[int], actor: str) -> dict[str, Any]:
+    """Apply the held aggregates of ``ids`` (all open letters when empty), each in order.
+
+    An aggregate's letters are applied in sequence order until one still fails: that one
+    keeps its (new) reason and the aggregate stays held. Audited.
+    """
     with transaction.atomic():
         _one_applier_at_a_time()
+        query = DeadLetter.objects.select_for_update().filter(status="open")
+        if ids:
+            chosen = DeadLetter.objects.filter(pk__in=ids).values_list("aggregate_type",
+                                                                       "aggregate_id")
+            wanted = {tuple(r) for r in chosen}
+            query = query.filter(aggregate_type__in={t for t, _ in wanted},
+                                 aggregate_id__in={i for _, i in wanted})
+            letters = [x for x in query if (x.aggregate_type, x.aggregate_id) in wanted]
+        else:
+            letters = list(query)
+        by_key: dict[Key, list[DeadLetter]] = {}
+        for letter in sorted(letters, key=lambda x: (x.sequence, x.position, x.pk)):
+            by_key.setdefault((letter.aggregate_type, letter.aggregate_id), []).append(letter)
+        _open_fence(True)
+        retried, still = _retry(by_key)
+        _open_fence(False)
+        SyncAudit.objects.create(actor=actor, action="dead-letters retry",
+                                 detail={"ids": list(ids), "retried": retried, "open": still})
+    return {"retried": retried, "still_open": still}
+
+
+def _retry(by_key: dict[Key, list[DeadLetter]]) -> tuple[list[int], list[int]]:
+    retried: list[int] = []
+    still: list[int] = []
+    plan = _Plan(_versions(set(by_key)))
+    for letters in by_key.values():
+        for n, letter in enumerate(letters):
+            try:
+                event = event_from_json(letter.event, f"dead letter {letter.pk}")
+                outcome, reason = _decide(plan, event, set(), _owned_types())
+            except BadEvent as exc:
+                outcome, reason = "dead_letter", str(exc)
+            if reason:
+                letter.reason = reason
+                letter.save(update_fields=["reason"])
+                still.extend(x.pk for x in letters[n:])
+                break
+            letter.status, letter.resolved_at = "retried", timezone.now()
+            letter.save(update_fields=["status", "resolved_at"])
+            ProcessedEvent.objects.filter(event_id=letter.event_id).update(outcome=outcome)
+            retried.append(letter.pk)
+    plan.write()
+    return retried, still
+
+
+def skip_dead_letters(ids: Sequence[int], actor: str) -> dict[str, Any]:
+    """Give up on the given open letters (their aggregates flow again when none is left)."""
+    with transaction.atomic():
+        skipped = list(DeadLetter.objects.select_for_update().filter(pk__in=ids, status="open")
+                       .values_list("pk", flat=True))
+        DeadLetter.objects.filter(pk__in=skipped).update(status="skipped",
+                                                         resolved_at=timezone.now())
+        ProcessedEvent.objects.filter(
+            event_id__in=DeadLetter.objects.filter(pk__in=skipped).values("event_id")
+        ).update(outcome="skipped")
+        SyncAudit.objects.create(actor=actor, action="dead-letters skip",
+                                 detail={"ids": list(ids), "skipped": skipped})
+    return {"skipped": skipped}
+
+
+def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
+                   key_range: tuple[int, int | None] | None = None,
+                   deleted: Iterable[Mapping[str, Any]] = ()) -> dict[str, int]:
+    """Upsert backfilled rows and drop deleted ones, unless a newer change is known.
+
+    ``rows`` are ``{"id", "sequence", "fields"}``, ``deleted`` ``{"id", "sequence"}``: the
+    source's last sequence for each, read in the same snapshot as the rows, so the event
+    stream can start before or after the copy. Given ``key_range`` (inclusive, ``None`` for
+    an open end), rows of that range the service has without any version (never synced,
+    unknown to the source) are dropped as well.
+    """
+    rows, deleted = list(rows), list(deleted)
+    spec = spec_for(aggregate_type)
+    if aggregate_type in _owned_types():
+        raise BadEvent(f"{aggregate_type}: this service owns the catalog since cutover; a "
+                       "backfill copies into a follower only (undo the cutover first)")
+    keys = {(aggregate_type, str(r["id"])) for r in [*rows, *deleted]}
+    copied = skipped = dropped = 0
+    with transaction.atomic():
+        _one_applier_at_a_time()
+        _open_fence(True)
         plan = _Plan(_versions(keys))
+        strays = [] if key_range is None or spec.derived else _strays(spec, key_range, keys)
         for row in rows:
             if plan.add_state(aggregate_type, str(row["id"]), int(row["sequence"]), "updated",
                               row["fields"]):
                 copied += 1
             else:
                 skipped += 1
+        for gone in deleted:
+            dropped += plan.add_state(aggregate_type, str(gone["id"]), int(gone["sequence"]),
+                                      "deleted", {})
         plan.write()
-    return {"copied": copied, "skipped": skipped}
+        if strays:
+            model = apps.get_model("catalog", spec.model)
+            model._base_manager.filter(pk__in=strays)._raw_delete(connection.alias)
+        _open_fence(False)
+    return {"copied": copied, "skipped": skipped, "deleted": dropped + len(strays)}
+
+
+def _strays(spec: TableSpec, key_range: tuple[int, int | None], keys: set[Key]) -> list[int]:
+    """Keys the service holds in the range that neither side ever versioned."""
+    start, end = key_range
+    query = apps.get_model("catalog", spec.model)._base_manager.filter(pk__gte=start)
+    if end is not None:
+        query = query.filter(pk__lte=end)
+    here = {str(pk) for pk in query.values_list("pk", flat=True)}
+    here -= {key for _, key in keys}
+    if not here:
+        return []
+    versioned = set(AggregateVersion.objects.filter(
+        aggregate_type=spec.aggregate_type, aggregate_id__in=here
+    ).values_list("aggregate_id", flat=True))
+    return sorted(int(k) for k in here - versioned)
 
 
 Key = tuple[str, str]
@@ -146,18 +352,26 @@ class _Plan:
         self.final: dict[Key, tuple[str, Mapping[str, Any], int]] = {}
 
     def add_event(self, event: OutboxEvent) -> str:
-        """Decide one event: "applied" or "stale"; a skipped sequence raises SequenceGap."""
+        """Decide one event: "applied" or "stale".
+
+        A skipped sequence raises ``SequenceGap`` (except for a repair, whose full state
+        supersedes what is missing); an unknown type or a bad payload raises ``BadEvent``.
+        """
+        spec = spec_for(event.aggregate_type)
+        _int_key(spec, event.aggregate_id)
         known = self.sequence.get(event.aggregate_key)
         if known is not None and event.sequence <= known:
             return "stale"
-        if known is not None and event.sequence > known + 1:
+        if not event.is_delete:
+            _values(apps.get_model("catalog", spec.model), spec, event.payload)
+        if known is not None and event.sequence > known + 1 and not event.is_repair:
             raise SequenceGap(
                 f"{event.aggregate_type}:{event.aggregate_id} expected sequence "
                 f"{known + 1}, got {event.sequence} (event {event.id}): an earlier "
                 "event is missing; run `strangler reconcile` and see docs/reliability.md"
             )
-        self.add_state(event.aggregate_type, event.aggregate_id, event.sequence, event.type,
-                       event.payload)
+        self.add_state(event.aggregate_type, event.aggregate_id, event.sequence,
+                       "deleted" if event.is_delete else event.type, event.payload)
         return "applied"
 
     def add_state(self, kind: str, key: str, sequence: int, event_type: str,
@@ -223,7 +437,13 @@ def _values(
         if fld.name not in payload:
             raise BadEvent(f"{spec.aggregate_type}.payload: missing field {fld.name!r}")
         raw = payload[fld.name]
-        values[fld.name] = None if raw is None else model._meta.get_field(fld.name).to_python(raw)
+        field = model._meta.get_field(fld.name)
+        assert isinstance(field, models.Field)  # a synced column, never a reverse relation
+        try:
+            values[fld.name] = None if raw is None else field.to_python(raw)
+        except ValidationError:
+            raise BadEvent(f"{spec.aggregate_type}.payload.{fld.name}: {raw!r:.60} is not a "
+                           f"valid {fld.kind}") from None
     return values
 
 
@@ -270,10 +490,14 @@ def stream_status(stream: str) -> dict[str, Any]:
         .values("aggregate_type", "aggregate_id", "sequence")
         .annotate(n=Count("id")).filter(n__gt=1).count()
     )
+    stuck = (DeadLetter.objects.filter(status="open").order_by()
+             .values_list("aggregate_type", "aggregate_id").distinct())
     return {
         "stream": stream,
         "position": current.position if current else 0,
         "processed": processed.count(),
         "applied": processed.filter(outcome="applied").count(),
         "applied_twice": twice,
+        "dead_letters": DeadLetter.objects.filter(status="open").count(),
+        "stuck_aggregates": sorted(f"{t}:{i}" for t, i in stuck[:100]),
     }

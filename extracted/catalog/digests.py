@@ -11,8 +11,7 @@ from django.db.models.functions import Coalesce
 
 from extracted.catalog.apply import SIGNAL_TYPES
 from extracted.catalog.models import Product, ProductSignals
-from extracted.sync.rows import normalize_row, row_digest, summarize
-from extracted.sync.spec import TableSpec, spec_for
+from extracted.sync import TableSpec, normalize_row, row_digest, spec_for, summarize
 
 CHUNK = 2000
 
@@ -36,7 +35,8 @@ def _rows_of(spec: TableSpec) -> QuerySet[Any]:
     so reconcile compares the value the API shows, not whether a signals row exists.
     """
     if spec.aggregate_type not in SIGNAL_TYPES:
-        return apps.get_model("catalog", spec.model)._base_manager.order_by("pk")
+        rows: QuerySet[Any] = apps.get_model("catalog", spec.model)._base_manager.order_by("pk")
+        return rows
     signals = ProductSignals.objects.filter(product_id=OuterRef("pk"))
     name = spec.field_names[0]
     default = Value(False) if name == "in_stock" else Value(None, output_field=FloatField())

@@ -6,6 +6,9 @@
 ``GET  /internal/checksums/``  per-range counts and digests of one aggregate type
 ``GET  /internal/rows/``       per-row digests of one key range (reconcile's drill-down)
 ``GET  /internal/versions/``   every aggregate's last applied sequence (reconcile)
+``GET  /internal/dead-letters/``   open dead letters (``?status=all`` for every one)
+``POST /internal/dead-letters/``   ``{"action": "retry"|"skip", "ids": [...], "actor"}``
+``GET|POST /internal/ownership/``  who writes the context now (cutover flips it)
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from extracted.catalog import apply, digests
-from extracted.catalog.models import AggregateVersion
+from extracted.catalog.models import AggregateVersion, ContextOwnership, SyncAudit
 from extracted.catalog.permissions import HasSyncToken
-from extracted.sync.errors import BadEvent, SequenceGap
-from extracted.sync.events import event_from_json
+from extracted.sync import BadEvent, OutboxEvent, SequenceGap, event_from_json, poison_event
 
 
 class InternalView(APIView):
@@ -54,12 +56,64 @@ class EventsView(InternalView):
         body = request.data
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise ParseError('body: expected {"stream", "position", "events": [...]}')
-        events = [event_from_json(e, f"events[{i}]") for i, e in enumerate(body["events"])]
+        events = [_event_or_poison(e, f"events[{i}]") for i, e in enumerate(body["events"])]
         position = body.get("position", max((e.position for e in events), default=0))
         if not isinstance(position, int):
             raise ParseError(f"position: expected an integer, got {position!r}")
         result = apply.apply_events(_stream(body.get("stream")), events, position)
         return Response(result.to_json())
+
+
+def _event_or_poison(data: Any, where: str) -> OutboxEvent:
+    """A broken event is dead-lettered by the apply, not refused with the whole batch."""
+    try:
+        return event_from_json(data, where)
+    except BadEvent as exc:
+        if isinstance(data, dict) and str(data.get("format", 1)) not in ("1", "2"):
+            raise  # a newer format: the consumer must be upgraded, nothing is applied
+        return poison_event(data, str(exc))
+
+
+class DeadLettersView(InternalView):
+    """List, retry and skip dead letters (retry and skip are audited)."""
+
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status", "open")
+        return Response({"dead_letters": apply.dead_letters(None if status == "all"
+                                                            else status)})
+
+    def post(self, request: Request) -> Response:
+        body = request.data if isinstance(request.data, dict) else {}
+        ids, actor, action = body.get("ids", []), str(body.get("actor") or "unknown"), body.get(
+            "action")
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise ParseError(f"ids: expected a list of integers, got {ids!r}")
+        if action == "retry":
+            return Response(apply.retry_dead_letters(ids, actor))
+        if action == "skip":
+            if not ids:
+                raise ParseError("skip: name the dead letters to skip (ids)")
+            return Response(apply.skip_dead_letters(ids, actor))
+        raise ParseError(f"action: {action!r} is not retry or skip")
+
+
+class OwnershipView(InternalView):
+    """Who writes a context's tables: ``monolith`` or ``service`` (audited flips)."""
+
+    def get(self, request: Request) -> Response:
+        context = str(request.query_params.get("context", "catalog"))
+        row = ContextOwnership.objects.filter(context=context).first()
+        return Response({"context": context, "owner": row.owner if row else "monolith"})
+
+    def post(self, request: Request) -> Response:
+        body = request.data if isinstance(request.data, dict) else {}
+        context, owner = str(body.get("context", "catalog")), body.get("owner")
+        if owner not in ("monolith", "service"):
+            raise ParseError(f"owner: {owner!r} is not monolith or service")
+        ContextOwnership.objects.update_or_create(context=context, defaults={"owner": owner})
+        SyncAudit.objects.create(actor=str(body.get("actor") or "unknown"), action="ownership",
+                                 detail={"context": context, "owner": owner})
+        return Response({"context": context, "owner": owner})
 
 
 class SnapshotView(InternalView):
@@ -70,7 +124,13 @@ class SnapshotView(InternalView):
         if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
             raise ParseError('body: expected {"aggregate_type", "rows": [{"id", "sequence", '
                              '"fields"}]}')
-        return Response(apply.apply_snapshot(str(body.get("aggregate_type")), body["rows"]))
+        key_range = body.get("range")
+        if key_range is not None and not (isinstance(key_range, list) and len(key_range) == 2):
+            raise ParseError(f"range: expected [start, end or null], got {key_range!r}")
+        return Response(apply.apply_snapshot(
+            str(body.get("aggregate_type")), body["rows"],
+            None if key_range is None else (int(key_range[0]), key_range[1]),
+            body.get("deleted") or []))
 
 
 class ChecksumsView(InternalView):
@@ -97,9 +157,11 @@ class VersionsView(InternalView):
     """Every aggregate's last applied sequence (tombstones included)."""
 
     def get(self, request: Request) -> Response:
-        rows = AggregateVersion.objects.order_by("aggregate_type", "aggregate_id").values(
-            "aggregate_type", "aggregate_id", "sequence", "deleted"
-        )
+        query = AggregateVersion.objects.order_by("aggregate_type", "aggregate_id")
+        types = request.query_params.getlist("aggregate_type")
+        if types:
+            query = query.filter(aggregate_type__in=types)
+        rows = query.values("aggregate_type", "aggregate_id", "sequence", "deleted")
         return Response({"versions": list(rows)})
 
 

@@ -42,8 +42,9 @@ class Category(models.Model):
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, db_index=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, related_name="children", **SYNCED  # type: ignore[arg-type]
+    parent = models.ForeignKey(  # SYNCED spelled out: the plugin must see null=True
+        "self", null=True, blank=True, related_name="children", on_delete=models.DO_NOTHING,
+        db_constraint=False,
     )
 
     class Meta:
@@ -203,3 +204,51 @@ class OutboxEvent(models.Model):
                 name="catalog_outbox_aggregate_sequence",
             )
         ]
+
+
+class DeadLetter(models.Model):
+    """An event the service could not apply, with why; its aggregate waits, no other.
+
+    ``status``: ``open`` (the aggregate is held: later events of it are parked here too,
+    in order), ``retried`` (applied by a retry), ``skipped`` (given up, audited),
+    ``superseded`` (a repair event carried a newer full state).
+    """
+
+    stream = models.CharField(max_length=64)
+    position = models.BigIntegerField()
+    event_id = models.CharField(max_length=64)
+    aggregate_type = models.CharField(max_length=64)
+    aggregate_id = models.CharField(max_length=64)
+    sequence = models.BigIntegerField(default=0)
+    event = models.JSONField()
+    reason = models.TextField()
+    status = models.CharField(max_length=16, default="open", db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class SyncAudit(models.Model):
+    """Who did what to the sync by hand (dead-letter retries and skips, ownership flips)."""
+
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=100)
+    action = models.CharField(max_length=64)
+    detail = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class ContextOwnership(models.Model):
+    """Which side writes a context's tables now: ``monolith`` or ``service`` (contract 6).
+
+    While the monolith owns them the service only follows (events from the monolith apply);
+    after cutover the service owns them and refuses the monolith's events for them.
+    """
+
+    context = models.CharField(max_length=64, unique=True)
+    owner = models.CharField(max_length=16, default="monolith")
+    changed_at = models.DateTimeField(default=timezone.now)

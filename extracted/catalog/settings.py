@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -32,7 +33,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "extracted.catalog.shadow.ShadowRollbackMiddleware",
+    "extracted.catalog.fence.FenceRefusalMiddleware",
+    "strangler.shadow_rollback.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
@@ -58,7 +60,7 @@ def _make_data_dir() -> None:
         ) from None
 
 
-def _parse_url(url: str, variable: str) -> dict[str, object]:
+def _parse_url(url: str, variable: str) -> dict[str, Any]:
     """The Django DATABASES entry for ``url``; a bad URL is one line naming the variable."""
     try:
         return dict(dj_database_url.parse(url, conn_max_age=60))

@@ -22,4 +22,7 @@ urlpatterns = [
     path("internal/checksums/", internal.ChecksumsView.as_view(), name="internal-checksums"),
     path("internal/rows/", internal.RowsView.as_view(), name="internal-rows"),
     path("internal/versions/", internal.VersionsView.as_view(), name="internal-versions"),
+    path("internal/dead-letters/", internal.DeadLettersView.as_view(),
+         name="internal-dead-letters"),
+    path("internal/ownership/", internal.OwnershipView.as_view(), name="internal-ownership"),
 ]

@@ -10,9 +10,17 @@ jumped to 11 would lose event 10 for ever. So the cursor keeps
 
 Events above a hole are still delivered at once (per-aggregate order is kept by the
 producer: two changes of one row serialise on the row lock, so the later one always has the
-higher position); only the saved position waits. A hole older than ``hole_grace`` seconds is
-treated as a rolled-back transaction and stepped over (counted in ``holes_skipped``). On
-SQLite writers are serialised, so holes only come from rollbacks.
+higher position); only the saved position waits.
+
+When is a hole a rolled-back transaction rather than a slow one? On PostgreSQL the database
+says so: the relay passes the write horizon (``xmin``, ``xmax`` of a snapshot, see
+``Database.write_horizon``). A hole is marked with the ``xmax`` read just after the fetch
+that revealed it; once a later snapshot's ``xmin`` (read before a later fetch, which looked
+below the top again) reaches the mark, every transaction that could hold the position has
+ended, and the position is stepped over (counted in ``holes_skipped``). However long a
+transaction stays open, its event is not skipped. Without a horizon (SQLite, where writers
+are serialised and holes only come from deleted rows) a hole older than ``hole_grace``
+seconds is stepped over.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ class DeliveryCursor:
     delivered: set[int] = field(default_factory=set)
     holes_first_seen: dict[int, float] = field(default_factory=dict)
     holes_skipped: int = 0
+    hole_marks: dict[int, int] = field(default_factory=dict)
 
     @property
     def top(self) -> int:
@@ -49,13 +58,16 @@ class DeliveryCursor:
         """
         return sorted(p for p in positions if p > self.low_water and p not in self.delivered)
 
-    def preview(self, positions: Iterable[int], now: float) -> int:
-        """The low-water mark ``mark(positions, now)`` would reach, without changing it."""
+    def preview(self, positions: Iterable[int], now: float,
+                horizon: tuple[int, int] | None = None) -> int:
+        """The low-water mark ``mark(positions, now, horizon)`` would reach, unchanged."""
         copy = DeliveryCursor(self.low_water, self.hole_grace, set(self.delivered),
-                              dict(self.holes_first_seen), self.holes_skipped)
-        return copy.mark(positions, now)
+                              dict(self.holes_first_seen), self.holes_skipped,
+                              dict(self.hole_marks))
+        return copy.mark(positions, now, horizon)
 
-    def mark(self, positions: Iterable[int], now: float) -> int:
+    def mark(self, positions: Iterable[int], now: float,
+             horizon: tuple[int, int] | None = None) -> int:
         """Record delivered positions and advance the low-water mark; return it.
 
         >>> c = DeliveryCursor(low_water=0, hole_grace=5.0)
@@ -65,22 +77,41 @@ class DeliveryCursor:
         4
         """
         self.delivered.update(p for p in positions if p > self.low_water)
-        return self.advance(now)
+        return self.advance(now, horizon)
 
-    def advance(self, now: float) -> int:
-        """Move the low-water mark over delivered positions and over holes past their grace."""
+    def advance(self, now: float, horizon: tuple[int, int] | None = None) -> int:
+        """Move the low-water mark over delivered positions and over settled holes.
+
+        ``horizon`` is ``(xmin read before the last fetch, xmax read after it)``; without
+        one, a hole settles after ``hole_grace`` seconds.
+
+        >>> c = DeliveryCursor(low_water=0)
+        >>> c.mark([1, 3], now=0.0, horizon=(100, 105))   # 2 is a hole, marked 105
+        1
+        >>> c.advance(now=999.0, horizon=(104, 110))       # a transaction < 105 still runs
+        1
+        >>> c.advance(now=999.0, horizon=(105, 110))       # all ended: a rollback
+        3
+        """
         top = self.top
         while self.low_water < top:
             nxt = self.low_water + 1
             if nxt in self.delivered:
                 self.delivered.discard(nxt)
+            elif not self._settled(nxt, now, horizon):
+                break
             else:
-                first = self.holes_first_seen.setdefault(nxt, now)
-                if now - first < self.hole_grace:
-                    break
-                self.holes_first_seen.pop(nxt)
                 self.holes_skipped += 1
             self.low_water = nxt
-        for hole in [h for h in self.holes_first_seen if h <= self.low_water]:
-            self.holes_first_seen.pop(hole)
+        for marks in (self.holes_first_seen, self.hole_marks):
+            for hole in [h for h in marks if h <= self.low_water]:
+                marks.pop(hole)
         return self.low_water
+
+    def _settled(self, hole: int, now: float, horizon: tuple[int, int] | None) -> bool:
+        if horizon is None:
+            return now - self.holes_first_seen.setdefault(hole, now) >= self.hole_grace
+        if hole not in self.hole_marks:
+            self.hole_marks[hole] = horizon[1]
+            return False
+        return horizon[0] >= self.hole_marks[hole]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlparse
@@ -64,7 +65,9 @@ class Database:
         if self.vendor == "postgresql":
             sql = sql.replace("?", "%s")
         try:
-            cursor = self._conn.execute(sql, tuple(params))
+            # psycopg reads % as a placeholder only when given parameters (PL/pgSQL uses %)
+            args = tuple(params) if params or self.vendor == "sqlite" else None
+            cursor = self._conn.execute(sql, args)
             if cursor.description is None:
                 return []
             return [dict(row) for row in cursor.fetchall()]
@@ -85,6 +88,55 @@ class Database:
             yield self
         finally:
             self.query("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``, the write lock at once)."""
+        self.query("BEGIN IMMEDIATE" if self.vendor == "sqlite" else "BEGIN")
+        try:
+            yield self
+        except BaseException:
+            self.query("ROLLBACK")
+            raise
+        self.query("COMMIT")
+
+    def write_horizon(self) -> tuple[int, int] | None:
+        """``(xmin, xmax)`` of a fresh snapshot on PostgreSQL; None where writers serialise.
+
+        Every transaction with an id below ``xmin`` has ended; every one that will start
+        gets an id at or above ``xmax``. A position taken by a transaction that had a
+        transaction id when ``xmax`` was read is final (committed or gone) once a later
+        ``xmin`` reaches that ``xmax``. The producers write their sequence row before the
+        outbox row, so they hold a transaction id before they take a position. SQLite has
+        one writer at a time and reuses the id of a rolled-back insert: no such wait.
+        """
+        if self.vendor != "postgresql":
+            return None
+        row = self.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, "
+                         "pg_snapshot_xmax(pg_current_snapshot())::text AS xmax")[0]
+        return int(row["xmin"]), int(row["xmax"])
+
+    def wait_for_writers(self, timeout: float = 600.0, poll: float = 0.05,
+                         sleep: Callable[[float], None] = time.sleep) -> float:
+        """Wait until every write transaction running now has ended; return the seconds.
+
+        Raises ``DatabaseUnavailable`` naming the oldest running transaction after
+        ``timeout`` seconds (a transaction left open: end it, or raise the timeout).
+        """
+        first = self.write_horizon()
+        if first is None:
+            return 0.0
+        started = time.monotonic()
+        while True:
+            now = self.write_horizon()
+            assert now is not None
+            if now[0] >= first[1]:
+                return round(time.monotonic() - started, 3)
+            if time.monotonic() - started > timeout:
+                raise DatabaseUnavailable(
+                    f"{redact(self.url)}: transaction {now[0]} has been open for more than "
+                    f"{timeout:.0f} s; end it (pg_stat_activity shows it) or raise the timeout")
+            sleep(poll)
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""

@@ -27,6 +27,7 @@ class BatchResult:
     duplicates: int
     stale: int
     position: int
+    dead_letters: int = 0
 
 
 class EventsEndpoint:
@@ -49,7 +50,41 @@ class EventsEndpoint:
                 "events": [e.to_json() for e in events]}
         data = self._call("POST", json=body)
         return BatchResult(int(data["applied"]), int(data["duplicates"]), int(data["stale"]),
-                           int(data["position"]))
+                           int(data["position"]), int(data.get("dead_letters", 0)))
+
+    @property
+    def dead_letters_url(self) -> str:
+        """The consumer's dead-letter endpoint, next to its events endpoint."""
+        base = self.url.rstrip("/")
+        return base.rsplit("/", 1)[0] + "/dead-letters/"
+
+    def dead_letters(self, status: str = "open") -> list[dict[str, Any]] | None:
+        """The consumer's dead letters; None when it keeps none (no such endpoint)."""
+        try:
+            answer = self._client.get(self.dead_letters_url, params={"status": status})
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{self.dead_letters_url} unreachable: {exc}") from None
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise DeliveryFailed(f"{self.dead_letters_url} answered {answer.status_code}: "
+                                 f"{_detail(answer)}")
+        letters: list[dict[str, Any]] = answer.json()["dead_letters"]
+        return letters
+
+    def act_on_dead_letters(self, action: str, ids: Sequence[int], actor: str
+                            ) -> dict[str, Any]:
+        """Retry or skip dead letters at the consumer (it audits the action)."""
+        try:
+            answer = self._client.post(self.dead_letters_url,
+                                       json={"action": action, "ids": list(ids), "actor": actor})
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{self.dead_letters_url} unreachable: {exc}") from None
+        if answer.status_code != 200:
+            raise DeliveryFailed(f"{self.dead_letters_url} answered {answer.status_code}: "
+                                 f"{_detail(answer)}")
+        data: dict[str, Any] = answer.json()
+        return data
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         try:

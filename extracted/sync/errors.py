@@ -4,7 +4,9 @@ SyncError                      base; printed by ``strangler`` as one line, exit 
 ├── BadEvent                   an outbox row or event JSON breaks contract 5
 ├── DatabaseUnavailable        a database URL cannot be opened or queried
 ├── DeliveryFailed             the service refused or could not be reached (retryable)
-│   └── SequenceGap            the service saw an aggregate's events out of order (409)
+│   └── SequenceGap            an aggregate's events skip a sequence (a dead letter at the
+│                              service; 409 from consumers that keep none)
+├── CutoverFailed              a cutover step failed; the steps before it were rolled back
 └── Divergence                 reconcile found rows that differ (exit 1, not 2)
 """
 
@@ -35,3 +37,7 @@ class SequenceGap(DeliveryFailed):
 
 class Divergence(SyncError):
     """Reconcile found differences between the two sides."""
+
+
+class CutoverFailed(SyncError):
+    """A cutover step failed; the steps before it were rolled back."""

@@ -23,7 +23,13 @@ from typing import Any
 
 from extracted.sync.errors import BadEvent
 
+FORMAT = 2
+# Format 1: created, updated, deleted. Format 2 adds the repair types (full state written
+# by ``strangler reconcile --repair``: applied over a sequence gap, superseding what is
+# missing) and ``poison`` (a row the relay could not read, passed on to be dead-lettered).
 EVENT_TYPES = ("created", "updated", "deleted")
+REPAIR_TYPES = ("repaired", "repair_deleted")
+TYPES_BY_FORMAT = {1: EVENT_TYPES, 2: EVENT_TYPES + REPAIR_TYPES}
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,17 @@ class OutboxEvent:
     type: str
     payload: Mapping[str, Any] = field(default_factory=dict)
     occurred_at: str = ""
+    poison: str = ""
+
+    @property
+    def is_repair(self) -> bool:
+        """A repair's full state: it may follow a gap and supersedes what is missing."""
+        return self.type in REPAIR_TYPES
+
+    @property
+    def is_delete(self) -> bool:
+        """The aggregate is gone after this event."""
+        return self.type in ("deleted", "repair_deleted")
 
     @property
     def aggregate_key(self) -> tuple[str, str]:
@@ -46,11 +63,15 @@ class OutboxEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON object the apply endpoints accept."""
-        return {
-            "id": self.id, "position": self.position, "aggregate_type": self.aggregate_type,
-            "aggregate_id": self.aggregate_id, "sequence": self.sequence, "type": self.type,
-            "payload": dict(self.payload), "occurred_at": self.occurred_at,
+        data = {
+            "format": FORMAT, "id": self.id, "position": self.position,
+            "aggregate_type": self.aggregate_type, "aggregate_id": self.aggregate_id,
+            "sequence": self.sequence, "type": self.type, "payload": dict(self.payload),
+            "occurred_at": self.occurred_at,
         }
+        if self.poison:
+            data["poison"] = self.poison
+        return data
 
 
 def event_from_json(data: Any, where: str = "event") -> OutboxEvent:
@@ -66,6 +87,12 @@ def event_from_json(data: Any, where: str = "event") -> OutboxEvent:
     """
     if not isinstance(data, Mapping):
         raise BadEvent(f"{where}: expected a JSON object, got {type(data).__name__}")
+    fmt = data.get("format", 1)
+    if fmt not in TYPES_BY_FORMAT:
+        raise BadEvent(f"{where}.format: {fmt!r} is not a format this consumer reads "
+                       f"({', '.join(map(str, TYPES_BY_FORMAT))}); upgrade the consumer")
+    if data.get("poison"):
+        return poison_event(data, str(data["poison"]))
     needed = ("id", "position", "aggregate_type", "aggregate_id", "sequence", "type", "payload")
     for name in needed:
         if name not in data:
@@ -75,13 +102,37 @@ def event_from_json(data: Any, where: str = "event") -> OutboxEvent:
         payload = _json_object(payload, f"{where}.payload")
     if not isinstance(payload, Mapping):
         raise BadEvent(f"{where}.payload: expected an object, got {payload!r:.60}")
-    if data["type"] not in EVENT_TYPES:
-        raise BadEvent(f"{where}.type: {data['type']!r} is not one of {', '.join(EVENT_TYPES)}")
+    if data["type"] not in TYPES_BY_FORMAT[fmt]:
+        raise BadEvent(f"{where}.type: {data['type']!r} is not one of "
+                       f"{', '.join(TYPES_BY_FORMAT[fmt])} (format {fmt})")
     return OutboxEvent(
         id=str(data["id"]), position=_int(data["position"], f"{where}.position"),
         aggregate_type=str(data["aggregate_type"]), aggregate_id=str(data["aggregate_id"]),
         sequence=_int(data["sequence"], f"{where}.sequence"), type=str(data["type"]),
         payload=dict(payload), occurred_at=_text(data.get("occurred_at", "")),
+    )
+
+
+def poison_event(data: Any, reason: str) -> OutboxEvent:
+    """Whatever can be read of a broken event, carrying why it is broken.
+
+    The consumer dead-letters it (and holds its aggregate, when one can be named) instead
+    of refusing the whole batch: one poison event never stops the other aggregates.
+    """
+    raw = data if isinstance(data, Mapping) else {}
+
+    def pick(name: str, default: Any) -> Any:
+        value = raw.get(name, default)
+        return value if isinstance(value, str | int) and not isinstance(value, bool) else default
+
+    position = pick("position", 0)
+    sequence = pick("sequence", 0)
+    return OutboxEvent(
+        id=str(pick("id", "")) or f"poison-{position}",
+        position=int(position) if str(position).isdigit() else 0,
+        aggregate_type=str(pick("aggregate_type", "")), aggregate_id=str(pick("aggregate_id", "")),
+        sequence=int(sequence) if str(sequence).isdigit() else 0, type=str(pick("type", "")),
+        payload={}, occurred_at=_text(raw.get("occurred_at", "")), poison=reason,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from extracted.sync.database import Database, check_identifier
 from extracted.sync.errors import BadEvent
-from extracted.sync.events import OutboxEvent, event_from_json
+from extracted.sync.events import FORMAT, OutboxEvent, event_from_json, poison_event
 
 COLUMNS = "id, event_id, aggregate_type, aggregate_id, sequence, event_type, payload, occurred_at"
 
@@ -32,7 +32,11 @@ class OutboxTable:
             sql += " AND id <= ?"
             params.append(upto)
         rows = self.database.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
-        return [row_to_event(row, self.table) for row in rows]
+        return [_readable(row, self.table) for row in rows]
+
+    def write_horizon(self) -> tuple[int, int] | None:
+        """The database's write horizon (``Database.write_horizon``), for holes."""
+        return self.database.write_horizon()
 
     def head(self) -> int:
         """The highest position written so far (0 for an empty outbox)."""
@@ -69,6 +73,15 @@ class OutboxTable:
         return {(r["aggregate_type"], str(r["aggregate_id"])): int(r["seq"]) for r in rows}
 
 
+def _readable(row: dict[str, Any], table: str) -> OutboxEvent:
+    """The row as an event, or as a poison event naming what is wrong with it."""
+    try:
+        return row_to_event(row, table)
+    except BadEvent as exc:
+        data = dict(row, position=row["id"], id=row.get("event_id"), type=row.get("event_type"))
+        return poison_event(data, str(exc))
+
+
 def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
     """One outbox row as an event; a broken row names the table and its id."""
     payload = row["payload"]
@@ -78,5 +91,38 @@ def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
         except json.JSONDecodeError as exc:
             raise BadEvent(f"{table} id {row['id']}: payload is not JSON ({exc.msg})") from None
     data = dict(row, position=row["id"], id=row["event_id"], type=row["event_type"],
-                payload=payload)
+                payload=payload, format=FORMAT)
     return event_from_json(data, f"{table} id {row['id']}")
+
+
+class SequenceTable:
+    """The producer's last sequence per aggregate (``outbox_aggregatesequence``).
+
+    The truth about sequences: the outbox may be pruned, this table never is, and it is
+    written in the same transaction as each event. Columns ``aggregate_type``,
+    ``aggregate_id`` (text) and ``last``.
+    """
+
+    def __init__(self, database: Database, table: str = "outbox_aggregatesequence",
+                 column: str = "last") -> None:
+        self.database = database
+        self.table = check_identifier(table, "sequence table")
+        self.column = check_identifier(column, "sequence column")
+
+    def in_range(self, aggregate_type: str, start: int, end: int | None) -> dict[str, int]:
+        """``aggregate_id -> last`` of the aggregates with ``start <= int(id) <= end``."""
+        sql = (f"SELECT aggregate_id, {self.column} AS seq FROM {self.table} "  # noqa: S608
+               "WHERE aggregate_type = ? AND CAST(aggregate_id AS BIGINT) >= ?")
+        params: list[Any] = [aggregate_type, start]
+        if end is not None:
+            sql += " AND CAST(aggregate_id AS BIGINT) <= ?"
+            params.append(end)
+        return {str(r["aggregate_id"]): int(r["seq"]) for r in self.database.query(sql, params)}
+
+    def every(self, types: list[str] | None = None) -> dict[tuple[str, str], int]:
+        """The last sequence of every aggregate the producer ever changed (of ``types``)."""
+        sql = f"SELECT aggregate_type, aggregate_id, {self.column} AS seq FROM {self.table}"  # noqa: S608
+        if types:
+            sql += f" WHERE aggregate_type IN ({','.join('?' * len(types))})"
+        rows = self.database.query(sql, types or [])
+        return {(r["aggregate_type"], str(r["aggregate_id"])): int(r["seq"]) for r in rows}

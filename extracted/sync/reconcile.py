@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extracted.sync.database import Database
-from extracted.sync.outbox import OutboxTable
+from extracted.sync.outbox import SequenceTable
 from extracted.sync.rows import (
     RangeSummary,
     diff_keys,
@@ -25,7 +25,7 @@ from extracted.sync.rows import (
 )
 from extracted.sync.service import ServiceInternals
 from extracted.sync.source import iter_batches
-from extracted.sync.spec import CATALOG_TABLES, SIGNAL_SPECS, TableSpec
+from extracted.sync.spec import CATALOG, ContextSpec, TableSpec
 
 
 @dataclass
@@ -73,16 +73,20 @@ class ReconcileReport:
 
 
 def reconcile(database: Database, service: ServiceInternals, *, range_size: int = 1000,
-              outbox: OutboxTable | None = None, batch_size: int = 2000) -> ReconcileReport:
-    """Compare every catalog aggregate type (and, given ``outbox``, the versions)."""
+              sequences: SequenceTable | None = None, batch_size: int = 2000,
+              context: ContextSpec = CATALOG) -> ReconcileReport:
+    """Compare every aggregate type of the context (and, given ``sequences``, the versions).
+
+    ``sequences`` is the producer's sequence table (not the outbox, which may be pruned).
+    """
     report = ReconcileReport()
     live: dict[str, set[int]] = {}
-    for spec in CATALOG_TABLES + SIGNAL_SPECS:
+    for spec in context.specs:
         table, live[spec.aggregate_type] = _compare_table(database, service, spec, range_size,
                                                           batch_size)
         report.tables.append(table)
-    if outbox is not None:
-        _compare_versions(outbox, service, report, live)
+    if sequences is not None:
+        _compare_versions(sequences, service, report, live)
     return report
 
 
@@ -119,7 +123,7 @@ def _compare_table(database: Database, service: ServiceInternals, spec: TableSpe
     return report, set(digests)
 
 
-def _compare_versions(outbox: OutboxTable, service: ServiceInternals,
+def _compare_versions(sequences: SequenceTable, service: ServiceInternals,
                       report: ReconcileReport, live: dict[str, set[int]]) -> None:
     """Compare last sequences of the aggregates alive at the source.
 
@@ -127,7 +131,7 @@ def _compare_versions(outbox: OutboxTable, service: ServiceInternals,
     the backfill's mark), so it has no version there; the row comparison already proves
     it absent, so only live rows' versions are compared.
     """
-    source = outbox.all_max_sequences()
+    source = sequences.every()
     remote = {(v["aggregate_type"], str(v["aggregate_id"])): int(v["sequence"])
               for v in service.versions()["versions"]}
     alive = {(kind, str(key)) for kind, keys in live.items() for key in keys}

@@ -23,7 +23,7 @@ from typing import Any
 
 from extracted.sync.cursor import DeliveryCursor
 from extracted.sync.delivery import EventsEndpoint
-from extracted.sync.errors import DeliveryFailed
+from extracted.sync.errors import DeliveryFailed, SyncError
 from extracted.sync.events import OutboxEvent
 from extracted.sync.outbox import OutboxTable
 
@@ -40,7 +40,10 @@ class RelayOptions:
     once: bool = False
     max_attempts_once: int = 5
     status_file: Path | None = None
+    metrics_file: Path | None = None
     status_every: float = 1.0
+    stop_at: int | None = None  # stop once every position up to this one is delivered
+    dead_letters: bool = True  # ask the consumer for its dead letters (status, --check)
 
 
 @dataclass
@@ -60,6 +63,8 @@ class RelayStatus:
     batches: int = 0
     failures: int = 0
     holes_skipped: int = 0
+    dead_letters: int = 0
+    stuck_aggregates: list[str] = field(default_factory=list)
     last_error: str = ""
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     events_per_second: float = 0.0
@@ -91,6 +96,7 @@ class Relay:
         self._backoff = options.min_backoff
         self._started = self.clock.now()
         self._last_status_write = 0.0
+        self._last_letters_check = -1e9
         self._saved = 0
 
     def run(self) -> RelayStatus:
@@ -98,6 +104,8 @@ class Relay:
         resumed = self._resume()
         attempts = 0
         while resumed and not self.stopping:
+            if self.options.stop_at is not None and self.cursor.low_water >= self.options.stop_at:
+                break
             try:
                 progressed = self.step()
                 attempts, self._backoff = 0, self.options.min_backoff
@@ -133,20 +141,35 @@ class Relay:
 
     def step(self) -> bool:
         """Fetch and deliver one batch; True when something was delivered."""
+        before = self.outbox.write_horizon()
         events = self._fetch()
-        self.cursor.advance(self.clock.now())
+        horizon = None
+        if before is not None:
+            after = self.outbox.write_horizon() if self._may_hole(events) else before
+            horizon = (before[0], (after or before)[1])
         if not events:
+            self.cursor.advance(self.clock.now(), horizon)
             if self.cursor.low_water > self._saved:
                 # The mark stepped over a hole: tell the consumer, so a restart starts there.
                 self._saved = self.endpoint.deliver([], self.cursor.low_water).position
             self.status.position = self.cursor.low_water
             return False
-        position = self.cursor.preview([e.position for e in events], self.clock.now())
+        positions = [e.position for e in events]
+        position = self.cursor.preview(positions, self.clock.now(), horizon)
         result = self.endpoint.deliver(events, position)
         self._saved = result.position
-        self.cursor.mark([e.position for e in events], self.clock.now())
+        self.cursor.mark(positions, self.clock.now(), horizon)
         self._count(events, result.applied, result.duplicates, result.stale)
+        if result.dead_letters:
+            self._last_letters_check = -1e9  # new dead letters: report them at once
         return True
+
+    def _may_hole(self, events: list[OutboxEvent]) -> bool:
+        """Whether this fetch may reveal a hole (then the horizon is read again after it)."""
+        if self.cursor.has_holes:
+            return True
+        expected = range(self.cursor.top + 1, self.cursor.top + 1 + len(events))
+        return [e.position for e in events] != list(expected)
 
     def _fetch(self) -> list[OutboxEvent]:
         batch = self.options.batch_size
@@ -178,6 +201,10 @@ class Relay:
         self.status.failures += 1
         self.status.state = "backing_off"
         self.status.last_error = str(exc)
+        try:  # the lag keeps growing while the consumer refuses: report it, not a stale 0
+            self._refresh_lag()
+        except SyncError:
+            pass
         self._write_status()
         delay = self._backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
         self.clock.sleep(delay)
@@ -188,19 +215,47 @@ class Relay:
         s.head = self.outbox.head()
         s.position, s.holes_skipped = self.cursor.low_water, self.cursor.holes_skipped
         s.lag_events = max(0, self.outbox.count_after(self.cursor.top))
+        self._refresh_dead_letters()
+        if s.lag_events and s.state == "backing_off":
+            oldest = self.outbox.fetch(self.cursor.top, 1)
+            if oldest and oldest[0].occurred_at:
+                s.lag_seconds = _age(oldest[0].occurred_at, self.clock.wall())
         if s.lag_events == 0:
             s.lag_seconds = 0.0
             s.state = "caught_up" if s.state != "backing_off" else s.state
+        if s.stuck_aggregates and s.state == "caught_up":
+            s.state = "stuck"
         self._write_status()
 
-    def _write_status(self, force: bool = False) -> None:
-        target = self.options.status_file
+    def _refresh_dead_letters(self) -> None:
+        """Ask the consumer for its open dead letters (at most every ``status_every``)."""
         now = self.clock.now()
-        if target is None or (not force and now - self._last_status_write
-                              < self.options.status_every):
+        if not self.options.dead_letters or (
+                now - self._last_letters_check < self.options.status_every):
+            return
+        self._last_letters_check = now
+        fetch = getattr(self.endpoint, "dead_letters", None)
+        try:
+            letters = fetch() if fetch is not None else None
+        except DeliveryFailed:
+            return  # the consumer is down: the delivery loop reports that
+        if letters is None:
+            return
+        self.status.dead_letters = len(letters)
+        self.status.stuck_aggregates = sorted(
+            {f"{x['aggregate_type']}:{x['aggregate_id']}" for x in letters})
+
+    def _write_status(self, force: bool = False) -> None:
+        target, metrics = self.options.status_file, self.options.metrics_file
+        now = self.clock.now()
+        if (target is None and metrics is None) or (
+                not force and now - self._last_status_write < self.options.status_every):
             return
         self._last_status_write = now
-        write_json_atomically(target, self.status.to_json())
+        if target is not None:
+            write_json_atomically(target, self.status.to_json())
+        if metrics is not None:
+            write_text_atomically(metrics, prometheus_text(self.status))
 
 
 def check_lag(outbox: OutboxTable, endpoint: EventsEndpoint,
@@ -213,6 +268,12 @@ def check_lag(outbox: OutboxTable, endpoint: EventsEndpoint,
     status.position = endpoint.position()
     status.head = outbox.head()
     status.lag_events = outbox.count_after(status.position)
+    letters = endpoint.dead_letters()
+    if letters:
+        status.dead_letters = len(letters)
+        status.stuck_aggregates = sorted(
+            {f"{x['aggregate_type']}:{x['aggregate_id']}" for x in letters})
+        status.state = "stuck"
     oldest = outbox.fetch(status.position, 1)
     if oldest and oldest[0].occurred_at:
         status.lag_seconds = _age(oldest[0].occurred_at, wall())
@@ -231,8 +292,36 @@ def _age(occurred_at: str, now: datetime) -> float:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same directory, then rename over ``path``."""
+    write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write text to a temp file in the same directory, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write(text)
     os.replace(tmp, path)
+
+
+GAUGES = ("position", "head", "lag_events", "lag_seconds", "dead_letters")
+COUNTERS = ("delivered", "applied", "duplicates", "stale", "failures", "holes_skipped")
+
+
+def prometheus_text(status: RelayStatus) -> str:
+    """The status in Prometheus' text format (for node_exporter's textfile collector).
+
+    >>> print(prometheus_text(RelayStatus(stream="m", lag_events=3,
+    ...       stuck_aggregates=["store.Brand:1"])).splitlines()[5])
+    strangler_relay_lag_events{stream="m"} 3
+    """
+    label = f'stream="{status.stream}"'
+    lines: list[str] = []
+    for kind, names in (("gauge", GAUGES), ("counter", COUNTERS)):
+        for name in names:
+            metric = f"strangler_relay_{name}" + ("_total" if kind == "counter" else "")
+            lines += [f"# TYPE {metric} {kind}", f"{metric}{{{label}}} {getattr(status, name)}"]
+    lines.append("# TYPE strangler_relay_stuck_aggregate gauge")
+    lines += [f'strangler_relay_stuck_aggregate{{{label},aggregate="{key}"}} 1'
+              for key in status.stuck_aggregates]
+    return "\n".join(lines) + "\n"

@@ -20,11 +20,19 @@ class ServiceInternals:
             headers={"Authorization": f"Bearer {token}"},
         )
 
-    def snapshot(self, aggregate_type: str, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-        """Upsert backfilled rows; returns ``{"copied", "skipped"}``."""
-        data: dict[str, int] = self._call(
-            "POST", "/internal/snapshot/", json={"aggregate_type": aggregate_type,
-                                                 "rows": list(rows)})
+    def snapshot(self, aggregate_type: str, rows: Sequence[dict[str, Any]],
+                 key_range: tuple[int, int | None] | None = None,
+                 deleted: Sequence[dict[str, Any]] = ()) -> dict[str, int]:
+        """Upsert backfilled rows, drop deleted ones; ``{"copied", "skipped", "deleted"}``.
+
+        ``key_range`` (inclusive, ``None`` = open end) is the key range the rows cover:
+        the service drops its rows there that the producer never had.
+        """
+        body: dict[str, Any] = {"aggregate_type": aggregate_type, "rows": list(rows),
+                                "deleted": list(deleted)}
+        if key_range is not None:
+            body["range"] = list(key_range)
+        data: dict[str, int] = self._call("POST", "/internal/snapshot/", json=body)
         return data
 
     def set_position(self, stream: str, position: int) -> int:
@@ -50,9 +58,10 @@ class ServiceInternals:
         data: dict[str, Any] = self._call("GET", "/internal/rows/", params=params)
         return data
 
-    def versions(self) -> dict[str, Any]:
-        """Every aggregate's last applied sequence."""
-        data: dict[str, Any] = self._call("GET", "/internal/versions/")
+    def versions(self, types: list[str] | None = None) -> dict[str, Any]:
+        """Every aggregate's last applied sequence (of ``types``, when given)."""
+        params = {"aggregate_type": types} if types else None
+        data: dict[str, Any] = self._call("GET", "/internal/versions/", params=params)
         return data
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -12,25 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from extracted.sync.database import Database, check_identifier
-from extracted.sync.spec import RATING_SIGNAL, STOCK_SIGNAL, TableSpec
-
-SIGNAL_SQL = {
-    STOCK_SIGNAL.aggregate_type: (
-        "SELECT p.id AS id, EXISTS (SELECT 1 FROM store_stocklevel s WHERE s.product_id = p.id "
-        "AND s.quantity > 0) AS in_stock FROM store_product p"
-    ),
-    RATING_SIGNAL.aggregate_type: (
-        "SELECT p.id AS id, (SELECT AVG(r.rating) FROM reviews_review r WHERE r.product_id = "
-        "p.id AND r.status = 'approved') AS rating FROM store_product p"
-    ),
-}
+from extracted.sync.spec import TableSpec
 
 
 def select_sql(spec: TableSpec) -> str:
     """The query of a spec's rows, keyed ``id``, ordered, one key range per call."""
-    if spec.aggregate_type in SIGNAL_SQL:
-        base = SIGNAL_SQL[spec.aggregate_type]
-        return f"{base} WHERE p.id > ? AND p.id < ? ORDER BY p.id LIMIT ?"
+    if spec.derived:
+        return f"{spec.source_sql} WHERE p.id > ? AND p.id < ? ORDER BY p.id LIMIT ?"
     columns = ", ".join(check_identifier(c, "column") for c in ("id", *spec.field_names))
     table = check_identifier(spec.source_table, "table")
     return f"SELECT {columns} FROM {table} WHERE id > ? AND id < ? ORDER BY id LIMIT ?"  # noqa: S608

@@ -30,12 +30,27 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One aggregate type of a context: where it lives on each side, and its fields."""
+    """One aggregate type of a context: where it lives on each side, and its fields.
+
+    ``source_sql`` is set for a derived fact: the query (keyed ``id``) that computes it from
+    the owner's tables, with the same rule as the owner's code.
+    """
 
     aggregate_type: str
     source_table: str
     model: str
     fields: tuple[FieldSpec, ...]
+    source_sql: str = ""
+
+    @property
+    def target_table(self) -> str:
+        """The service's table (Django's default name for ``catalog.<model>``)."""
+        return f"catalog_{self.model.lower()}"
+
+    @property
+    def derived(self) -> bool:
+        """True for a fact another context owns (computed, not copied)."""
+        return bool(self.source_sql)
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -80,13 +95,67 @@ CATALOG_TABLES: tuple[TableSpec, ...] = (
 
 # Derived facts from other contexts, kept by the service in ``ProductSignals``.
 STOCK_SIGNAL = TableSpec(
-    "inventory.ProductStock", "store_stocklevel", "ProductSignals", (_f("in_stock", "bool"),)
+    "inventory.ProductStock", "store_stocklevel", "ProductSignals", (_f("in_stock", "bool"),),
+    source_sql="SELECT p.id AS id, EXISTS (SELECT 1 FROM store_stocklevel s WHERE "
+               "s.product_id = p.id AND s.quantity > 0) AS in_stock FROM store_product p",
 )
 RATING_SIGNAL = TableSpec(
     "reviews.ProductRating", "reviews_review", "ProductSignals",
     (_f("rating", "float", nullable=True),),
+    source_sql="SELECT p.id AS id, (SELECT AVG(r.rating) FROM reviews_review r WHERE "
+               "r.product_id = p.id AND r.status = 'approved') AS rating FROM store_product p",
 )
 SIGNAL_SPECS: tuple[TableSpec, ...] = (STOCK_SIGNAL, RATING_SIGNAL)
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """Everything the sync needs to know about one bounded context, declared once.
+
+    The next extraction adds one of these (its tables in dependency order, its derived
+    facts as SQL, the service's endpoints), not code: backfill, reconcile, repair, the
+    fence and the cutover all read it.
+    """
+
+    name: str
+    tables: tuple[TableSpec, ...]
+    signals: tuple[TableSpec, ...] = ()
+    outbox_table: str = "outbox_outboxevent"
+    sequence_table: str = "outbox_aggregatesequence"
+    service_outbox_table: str = "catalog_outboxevent"
+    service_sequence_table: str = "catalog_aggregateversion"
+    routes: tuple[str, ...] = ()
+
+    @property
+    def specs(self) -> tuple[TableSpec, ...]:
+        """Tables then derived facts: the order of a copy."""
+        return self.tables + self.signals
+
+    @property
+    def moved_tables(self) -> tuple[str, ...]:
+        """The owner's tables whose writer changes at cutover (the fenced ones)."""
+        return tuple(t.source_table for t in self.tables)
+
+    @property
+    def aggregate_types(self) -> frozenset[str]:
+        """The aggregate types the context owns (derived facts excluded)."""
+        return frozenset(t.aggregate_type for t in self.tables)
+
+
+CATALOG = ContextSpec("catalog", CATALOG_TABLES, SIGNAL_SPECS,
+                      routes=("catalog", "catalog-categories", "catalog-brands"))
+CONTEXTS: dict[str, ContextSpec] = {CATALOG.name: CATALOG}
+
+
+def context_for(name: str) -> ContextSpec:
+    """The spec of a context by name; an unknown name is an error listing the known ones."""
+    try:
+        return CONTEXTS[name]
+    except KeyError:
+        raise BadEvent(f"context {name!r} has no sync spec (known: "
+                       f"{', '.join(sorted(CONTEXTS))}); add a ContextSpec in "
+                       "extracted/sync/spec.py") from None
+
 
 ALL_SPECS: dict[str, TableSpec] = {s.aggregate_type: s for s in CATALOG_TABLES + SIGNAL_SPECS}
 

@@ -19,6 +19,7 @@ from legacy_monolith.accounts.serializers import (
     LoyaltyTransactionSerializer,
     MeSerializer,
 )
+from legacy_monolith.accounts.signed_in import signed_in
 
 
 @extend_schema(request=MeSerializer, responses=MeSerializer)
@@ -27,11 +28,11 @@ from legacy_monolith.accounts.serializers import (
 def me(request: Request) -> Response:
     """The signed-in user; PATCH changes name, email and phone."""
     if request.method == "PATCH":
-        payload = MeSerializer(request.user, data=request.data, partial=True)
+        payload = MeSerializer(signed_in(request), data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         payload.save()
         return Response(payload.data)
-    return Response(MeSerializer(request.user).data)
+    return Response(MeSerializer(signed_in(request)).data)
 
 
 @extend_schema(responses=LoyaltyAccountSerializer)
@@ -39,7 +40,7 @@ def me(request: Request) -> Response:
 @permission_classes([IsAuthenticated])
 def loyalty(request: Request) -> Response:
     """Points, tier and the 20 latest transactions."""
-    account, _ = LoyaltyAccount.objects.get_or_create(user=request.user)
+    account, _ = LoyaltyAccount.objects.get_or_create(user=signed_in(request))
     data = dict(LoyaltyAccountSerializer(account).data)
     data["transactions"] = LoyaltyTransactionSerializer(
         account.transactions.all()[:20], many=True
@@ -59,7 +60,7 @@ class AddressViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
     def get_queryset(self) -> QuerySet[Address]:
         if getattr(self, "swagger_fake_view", False):
             return Address.objects.none()
-        return Address.objects.alive().filter(user=self.request.user)
+        return Address.objects.alive().filter(user=signed_in(self.request))
 
     def perform_create(self, serializer: Any) -> None:
         serializer.save(user=self.request.user)

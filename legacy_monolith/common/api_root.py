@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.urls import URLPattern, URLResolver, reverse
 from rest_framework.decorators import api_view, permission_classes
@@ -17,7 +18,7 @@ def endpoint_paths(patterns: Iterable[URLPattern | URLResolver]) -> dict[str, st
             if isinstance(p, URLPattern) and p.name and not p.pattern.converters}
 
 
-def make_api_root(patterns: list[URLPattern | URLResolver]) -> object:
+def make_api_root(patterns: list[URLPattern | URLResolver]) -> Callable[..., Any]:
     """A view listing ``name: absolute URL`` for each collection endpoint of ``patterns``."""
     names = endpoint_paths(patterns)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self, TypeVar
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -21,8 +23,11 @@ class TimeStampedModel(models.Model):
         abstract = True
 
 
-class SoftDeleteQuerySet(models.QuerySet["SoftDeleteModel"]):
-    def alive(self) -> SoftDeleteQuerySet:
+_Model = TypeVar("_Model", bound="SoftDeleteModel")
+
+
+class SoftDeleteQuerySet(models.QuerySet[_Model]):
+    def alive(self) -> Self:
         return self.filter(deleted_at__isnull=True)
 
 

@@ -12,7 +12,8 @@ from legacy_monolith.notifications.models import (
 
 
 class OutboundMessageSerializer(serializers.ModelSerializer[OutboundMessage]):
-    template = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    template: serializers.SlugRelatedField[EmailTemplate] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True)
     subject_type = serializers.SerializerMethodField()
 
     class Meta:

@@ -10,6 +10,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from legacy_monolith.accounts.signed_in import signed_in
 from legacy_monolith.common.permissions import IsStaff
 from legacy_monolith.notifications.models import (
     EmailTemplate,
@@ -33,7 +34,7 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[typ
     def get_queryset(self) -> QuerySet[OutboundMessage]:
         if getattr(self, "swagger_fake_view", False):
             return OutboundMessage.objects.none()
-        return OutboundMessage.objects.filter(user=self.request.user).select_related(
+        return OutboundMessage.objects.filter(user=signed_in(self.request)).select_related(
             "template", "content_type"
         )
 
@@ -51,7 +52,7 @@ class EmailTemplateViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
 @permission_classes([IsAuthenticated])
 def preferences(request: Request) -> Response:
     """The user's email/SMS opt-ins (created with the defaults on first read)."""
-    pref, _ = NotificationPreference.objects.get_or_create(user=request.user)
+    pref, _ = NotificationPreference.objects.get_or_create(user=signed_in(request))
     if request.method == "GET":
         return Response(PreferenceSerializer(pref).data)
     payload = PreferenceSerializer(pref, data=request.data, partial=request.method == "PATCH")

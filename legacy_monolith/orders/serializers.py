@@ -78,7 +78,8 @@ class OrderLineSerializer(serializers.ModelSerializer[OrderLine]):
 
 class OrderSerializer(serializers.ModelSerializer[Order]):
     lines = OrderLineSerializer(many=True, read_only=True)
-    coupon = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    coupon: serializers.SlugRelatedField[Coupon] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True)
 
     class Meta:
         model = Order
@@ -145,7 +146,8 @@ class TrackingEventSerializer(serializers.ModelSerializer[TrackingEvent]):
 
 
 class ShipmentSerializer(serializers.ModelSerializer[Shipment]):
-    carrier = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    carrier: serializers.SlugRelatedField[Carrier] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True)
 
     class Meta:
         model = Shipment

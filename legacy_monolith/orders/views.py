@@ -16,6 +16,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from legacy_monolith.accounts.signed_in import signed_in
 from legacy_monolith.common.permissions import IsAuthenticatedReadStaffWrite, IsStaff
 from legacy_monolith.orders import actions
 from legacy_monolith.orders.models import (
@@ -135,7 +136,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
             return queryset.none()
         if is_staff(self.request.user):
             return queryset
-        return queryset.filter(user=self.request.user)
+        return queryset.filter(user=signed_in(self.request))
 
     @action(detail=True, methods=["post"])
     def pay(self, request: Request, pk: int | None = None) -> Response:
@@ -192,7 +193,7 @@ class PaymentIntentViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-
     def get_queryset(self) -> QuerySet[PaymentIntent]:
         if getattr(self, "swagger_fake_view", False) or is_staff(self.request.user):
             return PaymentIntent.objects.all()
-        return PaymentIntent.objects.filter(order__user=self.request.user)
+        return PaymentIntent.objects.filter(order__user=signed_in(self.request))
 
 
 class RefundViewSet(
@@ -223,7 +224,7 @@ class ShipmentViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
         queryset = Shipment.objects.select_related("carrier")
         if getattr(self, "swagger_fake_view", False) or is_staff(self.request.user):
             return queryset
-        return queryset.filter(order__user=self.request.user)
+        return queryset.filter(order__user=signed_in(self.request))
 
     @action(detail=True, methods=["get", "post"])
     def tracking(self, request: Request, pk: int | None = None) -> Response:

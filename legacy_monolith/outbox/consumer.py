@@ -1,10 +1,17 @@
-"""After cutover: apply the catalog service's events to the read-only product copy.
+"""After cutover: apply the catalog service's events to the monolith's own catalog tables.
 
 Same protocol as the service's ``/internal/events/`` (docs/data-sync.md), so the same
-``strangler relay`` delivers both directions. Only ``store.Product`` events matter to the
-monolith's remaining features (order lines need a product's name and price); the others
-are acknowledged and ignored. At most once by event id; an event older than the copy's
-sequence is stale and skipped.
+``strangler relay`` delivers both directions. Once the service owns the catalog, the
+monolith's ``store_*`` / ``common_tag`` tables are fenced (``extracted/sync/fence.py``):
+only this consumer writes them, opening the fence inside its own transaction. So they stay
+a faithful copy for the monolith's remaining readers (ordering, reporting), and an undo of
+the cutover finds them current: nothing the service accepted is lost.
+
+Per aggregate: an event whose sequence is not above ``AggregateSequence.last`` is stale;
+otherwise the row is written (or deleted, with its cascades) without publishing it again
+(``publish.replaying``), and the counter moves to the event's sequence, so after an undo the
+monolith's next change continues the service's sequence. ``CatalogProductCopy`` (what
+ordering needs) is kept as before. At most once by event id.
 """
 
 from __future__ import annotations
@@ -12,16 +19,27 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.apps import apps
+from django.db import connection, models, transaction
+from django.db.models import ProtectedError
 
-from legacy_monolith.outbox.models import CatalogProductCopy, ConsumedEvent, ConsumerPosition
+from legacy_monolith.outbox.models import (
+    AggregateSequence,
+    CatalogProductCopy,
+    ConsumedEvent,
+    ConsumerPosition,
+)
+from legacy_monolith.outbox.publish import CATALOG, replaying
+
+DELETES = ("deleted", "repair_deleted")
 
 
 def apply_catalog_events(stream: str, events: list[dict[str, Any]], position: int
                          ) -> dict[str, int]:
     """Apply a batch in one transaction; returns the counts the relay expects."""
     counts = {"applied": 0, "duplicates": 0, "stale": 0}
-    with transaction.atomic():
+    with transaction.atomic(), replaying():
+        _open_fence(True)
         seen = set(ConsumedEvent.objects.filter(event_id__in=[str(e["id"]) for e in events])
                    .values_list("event_id", flat=True))
         for event in events:
@@ -36,25 +54,69 @@ def apply_catalog_events(stream: str, events: list[dict[str, Any]], position: in
         if position > current.position:
             current.position = position
             current.save(update_fields=["position"])
+        _open_fence(False)
     return dict(counts, position=max(position, current.position))
 
 
+def _open_fence(open_: bool) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = 'catalog'",
+                       [1 if open_ else 0])
+
+
 def _apply(event: dict[str, Any]) -> str:
-    if event["aggregate_type"] != "store.Product":
-        return "stale"  # acknowledged: not something the monolith keeps a copy of
-    key, sequence = int(event["aggregate_id"]), int(event["sequence"])
-    copy = CatalogProductCopy.objects.select_for_update().filter(product_id=key).first()
-    if copy is not None and sequence <= copy.sequence:
+    kind = str(event["aggregate_type"])
+    if kind not in CATALOG:
+        return "stale"  # acknowledged: not a catalog row
+    key, sequence = str(event["aggregate_id"]), int(event["sequence"])
+    counter = (AggregateSequence.objects.select_for_update()
+               .filter(aggregate_type=kind, aggregate_id=key).first())
+    if counter is not None and sequence <= counter.last:
         return "stale"
-    if event["type"] == "deleted":
+    model = apps.get_model(kind)
+    if event["type"] in DELETES:
+        _delete(model, key)
+    else:
+        _upsert(model, key, event["payload"])
+    AggregateSequence.objects.update_or_create(aggregate_type=kind, aggregate_id=key,
+                                               defaults={"last": sequence})
+    if kind == "store.Product":
+        _copy_product(int(key), sequence, event)
+    return "applied"
+
+
+def _upsert(model: type[models.Model], key: str, payload: dict[str, Any]) -> None:
+    columns = {f.attname: f for f in model._meta.concrete_fields if not f.primary_key}
+    values = {name: None if payload[name] is None else columns[name].to_python(payload[name])
+              for name in payload if name in columns}
+    rows = model._base_manager.filter(pk=int(key))
+    if not rows.update(**values):  # a plain UPDATE: auto_now must not replace the owner's time
+        model._base_manager.bulk_create([model(pk=int(key), **values)])
+        rows.update(**values)  # the insert ran auto_now/auto_now_add: set the owner's values
+
+
+def _delete(model: type[models.Model], key: str) -> None:
+    row = model._base_manager.filter(pk=int(key)).first()
+    if row is None:
+        return
+    try:
+        with transaction.atomic():
+            row.delete()  # cascades (stock levels, reviews) as the monolith's own delete does
+    except ProtectedError:
+        # Order lines keep the product (PROTECT): the service deleted a product the
+        # monolith's orders still name. Kept, inactive; reconcile shows it (a known wart).
+        model._base_manager.filter(pk=int(key)).update(is_active=False)
+
+
+def _copy_product(key: int, sequence: int, event: dict[str, Any]) -> None:
+    if event["type"] in DELETES:
         CatalogProductCopy.objects.filter(product_id=key).delete()
-        return "applied"
+        return
     data = event["payload"]
     CatalogProductCopy.objects.update_or_create(product_id=key, defaults={
         "sku": data["sku"], "name": data["name"], "price": Decimal(str(data["price"])),
         "currency": data["currency"], "is_active": bool(data["is_active"]),
         "sequence": sequence})
-    return "applied"
 
 
 def product_snapshot(product_id: int) -> CatalogProductCopy | None:

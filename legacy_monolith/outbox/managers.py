@@ -38,7 +38,8 @@ class OutboxQuerySet(models.QuerySet):  # type: ignore[type-arg]
             keys = list(query.order_by().values_list("pk", flat=True))
             if not keys:
                 return 0
-            plain = models.QuerySet(self.model, using=self.db).filter(pk__in=keys)
+            plain: models.QuerySet[Any] = models.QuerySet(self.model, using=self.db).filter(
+                pk__in=keys)
             count = plain.update(**kwargs)
             record_rows(self.model, self.model._base_manager.using(self.db)
                         .filter(pk__in=keys).order_by("pk"), "updated")

@@ -9,7 +9,9 @@ aggregate ``inventory.ProductStock`` or ``reviews.ProductRating``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +31,23 @@ UPSERT = (
     "VALUES (%s, %s, 1) ON CONFLICT (aggregate_type, aggregate_id) "
     "DO UPDATE SET last = outbox_aggregatesequence.last + 1 RETURNING last"
 )
+
+
+_REPLAYING: ContextVar[bool] = ContextVar("outbox_replaying", default=False)
+
+
+@contextmanager
+def replaying() -> Iterator[None]:
+    """Apply the catalog owner's events without publishing them again (no echo).
+
+    After cutover the catalog service owns the catalog; its events are written into these
+    tables by ``consumer.apply_catalog_events``, which must not send them back.
+    """
+    token = _REPLAYING.set(True)
+    try:
+        yield
+    finally:
+        _REPLAYING.reset(token)
 
 
 class OutboxError(Exception):
@@ -82,6 +101,8 @@ def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_t
                 ) -> None:
     """Publish many rows' changes with one insert of events."""
     label = model._meta.label
+    if _REPLAYING.get():
+        return
     rows = list(rows)
     if label in CATALOG:
         events = [_event(label, r.pk, event_type, payload_of(r)) for r in rows]
@@ -93,18 +114,29 @@ def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_t
 
 
 def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[OutboxEvent]:
-    """The current stock or rating fact of each product, as events."""
+    """The current stock or rating fact of each product, as events.
+
+    The sequences are taken (and their rows locked) *before* the fact is read: a concurrent
+    change of another stock level of the same product then waits for this transaction to
+    commit and reads the fact after it (PostgreSQL's READ COMMITTED gives each statement a
+    fresh snapshot), so the event with the higher sequence always carries the later fact.
+    Reading first let two concurrent changes both publish a stale ``in_stock`` (issue 13).
+    """
     from legacy_monolith.reviews.models import Review
     from legacy_monolith.store.models import StockLevel
 
     ids = sorted(set(product_ids))
+    sequences = {p: next_sequence(aggregate_type, str(p)) for p in ids}
     if aggregate_type == STOCK:
         stocked = set(StockLevel.objects.filter(product_id__in=ids, quantity__gt=0)
                       .values_list("product_id", flat=True))
-        return [_event(STOCK, p, "updated", {"in_stock": p in stocked}) for p in ids]
-    averages = dict(Review.objects.filter(product_id__in=ids, status="approved")
-                    .order_by().values("product_id").annotate(avg=Avg("rating"))
-                    .values_list("product_id", "avg"))
-    return [_event(RATING, p, "updated",
-                   {"rating": None if averages.get(p) is None else float(averages[p])})
-            for p in ids]
+        facts: dict[int, dict[str, Any]] = {p: {"in_stock": p in stocked} for p in ids}
+    else:
+        averages = dict(Review.objects.filter(product_id__in=ids, status="approved")
+                        .order_by().values("product_id").annotate(avg=Avg("rating"))
+                        .values_list("product_id", "avg"))
+        facts = {p: {"rating": None if averages.get(p) is None else float(averages[p])}
+                 for p in ids}
+    return [OutboxEvent(event_id=str(uuid.uuid4()), aggregate_type=aggregate_type,
+                        aggregate_id=str(p), sequence=sequences[p], event_type="updated",
+                        payload=facts[p]) for p in ids]

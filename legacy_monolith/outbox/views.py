@@ -36,7 +36,7 @@ class CatalogEventsView(APIView):
     def post(self, request: Request) -> Response:
         body = request.data
         events = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(events, list):
+        if not isinstance(body, dict) or not isinstance(events, list):
             return Response({"detail": 'body: expected {"stream", "position", "events"}'},
                             status=400)
         try:

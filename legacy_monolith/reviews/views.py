@@ -12,6 +12,7 @@ from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from legacy_monolith.accounts.signed_in import signed_in
 from legacy_monolith.common.permissions import IsStaff
 from legacy_monolith.notifications import actions as notifications
 from legacy_monolith.reviews.models import ModerationDecision, Review, ReviewVote
@@ -78,7 +79,7 @@ class ReviewViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
         moderation, _ = ModerationDecision.objects.update_or_create(
             review=review,
             defaults={
-                "moderator": request.user,
+                "moderator": signed_in(request),
                 "decision": decision,
                 "note": payload.validated_data["note"],
             },
@@ -96,7 +97,7 @@ class ReviewViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
         payload = VoteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         vote, created = ReviewVote.objects.update_or_create(
-            review=review, user=request.user,
+            review=review, user=signed_in(request),
             defaults={"helpful": payload.validated_data["helpful"]},
         )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

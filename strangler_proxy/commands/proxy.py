@@ -17,8 +17,8 @@ import click
 
 from strangler_proxy.commands.options import config_option
 from strangler_proxy.config import load_config
-from strangler_proxy.control.app import ProxyApp, WorkerGroup
-from strangler_proxy.edge.server import describe, listen_socket
+from strangler_proxy.control import ProxyApp, WorkerGroup
+from strangler_proxy.edge import describe, listen_socket
 from strangler_proxy.errors import StartupError
 
 

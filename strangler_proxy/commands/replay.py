@@ -21,7 +21,7 @@ from strangler_proxy.commands.options import config_option
               help="Stop after this long (default: until Ctrl-C).")
 def record(upstream: str, listen: str, out: str, duration: float | None) -> None:
     """Record traffic with mitmproxy in reverse-proxy mode in front of the monolith."""
-    from strangler_proxy.shadow.replay import record as run_record
+    from strangler_proxy.shadow import record as run_record
 
     def announce() -> None:
         click.echo(f"recording {upstream} on http://{listen} into {out}; Ctrl-C to stop",
@@ -52,8 +52,8 @@ def replay(flows: tuple[str, ...], config_path: Path, route_name: str, rate: flo
     from itertools import chain
 
     from strangler_proxy.config import load_config
-    from strangler_proxy.shadow.replay import load_exchanges
-    from strangler_proxy.shadow.replay import replay as run_replay
+    from strangler_proxy.shadow import load_exchanges
+    from strangler_proxy.shadow import replay as run_replay
 
     config = load_config(config_path)
     exchanges = chain.from_iterable(load_exchanges(f) for f in flows)

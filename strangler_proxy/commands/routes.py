@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
 from strangler_proxy.commands.options import config_option, output_console
-from strangler_proxy.config import MODES, ProxyConfig, load_config
-from strangler_proxy.control.admin import route_record
-from strangler_proxy.control.audit import read_audit
-from strangler_proxy.control.routes_edit import apply_route_change
+from strangler_proxy.config import MODES, ProxyConfig, Route, load_config
+from strangler_proxy.control import apply_route_change, read_audit, route_record
 from strangler_proxy.errors import ConfigError
 
 CONFIG_OPTION = config_option
@@ -31,7 +28,7 @@ def routes() -> None:
     """
 
 
-def _mode_text(route: Any) -> str:
+def _mode_text(route: Route) -> str:
     if route.mode == "canary":
         percent = route.percent
         return f"canary {int(percent) if float(percent).is_integer() else percent}%"

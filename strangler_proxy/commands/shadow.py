@@ -27,8 +27,7 @@ def report(config_path: Path, route_name: str | None, since: str | None, as_json
            top: int) -> None:
     """Per route: compared, match rate (95% CI), top differences, latency, drops, gate."""
     from strangler_proxy.config import load_config
-    from strangler_proxy.shadow.report import build_report, parse_since
-    from strangler_proxy.shadow.store import open_config_store
+    from strangler_proxy.shadow import build_report, open_config_store, parse_since
 
     config = load_config(config_path)
     store = open_config_store(config)
@@ -112,8 +111,12 @@ def export(config_path: Path, route_name: str, out_dir: str, limit: int,
            since: str | None) -> None:
     """Write mismatches of a route as pytest regression cases for the service's suite."""
     from strangler_proxy.config import load_config
-    from strangler_proxy.shadow.report import ReportError, export_regressions, parse_since
-    from strangler_proxy.shadow.store import open_config_store
+    from strangler_proxy.shadow import (
+        ReportError,
+        export_regressions,
+        open_config_store,
+        parse_since,
+    )
 
     config = load_config(config_path)
     route = config.route(route_name)

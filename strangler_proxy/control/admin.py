@@ -20,17 +20,17 @@ import asyncio
 import contextlib
 import hmac
 import json
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from strangler_proxy.config import ProxyConfig, Route
 from strangler_proxy.control.health import readiness
+from strangler_proxy.control.reload import Reloader
 from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.headers import REASONS, serialize_head
 from strangler_proxy.routing import cookie_value
-
-if TYPE_CHECKING:
-    from strangler_proxy.control.app import ProxyApp
 
 MAX_ADMIN_BODY = 1024 * 1024
 COOKIE = "strangler_admin"
@@ -47,10 +47,25 @@ def _text(status: int, text: str, content_type: bytes = b"text/plain; charset=ut
     return status, [(b"Content-Type", content_type)], text.encode()
 
 
-class AdminServer:
-    """Serves the admin API of one :class:`~strangler_proxy.control.app.ProxyApp`."""
+class Administered(Protocol):
+    """What the admin API reads and drives: a :class:`~strangler_proxy.control.app.ProxyApp`."""
 
-    def __init__(self, app: ProxyApp, token: str) -> None:
+    ready: bool
+    config_path: Path
+    reloader: Reloader
+
+    @property
+    def config(self) -> ProxyConfig: ...
+    def status(self) -> dict[str, Any]: ...
+    def routes_view(self) -> dict[str, Any]: ...
+    def metrics_text(self) -> str: ...
+    def reload(self, force: bool = False) -> tuple[bool, str]: ...
+
+
+class AdminServer:
+    """Serves the admin API of one :class:`Administered` app."""
+
+    def __init__(self, app: Administered, token: str) -> None:
         self.app = app
         self.token = token
         self.server: asyncio.Server | None = None
@@ -213,7 +228,7 @@ async def _read_request(reader: asyncio.StreamReader,
     return method, target, headers, body
 
 
-def route_record(route: Any) -> dict[str, Any]:
+def route_record(route: Route) -> dict[str, Any]:
     """A route as plain JSON-able data (for ``GET /routes`` and ``routes list --json``)."""
     match = route.match
     return {
@@ -225,6 +240,3 @@ def route_record(route: Any) -> dict[str, Any]:
             "path_template": match.path_template, "methods": sorted(match.methods),
             "headers": dict(match.headers)}.items() if v},
     }
-
-
-__all__ = ["AdminServer", "route_record"]

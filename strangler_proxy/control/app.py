@@ -34,19 +34,20 @@ from typing import Any
 from strangler_proxy.config import ProxyConfig, load_config
 from strangler_proxy.control.admin import AdminServer, route_record
 from strangler_proxy.control.reload import Reloader
-from strangler_proxy.edge.server import (
-    NullSink,
+from strangler_proxy.edge import (
     ProxyState,
+    build_pools,
     describe,
     listen_socket,
     protocol_factory,
     watchdog,
 )
-from strangler_proxy.edge.upstream import build_pools
 from strangler_proxy.errors import StartupError
 from strangler_proxy.exchange import ShadowSink
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
+from strangler_proxy.shadow import build_sink
+from strangler_proxy.write_atomic import write_atomic
 
 SinkFactory = Callable[[ProxyConfig], ShadowSink]
 PUBLISH_INTERVAL = 0.5  # seconds between a worker's metric snapshots
@@ -67,10 +68,7 @@ class WorkerGroup:
 
     def publish(self, metrics: Metrics) -> None:
         """Write this worker's counters atomically (temp file + rename)."""
-        target = self.snapshot_path(self.index)
-        temp = target.with_suffix(f".tmp{os.getpid()}")
-        temp.write_text(json.dumps(metrics.snapshot()), encoding="utf-8")
-        os.replace(temp, target)
+        write_atomic(self.snapshot_path(self.index), json.dumps(metrics.snapshot()))
 
     def collect(self, own: Metrics) -> tuple[Metrics, int]:
         """``own`` plus every sibling's last snapshot, and how many workers reported."""
@@ -91,11 +89,7 @@ class WorkerGroup:
 
 
 def default_sink_factory(config: ProxyConfig) -> ShadowSink:
-    """The shadow side's sink when installed, else a sink that drops everything."""
-    try:
-        from strangler_proxy.shadow.sink import build_sink
-    except ImportError:
-        return NullSink()
+    """The shadow side's sink (the process sink and its worker)."""
     return build_sink(config)
 
 
@@ -147,10 +141,8 @@ class ProxyApp:
         self.state.pools = build_pools(config, self.loop, self.metrics, self.state.pools)
         self.state.table = self._table(config, version)  # the atomic swap
         self.metrics.table_version = version
-        reconfigure = getattr(self.sink, "reconfigure", None)
-        if callable(reconfigure):
-            with contextlib.suppress(Exception):
-                reconfigure(config)
+        with contextlib.suppress(Exception):
+            self.sink.reconfigure(config)
 
     async def start(self, proxy_sock: socket.socket | None = None,
                     admin_sock: socket.socket | None = None, reuse_port: bool = False,
@@ -168,9 +160,7 @@ class ProxyApp:
         except OSError as exc:
             raise StartupError(f"cannot listen: {exc.strerror or exc} (check [proxy].listen "
                                "and [admin].listen, or stop what uses the port)") from None
-        start = getattr(self.sink, "start", None)
-        if callable(start):
-            await start()
+        await self.sink.start()
         self.server = await loop.create_server(protocol_factory(self.state, loop),
                                                sock=proxy_sock, backlog=1024)
         self.proxy_address = describe(proxy_sock)
@@ -209,10 +199,8 @@ class ProxyApp:
         if self.state is not None:
             for pool in self.state.pools.values():
                 pool.close()
-        stop = getattr(self.sink, "stop", None)
-        if callable(stop):
-            with contextlib.suppress(Exception):
-                await stop()
+        with contextlib.suppress(Exception):
+            await self.sink.stop()
 
     def reload(self, force: bool = False) -> tuple[bool, str]:
         """Re-read the routes file now (admin ``PUT /routes``, ``POST /reload``).
@@ -260,11 +248,6 @@ class ProxyApp:
                 "# HELP strangler_workers Worker processes configured (--workers).\n"
                 "# TYPE strangler_workers gauge\n"
                 f"strangler_workers {self.group.count}\n")
-        extra = getattr(self.sink, "prometheus_text", None)
-        if callable(extra):
-            with contextlib.suppress(Exception):
-                text += str(extra())
+        with contextlib.suppress(Exception):
+            text += self.sink.prometheus_text()
         return text
-
-
-__all__ = ["PUBLISH_INTERVAL", "ProxyApp", "WorkerGroup", "default_sink_factory"]

@@ -63,7 +63,3 @@ def read_audit(config_path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-__all__ = ["AuditRecord", "append_audit", "audit_path", "current_user", "now_iso",
-           "read_audit"]

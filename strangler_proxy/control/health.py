@@ -49,6 +49,3 @@ async def readiness(config: ProxyConfig) -> tuple[bool, dict[str, str]]:
     report = dict(zip(names, results, strict=True))
     monolith = report.get(MONOLITH, "not configured")
     return monolith in ("ok", "not configured", "not probed (https)"), report
-
-
-__all__ = ["probe", "readiness"]

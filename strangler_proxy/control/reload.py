@@ -111,6 +111,3 @@ class Reloader:
 
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, lambda: self.check(force=True))
-
-
-__all__ = ["ReloadStatus", "Reloader"]

@@ -9,19 +9,26 @@ A change that would make the file invalid is refused before anything is written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tomlkit
 
 from strangler_proxy.config import MODES, ProxyConfig, load_config, parse_config
-from strangler_proxy.control.audit import AuditRecord, append_audit, current_user, now_iso
+from strangler_proxy.control.audit import (
+    AuditRecord,
+    append_audit,
+    current_user,
+    now_iso,
+    read_audit,
+)
 from strangler_proxy.errors import ConfigError, RouteEditError
+from strangler_proxy.export.apply import stage_export
+from strangler_proxy.shadow import check_promotion, parse_since
+from strangler_proxy.write_atomic import write_atomic
 
 PROMOTIONS = ("canary", "service")
 
@@ -115,16 +122,21 @@ def is_promotion(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(new["mode"] == "canary" and new["percent"] > old["percent"])
 
 
-GateCheck = Callable[..., Any]  # (config, route, new_mode[, since]) -> a GateDecision
+class Verdict(Protocol):
+    """What a gate answers (``shadow.gate.GateDecision``)."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
+GateCheck = Callable[..., Verdict]  # (config, route, new_mode[, since]) -> a Verdict
 
 
 def default_gate() -> GateCheck | None:
-    """The shadow side's promotion gate, when installed."""
-    try:
-        from strangler_proxy.shadow.gate import check_promotion
-    except ImportError:
-        return None
-    return check_promotion  # type: ignore[no-any-return]
+    """The shadow side's promotion gate."""
+    return check_promotion
 
 
 def apply_route_change(config_path: str | Path, name: str, mode: str | None,
@@ -146,6 +158,8 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
     config = load_config(path)
     text = path.read_text(encoding="utf-8")
     new_text, old, new = edit_route_text(text, name, mode, percent)
+    if via != "cutover" and old["mode"] == "service" and new["mode"] != "service":
+        _refuse_if_cut_over(path, name)
     try:
         new_config = parse_config(new_text, source=str(path))
     except ConfigError as exc:
@@ -157,14 +171,36 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
     if not change.changed:
         return change
     # An exported engine ([export]) must accept the new config before the flip is written.
-    from strangler_proxy.export.apply import stage_export
-
     staged = stage_export(new_config)
     write_atomic(path, new_text)
     append_audit(path, AuditRecord(when=now_iso(), who=who or current_user(), route=name,
                                    old=old, new=new, reason=reason, forced=forced, via=via,
                                    since=change.since))
     return replace(change, engine=staged.install()) if staged is not None else change
+
+
+def cut_over_at(config_path: str | Path, name: str) -> str | None:
+    """When route ``name``'s tables were cut over to the service and not moved back, or None.
+
+    ``strangler cutover`` flips its routes through this editor with ``via="cutover"``; the
+    last such audit record says where ownership is (the undo flips back the same way).
+    """
+    flips = [r for r in read_audit(config_path)
+             if r.get("route") == name and r.get("via") == "cutover"]
+    if flips and dict(flips[-1].get("new") or {}).get("mode") == "service":
+        return str(flips[-1].get("when", "?"))
+    return None
+
+
+def _refuse_if_cut_over(path: Path, name: str) -> None:
+    """A route whose tables the service owns goes back only with the cutover's undo."""
+    when = cut_over_at(path, name)
+    if when is not None:
+        raise RouteEditError(
+            f"{name}: its tables were cut over to the service ({when}) and the monolith's "
+            "writes to them are fenced, so sending its traffic back would fail or lose "
+            "writes; run `strangler cutover CONTEXT --undo`, which replays the service's "
+            "changes into the monolith and then flips this route")
 
 
 def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyConfig,
@@ -176,9 +212,9 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
         return "no promotion gate installed", False
     decision = (gate(config, name, new["mode"]) if since is None
                 else gate(config, name, new["mode"], since))
-    if getattr(decision, "allowed", False):
-        return str(getattr(decision, "reason", "")), False
-    why = str(getattr(decision, "reason", "refused"))
+    if decision.allowed:
+        return decision.reason, False
+    why = decision.reason
     if not force:
         raise RouteEditError(f"the promotion gate refused {name} -> {new['mode']}: {why} "
                              "(gather more shadow evidence; after a fix, count only newer "
@@ -189,8 +225,6 @@ def _check_gate(gate: GateCheck | None, config: ProxyConfig, new_config: ProxyCo
 def _parse_since(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
-    from strangler_proxy.shadow.report import parse_since
-
     return parse_since(text)
 
 
@@ -198,29 +232,3 @@ def _since_iso(since: float | None) -> str | None:
     if since is None:
         return None
     return datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        with_suppress_unlink(tmp)
-        raise
-
-
-def with_suppress_unlink(tmp: str) -> None:
-    """Remove a temp file if it is still there."""
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-
-
-__all__ = ["RouteChange", "apply_route_change", "edit_route_text", "is_promotion",
-           "write_atomic"]

@@ -18,10 +18,16 @@ and parsing upstream connections (``upstream.py``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH
+from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
+from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
+from strangler_proxy.exchange import NullSink, ShadowSink
 from strangler_proxy.headers import (
+    NO_BODY_STATUSES,
     REASONS,
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -37,14 +43,10 @@ from strangler_proxy.headers import (
     sane_request_id,
     serialize_lines,
 )
-from strangler_proxy.routing import Decision
-
-if TYPE_CHECKING:
-    from strangler_proxy.edge.server import ClientConnection
-    from strangler_proxy.edge.upstream import UpstreamConnection, UpstreamPool
+from strangler_proxy.metrics import Metrics
+from strangler_proxy.routing import Decision, RouteTable
 
 FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
-NO_BODY_STATUSES = frozenset({204, 304})
 # Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
 # the standard one rather than relaying the upstream's, which saves a parser callback.
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
@@ -52,6 +54,48 @@ REQUEST_DROP_HOST = REQUEST_DROP | {b"host"}
 # Method names as str without a decode per request (others are decoded as they come).
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                     "OPTIONS", "TRACE", "CONNECT")}
+
+
+
+@dataclass(slots=True)
+class ProxyState:
+    """What every connection reads per request; ``table`` is swapped atomically on reload."""
+
+    table: RouteTable
+    pools: dict[str, UpstreamPool]
+    metrics: Metrics
+    sink: ShadowSink = field(default_factory=NullSink)
+    loop: asyncio.AbstractEventLoop | None = None
+    inflight: set[Exchange] = field(default_factory=set)
+    # the sink's hot-path entry points, bound once
+    shadow_admit: Callable[[str, str], bool] = field(init=False)
+    shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shadow_admit = self.sink.admit
+        self.shadow_offer = self.sink.offer_raw
+
+    @property
+    def config(self) -> ProxyConfig:
+        """The config of the active table."""
+        return self.table.config
+
+
+class Client(Downstream, Protocol):
+    """The client connection, as its exchanges see it (``server.ClientConnection``)."""
+
+    state: ProxyState
+    loop: asyncio.AbstractEventLoop
+    peer: str
+    client_ip: str
+    trusted: bool
+    forwarded_prefix: bytes
+    access_log: bool
+    write_paused: bool
+
+    def abort(self) -> None: ...
+    def exchange_done(self, exchange: Exchange, tunnel: bool = False) -> None: ...
+    def log_access(self, exchange: Exchange, route: str, elapsed: float) -> None: ...
 
 
 class Exchange:
@@ -97,7 +141,7 @@ class Exchange:
     raw_query = b""
     tokens: frozenset[bytes] = frozenset()
 
-    def __init__(self, client: ClientConnection, method: bytes, url: bytes,
+    def __init__(self, client: Client, method: bytes, url: bytes,
                  headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes],
                  blocks: dict[bool, bytes]) -> None:
         self.client = client
@@ -248,6 +292,7 @@ class Exchange:
     def attach(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         conn.exchange = self
+        conn.client = self.client
         conn.reusable = True
         pending = self.pending
         if pending:
@@ -588,7 +633,3 @@ def _response_lines(headers: RawHeaders) -> HeadLines:
     block = b"\r\n".join(lines) + b"\r\n" if lines else b""
     return (block, rmap.get(b"content-length"), b"transfer-encoding" in rmap,
             b"x-request-id" in rmap, b"location" in rmap)
-
-
-__all__ = ["HEAD_CACHE", "HEAD_CACHE_ENTRY_BYTES", "HEAD_CACHE_SIZE", "REQUEST_CACHE",
-           "Exchange", "cached_response_lines"]

@@ -28,72 +28,22 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httptools
 
-from strangler_proxy.config import ProxyConfig
 from strangler_proxy.edge.forward import (
     HEAD_CACHE_ENTRY_BYTES,
     HEAD_CACHE_SIZE,
     REQUEST_CACHE,
     Exchange,
+    ProxyState,
 )
-from strangler_proxy.edge.upstream import set_nodelay
-from strangler_proxy.exchange import ShadowOffer, ShadowSink, offer_from_message
+from strangler_proxy.edge.upstream import UpstreamConnection, set_nodelay
 from strangler_proxy.headers import RawHeaders, error_response, header_map, is_trusted
-from strangler_proxy.metrics import Metrics
-from strangler_proxy.routing import RouteTable
-
-if TYPE_CHECKING:
-    from strangler_proxy.edge.upstream import UpstreamConnection, UpstreamPool
 
 HEAD_SLACK = 256 * 1024  # see ClientConnection.data_received
-
-
-class NullSink:
-    """A shadow sink that accepts nothing (used until the shadow side provides one)."""
-
-    def offer(self, offer: ShadowOffer) -> bool:
-        """Drop the offer."""
-        return False
-
-    def admit(self, route: str, method: str) -> bool:
-        """Copy nothing."""
-        return False
-
-
-def _admit_all(route: str, method: str) -> bool:
-    return True
-
-
-@dataclass(slots=True)
-class ProxyState:
-    """What every connection reads per request; ``table`` is swapped atomically on reload."""
-
-    table: RouteTable
-    pools: dict[str, UpstreamPool]
-    metrics: Metrics
-    sink: ShadowSink = field(default_factory=NullSink)
-    loop: asyncio.AbstractEventLoop | None = None
-    inflight: set[Exchange] = field(default_factory=set)
-    # the sink's fast entry points, or adapters to ``offer`` for a sink without them
-    shadow_admit: Callable[[str, str], bool] = field(init=False)
-    shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
-
-    def __post_init__(self) -> None:
-        sink = self.sink
-        self.shadow_admit = getattr(sink, "admit", None) or _admit_all
-        raw = getattr(sink, "offer_raw", None)
-        self.shadow_offer = raw if raw is not None else \
-            (lambda message: bool(sink.offer(offer_from_message(message))))
-
-    @property
-    def config(self) -> ProxyConfig:
-        """The config of the active table."""
-        return self.table.config
 
 
 class ClientConnection(asyncio.Protocol):
@@ -428,7 +378,3 @@ def describe(sock: socket.socket) -> str:
     """``host:port`` a socket listens on."""
     address: Any = sock.getsockname()
     return f"{address[0]}:{address[1]}"
-
-
-__all__ = ["ClientConnection", "NullSink", "ProxyState", "describe", "listen_socket",
-           "protocol_factory", "watchdog"]

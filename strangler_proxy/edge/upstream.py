@@ -18,7 +18,7 @@ import contextlib
 import socket
 import ssl
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
@@ -26,9 +26,37 @@ from strangler_proxy.config import ProxyConfig, Upstream
 from strangler_proxy.headers import RawHeaders
 from strangler_proxy.metrics import Metrics
 
-if TYPE_CHECKING:
-    from strangler_proxy.edge.forward import Exchange
-    from strangler_proxy.edge.server import ClientConnection
+
+class Downstream(Protocol):
+    """The client connection, as an upstream connection sees it (``server.ClientConnection``).
+
+    The exchange hands it over in ``Exchange.attach``; a 101 turns it into the tunnel's far end.
+    """
+
+    batch: list[bytes] | None  # response bytes gathered for one write to the client
+
+    def write(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
+    def pause(self, reason: str) -> None: ...
+    def resume(self, reason: str) -> None: ...
+    def close(self) -> None: ...
+    def start_tunnel(self, conn: UpstreamConnection) -> None: ...
+
+
+class ResponseReceiver(Protocol):
+    """The exchange an upstream connection answers (``forward.Exchange``)."""
+
+    method: str
+    status: int
+    plain_body: bool  # body bytes may go to the client's batch as they are
+    finished: bool
+    last_activity: float
+
+    def response_head(self, status: int, reason: bytes, headers: RawHeaders) -> None: ...
+    def response_body(self, chunk: bytes) -> None: ...
+    def response_complete(self, tunnel: bool = False) -> None: ...
+    def upstream_failed(self, kind: str, message: str) -> None: ...
+    def upstream_closed(self) -> None: ...
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -130,14 +158,18 @@ def _origins(upstream: Upstream) -> list[bytes]:
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream, serving one exchange at a time."""
 
+    # The exchange's client, set together with ``exchange`` by ``Exchange.attach`` and read
+    # only while ``exchange`` is set; kept apart so this side never reaches through the exchange.
+    client: Downstream
+
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Exchange | None = None
+        self.exchange: ResponseReceiver | None = None
         self.closed = False
         self.reusable = True
-        self.tunnel: ClientConnection | None = None
+        self.tunnel: Downstream | None = None
         self.reason = b""
         self.headers: RawHeaders = []
         self.replace_parser = False
@@ -155,11 +187,11 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:  # an idle connection should not speak: drop it
             self.close()
             return
-        exchange.last_activity = exchange.client.loop.time()
+        exchange.last_activity = self.pool.loop.time()
         if self.replace_parser:
             self.parser = httptools.HttpResponseParser(self)
             self.replace_parser = False
-        client = exchange.client
+        client = self.client
         client.batch = []  # one write to the client per read from the upstream
         try:
             self.parser.feed_data(data)
@@ -191,13 +223,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.pause("upload")
+            self.client.pause("upload")
         elif self.tunnel is not None:
             self.tunnel.pause("upload")
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.resume("upload")
+            self.client.resume("upload")
         elif self.tunnel is not None:
             self.tunnel.resume("upload")
 
@@ -227,7 +259,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:
             return
         if exchange.plain_body and not exchange.finished:
-            batch = exchange.client.batch  # Exchange.response_body's common case, inlined
+            batch = self.client.batch  # Exchange.response_body's common case, inlined
             if batch is not None:
                 batch.append(body)
                 return
@@ -263,7 +295,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None or exchange.status != 101:
             self.close()
             return
-        client = exchange.client
+        client = self.client
         self.exchange = None
         exchange.response_complete(tunnel=True)
         self.tunnel = client
@@ -284,6 +316,3 @@ def build_pools(config: ProxyConfig, loop: asyncio.AbstractEventLoop, metrics: M
         if pools.get(name) is not pool:
             pool.close()
     return pools
-
-
-__all__ = ["UpstreamConnection", "UpstreamPool", "build_pools", "set_nodelay"]

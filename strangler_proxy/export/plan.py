@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from strangler_proxy.config import MONOLITH, ProxyConfig, Route, Upstream
 from strangler_proxy.errors import ProxyError
-from strangler_proxy.routing import BUCKETS, DEFAULT_ROUTE, match_regex
+from strangler_proxy.match import match_regex
+from strangler_proxy.routing import BUCKETS, DEFAULT_ROUTE
 
 ENGINES = ("nginx", "haproxy", "envoy", "istio")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # mirrored in shadow mode (RFC 9110 safe methods)

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-RawHeaders = list[tuple[bytes, bytes]]
-_NO_BODY_STATUSES = frozenset({204, 304})
+from strangler_proxy.config import IDEMPOTENT_METHODS
+from strangler_proxy.headers import NO_BODY_STATUSES, RawHeaders
+
 _NO_ANSWER = "the connection closed or was reset before any answer"
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _READ_SIZE = 256 * 1024
 
 
@@ -121,7 +121,7 @@ class HttpClient:
                 except _StaleConnection as exc:
                     # the origin closed an idle connection: nothing came back, so an idempotent
                     # request is sent again on a new one (others may have been acted on)
-                    if method not in _IDEMPOTENT:
+                    if method not in IDEMPOTENT_METHODS:
                         raise ProtocolError(_NO_ANSWER) from exc
             connection = await self._connect(origin)
             try:
@@ -201,7 +201,7 @@ class HttpClient:
                     parsed = _Parsed(max_body=max_body, head_only=parsed.head_only)
                     parser = parsed.parser = httptools.HttpResponseParser(parsed)  # interim
                     continue
-                if parsed.headers_done and (parsed.head_only or status in _NO_BODY_STATUSES):
+                if parsed.headers_done and (parsed.head_only or status in NO_BODY_STATUSES):
                     parsed.complete = True
                 if parsed.complete:
                     break
@@ -243,6 +243,3 @@ def _close_delimited(parsed: _Parsed) -> bool:
     """Whether the answer has neither a length nor chunked framing (it ends at close)."""
     names = {name.lower() for name, _ in parsed.headers}
     return b"content-length" not in names and b"transfer-encoding" not in names
-
-
-__all__ = ["ConnectError", "HttpClient", "ProtocolError", "Response"]

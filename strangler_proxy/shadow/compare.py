@@ -512,9 +512,3 @@ def _short(value: object) -> object:
         text = _canonical(value)
         return value if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "…"
     return value
-
-
-__all__ = [
-    "DEFAULT_RULES", "ERROR", "MATCH", "MISMATCH", "Comparison", "Difference", "body_kind",
-    "compare", "compare_json", "decode_body", "header_value", "normalize_text",
-]

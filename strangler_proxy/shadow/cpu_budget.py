@@ -58,6 +58,3 @@ class CpuBudget:
             self.paused_seconds += step
             await asyncio.sleep(step)
             pause = self.overdraft()
-
-
-__all__ = ["CpuBudget"]

@@ -19,6 +19,7 @@ import time
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+from strangler_proxy.config import ProxyConfig
 from strangler_proxy.shadow.report import build_report
 from strangler_proxy.shadow.rules import render_path
 from strangler_proxy.shadow.store import DiffRecord, open_config_store
@@ -45,7 +46,7 @@ code{font-size:.9em}
 """
 
 
-def handle(path: str, query: str, config: Any) -> tuple[int, str, bytes]:
+def handle(path: str, query: str, config: ProxyConfig) -> tuple[int, str, bytes]:
     """Serve one dashboard page for an already authenticated request."""
     try:
         if path.rstrip("/") == "/dashboard":
@@ -75,7 +76,7 @@ def _page(title: str, body: str, refresh: int = 0) -> str:
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>")
 
 
-def _report(config: Any, route: str | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+def _report(config: ProxyConfig, route: str | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     key = (str(getattr(config, "source", "")), route or "")
     store = open_config_store(config)
     try:
@@ -93,7 +94,7 @@ def _report(config: Any, route: str | None) -> tuple[dict[str, Any], dict[str, l
     return data, recent
 
 
-def _overview(config: Any, route: str | None) -> str:
+def _overview(config: ProxyConfig, route: str | None) -> str:
     data, recent = _report(config, route)
     gate = data["gate"]
     parts = [
@@ -116,7 +117,7 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def _routes_table(config: Any, summaries: list[dict[str, Any]]) -> str:
+def _routes_table(config: ProxyConfig, summaries: list[dict[str, Any]]) -> str:
     by_name = {s["name"]: s for s in summaries}
     rows = []
     for route in config.routes:
@@ -174,7 +175,7 @@ def _route_section(summary: dict[str, Any], recent: list[DiffRecord]) -> str:
 # -- one exchange, side by side --------------------------------------------------------------
 
 
-def _exchange_page(config: Any, record_id: int) -> tuple[int, str, bytes]:
+def _exchange_page(config: ProxyConfig, record_id: int) -> tuple[int, str, bytes]:
     store = open_config_store(config)
     try:
         record = store.get(record_id)
@@ -254,6 +255,3 @@ def pretty_json_lines(value: Any, path: tuple[str | int, ...] = (), indent: int 
             out += pretty_json_lines(v, (*path, i), indent + 1, "", i == len(value) - 1)
         return [*out, (f"{pad}]{comma}", here)]
     return [(f"{pad}{label}{json.dumps(value, ensure_ascii=False)}{comma}", here)]
-
-
-__all__ = ["clear_cache", "handle", "pretty_json_lines"]

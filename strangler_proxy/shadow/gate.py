@@ -21,7 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
+
+from strangler_proxy.config import ProxyConfig
+from strangler_proxy.shadow.evidence import route_evidence
+from strangler_proxy.shadow.store import open_config_store
 
 SAFE_MODES: Final = frozenset({"monolith", "shadow"})
 GATED_MODES: Final = frozenset({"canary", "service"})
@@ -139,7 +143,7 @@ def since_text(since: float | None) -> str:
     return f"evidence since {datetime.fromtimestamp(since, UTC).isoformat(timespec='seconds')}"
 
 
-def check_promotion(config: Any, route_name: str, new_mode: str,
+def check_promotion(config: ProxyConfig, route_name: str, new_mode: str,
                     since: float | None = None) -> GateDecision:
     """May ``route_name`` move to ``new_mode``? Reads the route's evidence from the diff store.
 
@@ -150,9 +154,6 @@ def check_promotion(config: Any, route_name: str, new_mode: str,
     gate = config.gate
     if new_mode in SAFE_MODES:
         return decide(route_name, new_mode, 0, 0, gate.min_compared, gate.min_match_rate)
-    from strangler_proxy.shadow.report import route_evidence
-    from strangler_proxy.shadow.store import open_config_store
-
     store = open_config_store(config)
     try:
         compared, matched = route_evidence(store, route_name, since=since)
@@ -161,7 +162,3 @@ def check_promotion(config: Any, route_name: str, new_mode: str,
     decision = decide(route_name, new_mode, compared, matched, gate.min_compared,
                       gate.min_match_rate)
     return replace(decision, reason=f"{decision.reason} [{since_text(since)}]")
-
-
-__all__ = ["GATED_MODES", "SAFE_MODES", "GateDecision", "check_promotion", "decide",
-           "needed_matches", "since_text", "wilson_interval"]

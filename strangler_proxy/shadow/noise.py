@@ -159,9 +159,3 @@ class NoiseModel:
     def is_noise(self, template: str, path: str, kind: str) -> bool:
         """True when the difference is explained by the monolith's own variation."""
         return self.verdict(template, path, kind) == NOISE
-
-
-__all__ = [
-    "DEFAULT_ALPHA", "NOISE", "REAL", "SELF", "SERVICE", "UNLEARNED", "Evidence", "NoiseModel",
-    "derive_template", "fisher_greater", "template_for",
-]

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import ProxyError
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.routing import RouteTable
 from strangler_proxy.shadow.client import HttpClient
 from strangler_proxy.shadow.compare import compare
 from strangler_proxy.shadow.rules import compile_rules
-from strangler_proxy.shadow.sink import MONOLITH, SAFE_METHODS
+from strangler_proxy.shadow.sink import SAFE_METHODS
 from strangler_proxy.shadow.store import DiffRecord, Redaction, open_config_store, redact_record
 from strangler_proxy.shadow.worker import WORKER_STARVED, build_request, make_record, send
 
@@ -167,9 +169,7 @@ class ReplaySummary:
                 "skipped": dict(self.skipped), "seconds": round(self.seconds, 3)}
 
 
-def _route_matcher(config: Any, route_name: str) -> Any:
-    from strangler_proxy.routing import RouteTable
-
+def _route_matcher(config: ProxyConfig, route_name: str) -> Callable[[RecordedRequest], bool]:
     table = RouteTable(config)
 
     def matches(request: RecordedRequest) -> bool:
@@ -179,7 +179,7 @@ def _route_matcher(config: Any, route_name: str) -> Any:
     return matches
 
 
-def select(config: Any, route_name: str, exchanges: Iterator[Exchange], limit: int,
+def select(config: ProxyConfig, route_name: str, exchanges: Iterator[Exchange], limit: int,
            summary: ReplaySummary) -> list[Exchange]:
     """The exchanges to replay: the route's, safe unless it opts in to writes, at most limit."""
     route = config.route(route_name)
@@ -205,7 +205,7 @@ def select(config: Any, route_name: str, exchanges: Iterator[Exchange], limit: i
     return chosen
 
 
-async def replay(config: Any, route_name: str, exchanges: Iterator[Exchange],
+async def replay(config: ProxyConfig, route_name: str, exchanges: Iterator[Exchange],
                  rate: float = 10.0, limit: int = 1000, against_monolith: bool = False,
                  concurrency: int = 4) -> ReplaySummary:
     """Replay recorded exchanges to the route's service (paced), compare, store."""
@@ -214,6 +214,7 @@ async def replay(config: Any, route_name: str, exchanges: Iterator[Exchange],
     summary = ReplaySummary()
     chosen = select(config, route_name, exchanges, limit, summary)
     route = config.route(route_name)
+    assert route is not None  # select() refused an unknown route
     store = await asyncio.to_thread(open_config_store, config)
     s = config.shadow
     redaction = Redaction.from_settings(s.redact_headers, s.redact_fields)
@@ -245,7 +246,7 @@ async def replay(config: Any, route_name: str, exchanges: Iterator[Exchange],
     return summary
 
 
-async def _replay_one(client: HttpClient, config: Any, route: Any, exchange: Exchange,
+async def _replay_one(client: HttpClient, config: ProxyConfig, route: Route, exchange: Exchange,
                       against_monolith: bool, rules: Any) -> list[DiffRecord]:
     request, recorded = exchange
     s = config.shadow
@@ -380,7 +381,3 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
         process.kill()
         process.wait(timeout=5)
     return 0
-
-
-__all__ = ["ReplayError", "ReplaySummary", "load_exchanges", "mitmdump_path", "record",
-           "record_command", "replay", "select"]

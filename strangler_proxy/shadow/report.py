@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
 import time
 from collections import Counter, defaultdict
@@ -31,11 +30,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from strangler_proxy.config import GateSettings, ProxyConfig, Route
 from strangler_proxy.errors import ProxyError
+from strangler_proxy.shadow.evidence import (
+    build_noise_model,
+    effective_verdict,
+)
 from strangler_proxy.shadow.gate import needed_matches, wilson_interval
-from strangler_proxy.shadow.noise import NOISE, SELF, SERVICE, NoiseModel
+from strangler_proxy.shadow.noise import NOISE, NoiseModel
 from strangler_proxy.shadow.rules import generalize
 from strangler_proxy.shadow.store import DiffRecord, DiffStore
+from strangler_proxy.write_atomic import write_atomic
 
 REPORT_SCHEMA_VERSION: Final = 1
 TOP_DIFFERENCES: Final = 20
@@ -84,31 +89,6 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
             for q in (50, 95, 99)}
 
 
-def _diff_keys(record: DiffRecord) -> list[tuple[str, str]]:
-    return [(generalize(str(d.get("path", ""))), str(d.get("kind", "")))
-            for d in record.differences]
-
-
-def build_noise_model(records: Iterable[DiffRecord]) -> NoiseModel:
-    """Feed service and self comparisons (not errors) into a noise model."""
-    model = NoiseModel()
-    for record in records:
-        if record.verdict == "error":
-            continue
-        model.observe(record.template, SELF if record.kind == "self" else SERVICE,
-                      _diff_keys(record))
-    return model
-
-
-def effective_verdict(record: DiffRecord, model: NoiseModel) -> str:
-    """``match`` when every difference is learned noise, else the stored verdict."""
-    if record.verdict != "mismatch":
-        return record.verdict
-    if all(model.is_noise(record.template, path, kind) for path, kind in _diff_keys(record)):
-        return "match"
-    return "mismatch"
-
-
 def _differences(service: Sequence[DiffRecord], model: NoiseModel,
                  top: int) -> list[dict[str, Any]]:
     counts: Counter[tuple[str, str, str]] = Counter()
@@ -135,8 +115,8 @@ def _differences(service: Sequence[DiffRecord], model: NoiseModel,
     return rows[:top]
 
 
-def summarize_route(route: Any, records: Sequence[DiffRecord],
-                    counters: Mapping[str, int], gate: Any,
+def summarize_route(route: Route, records: Sequence[DiffRecord],
+                    counters: Mapping[str, int], gate: GateSettings,
                     top: int = TOP_DIFFERENCES) -> dict[str, Any]:
     """The report entry of one route from its records and counters."""
     model = build_noise_model(records)
@@ -170,16 +150,7 @@ def summarize_route(route: Any, records: Sequence[DiffRecord],
     }
 
 
-def route_evidence(store: DiffStore, route_name: str,
-                   since: float | None = None) -> tuple[int, int]:
-    """(compared, matched after learned noise) for one route, as the gate counts them."""
-    records = store.records(route=route_name, since=since)
-    model = build_noise_model(records)
-    service = [r for r in records if r.kind != "self"]
-    return len(service), sum(1 for r in service if effective_verdict(r, model) == "match")
-
-
-def build_report(config: Any, store: DiffStore, route_name: str | None = None,
+def build_report(config: ProxyConfig, store: DiffStore, route_name: str | None = None,
                  since: float | None = None) -> dict[str, Any]:
     """The whole report: every route that has a service target (or the one asked for)."""
     routes = [r for r in config.routes if route_name is None or r.name == route_name]
@@ -251,7 +222,7 @@ def regression_cases(records: Iterable[DiffRecord], limit: int = 50) -> list[dic
     return cases
 
 
-def compare_rules_data(route: Any) -> dict[str, Any]:
+def compare_rules_data(route: Route) -> dict[str, Any]:
     """A route's compare table as plain JSON data (for the exported test)."""
     rules = route.compare
     return {"ignore": list(rules.ignore), "headers": list(rules.headers),
@@ -324,7 +295,7 @@ def test_service_answers_like_the_monolith(case: dict, service_url: str) -> None
 '''
 
 
-def export_regressions(route: Any, records: Iterable[DiffRecord], out_dir: str,
+def export_regressions(route: Route, records: Iterable[DiffRecord], out_dir: str,
                        limit: int = 50) -> tuple[str, str, int]:
     """Write ``test_shadow_<route>.py`` and its cases JSON into ``out_dir`` (atomically).
 
@@ -351,16 +322,8 @@ def export_regressions(route: Any, records: Iterable[DiffRecord], out_dir: str,
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
     try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
+        write_atomic(path, text)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise ReportError(f"cannot write {path} ({exc.strerror}); pick a writable --out "
                           "directory") from None
-
-
-__all__ = ["REPORT_SCHEMA_VERSION", "ReportError", "build_noise_model", "build_report",
-           "effective_verdict", "export_regressions", "parse_since", "percentiles",
-           "regression_cases", "route_evidence", "summarize_route"]

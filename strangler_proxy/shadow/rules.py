@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from strangler_proxy.config import CompareRules
+
 # Segments of a concrete path: str = object key, int = list index, Keyed = list element
 # matched by key in an unordered list.
 
@@ -171,7 +173,8 @@ def format_regex(spec: str) -> re.Pattern[str]:
     raise RuleError(f"format {spec!r}: use \"iso8601\", \"uuid\" or \"regex:PATTERN\"")
 
 
-def compile_rules(compare: Any = None, max_differences: int = 100) -> Rules:
+def compile_rules(compare: CompareRules | Mapping[str, Any] | None = None,
+                  max_differences: int = 100) -> Rules:
     """Compile a route's ``compare`` table (config object or plain mapping) into :class:`Rules`.
 
     >>> r = compile_rules({"ignore": ["served_at"], "tolerance": {"price": 0.01}})
@@ -304,10 +307,3 @@ def generalize(path: str) -> str:
     '$.items[*].tags[*].name'
     """
     return _INDEX.sub("[*]", path)
-
-
-__all__ = [
-    "ANY_INDEX", "ANY_KEY", "DEFAULT_HEADERS", "DESCEND", "Keyed", "Rule", "RuleError", "Rules",
-    "Segment", "active", "advance", "compile_rules", "format_regex", "generalize",
-    "parse_pattern", "render_path",
-]

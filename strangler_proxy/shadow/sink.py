@@ -30,30 +30,28 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import ShadowOffer, offer_from_message, offer_message
-
-if TYPE_CHECKING:
-    from strangler_proxy.config import ProxyConfig
+from strangler_proxy.exchange import ShadowOffer, offer_message
 
 log = logging.getLogger("strangler.shadow")
 
-SHADOW_HEADER: Final = "X-Strangler-Shadow"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-MONOLITH: Final = "monolith"
 
 
-def refusal(config: ProxyConfig, route: Any, offer: ShadowOffer,
+def refusal(config: ProxyConfig, route: Route | None, offer: ShadowOffer,
             rng: Callable[[], float]) -> str:
     """Why an offer is not copied ("" when it is): no service, method, body size, sampling."""
-    return early_refusal(config, route, offer.request.method, rng) or \
-        late_refusal(config, route, offer.primary.error, offer.request.body_truncated,
-                     len(offer.request.body))
+    early = early_refusal(config, route, offer.request.method, rng)
+    if early or route is None:  # no route: early said "skipped_no_service"
+        return early
+    return late_refusal(config, route, offer.primary.error, offer.request.body_truncated,
+                        len(offer.request.body))
 
 
-def early_refusal(config: ProxyConfig, route: Any, method: str,
+def early_refusal(config: ProxyConfig, route: Route | None, method: str,
                   rng: Callable[[], float]) -> str:
     """What is known before any byte is copied: no service, an unsafe method, sampling."""
     if route is None or route.target == MONOLITH or route.target not in config.upstreams:
@@ -65,7 +63,7 @@ def early_refusal(config: ProxyConfig, route: Any, method: str,
     return ""
 
 
-def late_refusal(config: ProxyConfig, route: Any, error: str, truncated: bool,
+def late_refusal(config: ProxyConfig, route: Route, error: str, truncated: bool,
                  size: int) -> str:
     """What is known once the exchange is over: the primary failed, the body was too big."""
     if error:
@@ -212,7 +210,8 @@ class ProcessSink:
         """
         route = message[1]
         try:
-            reason = late_refusal(self.config, self._routes.get(route), message[17],
+            # a route gone since admit (a reload) raises KeyError: counted as internal error
+            reason = late_refusal(self.config, self._routes[route], message[17],
                                   message[9], len(message[8])) or self._no_room()
             if not reason:
                 self._write_offer(encode_frame(message))
@@ -429,8 +428,3 @@ def escape_label(value: str) -> str:
 def build_sink(config: ProxyConfig) -> ProcessSink:
     """The proxy's shadow sink (``app.py`` calls this): a worker process does the work."""
     return ProcessSink(config)
-
-
-__all__ = ["IPC_BUFFER_BYTES", "MONOLITH", "SAFE_METHODS", "SHADOW_HEADER", "ProcessSink",
-           "build_sink", "early_refusal", "encode_frame", "escape_label",
-           "late_refusal", "offer_from_message", "offer_message", "refusal"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
+from strangler_proxy.config import ProxyConfig
 from strangler_proxy.errors import ProxyError
 
 SCHEMA_VERSION: Final = 1
@@ -445,16 +446,8 @@ def _safe_url(url: str) -> str:
     return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
 
 
-def open_config_store(config: Any) -> DiffStore:
+def open_config_store(config: ProxyConfig) -> DiffStore:
     """Open the store a routes file names, applying its retention settings."""
     shadow = config.shadow
     location = store_location(shadow.store, getattr(config, "source", None))
     return open_store(location, shadow.retention_count, shadow.retention_days)
-
-
-__all__ = [
-    "ALWAYS_REDACTED", "REDACTED", "SCHEMA_VERSION", "DiffRecord", "DiffStore", "Redaction",
-    "StoreError", "is_postgres", "open_config_store", "open_store", "redact_body",
-    "redact_differences", "redact_headers", "redact_json", "redact_query", "redact_record",
-    "store_location",
-]

@@ -25,10 +25,25 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from strangler_proxy.config import (
+    MONOLITH,
+    ProxyConfig,
+    Route,
+    ShadowRewrite,
+    Upstream,
+    load_config,
+)
 from strangler_proxy.errors import ProxyError
-from strangler_proxy.exchange import Headers, RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.exchange import (
+    Headers,
+    RecordedRequest,
+    RecordedResponse,
+    ShadowOffer,
+    offer_from_message,
+)
+from strangler_proxy.headers import SHADOW_HEADER
 from strangler_proxy.shadow.client import ConnectError, HttpClient
 from strangler_proxy.shadow.compare import Comparison, compare, decode_body
 from strangler_proxy.shadow.cpu_budget import CpuBudget
@@ -36,12 +51,9 @@ from strangler_proxy.shadow.noise import template_for
 from strangler_proxy.shadow.rules import Rules, compile_rules
 from strangler_proxy.shadow.sink import (
     FRAME_HEADER,
-    MONOLITH,
     SAFE_METHODS,
-    SHADOW_HEADER,
     encode_frame,
     escape_label,
-    offer_from_message,
     refusal,
 )
 from strangler_proxy.shadow.store import (
@@ -52,9 +64,6 @@ from strangler_proxy.shadow.store import (
     redact_record,
     store_location,
 )
-
-if TYPE_CHECKING:
-    from strangler_proxy.config import ProxyConfig
 
 log = logging.getLogger("strangler.shadow")
 
@@ -102,7 +111,7 @@ def rewrite_path(path: str, match_prefix: str | None, new_prefix: str | None) ->
     return new_prefix.rstrip("/") + path
 
 
-def build_request(request: RecordedRequest, upstream: Any, route: Any | None = None,
+def build_request(request: RecordedRequest, upstream: Upstream, route: Route | None = None,
                   repeat: bool = False) -> OutgoingRequest:
     """The copy of ``request`` for ``upstream``: rewritten per the route, marked as shadow.
 
@@ -123,7 +132,7 @@ def build_request(request: RecordedRequest, upstream: Any, route: Any | None = N
     return OutgoingRequest(request.method.upper(), url, tuple(headers), request.body)
 
 
-def _host_for(request: RecordedRequest, upstream: Any, rewrite: Any) -> str:
+def _host_for(request: RecordedRequest, upstream: Upstream, rewrite: ShadowRewrite | None) -> str:
     if rewrite is not None and rewrite.host:
         return str(rewrite.host)
     original = next((v for k, v in request.headers if k.lower() == "host"), "")
@@ -258,7 +267,7 @@ class ShadowRunner:
         self._count(offer.route, "accepted")
         return True
 
-    def _refusal(self, offer: ShadowOffer, route: Any) -> str:
+    def _refusal(self, offer: ShadowOffer, route: Route | None) -> str:
         if self.prefiltered:  # the proxy-side ProcessSink already checked and sampled
             return "" if route is not None and route.target in self.config.upstreams \
                 else "skipped_no_service"
@@ -455,7 +464,7 @@ class ShadowRunner:
         return "\n".join(lines) + "\n"
 
 
-def _store_key(config: Any) -> tuple[str, int, float]:
+def _store_key(config: ProxyConfig) -> tuple[str, int, float]:
     s = config.shadow
     return (store_location(s.store, getattr(config, "source", None)), s.retention_count,
             s.retention_days)
@@ -479,8 +488,6 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
 
 async def serve_worker(fd: int, config_path: str) -> None:
     """The worker process: read frames from the proxy, run a ShadowRunner, report back."""
-    from strangler_proxy.config import load_config
-
     sock = socket.socket(fileno=fd)
     runner = ShadowRunner(load_config(config_path), prefiltered=True)
     await runner.start()
@@ -557,7 +564,3 @@ def _worker_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _worker_main(sys.argv[1:])
-
-
-__all__ = ["PRIORITY_ENV", "WORKER_STARVED", "OutgoingRequest", "ShadowRunner", "build_request",
-           "make_record", "rewrite_path", "send", "serve_worker"]

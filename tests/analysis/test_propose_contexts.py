@@ -36,8 +36,15 @@ def test_stable_partition_recovers_planted_groups_and_records_every_cut() -> Non
     assert adjusted_rand_index(truth, part) == 1.0
     assert sum(1 for c in cuts if c["chosen"]) == 1
     assert {"depth", "contexts", "stability", "modularity"} <= set(cuts[0])
-    assert cuts[-1]["contexts"] == 6
-    assert "mq" in cuts[-1]
+    chosen = next(c for c in cuts if c["chosen"])
+    assert chosen["contexts"] == 6
+    assert {"mq", "sizes", "slivers"} <= set(chosen)
+    assert chosen["sizes"] == [5] * 6
+    assert chosen["slivers"] == 0
+    # the alternatives beside it: the coarser levels of the search and, if it differs, a
+    # finer Leiden cut; each with its quality, so a person can choose with --contexts N
+    finer = [c for c in cuts if "resolution" in c]
+    assert all(c["contexts"] > chosen["contexts"] and "modularity" in c for c in finer)
 
 
 def test_divisive_search_keeps_random_groups_whole_and_splits_real_ones() -> None:

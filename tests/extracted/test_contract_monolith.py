@@ -21,8 +21,8 @@ import httpx
 import pytest
 from conftest import STRANGLER, SYNC_TOKEN, CatalogServer, MonolithServer, base_env, relay_argv
 
-from strangler_proxy.exchange import RecordedResponse
-from strangler_proxy.shadow.compare import compare
+from strangler_proxy import RecordedResponse
+from strangler_proxy.shadow import compare
 
 pytestmark = pytest.mark.slow
 

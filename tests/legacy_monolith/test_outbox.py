@@ -152,24 +152,70 @@ def test_shadow_writes_publish_nothing(shop: Any, mark: int, staff_client: APICl
     assert events_since(mark) == []
 
 
-def test_consumer_keeps_a_read_only_copy_at_most_once(db: Any) -> None:
-    payload = {"sku": "S-1", "name": "Lamp", "price": "19.90", "currency": "EUR",
-               "is_active": True}
+def test_consumer_applies_the_owners_events_to_the_catalog_at_most_once(shop: Any) -> None:
+    # given the catalog service owns the catalog (its events carry the full row)
+    from legacy_monolith.outbox.models import AggregateSequence
+    from legacy_monolith.outbox.publish import payload_of
+
+    product, brand = shop.products[0], shop.brand
+    last = AggregateSequence.objects.get(aggregate_type="store.Product",
+                                         aggregate_id=str(product.pk)).last
+    payload = dict(payload_of(product), name="Lamp", price="19.90")
     first = {"id": "e1", "position": 1, "aggregate_type": "store.Product",
-             "aggregate_id": "7", "sequence": 4, "type": "updated", "payload": payload}
-    second = dict(first, id="e2", position=2, sequence=5,
+             "aggregate_id": str(product.pk), "sequence": last + 1, "type": "updated",
+             "payload": payload}
+    second = dict(first, id="e2", position=2, sequence=last + 2,
                   payload=dict(payload, price="17.00"))
-    other = dict(first, id="e3", position=3, aggregate_type="store.Brand", aggregate_id="1")
+    brand_last = AggregateSequence.objects.get(aggregate_type="store.Brand",
+                                               aggregate_id=str(brand.pk)).last
+    other = {"id": "e3", "position": 3, "aggregate_type": "store.Brand",
+             "aggregate_id": str(brand.pk), "sequence": brand_last + 1, "type": "updated",
+             "payload": dict(payload_of(brand), name="Renamed")}
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    # when they are applied, and delivered again
     assert apply_catalog_events("catalog", [first, second, other], 3) == {
-        "applied": 2, "duplicates": 0, "stale": 1, "position": 3}
+        "applied": 3, "duplicates": 0, "stale": 0, "position": 3}
     again = apply_catalog_events("catalog", [first, second], 3)
+    # then each applied once: the monolith's own rows, its copy, its sequence counters
     assert (again["applied"], again["duplicates"]) == (0, 2)
-    copy = product_snapshot(7)
+    product.refresh_from_db()
+    assert (product.name, product.price) == ("Lamp", Decimal("17.00"))
+    brand.refresh_from_db()
+    assert brand.name == "Renamed"
+    copy = product_snapshot(product.pk)
     assert copy is not None
-    assert (copy.name, copy.price, copy.sequence) == ("Lamp", Decimal("17.00"), 5)
-    deleted = dict(first, id="e4", position=4, sequence=6, type="deleted")
-    apply_catalog_events("catalog", [deleted], 4)
-    assert not CatalogProductCopy.objects.exists()
+    assert (copy.name, copy.price, copy.sequence) == ("Lamp", Decimal("17.00"), last + 2)
+    assert AggregateSequence.objects.get(aggregate_type="store.Product",
+                                         aggregate_id=str(product.pk)).last == last + 2
+    # and nothing was published back (no echo)
+    assert events_since(mark) == []
+    # and an old event is stale; a delete removes the row and the copy
+    stale = dict(first, id="e5", position=5, sequence=last)
+    assert apply_catalog_events("catalog", [stale], 5)["stale"] == 1
+    fresh = Product.objects.create(sku="NEW", name="n", slug="n", category=shop.category,
+                                   brand=brand, price=Decimal("1.00"))
+    apply_catalog_events("catalog", [dict(first, id="e6", position=6, aggregate_id=str(
+        fresh.pk), sequence=2, payload=payload_of(fresh))], 6)
+    deleted = dict(first, id="e4", position=7, aggregate_id=str(fresh.pk), sequence=3,
+                   type="deleted")
+    apply_catalog_events("catalog", [deleted], 7)
+    assert not Product.objects.filter(pk=fresh.pk).exists()
+    assert product_snapshot(fresh.pk) is None
+
+
+def test_copy_init_never_reverts_the_copy(shop: Any) -> None:
+    from django.core.management import call_command
+
+    from legacy_monolith.outbox.models import AggregateSequence
+
+    product = shop.products[0]
+    call_command("catalog_copy_init", stdout=None)
+    newer = AggregateSequence.objects.get(aggregate_type="store.Product",
+                                          aggregate_id=str(product.pk)).last + 5
+    CatalogProductCopy.objects.filter(product_id=product.pk).update(name="From service",
+                                                                    sequence=newer)
+    call_command("catalog_copy_init", stdout=None)
+    assert product_snapshot(product.pk).name == "From service"  # type: ignore[union-attr]
 
 
 def test_consumer_endpoint_needs_the_sync_token(db: Any) -> None:
@@ -178,3 +224,51 @@ def test_consumer_endpoint_needs_the_sync_token(db: Any) -> None:
     client.credentials(HTTP_AUTHORIZATION="Bearer strangler-demo-sync-token")
     assert client.get("/internal/catalog-events/?stream=catalog").json() == {
         "stream": "catalog", "position": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stock_changes_publish_the_final_fact_last(shop: Any) -> None:
+    """Issue 13: two concurrent changes of one product's stock levels (PostgreSQL).
+
+    The first transaction empties one level and stays open; the second empties the other.
+    The event with the higher sequence must say what is true after both: out of stock.
+    """
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers: no two stock transactions overlap")
+    product = shop.products[0]
+    levels = list(StockLevel.objects.filter(product=product).order_by("pk"))
+    if len(levels) < 2:
+        levels.append(StockLevel.objects.create(product=product, warehouse=shop.warehouses[1],
+                                                quantity=5))
+    StockLevel.objects.filter(pk__in=[x.pk for x in levels]).update(quantity=5)
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    first_saved = threading.Event()
+
+    def empty(level_id: int, hold: float, wait: threading.Event | None) -> None:
+        try:
+            if wait is not None:
+                wait.wait(10)
+            with transaction.atomic():
+                level = StockLevel.objects.get(pk=level_id)
+                level.quantity = 0
+                level.save()
+                first_saved.set()
+                time.sleep(hold)
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=empty, args=(levels[0].pk, 1.0, None))
+    two = threading.Thread(target=empty, args=(levels[1].pk, 0.0, first_saved))
+    one.start()
+    two.start()
+    one.join(30)
+    two.join(30)
+    facts = [(e.sequence, e.payload["in_stock"]) for e in OutboxEvent.objects.filter(
+        id__gt=mark, aggregate_type="inventory.ProductStock",
+        aggregate_id=str(product.pk)).order_by("sequence")]
+    assert facts[-1][1] is False, facts

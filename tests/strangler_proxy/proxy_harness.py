@@ -21,8 +21,9 @@ from typing import Any
 import httptools
 import uvloop
 
-from strangler_proxy.control.app import ProxyApp
-from strangler_proxy.edge.server import listen_socket
+from strangler_proxy import OfferSink
+from strangler_proxy.control import ProxyApp
+from strangler_proxy.edge import listen_socket
 
 
 class LoopThread:
@@ -231,7 +232,7 @@ def running_proxy(tmp_path: Path, handlers: dict[str, Handler], routes: str = ""
         loop.close()
 
 
-class _Null:
+class _Null(OfferSink):
     def offer(self, offer: Any) -> bool:
         return False
 

@@ -12,8 +12,8 @@ import pytest
 from shadow_testkit import monolith_route, routes_toml
 
 from strangler_proxy.config import ProxyConfig, parse_config
+from strangler_proxy.shadow import DiffRecord, open_store
 from strangler_proxy.shadow.dashboard import clear_cache, handle
-from strangler_proxy.shadow.store import DiffRecord, open_store
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -101,8 +101,8 @@ def test_html_in_stored_values_is_escaped(config: ProxyConfig, tmp_path: Path) -
 
 @pytest.fixture
 def admin_url(tmp_path: Path, config: ProxyConfig) -> Iterator[str]:
-    from strangler_proxy.control.app import ProxyApp
-    from strangler_proxy.edge.server import listen_socket
+    from strangler_proxy.control import ProxyApp
+    from strangler_proxy.edge import listen_socket
 
     app = ProxyApp(tmp_path / "strangler.toml", environ={})
     loop = asyncio.new_event_loop()

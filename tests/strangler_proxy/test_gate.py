@@ -14,8 +14,9 @@ from shadow_testkit import routes_toml
 
 from strangler.cli import cli
 from strangler_proxy.config import ProxyConfig, parse_config
-from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control import read_audit
 from strangler_proxy.errors import ProxyError, RouteEditError
+from strangler_proxy.shadow import DiffRecord, open_store, parse_since
 from strangler_proxy.shadow.gate import (
     check_promotion,
     decide,
@@ -23,8 +24,6 @@ from strangler_proxy.shadow.gate import (
     since_text,
     wilson_interval,
 )
-from strangler_proxy.shadow.report import parse_since
-from strangler_proxy.shadow.store import DiffRecord, open_store
 
 ADMIN_ROUTES = """
 [[routes]]

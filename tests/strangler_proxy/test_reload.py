@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from proxy_harness import Running, answer_with, running_proxy
 
+from strangler_proxy.control import apply_route_change
 from strangler_proxy.control.reload import Reloader
-from strangler_proxy.control.routes_edit import apply_route_change
 
 ROUTES = """
 [[routes]]

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 
 from strangler.cli import cli, main
+from strangler_proxy.shadow import open_store
 from strangler_proxy.shadow.replay import ReplayError, load_exchanges, record, record_command
-from strangler_proxy.shadow.store import open_store
 
 Server = JsonServer
 

@@ -12,7 +12,7 @@ from test_config import MINIMAL
 
 from strangler.cli import cli
 from strangler_proxy.config import ProxyConfig
-from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control import read_audit
 from strangler_proxy.control.routes_edit import apply_route_change, edit_route_text, is_promotion
 from strangler_proxy.errors import ConfigError, RouteEditError
 
@@ -215,3 +215,19 @@ def test_piped_tables_are_not_wrapped_at_80_columns(tmp_path: Path) -> None:
                            "--config", str(path)], capture_output=True, text=True, timeout=60,
                           check=True)
     assert any(long_name in line for line in done.stdout.splitlines())
+
+
+def test_a_cut_over_route_goes_back_only_with_the_cutovers_undo(routes_file: Path) -> None:
+    # given a route that `strangler cutover` flipped to the service (via="cutover")
+    apply_route_change(routes_file, "catalog", "service", None, gate=gate(True), via="cutover")
+    # when a person flips it back by hand, then it is refused, pointing at the undo
+    before = routes_file.read_text()
+    for mode in ("monolith", "shadow", "canary"):
+        with pytest.raises(RouteEditError, match=r"cutover CONTEXT --undo"):
+            apply_route_change(routes_file, "catalog", mode, 5 if mode == "canary" else None)
+    assert routes_file.read_text() == before
+    # and the undo itself (via="cutover") flips it, after which hand flips work again
+    apply_route_change(routes_file, "catalog", "monolith", None, via="cutover")
+    apply_route_change(routes_file, "catalog", "service", None, gate=gate(True))
+    change = apply_route_change(routes_file, "catalog", "monolith", None)
+    assert change.new["mode"] == "monolith"

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from strangler_proxy.config import parse_config
-from strangler_proxy.routing import RouteTable, bucket, canary_side, covers
+from strangler_proxy.match import covers
+from strangler_proxy.routing import RouteTable, bucket, canary_side
 
 BASE = '''[admin]
 token = "t"
@@ -138,7 +139,7 @@ def test_indexed_dispatch_picks_the_same_route_as_a_linear_scan() -> None:
     import random
     import re as regex
 
-    from strangler_proxy.routing import match_regex
+    from strangler_proxy.match import match_regex
 
     rng = random.Random(7)
     words = ["api", "v1", "products", "p", "brands", "{id}", "x", ""]

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from proxy_harness import Request, answer_with, raw_exchange, response, running_proxy
 
+from strangler_proxy import OfferSink
+
 CATALOG_ROUTE = """
 [[routes]]
 name = "catalog"
@@ -386,7 +388,7 @@ websocket = true
     assert raw.endswith(b"client-frame")
 
 
-class RecordingSink:
+class RecordingSink(OfferSink):
     """Collects offers, like the shadow side's sink would queue them."""
 
     def __init__(self) -> None:
@@ -426,7 +428,7 @@ def test_shadow_route_serves_monolith_and_offers_the_exchange_after_the_response
 
 
 def test_a_failing_sink_never_hurts_the_client(tmp_path: Path) -> None:
-    class Broken:
+    class Broken(OfferSink):
         def offer(self, offer: object) -> bool:
             raise RuntimeError("boom")
     routes = CATALOG_ROUTE.replace('mode = "service"', 'mode = "shadow"')

@@ -15,8 +15,8 @@ from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 
 from strangler_proxy.config import ProxyConfig, parse_config
 from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOffer
+from strangler_proxy.shadow import open_store
 from strangler_proxy.shadow.sink import ProcessSink, build_sink
-from strangler_proxy.shadow.store import open_store
 from strangler_proxy.shadow.worker import PRIORITY_ENV, ShadowRunner, build_request
 
 Server = JsonServer
@@ -298,7 +298,7 @@ def test_prometheus_text_counts_events(tmp_path: Path, servers: tuple[Server, Se
 
 
 def _listening() -> Any:
-    from strangler_proxy.edge.server import listen_socket
+    from strangler_proxy.edge import listen_socket
 
     return listen_socket("127.0.0.1:0")
 
@@ -307,7 +307,7 @@ def test_shadow_behind_the_real_proxy_client_gets_monolith_store_gets_record(
         tmp_path: Path, servers: tuple[Server, Server]) -> None:
     import httpx
 
-    from strangler_proxy.control.app import ProxyApp
+    from strangler_proxy.control import ProxyApp
 
     monolith, service = servers
     routes_file = tmp_path / "strangler.toml"

@@ -16,8 +16,8 @@ from shadow_testkit import monolith_route, routes_toml
 
 from strangler.cli import cli
 from strangler_proxy.config import parse_config
+from strangler_proxy.shadow import DiffRecord, open_store
 from strangler_proxy.shadow.report import ReportError, build_report, parse_since
-from strangler_proxy.shadow.store import DiffRecord, open_store
 
 CONFIG = routes_toml("diffs.sqlite3", gate=(10, 0.8),
                      route='compare = { ignore = ["served_at"] }',

@@ -70,6 +70,10 @@ class FakeShop:
             "aggregate_type varchar(64), aggregate_id varchar(64), sequence bigint, "
             f"event_type varchar(16), payload {payload}, occurred_at {types['datetime']})"
         )
+        # the producer's counter per aggregate, as the monolith's outbox app keeps it
+        self.execute("CREATE TABLE outbox_aggregatesequence (id " + serial + ", aggregate_type "
+                     "varchar(64), aggregate_id varchar(64), last bigint, UNIQUE "
+                     "(aggregate_type, aggregate_id))")
 
     # --- writes, each with its event in one transaction --------------------------------
 
@@ -105,9 +109,11 @@ class FakeShop:
 
     def _event(self, aggregate_type: str, key: int, event_type: str,
                payload: dict[str, Any]) -> None:
-        rows = self.execute("SELECT max(sequence) FROM outbox_outboxevent WHERE "
-                            "aggregate_type = ? AND aggregate_id = ?", (aggregate_type, str(key)))
-        sequence = int(rows[0][0] or 0) + 1
+        rows = self.execute(
+            "INSERT INTO outbox_aggregatesequence (aggregate_type, aggregate_id, last) VALUES "
+            "(?, ?, 1) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET last = "
+            "outbox_aggregatesequence.last + 1 RETURNING last", (aggregate_type, str(key)))
+        sequence = int(rows[0][0])
         body = json.dumps({k: _jsonable(v) for k, v in payload.items()})
         self.execute(
             "INSERT INTO outbox_outboxevent (event_id, aggregate_type, aggregate_id, sequence, "

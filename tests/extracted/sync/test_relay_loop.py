@@ -26,6 +26,9 @@ class FakeOutbox:
                  and (upto is None or e.position <= upto)]
         return found[:limit]
 
+    def write_horizon(self) -> None:  # like SQLite: holes settle after the grace
+        return None
+
     def head(self) -> int:
         return max((e.position for e in self.events), default=0)
 

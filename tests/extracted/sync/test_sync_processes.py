@@ -285,3 +285,43 @@ def test_an_event_committed_out_of_order_is_not_lost(
         assert status["position"] == status["head"]
     finally:
         slow.close()
+
+
+@pytest.mark.parametrize("databases", ["postgresql"], indirect=True)
+def test_a_transaction_open_for_30_seconds_loses_nothing(
+        sync_pair: Callable[..., SyncPair], tmp_path: Path) -> None:
+    """Issue 13: a write transaction far longer than any timer is waited for, not skipped."""
+    import psycopg
+
+    # given a relay running with a 1 s hole grace, and a transaction that takes a position
+    # and stays open for 30 s while later changes commit and are delivered
+    pair = sync_pair(3)
+    shop, server = pair.shop, pair.server
+    relay = Process(relay_argv(pair.shop_url, f"{server.url}/internal/events/"), base_env(),
+                    tmp_path / "relay.log").start()
+    slow = psycopg.connect(pair.shop_url)
+    try:
+        slow.execute("INSERT INTO outbox_aggregatesequence (aggregate_type, aggregate_id, last) "
+                     "VALUES ('common.Tag', '60', 1)")
+        slow.execute("INSERT INTO common_tag (id, name, slug) VALUES (60, 's', 's')")
+        slow.execute("INSERT INTO outbox_outboxevent (event_id, aggregate_type, aggregate_id, "
+                     "sequence, event_type, payload, occurred_at) VALUES ('slow-30', "
+                     "'common.Tag', '60', 1, 'created', '{\"name\": \"s\", \"slug\": \"s\"}', "
+                     "now())")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            shop.create("common.Tag")
+            time.sleep(1.0)
+        slow.commit()
+        # then the relay delivers it once it commits, and skipped no hole
+        time.sleep(3)
+        code, status = relay_once(pair.shop_url, server)
+        assert (code, status["lag_events"], status["holes_skipped"]) == (0, 0, 0), status
+        target = Database(pair.service_url)
+        got = target.query("SELECT outcome FROM catalog_processedevent WHERE event_id = 'slow-30'")
+        target.close()
+        assert got == [{"outcome": "applied"}]
+        assert reconcile(pair.shop_url, server)[0] == 0
+    finally:
+        slow.close()
+        relay.kill()

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shadow": ("strangler_proxy.commands.shadow:shadow", "Read what shadow traffic found."),
     "record": ("strangler_proxy.commands.replay:record", "Record traffic with mitmproxy."),
     "replay": ("strangler_proxy.commands.replay:replay", "Replay recorded traffic and compare."),
+    "export": ("strangler_proxy.commands.export:export",
+               "Compile the routes file for nginx, HAProxy, Envoy or Istio."),
     "catalog": ("extracted.catalog.cli:catalog", "Run the extracted catalog service."),
     "relay": ("extracted.sync.cli:relay", "Deliver outbox events to a service."),
     "backfill": ("extracted.sync.cli:backfill", "Copy existing rows to a service."),

@@ -237,6 +237,36 @@ class ShadowSettings:
         "([shadow.md](shadow.md#never-in-the-clients-way))",
         kind="percent of one core",
         note=" (1–100)"))
+    comparator_url: str | None = field(default=None, metadata=key_doc(
+        "where an exported engine (`strangler export`) mirrors the safe requests of shadow "
+        "routes: the standalone comparator, `strangler shadow serve`, which arrives with issue "
+        "16. Without it, exporting a shadow route is refused. Our own proxy does not use it",
+        kind='`"http(s)://HOST:PORT"`'))
+
+
+EXPORT_ENGINES = ("nginx", "haproxy")  # the engines `strangler routes set` regenerates
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """``[export]``: the exported engine that flips regenerate, validate and reload."""
+
+    engine: str | None = field(default=None, metadata=key_doc(
+        "the engine flips drive", kind='`"nginx"` or `"haproxy"`'))
+    output: str | None = field(default=None, metadata=key_doc(
+        "the engine's config file (relative to the routes file); required with `engine`",
+        kind="path"))
+    listen: str | None = field(default=None, metadata=key_doc(
+        "the engine's client listener; default: `proxy.listen`", kind='`"HOST:PORT"`'))
+    runtime_dir: str | None = field(default=None, metadata=key_doc(
+        "the engine's pid file, temp files and logs (`access.log` for nginx); default: "
+        "`output`'s directory", kind="path"))
+    binary: str | None = field(default=None, metadata=key_doc(
+        "the engine's executable, used for the check; default: found on `PATH` or in "
+        "`/usr/sbin`", kind="path"))
+    reload_command: str | None = field(default=None, metadata=key_doc(
+        "run instead of signalling the pid file (`nginx.pid`: `SIGHUP`; HAProxy's master "
+        '`haproxy.pid`: `SIGUSR2`), e.g. `"systemctl reload nginx"`', kind="string"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +380,9 @@ class ProxyConfig:
         "evidence needed before promoting a route to canary or service"))
     shadow: ShadowSettings = field(default_factory=ShadowSettings, metadata=key_doc(
         "the shadow copier, comparator and diff store"))
+    export: ExportSettings = field(default_factory=ExportSettings, metadata=key_doc(
+        "the exported engine (nginx or HAProxy) that flips regenerate and reload "
+        "([scale-out.md](scale-out.md))"))
     routes: tuple[Route, ...] = field(default=(), metadata=key_doc(
         "the ordered route list, `[[routes]]`; the first match wins"))
     source: str = "strangler.toml"
@@ -370,6 +403,7 @@ TABLES: Mapping[str, type] = MappingProxyType({
     "canary": CanarySettings,
     "gate": GateSettings,
     "shadow": ShadowSettings,
+    "export": ExportSettings,
     "routes[]": Route,
     "routes[].match": Match,
     "routes[].shadow": RouteShadow,
@@ -667,7 +701,35 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         redact_fields=reader.strings(table, path, "redact_fields", d.redact_fields),
         worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
                                          d.worker_cpu_percent, 1, 100),
+        comparator_url=_http_url(reader, table, path, "comparator_url"),
     )
+
+
+def _http_url(reader: _Reader, table: dict[str, Any], path: tuple[str | int, ...],
+              key: str) -> str | None:
+    url: str | None = reader.text(table, path, key, None)
+    if url is not None and (urlsplit(url).scheme not in ("http", "https")
+                            or not urlsplit(url).hostname):
+        raise reader.error((*path, key), f"{url!r} is not an http(s) URL, "
+                           "e.g. \"http://127.0.0.1:8090\"")
+    return url
+
+
+def _parse_export(reader: _Reader, data: Any) -> ExportSettings:
+    path: tuple[str | int, ...] = ("export",)
+    table = reader.table(data, path, "export")
+    settings = ExportSettings(
+        engine=reader.text(table, path, "engine", None, EXPORT_ENGINES),
+        output=reader.text(table, path, "output", None),
+        listen=_listen(reader, table, path, "") if "listen" in table else None,
+        runtime_dir=reader.text(table, path, "runtime_dir", None),
+        binary=reader.text(table, path, "binary", None),
+        reload_command=reader.text(table, path, "reload_command", None),
+    )
+    if settings.engine and not settings.output:
+        raise reader.error(path, "needs output = \"/path/to/engine.conf\" (where flips write "
+                           f"the regenerated {settings.engine} config)")
+    return settings
 
 
 _TEMPLATE_VAR = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
@@ -808,6 +870,7 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
         canary=_parse_canary(reader, data.get("canary", {})),
         gate=_parse_gate(reader, data.get("gate", {})),
         shadow=_parse_shadow(reader, data.get("shadow", {})),
+        export=_parse_export(reader, data.get("export", {})),
         source=source,
     )
     warnings = tuple(f"routes[{i}] ({later.name!r}, line {later.line}) can never match: "
@@ -865,7 +928,8 @@ def load_config(path: str | Path) -> ProxyConfig:
 
 
 __all__ = [
-    "MODES", "SCHEMA", "TABLES", "AdminSettings", "CanarySettings", "CompareRules", "GateSettings",
+    "EXPORT_ENGINES", "MODES", "SCHEMA", "TABLES", "AdminSettings", "CanarySettings",
+    "CompareRules", "ExportSettings", "GateSettings",
     "Match", "ProxyConfig", "ProxySettings", "Route", "RouteShadow", "ShadowRewrite",
     "ShadowSettings", "Upstream", "key_lines", "load_config", "parse_config", "with_key_tables",
 ]

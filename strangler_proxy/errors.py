@@ -8,9 +8,11 @@
     ├── StartupError            the proxy cannot start (no admin token, port in use)
     ├── StoreError              the shadow diff store cannot be opened or written (store.py)
     ├── ReportError             a shadow report cannot be built or written (shadow_report.py)
-    └── ReplayError             a replay run cannot start or read its input (replay.py)
+    ├── ReplayError             a replay run cannot start or read its input (replay.py)
+    └── ExportError             an engine cannot express a route or refuses its config
+                                (export/plan.py)
 
-The last three are defined next to the code that raises them (the shadow modules) and
+The last four are defined next to the code that raises them (shadow, export) and
 subclass :class:`ProxyError`, so the CLI treats them like the rest.
 """
 

@@ -120,7 +120,8 @@ def set_route(name: str, mode: str | None, percent: float | None, reason: str, f
         click.echo(json.dumps({"route": change.route, "old": change.old, "new": change.new,
                                "changed": change.changed, "forced": change.forced,
                                "gate": change.gate_reason, "since": change.since,
-                               "warning": change.stale_data_warning or None},
+                               "warning": change.stale_data_warning or None,
+                               "engine": change.engine or None},
                               indent=2))
         return
     if not change.changed:
@@ -132,6 +133,8 @@ def set_route(name: str, mode: str | None, percent: float | None, reason: str, f
                + (" (FORCED past the gate: " + change.gate_reason + ")" if change.forced else ""))
     if change.gate_reason and not change.forced:
         click.echo(f"gate: {change.gate_reason}")
+    if change.engine:
+        click.echo(f"exported engine: {change.engine}")
     click.echo("a running proxy picks this up within its reload_interval")
 
 

@@ -10,7 +10,7 @@ A change that would make the file invalid is refused before anything is written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from strangler_proxy.control.audit import (
     read_audit,
 )
 from strangler_proxy.errors import ConfigError, RouteEditError
+from strangler_proxy.export.apply import stage_export
 from strangler_proxy.shadow import check_promotion, parse_since
 from strangler_proxy.write_atomic import write_atomic
 
@@ -42,6 +43,7 @@ class RouteChange:
     forced: bool = False
     gate_reason: str = ""
     since: str | None = None  # the gate's evidence window (ISO start), when one was given
+    engine: str = ""  # what the exported engine ([export]) did: "wrote ...; reloaded nginx"
 
     @property
     def stale_data_warning(self) -> str:
@@ -168,11 +170,13 @@ def apply_route_change(config_path: str | Path, name: str, mode: str | None,
                          since=_since_iso(since_at))
     if not change.changed:
         return change
+    # An exported engine ([export]) must accept the new config before the flip is written.
+    staged = stage_export(new_config)
     write_atomic(path, new_text)
     append_audit(path, AuditRecord(when=now_iso(), who=who or current_user(), route=name,
                                    old=old, new=new, reason=reason, forced=forced, via=via,
                                    since=change.since))
-    return change
+    return replace(change, engine=staged.install()) if staged is not None else change
 
 
 def cut_over_at(config_path: str | Path, name: str) -> str | None:

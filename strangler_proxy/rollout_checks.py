@@ -111,9 +111,9 @@ def check_latency(window: Window, check: LatencyCheck, min_requests: int) -> Che
         "service_p99_ms": None if sp is None else round(sp * 1000, 3),
         "monolith_p99_ms": None if mp is None else round(mp * 1000, 3),
         "max_ratio": check.max_ratio, "slack_ms": check.slack_ms}
-    if m.requests == 0 and s.requests >= min_requests:
-        return CheckResult("latency", True, "no monolith request in this window to compare "
-                           "with (the service takes all the traffic): not judged",
+    if m.requests < min_requests <= s.requests:
+        return CheckResult("latency", True, f"only {m.requests} monolith requests in this "
+                           "window to compare with (the service takes the traffic): not judged",
                            check.dry_run, numbers)
     if s.requests < min_requests or m.requests < min_requests or sp is None or mp is None:
         return CheckResult("latency", None, f"waiting for {min_requests} requests per side "

@@ -153,7 +153,8 @@ def test_a_faulty_service_is_rolled_back_within_one_interval(tmp_path: Path) -> 
     assert took < INTERVAL + 0.5, took
     assert load_config(running.config_path).route("catalog").mode == "monolith"
     rollback = [h for h in view["history"] if h["kind"] == "rollback"][0]
-    assert "error_rate" in rollback["text"] and "errors" in rollback["text"]
+    assert "error_rate" in rollback["text"]
+    assert "errors" in rollback["text"]
     # and the only failed requests are the ones the faulty service answered itself
     failed = [r for r in clients.results if r[0] != 200]
     assert failed, "the faulty service served nobody: the test proved nothing"
@@ -161,7 +162,9 @@ def test_a_faulty_service_is_rolled_back_within_one_interval(tmp_path: Path) -> 
     assert all(r[0] == 200 for r in clients.results[after:])
     # and the rollback is audited with the numbers
     audit = [r for r in read_audit(running.config_path) if r["new"].get("mode") == "monolith"]
-    assert audit and "lower bound" in audit[-1]["reason"] and audit[-1]["via"] == "rollout"
+    assert audit
+    assert "lower bound" in audit[-1]["reason"]
+    assert audit[-1]["via"] == "rollout"
 
 
 def test_dry_run_checks_are_reported_but_never_act(tmp_path: Path) -> None:
@@ -186,12 +189,14 @@ def test_no_traffic_never_advances_and_the_cli_actions_are_audited(tmp_path: Pat
         assert admin(running, "POST", "/rollouts/catalog", {"action": "pause"})[0] == 200
         status, body = admin(running, "POST", "/rollouts/catalog", {"action": "promote",
                                                                        "who": "ann"})
-        assert status == 200 and body["rollouts"]["catalog"]["current"] == "canary 50%"
+        assert status == 200
+        assert body["rollouts"]["catalog"]["current"] == "canary 50%"
         status, body = admin(running, "POST", "/rollouts/catalog", {"action": "abort"})
         assert body["rollouts"]["catalog"]["status"] == "aborted"
         assert load_config(running.config_path).route("catalog").mode == "monolith"
         status, body = admin(running, "POST", "/rollouts/catalog", {"action": "resume"})
-        assert status == 409 and "no rollout in progress" in body["error"]
+        assert status == 409
+        assert "no rollout in progress" in body["error"]
     actions = [r["new"]["rollout"] for r in read_audit(running.config_path)
                if "rollout" in r["new"]]
     assert actions == ["running", "paused", "running", "aborted"]

@@ -195,7 +195,7 @@ class RolloutDriver:
                         check_latency(window, plan.latency, plan.min_requests)]
             enough = _enough(window, step, plan.min_requests)
         if plan.prometheus.enabled:
-            results.append(await asyncio.to_thread(_prometheus_check, plan, route.name))
+            results.append(await asyncio.to_thread(prometheus_check, plan, route.name))
         return results, enough
 
     def _shadow_check(self, route: Route, plan: RolloutPlan, since: float) -> CheckResult:
@@ -352,7 +352,7 @@ def _enough(window: Window, step: Step, min_requests: int) -> bool:
         window.monolith.requests >= min_requests
 
 
-def _prometheus_check(plan: RolloutPlan, route: str) -> CheckResult:
+def prometheus_check(plan: RolloutPlan, route: str) -> CheckResult:
     check = plan.prometheus
     query = (check.query or "").replace("{route}", route)
     value: float | None = None
@@ -374,4 +374,5 @@ def _prometheus_check(plan: RolloutPlan, route: str) -> CheckResult:
 
 
 __all__ = ["ACTIONS", "RolloutDriver", "RolloutError", "RolloutState", "load_states",
+           "prometheus_check",
            "show_step", "state_path", "step_mode"]

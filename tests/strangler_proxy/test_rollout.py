@@ -11,8 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from proxy_harness import Handler, Request, Running, answer_with, response, running_proxy
 
+from strangler.cli import main
 from strangler_proxy.config import load_config
 from strangler_proxy.control.audit import read_audit
 from strangler_proxy.control.rollout import load_states, state_path
@@ -234,3 +236,25 @@ async def _drive(driver: Any, seconds: float) -> None:
     while time.monotonic() < deadline and driver.states["catalog"].status == "running":
         await driver.tick()
         await asyncio.sleep(0.05)
+
+
+def test_the_cli_starts_and_shows_a_rollout(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=rollout_routes()) as running:
+        path = running.config_path
+        path.write_text(path.read_text().replace(
+            'listen = "127.0.0.1:0"\ntoken', f'listen = "{running.app.admin_address}"\ntoken'))
+        running.app.reload(force=True)
+        main(["rollout", "catalog", "start", "--config", str(path)])
+        started = capsys.readouterr().out
+        main(["rollout", "catalog", "--config", str(path), "--json"])
+        view = json.loads(capsys.readouterr().out)["rollouts"]["catalog"]
+        with pytest.raises(SystemExit):
+            main(["rollout", "orders", "start", "--config", str(path)])
+        refused = capsys.readouterr().err
+    assert started.startswith("catalog: running, step ")
+    assert "plan: " in started
+    assert view["status"] == "running"
+    assert view["started_by"]
+    assert "no [routes.rollout] plan" in refused or "no route" in refused

@@ -71,6 +71,7 @@ $(SYSDEPS_STAMP): | $(STAMP)
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		echo "installing system packages:$$missing"; \
 		(apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \

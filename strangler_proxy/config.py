@@ -29,6 +29,8 @@ import tomlkit
 from strangler_proxy.errors import ConfigError
 from strangler_proxy.keys import key_doc, key_table, keys_of
 from strangler_proxy.match import Match, unreachable_routes
+from strangler_proxy.rollout_plan import TABLES as ROLLOUT_TABLES
+from strangler_proxy.rollout_plan import RolloutPlan, parse_rollout
 from strangler_proxy.toml_check import check_toml
 
 MODES = ("monolith", "shadow", "canary", "service")
@@ -354,6 +356,9 @@ class Route:
     compare: CompareRules = field(default_factory=CompareRules, metadata=key_doc(
         "comparison rules (below)",
         kind="inline table"))
+    rollout: RolloutPlan | None = field(default=None, metadata=key_doc(
+        "a guarded rollout plan, `[routes.rollout]` ([rollouts.md](rollouts.md))",
+        kind="table"))
     line: int = 0  # where the route starts in the file (0: built in)
 
     @property
@@ -409,6 +414,7 @@ TABLES: Mapping[str, type] = MappingProxyType({
     "routes[].shadow": RouteShadow,
     "routes[].shadow.rewrite": ShadowRewrite,
     "routes[].compare": CompareRules,
+    **ROLLOUT_TABLES,
 })
 SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {table: keys_of(cls) for table, cls in TABLES.items()})
@@ -439,6 +445,15 @@ def _split_dotted(key: str) -> tuple[str, ...]:
     return tuple(part.strip().strip("\"'") for part in key.split("."))
 
 
+def _inside_array(name: tuple[str, ...], counts: dict[tuple[str, ...], int],
+                  ) -> tuple[str | int, ...]:
+    """``[routes.rollout]`` after the third ``[[routes]]`` is ``("routes", 2, "rollout")``."""
+    for end in range(len(name) - 1, 0, -1):
+        if name[:end] in counts:
+            return (*name[:end], counts[name[:end]] - 1, *name[end:])
+    return name
+
+
 def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
     """Map each table header and key path to its 1-based line (``("routes", 2, "percent")``).
 
@@ -467,7 +482,7 @@ def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
                 counts[name] = index + 1
                 section = (*name, index)
             else:
-                section = name
+                section = _inside_array(name, counts)
             lines.setdefault(section, number)
             continue
         key = _KEY.match(raw)
@@ -827,6 +842,8 @@ def _parse_route(reader: _Reader, index: int, data: Any,
         websocket=reader.flag(table, path, "websocket", False),
         shadow=_parse_route_shadow(reader, (*path, "shadow"), table.get("shadow", {})),
         compare=_parse_compare(reader, (*path, "compare"), table.get("compare", {})),
+        rollout=(parse_rollout(reader, (*path, "rollout"), table["rollout"], target)
+                 if "rollout" in table else None),
         line=reader.lines.get(path, 0),
     )
 

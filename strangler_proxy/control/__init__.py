@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from strangler_proxy.control.admin import route_record
 from strangler_proxy.control.app import ProxyApp, WorkerGroup
-from strangler_proxy.control.audit import read_audit
+from strangler_proxy.control.audit import current_user, read_audit
 from strangler_proxy.control.routes_edit import RouteChange, apply_route_change
 
-__all__ = ["ProxyApp", "RouteChange", "WorkerGroup", "apply_route_change", "read_audit",
-           "route_record"]
+__all__ = ["ProxyApp", "RouteChange", "WorkerGroup", "apply_route_change", "current_user",
+           "read_audit", "route_record"]

@@ -11,6 +11,11 @@ request needs ``Authorization: Bearer <token>`` or the ``strangler_admin`` cooki
     GET  /metrics           Prometheus text (plus the shadow sink's, when it has any)
     GET  /healthz, /readyz  liveness, readiness
     POST /reload            re-read the routes file now
+    GET  /evidence?window=S each route's live evidence per side over the last S seconds
+    GET  /rollouts[/NAME]   guarded rollouts: step, status, latest check verdicts
+    POST /rollouts/NAME     {"action": start|pause|resume|promote|abort, "who"}: audited
+    GET  /meter             the strangulation meter (JSON)
+    GET  /dashboard/meter   the meter's chart (SVG, no script)
     GET  /dashboard...      the shadow dashboard (``strangler_proxy.shadow.dashboard.handle``)
 """
 
@@ -59,6 +64,12 @@ class Administered(Protocol):
     def status(self) -> dict[str, Any]: ...
     def routes_view(self) -> dict[str, Any]: ...
     def metrics_text(self) -> str: ...
+    async def rollout_action(self, name: str, action: str, who: str) -> dict[str, Any]: ...
+    def rollouts_view(self, name: str | None = None) -> dict[str, Any]: ...
+    def evidence_view(self, seconds: float) -> dict[str, Any]: ...
+    def meter_view(self, report: dict[str, Any] | None = None,
+                   step: float = 60.0) -> dict[str, Any]: ...
+    def meter_html(self) -> str: ...
     def reload(self, force: bool = False) -> tuple[bool, str]: ...
 
 
@@ -153,6 +164,8 @@ class AdminServer:
             ok, message = app.reload(force=True)
             return _json(200 if ok else 422, {"ok": ok, "message": message,
                                               "version": app.reloader.status.version})
+        if path in ("/evidence", "/meter", "/dashboard/meter") or path.startswith("/rollouts"):
+            return await self._rollouts(method, path, query, body)
         if path.startswith("/dashboard") and method == "GET":
             return await self._dashboard(path, query)
         return _json(404, {"error": f"no admin endpoint {method} {path}"})
@@ -187,6 +200,33 @@ class AdminServer:
                   "message": message,
                   "version": app.reloader.status.version}
         return _json(200 if ok else 422, result)
+
+    async def _rollouts(self, method: str, path: str, query: str, body: bytes) -> Response:
+        app = self.app
+        params = parse_qs(query)
+        if method == "GET" and path == "/evidence":
+            try:
+                seconds = float(params.get("window", ["60"])[0])
+            except ValueError:
+                return _json(400, {"error": "window must be a number of seconds"})
+            return _json(200, app.evidence_view(seconds))
+        if method == "GET" and path == "/meter":
+            return _json(200, app.meter_view())
+        if method == "GET" and path == "/dashboard/meter":
+            return _text(200, app.meter_html(), b"text/html; charset=utf-8")
+        name = path.removeprefix("/rollouts").strip("/") or None
+        if method == "GET":
+            return _json(200, app.rollouts_view(name))
+        if method != "POST" or name is None:
+            return _json(405, {"error": "use POST /rollouts/NAME with {\"action\": ...}"})
+        try:
+            data = json.loads(body or b"{}")
+        except json.JSONDecodeError as exc:
+            return _json(400, {"error": f"body is not JSON: {exc}"})
+        if not isinstance(data, dict) or not isinstance(data.get("action"), str):
+            return _json(400, {"error": "body must be {\"action\": \"start\"|...}"})
+        who = str(data.get("who") or app.config.admin.token_name)
+        return _json(200, await app.rollout_action(name, data["action"], who))
 
     def _login(self, token: str) -> Response:
         if not token or not hmac.compare_digest(token.encode(), self.token.encode()):

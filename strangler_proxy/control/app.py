@@ -8,6 +8,7 @@
       ├── admin: AdminServer          status, routes, metrics, flips (admin.py)
       ├── reloader: Reloader          file polling + SIGHUP          (reload.py)
       ├── sink: ShadowSink            shadow copies and comparison   (shadow.py, optional)
+      ├── rollouts: RolloutDriver     evidence ring, guarded rollouts (rollout.py, admin worker)
       └── group: WorkerGroup          siblings under --workers N: shared /metrics, reload fan-out
 
 With ``--workers N`` every worker but the admin one (index 0) writes its counters to
@@ -34,6 +35,7 @@ from typing import Any
 from strangler_proxy.config import ProxyConfig, load_config
 from strangler_proxy.control.admin import AdminServer, route_record
 from strangler_proxy.control.reload import Reloader
+from strangler_proxy.control.rollout import RolloutDriver
 from strangler_proxy.edge import (
     ProxyState,
     build_pools,
@@ -44,6 +46,7 @@ from strangler_proxy.edge import (
 )
 from strangler_proxy.errors import StartupError
 from strangler_proxy.exchange import ShadowSink
+from strangler_proxy.meter_chart import meter_page, ownership
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
 from strangler_proxy.shadow import build_sink
@@ -125,6 +128,7 @@ class ProxyApp:
         self.started_at = time.time()
         self.proxy_address = ""
         self.admin_address = ""
+        self.rollouts: RolloutDriver | None = None
 
     @property
     def config(self) -> ProxyConfig:
@@ -174,6 +178,9 @@ class ProxyApp:
         self.reloader.install_sighup(loop)
         if self.group is not None and self.group.index != 0:
             self.tasks.append(loop.create_task(self._publish(self.group)))
+        if self.with_admin:  # one driver per group: the admin worker's, on summed counters
+            self.rollouts = RolloutDriver(self)
+            self.tasks.append(loop.create_task(self.rollouts.run()))
         self.ready = True
 
     async def _publish(self, group: WorkerGroup) -> None:
@@ -235,6 +242,80 @@ class ProxyApp:
         return {"version": self.reloader.status.version,
                 "routes": [route_record(r) for r in self.config.routes]}
 
+    def total_metrics(self) -> Metrics:
+        """This worker's counters, plus every sibling's last snapshot under ``--workers``."""
+        return self.metrics if self.group is None else self.group.collect(self.metrics)[0]
+
+    def _driver(self) -> RolloutDriver:
+        if self.rollouts is None:
+            self.rollouts = RolloutDriver(self)
+        return self.rollouts
+
+    async def rollout_action(self, name: str, action: str, who: str) -> dict[str, Any]:
+        """Admin ``POST /rollouts/NAME``: start, pause, resume, promote or abort."""
+        return await self._driver().act(name, action, who)
+
+    def rollouts_view(self, name: str | None = None) -> dict[str, Any]:
+        """Admin ``GET /rollouts[/NAME]``."""
+        return self._driver().view(name)
+
+    def evidence_view(self, seconds: float) -> dict[str, Any]:
+        """Admin ``GET /evidence?window=S``: each route's sides over the last S seconds."""
+        ring = self._driver().ring
+        return {"window_seconds": seconds,
+                "routes": {r.name: ring.window(r.name, seconds).as_json()
+                           for r in self.config.routes}}
+
+    def meter_view(self, report: dict[str, Any] | None = None,
+                   step: float = 60.0) -> dict[str, Any]:
+        """Admin ``GET /meter``: service share now and over time, and route ownership."""
+        ring = self._driver().ring
+        routes = self.config.routes
+        latest = {r.name: ring.window(r.name, 300.0) for r in routes}
+        served = sum(w.service.requests for w in latest.values())
+        total = served + sum(w.monolith.requests for w in latest.values())
+        return {
+            "overall": served / total if total else None,
+            "routes": {r.name: (r.mode, latest[r.name].service_share if
+                                latest[r.name].monolith.requests +
+                                latest[r.name].service.requests else None) for r in routes},
+            "ownership": ownership({r.name: r.mode for r in routes}, report),
+            "series": [[t, dict(s)] for t, s in ring.share_series(step, [r.name
+                                                                      for r in routes])],
+        }
+
+    def meter_html(self) -> str:
+        """The dashboard's meter page (``GET /dashboard/meter``)."""
+        view = self.meter_view(step=self._meter_step())
+        return meter_page([(t, s) for t, s in view["series"]], view)
+
+    def _meter_step(self) -> float:
+        ring = self._driver().ring
+        span = ring.times[-1] - ring.times[0] if len(ring.times) > 1 else 0.0
+        return max(1.0, span / 60)
+
+    def meter_prometheus(self) -> str:
+        """The meter and the rollouts as Prometheus gauges."""
+        view = self.meter_view(step=3600.0)
+        out = ["# HELP strangler_service_share Share of a route's requests the service "
+               "answered over the last 5 minutes.", "# TYPE strangler_service_share gauge"]
+        for name, (_mode, share) in sorted(view["routes"].items()):
+            if share is not None:
+                out.append(f'strangler_service_share{{route="{name}"}} {share:.6f}')
+        out += ["# HELP strangler_service_share_overall Share of all routed requests the "
+                "services answered over the last 5 minutes.",
+                "# TYPE strangler_service_share_overall gauge",
+                f"strangler_service_share_overall {view['overall'] or 0.0:.6f}",
+                "# HELP strangler_routes_owned_ratio Share of routes in service mode.",
+                "# TYPE strangler_routes_owned_ratio gauge",
+                f"strangler_routes_owned_ratio {view['ownership']['routes']['share']}",
+                "# HELP strangler_rollout_step Current step (1-based) of a route's rollout.",
+                "# TYPE strangler_rollout_step gauge"]
+        states = self._driver().states
+        out += [f'strangler_rollout_step{{route="{n}",status="{s.status}"}} {s.step + 1}'
+                for n, s in sorted(states.items())]
+        return "\n".join(out) + "\n"
+
     def metrics_text(self) -> str:
         """Our Prometheus text (summed over the workers) plus the shadow sink's."""
         if self.group is None:
@@ -248,6 +329,8 @@ class ProxyApp:
                 "# HELP strangler_workers Worker processes configured (--workers).\n"
                 "# TYPE strangler_workers gauge\n"
                 f"strangler_workers {self.group.count}\n")
+        with contextlib.suppress(Exception):
+            text += self.meter_prometheus()
         with contextlib.suppress(Exception):
             text += self.sink.prometheus_text()
         return text

@@ -1,0 +1,124 @@
+"""The strangulation meter: how much of the monolith the services have taken, as data and SVG.
+
+Two kinds of share, both from plain data:
+
+- **traffic**: share of requests the services answered, per route and overall, over time
+  (from ``live_evidence.EvidenceRing.share_series``);
+- **ownership**: share of routes (endpoints) in ``service`` mode, and, given an analysis
+  ``report.json``, of its contexts' endpoints, models and tables whose route (the route named
+  after the context, as the analysis drafts it) is in ``service`` mode.
+
+:func:`chart_svg` draws the traffic series as an inline SVG (no script, no CDN): one line per
+route, a thick one for the overall share, a 0–100% axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+Series = Sequence[tuple[float, Mapping[str, float | None]]]
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def ownership(modes: Mapping[str, str], report: Mapping[str, Any] | None = None,
+              ) -> dict[str, Any]:
+    """Share of routes in ``service`` mode and, with a report, of its endpoints/models/tables.
+
+    ``modes`` maps each route to its mode.
+
+    >>> ownership({"catalog": "service", "orders": "monolith"})["routes"]
+    {'owned': 1, 'total': 2, 'share': 0.5}
+    >>> r = {"contexts": [{"name": "catalog", "models": ["a.B"], "tables": ["t", "u"],
+    ...                    "endpoints": ["/p/"]}, {"name": "orders", "models": ["a.C"],
+    ...                    "tables": ["v"], "endpoints": ["/o/", "/q/"]}]}
+    >>> ownership({"catalog": "service"}, r)["tables"]
+    {'owned': 2, 'total': 3, 'share': 0.667}
+    """
+    out: dict[str, Any] = {"routes": _share(sum(m == "service" for m in modes.values()),
+                                            len(modes))}
+    if report is not None:
+        contexts = [c for c in report.get("contexts", []) if isinstance(c, Mapping)]
+        owned = [c for c in contexts if modes.get(str(c.get("name"))) == "service"]
+        for key in ("endpoints", "models", "tables"):
+            out[key] = _share(sum(len(c.get(key, [])) for c in owned),
+                              sum(len(c.get(key, [])) for c in contexts))
+        out["contexts_owned"] = sorted(str(c.get("name")) for c in owned)
+    return out
+
+
+def _share(owned: int, total: int) -> dict[str, Any]:
+    return {"owned": owned, "total": total, "share": round(owned / total, 3) if total else 0.0}
+
+
+def chart_svg(series: Series, width: int = 640, height: int = 240) -> str:
+    """Service share over time as an SVG line chart (overall ``"*"`` drawn thickest).
+
+    >>> svg = chart_svg([(0.0, {"*": 0.0, "a": 0.0}), (60.0, {"*": 0.5, "a": 0.5})])
+    >>> svg.startswith("<svg") and "data-route='*'" in svg
+    True
+    """
+    left, right, top, bottom = 44, 110, 12, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' id=meter-chart width={width} "
+             f"height={height} viewBox='0 0 {width} {height}' role=img "
+             "aria-label='share of requests served by services over time'>",
+             f"<rect x={left} y={top} width={plot_w} height={plot_h} fill='#fafafa' "
+             "stroke='#ccc'/>"]
+    for pct in (0, 25, 50, 75, 100):
+        y = top + plot_h * (1 - pct / 100)
+        parts.append(f"<line x1={left} x2={left + plot_w} y1={y:.1f} y2={y:.1f} "
+                     "stroke='#e5e5e5'/>")
+        parts.append(f"<text x={left - 6} y={y + 4:.1f} text-anchor=end font-size=11 "
+                     f"fill='#555'>{pct}%</text>")
+    if not series:
+        parts.append(f"<text x={left + plot_w / 2} y={top + plot_h / 2} text-anchor=middle "
+                     "font-size=13 fill='#777' class=empty>no traffic sampled yet</text>")
+        return "\n".join([*parts, "</svg>"])
+    t0, t1 = series[0][0], series[-1][0]
+    span = max(t1 - t0, 1e-9)
+    names = sorted({n for _, shares in series for n in shares if n != "*"})
+    for index, name in enumerate(["*", *names]):
+        points = [(left + plot_w * (t - t0) / span, top + plot_h * (1 - share))
+                  for t, shares in series if (share := shares.get(name)) is not None]
+        colour = "#111" if name == "*" else COLOURS[index % len(COLOURS)]
+        stroke = 3 if name == "*" else 1.5
+        label = "all routes" if name == "*" else name
+        if points:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            parts.append(f"<polyline class=series data-route='{escape(name)}' fill=none "
+                         f"stroke='{colour}' stroke-width={stroke} points='{path}'/>")
+        y = top + 14 + 16 * index
+        parts.append(f"<line x1={width - right + 8} x2={width - right + 24} y1={y - 4} "
+                     f"y2={y - 4} stroke='{colour}' stroke-width={stroke}/>")
+        parts.append(f"<text x={width - right + 28} y={y} font-size=11 "
+                     f"class=legend>{escape(label)}</text>")
+    minutes = span / 60
+    parts.append(f"<text x={left} y={height - 8} font-size=11 fill='#555'>"
+                 f"{'-' + format(minutes, '.0f') + ' min' if minutes >= 1 else f'-{span:.0f} s'}"
+                 "</text>")
+    parts.append(f"<text x={left + plot_w} y={height - 8} text-anchor=end font-size=11 "
+                 "fill='#555'>now</text>")
+    return "\n".join([*parts, "</svg>"])
+
+
+def meter_page(series: Series, latest: Mapping[str, Any]) -> str:
+    """The dashboard's meter page: the chart and a table of the latest shares, no script."""
+    rows = "".join(
+        f"<tr data-route='{escape(name)}'><td>{escape(name)}</td><td>{escape(str(mode))}</td>"
+        f"<td class=share>{'-' if share is None else f'{share:.1%}'}</td></tr>"
+        for name, (mode, share) in sorted(latest.get("routes", {}).items()))
+    overall = latest.get("overall")
+    owned = latest.get("ownership", {}).get("routes", {})
+    return ("<!doctype html><html><head><meta charset=utf-8><title>strangulation meter</title>"
+            "<style>body{font:14px system-ui,sans-serif;margin:24px}td,th{padding:2px 10px;"
+            "text-align:left}</style></head><body><h1>Strangulation meter</h1>"
+            f"<p id=overall>Services answer <b>{'-' if overall is None else f'{overall:.1%}'}"
+            f"</b> of requests; {owned.get('owned', 0)} of {owned.get('total', 0)} routes are "
+            f"in service mode.</p>{chart_svg(series)}"
+            "<table id=meter-routes><tr><th>route</th><th>mode</th><th>served by service "
+            f"(last 5 min)</th></tr>{rows}</table></body></html>")
+
+
+__all__ = ["chart_svg", "meter_page", "ownership"]

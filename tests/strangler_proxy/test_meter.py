@@ -1,0 +1,174 @@
+"""The strangulation meter: live windows, `strangler status`, /metrics and the dashboard chart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from proxy_harness import Running, answer_with, running_proxy
+
+from strangler.cli import main
+from strangler_proxy.live_evidence import EvidenceRing, sample
+from strangler_proxy.meter_chart import chart_svg
+from strangler_proxy.metrics import Metrics
+
+CHROMIUM = "/usr/bin/chromium"
+ROUTES = '''
+[[routes]]
+name = "catalog"
+match = { path_prefix = "/api/products/" }
+mode = "service"
+target = "catalog"
+
+[[routes]]
+name = "orders"
+match = { path_prefix = "/api/orders/" }
+'''
+
+
+def test_a_window_is_the_difference_of_two_samples() -> None:
+    # given counters sampled at t=0 and t=10 with traffic in between
+    metrics, ring = Metrics(), EvidenceRing()
+    metrics.observe("catalog", "monolith", 200, 0.010)
+    ring.add(0.0, sample(metrics, {"catalog": "catalog"}))
+    for _ in range(98):
+        metrics.observe("catalog", "catalog", 200, 0.003)
+    metrics.observe("catalog", "catalog", 504, 2.0)  # a timeout
+    metrics.fallback("catalog", "connect")  # the monolith covered for the service
+    ring.add(10.0, sample(metrics, {"catalog": "catalog"}))
+    # then the window holds only what happened in between, errors counted on the service
+    window = ring.between("catalog", 0.0)
+    assert (window.monolith.requests, window.service.requests) == (0, 100)
+    assert window.service.errors == 2
+    assert window.service.classes == (98, 0, 0, 2)
+    # the median of 99 timed requests (the fallback has no latency), inside the 2.5-5 ms bin
+    assert window.service.quantile(0.5) == pytest.approx(0.0025 + 0.0025 * (49.5 / 98))
+    assert window.seconds == 10.0
+
+
+def test_restarted_counters_start_the_ring_afresh() -> None:
+    metrics, ring = Metrics(), EvidenceRing()
+    metrics.observe("catalog", "catalog", 200, 0.001)
+    ring.add(0.0, sample(metrics, {}))
+    ring.add(1.0, sample(Metrics(), {}))  # a worker came back with zeroed counters
+    assert ring.between("catalog", 0.0).service.requests == 0
+
+
+def test_the_chart_draws_one_line_per_route_and_the_overall_share() -> None:
+    series = [(0.0, {"*": 0.0, "catalog": 0.0}), (30.0, {"*": 0.4, "catalog": 1.0}),
+              (60.0, {"*": 0.5, "catalog": None})]
+    svg = chart_svg(series)
+    assert svg.count("<polyline") == 2
+    assert "data-route='catalog'" in svg
+    assert "<script" not in svg
+    assert "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
+
+
+def drive(running: Running, count: int) -> None:
+    for index in range(count):
+        for prefix in ("/api/products/", "/api/orders/"):
+            with urllib.request.urlopen(f"{running.url}{prefix}{index}/", timeout=5) as reply:
+                reply.read()
+
+
+def wait_sampled(running: Running, requests: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        driver = running.app.rollouts
+        if driver is not None and driver.ring.window("orders", 300).monolith.requests >= \
+                requests:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the meter never sampled the traffic")
+
+
+def test_status_shows_the_share_served_by_services(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"contexts": [
+        {"name": "catalog", "models": ["catalog.Product"], "tables": ["catalog_product"],
+         "endpoints": ["/api/products/"]},
+        {"name": "orders", "models": ["orders.Order", "orders.Line"],
+         "tables": ["orders_order", "orders_line"], "endpoints": ["/api/orders/"]}]}))
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=ROUTES) as running:
+        drive(running, 30)
+        wait_sampled(running, 30)
+        admin_listen = running.app.admin_address
+        text = running.config_path.read_text().replace('listen = "127.0.0.1:0"\ntoken',
+                                                       f'listen = "{admin_listen}"\ntoken')
+        running.config_path.write_text(text)
+        main(["status", "--config", str(running.config_path), "--report", str(report),
+              "--json"])
+        meter = json.loads(capsys.readouterr().out)
+        main(["status", "--config", str(running.config_path)])
+        table = capsys.readouterr().out
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://{admin_listen}/metrics",
+                headers={"Authorization": "Bearer secret-token"}), timeout=5) as reply:
+            metrics = reply.read().decode()
+    assert meter["overall"] == pytest.approx(0.5)
+    assert meter["routes"]["catalog"] == ["service", 1.0]
+    assert meter["routes"]["orders"] == ["monolith", 0.0]
+    assert meter["ownership"]["routes"] == {"owned": 1, "total": 2, "share": 0.5}
+    assert meter["ownership"]["tables"] == {"owned": 1, "total": 3, "share": 0.333}
+    assert "services answer 50.0% of routed requests" in table
+    assert 'strangler_service_share{route="catalog"} 1.000000' in metrics
+    assert "strangler_service_share_overall 0.500000" in metrics
+
+
+def test_status_without_a_proxy_shows_ownership_only(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy_harness import config_text, free_port
+    path = tmp_path / "strangler.toml"
+    path.write_text(config_text({"monolith": "http://127.0.0.1:1",
+                                 "catalog": "http://127.0.0.1:2"}, ROUTES).replace(
+        'listen = "127.0.0.1:0"\ntoken', f'listen = "127.0.0.1:{free_port()}"\ntoken'))
+    main(["status", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert "? (no proxy answered)" in out
+    assert "routes owned by services: 1/2 (50.0%)" in out
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium at "
+                    f"{CHROMIUM} (apt-get install -y chromium)")
+def test_the_meter_chart_in_headless_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=ROUTES) as running:
+        drive(running, 10)
+        wait_sampled(running, 10)
+        time.sleep(1.2)  # a second sample, so there is a line to draw
+        drive(running, 10)
+        wait_sampled(running, 20)
+        admin_url = f"http://{running.app.admin_address}"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking"])
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(10_000)
+                page.goto(f"{admin_url}/login?token=secret-token")
+                page.goto(f"{admin_url}/dashboard/meter")
+                chart = page.locator("svg#meter-chart")
+                box = chart.bounding_box()
+                assert box is not None
+                assert box["width"] > 300
+                assert box["height"] > 100
+                overall = page.locator("polyline[data-route='*']")
+                assert overall.count() == 1
+                assert overall.bounding_box()["width"] > 50  # type: ignore[index]
+                assert "50.0%" in page.locator("#overall").inner_text()
+                row = page.locator("#meter-routes tr[data-route='catalog'] .share")
+                assert row.inner_text() == "100.0%"
+                page.screenshot(path=str(tmp_path / "meter.png"))
+                assert (tmp_path / "meter.png").stat().st_size > 1000
+            finally:
+                browser.close()

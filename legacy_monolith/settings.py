@@ -43,7 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "legacy_monolith.query_log.QueryCaptureMiddleware",
-    "legacy_monolith.outbox.fence.FenceRefusalMiddleware",
+    "strangler.fence_refusal.FenceRefusalMiddleware",
     "strangler.shadow_rollback.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -33,7 +33,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "extracted.catalog.fence.FenceRefusalMiddleware",
+    "strangler.fence_refusal.FenceRefusalMiddleware",
     "strangler.shadow_rollback.ShadowRollbackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",

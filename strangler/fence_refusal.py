@@ -1,8 +1,10 @@
-"""A write the database refused because the table is fenced answers 503, saying why.
+"""A write the database refused because its table is fenced answers 503, saying why.
 
-While the monolith owns the catalog (after ``strangler cutover --undo``) the service's
-tables are fenced: its database refuses API writes (``extracted/sync/fence.py``); only the
-event consumer writes them. Without this, such a write would be a bare 500.
+``strangler cutover`` fences the tables of a context on the side that no longer owns them
+(``extracted/sync/fence.py`` installs the triggers): after a cutover the monolith's copy,
+after ``--undo`` the service's. Any write there is refused by the database itself; this
+middleware, installed by the monolith and by every extracted service, turns that refusal
+into ``503 {"detail", "code": "fenced"}`` instead of a bare 500.
 """
 
 from __future__ import annotations

@@ -90,6 +90,7 @@ class Exchange:
     retried = False
     finished = False
     websocket = False
+    body_after_upgrade = False  # Connection: upgrade with a body on a plain route (server.py)
     fallen_back = ""
     response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
     host = b""

@@ -123,6 +123,7 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = False
         self.forwarded_prefix = b""
         self.rejected = False
+        self.continuing: Exchange | None = None  # see _after_upgrade
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -220,6 +221,10 @@ class ClientConnection(asyncio.Protocol):
         self.headers = []
         self.url = b""
         self.in_head = False
+        if self.continuing is not None:  # the synthetic head of _after_upgrade: body follows
+            self.current = self.continuing
+            self.continuing = None
+            return
         # Exact size check here when needed; data_received bounds heads spanning reads.
         if self.feed_bytes + self.header_bytes > self.max_header_bytes:
             # The head may be over the limit (it is never larger than what was read): count.
@@ -243,6 +248,13 @@ class ClientConnection(asyncio.Protocol):
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
         exchange.prepare()
+        if exchange.tokens and b"upgrade" in exchange.tokens and not exchange.websocket and (
+                b"transfer-encoding" in exchange.hmap
+                or exchange.hmap.get(b"content-length", b"0") != b"0"):
+            # llhttp stops at the head of any request with Connection: upgrade and leaves its
+            # body unparsed; on a plain route that body must still reach the upstream as a
+            # body, never be parsed as the next request (desync). See _after_upgrade.
+            exchange.body_after_upgrade = True
         limit = exchange.table.config.proxy.max_body_bytes
         length = exchange.hmap.get(b"content-length")
         if length is not None and limit and int(length) > limit:
@@ -272,7 +284,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange = self.current
         self.current = None
-        if exchange is None:
+        if exchange is None or exchange.body_after_upgrade:
             return
         exchange.request_complete()
 
@@ -362,8 +374,19 @@ class ClientConnection(asyncio.Protocol):
             self.pause("pipeline")
             return
         # Not a websocket route: the Upgrade headers were stripped and the request forwarded
-        # as plain HTTP; carry on parsing with a fresh parser.
+        # as plain HTTP; carry on parsing with a fresh parser. When the request has a body,
+        # llhttp did not parse it: feed the fresh parser a synthetic head with the same
+        # framing, so the body that follows is parsed as this exchange's body (and what comes
+        # after it as the next request), exactly as for a request without Upgrade.
         self.parser = httptools.HttpRequestParser(self)
+        if exchange is not None and exchange.body_after_upgrade:
+            exchange.body_after_upgrade = False
+            length = exchange.hmap.get(b"content-length")
+            framing = b"Content-Length: " + length if length is not None \
+                else b"Transfer-Encoding: chunked"
+            self.continuing = exchange
+            self.data_received(b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n" + rest)
+            return
         if rest:
             self.data_received(rest)
 

@@ -36,19 +36,22 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "": ("proxy", "admin", "upstreams", "canary", "gate", "shadow", "routes"),
     "proxy": ("listen", "workers", "trusted_proxies", "route_header", "max_header_bytes",
-              "max_body_bytes", "access_log", "reload_interval"),
+              "max_body_bytes", "access_log", "reload_interval", "client_header_timeout",
+              "client_body_min_rate", "keepalive_timeout", "max_client_connections",
+              "max_response_header_bytes", "request_buffer_bytes"),
     "admin": ("listen", "token", "token_env", "token_name"),
     "upstreams.NAME": ("url", "host", "connect_timeout", "read_timeout", "total_timeout",
-                       "max_connections", "health_path"),
+                       "max_connections", "health_path", "pool_timeout"),
     "canary": ("override_header", "override_cookie", "override_secret", "override_secret_env"),
     "gate": ("min_compared", "min_match_rate"),
     "shadow": ("store", "queue_size", "concurrency", "timeout", "max_body_bytes",
                "retention_count", "retention_days", "noise_percent", "redact_headers",
-               "redact_fields", "worker_cpu_percent"),
+               "redact_fields", "worker_cpu_percent", "marker_secret", "marker_secret_env",
+               "marker_skew"),
     "routes[]": ("name", "match", "mode", "target", "percent", "sticky", "group", "fallback",
-                 "websocket", "shadow", "compare"),
+                 "websocket", "buffer_request", "shadow", "compare"),
     "routes[].match": ("path_prefix", "path", "path_template", "methods", "headers"),
-    "routes[].shadow": ("percent", "writes", "max_body_bytes", "rewrite"),
+    "routes[].shadow": ("percent", "writes", "max_body_bytes", "rewrite", "credentials"),
     "routes[].shadow.rewrite": ("host", "path_prefix", "authorization"),
     "routes[].compare": ("ignore", "headers", "tolerance", "unordered", "formats"),
 })
@@ -70,6 +73,13 @@ class ProxySettings:
     max_body_bytes: int = 2 * 1024**3
     access_log: str = "off"
     reload_interval: float = 1.0
+    # slow and hostile clients (docs/config.md names the nginx directive beside each)
+    client_header_timeout: float = 10.0  # a request head must arrive within this
+    client_body_min_rate: int = 1024  # bytes/s a body must average after the first header timeout
+    keepalive_timeout: float = 75.0  # an idle client connection is closed after this
+    max_client_connections: int = 1024  # per worker; past it a connection gets 503 and close
+    max_response_header_bytes: int = 65536  # an upstream head larger than this is a 502
+    request_buffer_bytes: int = 65536  # a buffered request body past this is spooled to disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,7 @@ class Upstream:
     total_timeout: float = 300.0
     max_connections: int = 100
     health_path: str | None = None
+    pool_timeout: float = 5.0  # how long a request waits for a free connection (max_connections)
 
     @property
     def scheme(self) -> str:
@@ -173,6 +184,17 @@ class ShadowSettings:
     redact_fields: tuple[str, ...] = ("password", "token", "secret", "access_token",
                                       "refresh_token")
     worker_cpu_percent: float = 100.0  # of one core; 100 = no cap (the worker is one thread)
+    marker_secret: str | None = None  # signs the X-Strangler-Shadow marker (shadow_marker.py)
+    marker_secret_env: str | None = None
+    marker_skew: float = 30.0  # seconds a signed marker stays valid either side of its time
+
+    def resolve_marker_secret(self, environ: Mapping[str, str]) -> str | None:
+        """The marker secret, literal or from the environment; None: copies are unsigned."""
+        if self.marker_secret:
+            return self.marker_secret
+        if self.marker_secret_env:
+            return environ.get(self.marker_secret_env) or None
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +230,7 @@ class RouteShadow:
     writes: bool = False  # copy non-idempotent requests too (only when the service is isolated)
     max_body_bytes: int | None = None  # None: [shadow].max_body_bytes
     rewrite: ShadowRewrite = field(default_factory=ShadowRewrite)
+    credentials: bool = True  # pass the client's Authorization/Cookie on to the service copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +257,7 @@ class Route:
     group: str | None = None
     fallback: bool = False
     websocket: bool = False
+    buffer_request: bool = True  # hold the body until complete before taking an upstream conn
     shadow: RouteShadow = field(default_factory=RouteShadow)
     compare: CompareRules = field(default_factory=CompareRules)
     line: int = 0  # where the route starts in the file (0: built in)
@@ -455,6 +479,19 @@ def _parse_proxy(reader: _Reader, data: Any) -> ProxySettings:
                                      integer=True),
         access_log=reader.text(table, path, "access_log", d.access_log, ("off", "json")),
         reload_interval=reader.number(table, path, "reload_interval", d.reload_interval, 0),
+        client_header_timeout=reader.number(table, path, "client_header_timeout",
+                                            d.client_header_timeout, 0.001),
+        client_body_min_rate=reader.number(table, path, "client_body_min_rate",
+                                           d.client_body_min_rate, 0, integer=True),
+        keepalive_timeout=reader.number(table, path, "keepalive_timeout", d.keepalive_timeout,
+                                        0.001),
+        max_client_connections=reader.number(table, path, "max_client_connections",
+                                             d.max_client_connections, 1, integer=True),
+        max_response_header_bytes=reader.number(table, path, "max_response_header_bytes",
+                                                d.max_response_header_bytes, 1024,
+                                                integer=True),
+        request_buffer_bytes=reader.number(table, path, "request_buffer_bytes",
+                                           d.request_buffer_bytes, 0, integer=True),
     )
 
 
@@ -494,6 +531,7 @@ def _parse_upstream(reader: _Reader, name: str, data: Any) -> Upstream:
         max_connections=reader.number(table, path, "max_connections", d.max_connections, 1,
                                       integer=True),
         health_path=reader.text(table, path, "health_path", None),
+        pool_timeout=reader.number(table, path, "pool_timeout", d.pool_timeout, 0.001),
     )
 
 
@@ -538,6 +576,9 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         redact_fields=reader.strings(table, path, "redact_fields", d.redact_fields),
         worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
                                          d.worker_cpu_percent, 1, 100),
+        marker_secret=reader.text(table, path, "marker_secret", None),
+        marker_secret_env=reader.text(table, path, "marker_secret_env", None),
+        marker_skew=reader.number(table, path, "marker_skew", d.marker_skew, 1),
     )
 
 
@@ -575,6 +616,7 @@ def _parse_route_shadow(reader: _Reader, path: tuple[str | int, ...], data: Any)
         percent=reader.number(table, path, "percent", 100.0, 0, 100),
         writes=reader.flag(table, path, "writes", False),
         max_body_bytes=reader.number(table, path, "max_body_bytes", None, 0, integer=True),
+        credentials=reader.flag(table, path, "credentials", True),
         rewrite=ShadowRewrite(
             host=reader.text(rewrite_data, rpath, "host", None),
             path_prefix=reader.text(rewrite_data, rpath, "path_prefix", None),
@@ -634,6 +676,7 @@ def _parse_route(reader: _Reader, index: int, data: Any,
         group=reader.text(table, path, "group", None),
         fallback=reader.flag(table, path, "fallback", False),
         websocket=reader.flag(table, path, "websocket", False),
+        buffer_request=reader.flag(table, path, "buffer_request", True),
         shadow=_parse_route_shadow(reader, (*path, "shadow"), table.get("shadow", {})),
         compare=_parse_compare(reader, (*path, "compare"), table.get("compare", {})),
         line=reader.lines.get(path, 0),

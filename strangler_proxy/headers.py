@@ -265,7 +265,7 @@ REASONS: dict[int, bytes] = {
     417: b"Expectation Failed",
     413: b"Content Too Large", 426: b"Upgrade Required", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
-    504: b"Gateway Timeout",
+    501: b"Not Implemented", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
 
 

@@ -18,9 +18,12 @@ and parsing upstream connections (``upstream.py``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+import tempfile
+from typing import IO, TYPE_CHECKING, Any
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH
+from strangler_proxy.edge.upstream import PoolTimeout
 from strangler_proxy.headers import (
     REASONS,
     REQUEST_DROP,
@@ -91,6 +94,9 @@ class Exchange:
     finished = False
     websocket = False
     body_after_upgrade = False  # Connection: upgrade with a body on a plain route (server.py)
+    buffered = False  # the body is held until complete before an upstream connection is taken
+    pending_bytes = 0
+    spool: IO[bytes] | None = None  # a buffered body past request_buffer_bytes, on disk
     fallen_back = ""
     response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
     host = b""
@@ -135,18 +141,22 @@ class Exchange:
         hmap = self.hmap
         connection = hmap.get(b"connection")
         if connection is not None:
-            self.tokens = connection_tokens_of(connection)
+            # "Connection: close, Host" must not strip the Host header: never drop end-to-end
+            # routing headers because the client listed them as hop-by-hop.
+            self.tokens = connection_tokens_of(connection) - PROTECTED
         rid = hmap.get(b"x-request-id")
         self.rid = rid if rid is not None and sane_request_id(rid) else new_request_id_bytes()
         url = self.url
-        if not url.startswith(b"/"):
-            if url == b"*":
-                url = b"/"
-            else:  # absolute-form: keep path and query only
-                rest = url.split(b"://", 1)[-1]
-                slash = rest.find(b"/")
-                url = rest[slash:] if slash >= 0 else b"/"
+        if not url.startswith(b"/"):  # absolute-form (server.py refused "*"): path and query
+            rest = url.split(b"://", 1)[-1]
+            slash = rest.find(b"/")
+            url = rest[slash:] if slash >= 0 else b"/"
         raw_path, _, self.raw_query = url.partition(b"?")
+        if b"%" in raw_path or b"/." in raw_path or b"//" in raw_path:
+            # Route on, and forward, the path an origin server will resolve, so that
+            # /svc/../x and /%73vc/x go where /x and /svc/x go (as nginx normalises).
+            raw_path = normalize_path(raw_path)
+            url = raw_path + (b"?" + self.raw_query if self.raw_query else b"")
         self.path = raw_path.decode("latin-1")
         self.host = hmap.get(b"host", b"")
         ip = client.client_ip
@@ -212,7 +222,13 @@ class Exchange:
         return b"".join(parts)
 
     def begin(self) -> None:
-        """Start forwarding: take a pooled connection or open one."""
+        """Start forwarding: take a pooled connection or open one.
+
+        A buffered body (``buffer_request``) waits until it is complete, so a slow client
+        never holds an upstream connection: the server calls again once it is.
+        """
+        if self.buffered and not self.request_done:
+            return
         self.started = True
         self.start = self.last_activity = self.client.loop.time()
         state = self.state
@@ -231,6 +247,12 @@ class Exchange:
     async def connect(self, pool: UpstreamPool) -> None:
         try:
             conn = await pool.connect()
+        except PoolTimeout:
+            self.state.metrics.upstream_error(pool.upstream.name, "pool_timeout")
+            self.upstream_failed("pool_timeout", f"no free connection to {pool.upstream.name} "
+                                 f"within its pool_timeout ({pool.upstream.pool_timeout}s, "
+                                 f"max_connections = {pool.upstream.max_connections})")
+            return
         except TimeoutError:
             self.state.metrics.upstream_error(pool.upstream.name, "connect_timeout")
             self.upstream_failed("connect_timeout", f"connecting to {pool.upstream.name} "
@@ -250,7 +272,15 @@ class Exchange:
         self.conn = conn
         conn.exchange = self
         conn.reusable = True
+        conn.head_read = 0
         pending = self.pending
+        if self.spool is not None:
+            if self.upstream != MONOLITH:
+                self.bytes_to_service = True
+            conn.write(self.head_bytes)
+            self.spool.seek(0)
+            self.pump()
+            return
         if pending:
             data = b"".join([self.head_bytes, *pending])
             self.pending = []
@@ -295,14 +325,50 @@ class Exchange:
         data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_request else chunk
         if self.conn is not None:
             self.conn.write(data)
+        elif self.buffered:
+            self.hold(data)
         else:
             self.pending.append(data)
+
+    def hold(self, data: bytes) -> None:
+        """Keep a buffered body's bytes: in memory up to request_buffer_bytes, then on disk.
+
+        Like nginx's client_body_buffer_size / client_body_temp_path. The file writes are
+        blocking; they go to the page cache, and only bodies past the cap pay for them.
+        """
+        spool = self.spool
+        if spool is None:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes <= self.table.config.proxy.request_buffer_bytes:
+                return
+            spool = self.spool = tempfile.TemporaryFile(prefix="strangler-body-")
+            spool.write(b"".join(self.pending))
+            self.pending = []
+        else:
+            spool.write(data)
+
+    def pump(self) -> None:
+        """Send a spooled body to the upstream, a slice at a time, while it keeps up."""
+        spool = self.spool
+        conn = self.conn
+        while spool is not None and conn is not None and conn.transport is not None:
+            chunk = spool.read(256 * 1024)
+            if not chunk:
+                spool.close()
+                self.spool = None
+                return
+            conn.write(chunk)
+            if conn.transport.get_write_buffer_size() > 1024 * 1024:
+                return  # resume_writing on the upstream connection calls again
 
     def request_complete(self) -> None:
         self.request_done = True
         if self.chunked_request:
             if self.conn is not None:
                 self.conn.write(b"0\r\n\r\n")
+            elif self.buffered:
+                self.hold(b"0\r\n\r\n")
             else:
                 self.pending.append(b"0\r\n\r\n")
 
@@ -426,6 +492,9 @@ class Exchange:
 
     def finish(self) -> None:
         self.finished = True
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
         self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"
@@ -502,7 +571,7 @@ class Exchange:
         """No (complete) response: fall back, answer 502/504, or cut the client off."""
         if self.finished:
             return
-        connect_failure = kind in ("connect", "connect_timeout")
+        connect_failure = kind in ("connect", "connect_timeout", "pool_timeout")
         if self.may_fall_back(idempotent_only=not connect_failure):
             self.fall_back(kind)
             return
@@ -545,6 +614,43 @@ class Exchange:
         self.state.metrics.upstream_error(self.upstream, "reset")
         self.upstream_failed("reset", f"{self.upstream} closed the connection before the "
                              "response was complete")
+
+
+# Names a client's Connection header may not remove (they are end-to-end, and the upstream
+# needs them); framing headers are re-derived anyway.
+PROTECTED = frozenset({b"host"})
+
+
+def normalize_path(path: bytes) -> bytes:
+    """The path with unreserved %XX decoded, dot segments resolved and slashes merged.
+
+    Reserved escapes (``%2F``, ``%3F``...) stay escaped: decoding them would change the
+    meaning of the path for the origin server.
+
+    >>> normalize_path(b"/svc/../x"), normalize_path(b"/%73vc//a/./b"), normalize_path(b"/a%2Fb")
+    (b'/x', b'/svc/a/b', b'/a%2Fb')
+    """
+    if b"%" in path:
+        path = _UNRESERVED_ESCAPE.sub(_unescape, path)
+    out: list[bytes] = []
+    segments = path.split(b"/")
+    for segment in segments[1:]:
+        if segment == b"..":
+            if out:
+                out.pop()
+        elif segment not in (b".", b""):
+            out.append(segment)
+    trailing = segments[-1] in (b"", b".", b"..") and len(segments) > 1 and bool(out)
+    return b"/" + b"/".join(out) + (b"/" if trailing else b"")
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    char = bytes([int(match.group(1), 16)])
+    return char if _UNRESERVED.fullmatch(char) else match.group(0).upper()
+
+
+_UNRESERVED_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+_UNRESERVED = re.compile(rb"[A-Za-z0-9._~-]")
 
 
 HeadLines = tuple[bytes, bytes | None, bool, bool, bool]

@@ -79,6 +79,8 @@ class ProxyState:
     sink: ShadowSink = field(default_factory=NullSink)
     loop: asyncio.AbstractEventLoop | None = None
     inflight: set[Exchange] = field(default_factory=set)
+    clients: set[ClientConnection] = field(default_factory=set)
+    now: float = 0.0  # the loop's time as of the watchdog's last tick (a coarse, free clock)
     # the sink's fast entry points, or adapters to ``offer`` for a sink without them
     shadow_admit: Callable[[str, str], bool] = field(init=False)
     shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
@@ -124,10 +126,29 @@ class ClientConnection(asyncio.Protocol):
         self.forwarded_prefix = b""
         self.rejected = False
         self.continuing: Exchange | None = None  # see _after_upgrade
+        # slow-client deadlines, checked by the watchdog (check_client) on the coarse clock
+        self.head_since = 0.0
+        self.body_since = 0.0
+        self.idle_since = state.now
+        self.served = False
+        self.deferred_reject: bytes | None = None
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        state = self.state
+        limit = state.config.proxy.max_client_connections
+        if len(state.clients) >= limit:
+            # Past the limit: say so and close, rather than hold a descriptor per attacker.
+            self.rejected = True
+            state.metrics.observe("none", "proxy", 503, 0.0)
+            transport.write(error_response(  # type: ignore[attr-defined]
+                503, f"too many client connections (max_client_connections = {limit})",
+                close=True))
+            transport.close()
+            return
+        state.clients.add(self)
+        self.idle_since = state.now or self.loop.time()
         peer = transport.get_extra_info("peername")
         self.peer = self.client_ip = str(peer[0]) if peer else ""
         self.trusted = is_trusted(self.peer, self.state.config.proxy.trusted_proxies)
@@ -176,6 +197,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.state.clients.discard(self)
         for exchange in self.queue:
             if not exchange.finished:
                 exchange.finished = True
@@ -209,7 +231,9 @@ class ClientConnection(asyncio.Protocol):
     # No on_message_begin: state is reset after use, which saves a callback per request.
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.in_head = True
+        if not self.in_head:
+            self.in_head = True
+            self.head_since = self.state.now
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -238,23 +262,40 @@ class ClientConnection(asyncio.Protocol):
             lowers, hmap = header_map(headers)
             if len(lowers) != len(hmap) and lowers.count(b"host") > 1:
                 raise _Reject(400, "more than one Host header")
+            coding = hmap.get(b"transfer-encoding")
+            if coding is not None and coding.strip().lower() != b"chunked":
+                # llhttp accepts "gzip, chunked"; forwarding it as plain chunked would hand
+                # the upstream a body it cannot read as sent. nginx answers 501 too.
+                raise _Reject(501, "only Transfer-Encoding: chunked is supported")
             cached = (lowers, hmap, {})
             if sum(map(len, chain.from_iterable(headers))) <= HEAD_CACHE_ENTRY_BYTES:
                 if len(REQUEST_CACHE) >= HEAD_CACHE_SIZE:
                     REQUEST_CACHE.clear()
                 REQUEST_CACHE[key] = cached
-        exchange = Exchange(self, parser.get_method(), url, headers, *cached)
-        exchange.http11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        if version != "1.1":
+            check_version(version, cached[1])
+        elif b"host" not in cached[1]:
+            raise _Reject(400, "an HTTP/1.1 request needs a Host header")
+        method = parser.get_method()
+        if method == b"CONNECT" or url == b"*":
+            raise _Reject(405 if method == b"CONNECT" else 400,
+                          "CONNECT and OPTIONS * are not forwarded: this is a reverse proxy")
+        exchange = Exchange(self, method, url, headers, *cached)
+        exchange.http11 = version == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
+        self.body_since = self.state.now
         exchange.prepare()
-        if exchange.tokens and b"upgrade" in exchange.tokens and not exchange.websocket and (
-                b"transfer-encoding" in exchange.hmap
-                or exchange.hmap.get(b"content-length", b"0") != b"0"):
-            # llhttp stops at the head of any request with Connection: upgrade and leaves its
-            # body unparsed; on a plain route that body must still reach the upstream as a
-            # body, never be parsed as the next request (desync). See _after_upgrade.
-            exchange.body_after_upgrade = True
+        hmap = exchange.hmap
+        if b"transfer-encoding" in hmap or hmap.get(b"content-length", b"0") != b"0":
+            if exchange.tokens and b"upgrade" in exchange.tokens and not exchange.websocket:
+                # llhttp stops at the head of any request with Connection: upgrade and leaves
+                # its body unparsed; on a plain route that body must still reach the upstream
+                # as a body, never be parsed as the next request (desync). See _after_upgrade.
+                exchange.body_after_upgrade = True
+            if exchange.decision is not None and exchange.decision.route.buffer_request:
+                exchange.buffered = True
         limit = exchange.table.config.proxy.max_body_bytes
         length = exchange.hmap.get(b"content-length")
         if length is not None and limit and int(length) > limit:
@@ -343,10 +384,13 @@ class ClientConnection(asyncio.Protocol):
         self.state.metrics.observe("none", "proxy", status, 0.0)
         if self.queue and self.queue[-1] is current:
             self.queue.pop()
-        if self.queue:  # earlier pipelined answers are still being sent: cut the connection
-            self.abort()
+        answer = error_response(status, message, close=True)
+        if self.queue:  # earlier pipelined answers are still being sent: answer after them
+            self.deferred_reject = answer
+            if not self.queue[0].started:
+                self.queue[0].begin()
             return
-        self.write(error_response(status, message, close=True))
+        self.write(answer)
         self.close()
 
     def exchange_done(self, exchange: Exchange, tunnel: bool = False) -> None:
@@ -358,6 +402,13 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive or self.closing:
             self.close()
             return
+        if not self.queue:
+            self.served = True
+            self.idle_since = self.state.now
+            if self.deferred_reject is not None:
+                self.write(self.deferred_reject)
+                self.close()
+                return
         if self.write_paused and exchange.conn is not None and exchange.conn.transport:
             exchange.conn.transport.resume_reading()
         if self.queue and not self.queue[0].started:
@@ -405,6 +456,44 @@ class ClientConnection(asyncio.Protocol):
         sys.stderr.write(json.dumps(record) + "\n")
 
 
+def check_version(version: str, hmap: dict[bytes, bytes]) -> None:
+    """Refuse HTTP/0.9 (no headers, no framing: nothing to re-derive) and unknown versions."""
+    if version != "1.0":
+        raise _Reject(505 if version[:1] in "23456789" else 400,
+                      f"HTTP/{version} is not supported; use HTTP/1.1")
+
+
+def check_client(conn: ClientConnection, now: float) -> None:
+    """Close a connection that is too slow to send its head or body, or idle too long.
+
+    Like nginx's client_header_timeout, client_body_timeout and keepalive_timeout, with a
+    minimum average rate for bodies rather than a per-read timeout, so that a client sending
+    one byte every few seconds cannot hold a connection (and, unbuffered, an upstream one).
+    """
+    if conn.closing or conn.tunnel is not None or conn.rejected:
+        return
+    proxy = conn.state.config.proxy
+    if conn.in_head:
+        if now - conn.head_since > proxy.client_header_timeout:
+            conn.state.metrics.client_timeout("header")
+            conn.reject(408, "the request head did not arrive within client_header_timeout")
+        return
+    current = conn.current
+    if current is not None:
+        rate = proxy.client_body_min_rate
+        if rate and now - conn.body_since > proxy.client_header_timeout + \
+                current.body_bytes / rate:
+            conn.state.metrics.client_timeout("body")
+            conn.reject(408, f"the request body arrived slower than client_body_min_rate "
+                        f"({rate} bytes/s)")
+        return
+    if not conn.queue:
+        limit = proxy.keepalive_timeout if conn.served else proxy.client_header_timeout
+        if now - conn.idle_since > limit:
+            conn.state.metrics.client_timeout("idle")
+            conn.close()
+
+
 class _Reject(Exception):  # noqa: N818 - internal signal, never escapes this module
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -419,11 +508,17 @@ async def watchdog(state: ProxyState, tick: float = 0.1) -> None:
     request cost more than the whole routing decision. Timeouts fire up to ``tick`` late.
     """
     loop = asyncio.get_running_loop()
+    state.now = loop.time()
+    ticks = 0
     while True:
         await asyncio.sleep(tick)
-        now = loop.time()
+        now = state.now = loop.time()
         for exchange in list(state.inflight):
             exchange.check_timeout(now)
+        ticks += 1
+        if ticks % 5 == 0:  # client deadlines are seconds long: a sweep every 5 ticks will do
+            for conn in list(state.clients):
+                check_client(conn, now)
 
 
 def protocol_factory(state: ProxyState, loop: asyncio.AbstractEventLoop,

@@ -32,8 +32,12 @@ FORWARDING = frozenset({
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
     b"x-real-ip", b"forwarded",
 })
-REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | frozenset({b"expect", b"x-request-id",
-                                                             b"via"})
+# Headers the proxy owns: a client may not send them (a client's X-Strangler-Shadow would make
+# a service roll back a real write; see shadow_marker.py).
+OWNED = frozenset({b"x-strangler-shadow", b"x-strangler-route",
+                   b"x-strangler-shadow-rolled-back"})
+REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | OWNED | frozenset({
+    b"expect", b"x-request-id", b"via"})
 RESPONSE_DROP = HOP_BY_HOP | FRAMING
 VIA = b"1.1 strangler"
 _KEPT_WHEN_TRUSTED = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),

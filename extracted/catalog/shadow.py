@@ -1,4 +1,4 @@
-"""``X-Strangler-Shadow: 1``: a write is validated and answered, then rolled back.
+"""A signed ``X-Strangler-Shadow`` marker: a write is validated and answered, then rolled back.
 
 The proxy copies live traffic to the service in shadow mode. Such a request runs in one
 transaction that is always rolled back, so nothing changes — including the outbox rows the
@@ -8,13 +8,35 @@ written in the same transaction, there is no other side effect to suppress.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
+from strangler_proxy import check_marker, secret_from
+
+log = logging.getLogger("strangler.shadow_marker")
+
 SHADOW_HEADER = "X-Strangler-Shadow"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def is_shadow_write(request: HttpRequest) -> bool:
+    """True for an unsafe method carrying a valid signed shadow marker (see
+    ``strangler_proxy.shadow_marker``); an unsigned, forged or stale marker is logged and
+    ignored, so the write is a normal one."""
+    value = request.headers.get(SHADOW_HEADER)
+    if value is None or request.method in SAFE_METHODS:
+        return False
+    secret = secret_from(getattr(settings, "STRANGLER_SHADOW_SECRET", None), os.environ)
+    why = check_marker(value, secret, request.method or "", request.path,
+                       skew=getattr(settings, "STRANGLER_SHADOW_SKEW", 30.0))
+    if why:
+        log.warning("ignored %s on %s %s: %s", SHADOW_HEADER, request.method, request.path, why)
+    return not why
 
 
 class ShadowRollbackMiddleware:
@@ -24,7 +46,7 @@ class ShadowRollbackMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method in SAFE_METHODS or request.headers.get(SHADOW_HEADER) != "1":
+        if not is_shadow_write(request):
             return self.get_response(request)
         with transaction.atomic():
             response = self.get_response(request)

@@ -318,3 +318,14 @@ def test_a_route_may_stream_its_uploads_unbuffered(tmp_path: Path) -> None:
         sock.sendall(b"defghij")
         assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
     assert streamed == 3  # the first bytes reached the upstream before the body was complete
+
+
+def test_a_client_cannot_send_the_headers_the_proxy_owns(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": answer_with("m")}) as run:
+        got = raw_exchange(run.port, b"POST /api/cart/items/ HTTP/1.1\r\nHost: a\r\n"
+                           b"X-Strangler-Shadow: 1\r\nx-strangler-shadow: v1;t=1;sig=00\r\n"
+                           b"X-Strangler-Route: fake\r\nContent-Length: 2\r\n"
+                           b"Connection: close\r\n\r\n{}")
+        request = run.upstreams["monolith"].requests[0]
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert [n for n, _ in request.headers if n.lower().startswith("x-strangler-")] == []

@@ -18,6 +18,7 @@ and parsing upstream connections (``upstream.py``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 from typing import IO, TYPE_CHECKING, Any
@@ -85,6 +86,8 @@ class Exchange:
     tee_response: bytearray | None = None
     tee_truncated = False
     response_truncated = False
+    response_hash: Any = None  # SHA-256 of the whole response body once past the shadow cap
+    response_size = 0
     body_bytes = 0
     replay_body: list[bytes] | None = None
     replayable = True
@@ -459,12 +462,21 @@ class Exchange:
             return
         tee = self.tee_response
         if tee is not None:
-            room = self.shadow_limit() - len(tee)
-            if room >= len(chunk):
-                tee += chunk
+            if self.response_hash is not None:  # past the cap: hashed, not kept
+                self.response_hash.update(chunk)
+                self.response_size += len(chunk)
             else:
-                tee += chunk[:max(room, 0)]
-                self.response_truncated = True
+                room = self.shadow_limit() - len(tee)
+                if room >= len(chunk):
+                    tee += chunk
+                else:
+                    # Keep comparing honestly past the cap: hash the whole body as it streams
+                    # (only responses larger than the cap pay for it).
+                    self.response_hash = hashlib.sha256(tee)
+                    self.response_hash.update(chunk)
+                    self.response_size = len(tee) + len(chunk)
+                    tee += chunk[:max(room, 0)]
+                    self.response_truncated = True
         if self.chunked_response:
             self.client.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
@@ -522,7 +534,9 @@ class Exchange:
             "offer", route.name, route.match.describe, route.target, self.method, self.path,
             self.raw_query, self.headers, bytes(self.tee_request), self.tee_truncated, self.rid,
             self.client.client_ip, self.status, self.response_headers, bytes(self.tee_response),
-            self.response_truncated, (self.client.loop.time() - self.start) * 1000.0, "", {})
+            self.response_truncated, (self.client.loop.time() - self.start) * 1000.0, "", {},
+            self.response_hash.hexdigest() if self.response_hash is not None else "",
+            self.response_size if self.response_hash is not None else -1)
         try:
             accepted = bool(self.state.shadow_offer(message))
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sys
 import time
@@ -262,6 +263,9 @@ class ClientConnection(asyncio.Protocol):
             lowers, hmap = header_map(headers)
             if len(lowers) != len(hmap) and lowers.count(b"host") > 1:
                 raise _Reject(400, "more than one Host header")
+            host = hmap.get(b"host")
+            if host is not None and not _HOST.fullmatch(host):
+                raise _Reject(400, f"invalid Host header {host[:100]!r}")
             coding = hmap.get(b"transfer-encoding")
             if coding is not None and coding.strip().lower() != b"chunked":
                 # llhttp accepts "gzip, chunked"; forwarding it as plain chunked would hand
@@ -278,9 +282,9 @@ class ClientConnection(asyncio.Protocol):
         elif b"host" not in cached[1]:
             raise _Reject(400, "an HTTP/1.1 request needs a Host header")
         method = parser.get_method()
-        if method == b"CONNECT" or url == b"*":
-            raise _Reject(405 if method == b"CONNECT" else 400,
-                          "CONNECT and OPTIONS * are not forwarded: this is a reverse proxy")
+        if method in _REFUSED_METHODS or url == b"*":
+            raise _Reject(400 if url == b"*" else 405, "CONNECT, TRACE and OPTIONS * are not "
+                          "forwarded: this is a reverse proxy")
         exchange = Exchange(self, method, url, headers, *cached)
         exchange.http11 = version == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
@@ -289,7 +293,8 @@ class ClientConnection(asyncio.Protocol):
         exchange.prepare()
         hmap = exchange.hmap
         if b"transfer-encoding" in hmap or hmap.get(b"content-length", b"0") != b"0":
-            if exchange.tokens and b"upgrade" in exchange.tokens and not exchange.websocket:
+            if exchange.tokens and b"upgrade" in exchange.tokens and b"upgrade" in hmap and \
+                    not exchange.websocket:
                 # llhttp stops at the head of any request with Connection: upgrade and leaves
                 # its body unparsed; on a plain route that body must still reach the upstream
                 # as a body, never be parsed as the next request (desync). See _after_upgrade.
@@ -457,10 +462,20 @@ class ClientConnection(asyncio.Protocol):
 
 
 def check_version(version: str, hmap: dict[bytes, bytes]) -> None:
-    """Refuse HTTP/0.9 (no headers, no framing: nothing to re-derive) and unknown versions."""
+    """Refuse HTTP/0.9 (no headers, no framing: nothing to re-derive), unknown versions, and
+    Transfer-Encoding in HTTP/1.0 (RFC 9112 §6.1: the framing is faulty; nginx: 400)."""
     if version != "1.0":
         raise _Reject(505 if version[:1] in "23456789" else 400,
                       f"HTTP/{version} is not supported; use HTTP/1.1")
+    if b"transfer-encoding" in hmap:
+        raise _Reject(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
+
+
+# A Host value: reg-name / IP literal and port (RFC 3986 §3.2.2), non-empty; what nginx
+# accepts too. No whitespace, "/", "\", "?" or "#": those would make it a different URL.
+_HOST = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%:@\[\]-]+")
+# CONNECT tunnels and TRACE reflects requests (cookies included); nginx refuses both (405).
+_REFUSED_METHODS = frozenset({b"CONNECT", b"TRACE"})
 
 
 def check_client(conn: ClientConnection, now: float) -> None:

@@ -208,8 +208,7 @@ def body_kind(headers: Headers) -> str:
 def _compare_bodies(monolith: RecordedResponse, service: RecordedResponse, rules: Rules,
                     out: _Collector) -> None:
     if monolith.body_truncated or service.body_truncated:
-        if monolith.body != service.body or monolith.body_truncated != service.body_truncated:
-            out.add("$", "truncated", _size_note(monolith), _size_note(service))
+        _compare_whole(monolith, service, out)
         return
     body_a, err_a = decode_body(monolith)
     body_b, err_b = decode_body(service)
@@ -224,6 +223,35 @@ def _compare_bodies(monolith: RecordedResponse, service: RecordedResponse, rules
         _compare_text(body_a, body_b, kind_a == "html" or kind_b == "html", out)
     else:
         _compare_digest(body_a, body_b, out)
+
+
+def _whole(response: RecordedResponse) -> tuple[str, int]:
+    """SHA-256 and length of the whole body: hashed while streaming past the cap, or here."""
+    if response.body_truncated:
+        return response.digest, response.size
+    return hashlib.sha256(response.body).hexdigest(), len(response.body)
+
+
+def _compare_whole(monolith: RecordedResponse, service: RecordedResponse,
+                   out: _Collector) -> None:
+    """Bodies past the cap: equal when their whole-body hashes are, else "differs beyond".
+
+    Only the kept prefixes can be compared structurally, so the difference is reported on
+    the body as a whole: where the kept bytes already differ, as ``digest``; where they are
+    equal, as ``truncated`` "differs beyond N bytes" (N = the bytes kept and compared).
+    """
+    (digest_a, size_a), (digest_b, size_b) = _whole(monolith), _whole(service)
+    if digest_a and digest_b and (digest_a, size_a) == (digest_b, size_b):
+        return
+    kept = min(len(monolith.body), len(service.body))
+    if not digest_a or not digest_b:  # one side was cut without its whole body being seen
+        out.add("$", "truncated", _size_note(monolith), _size_note(service))
+    elif monolith.body[:kept] == service.body[:kept]:
+        out.add("$", "truncated", f"differs beyond {kept} bytes: {size_a} bytes, "
+                f"sha256 {digest_a[:16]}", f"{size_b} bytes, sha256 {digest_b[:16]}")
+    else:
+        out.add("$", "digest", f"{size_a} bytes, sha256 {digest_a[:16]}",
+                f"{size_b} bytes, sha256 {digest_b[:16]}")
 
 
 def _size_note(response: RecordedResponse) -> str:

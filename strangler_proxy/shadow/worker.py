@@ -195,7 +195,8 @@ async def send(client: HttpClient, outgoing: OutgoingRequest, timeout: float,
         reason = f"{type(exc).__name__}: {exc}"[:200]
         return RecordedResponse(0, (), elapsed_ms=_ms(start), error=reason)
     headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers)
-    return RecordedResponse(answer.status, headers, answer.body, answer.truncated, _ms(start))
+    return RecordedResponse(answer.status, headers, answer.body, answer.truncated, _ms(start),
+                            digest=answer.digest, size=answer.size)
 
 
 def _timeout_reason(start: float, timeout: float) -> str:

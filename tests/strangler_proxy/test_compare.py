@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import zlib
 from typing import Any
@@ -197,3 +198,25 @@ def test_long_values_are_shortened_in_differences() -> None:
     diff = compare_json({"t": "x" * 5000}, {"t": "y" * 5000})[0]
     assert len(str(diff.monolith_value)) < 300
 
+
+
+def _cut(body: bytes, keep: int) -> RecordedResponse:
+    """A response as recorded past a cap of ``keep`` bytes: prefix, whole hash, whole size."""
+    return RecordedResponse(200, (("Content-Type", "application/octet-stream"),), body[:keep],
+                            True, digest=hashlib.sha256(body).hexdigest(), size=len(body))
+
+
+def test_bodies_past_the_cap_are_compared_by_their_whole_hash() -> None:
+    big = bytes(range(256)) * 10_000
+    other = big[:-1] + b"!"  # differs only in the last byte, far past the cap
+    assert compare(_cut(big, 1000), _cut(big, 1000)).verdict == "match"
+    # a recorded answer kept whole (replay) against a capped one: still equal
+    whole = RecordedResponse(200, (("Content-Type", "application/octet-stream"),), big)
+    assert compare(whole, _cut(big, 1000)).verdict == "match"
+    result = compare(_cut(big, 1000), _cut(other, 1000))
+    assert result.verdict == "mismatch"
+    [difference] = result.differences
+    assert difference.kind == "truncated"
+    assert str(difference.monolith_value).startswith("differs beyond 1000 bytes")
+    early = compare(_cut(big, 1000), _cut(b"?" + big[1:], 1000))
+    assert [d.kind for d in early.differences] == ["digest"]

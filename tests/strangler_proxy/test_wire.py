@@ -329,3 +329,14 @@ def test_a_client_cannot_send_the_headers_the_proxy_owns(tmp_path: Path) -> None
         request = run.upstreams["monolith"].requests[0]
     assert got.startswith(b"HTTP/1.1 200 ")
     assert [n for n, _ in request.headers if n.lower().startswith("x-strangler-")] == []
+
+
+def test_connection_upgrade_without_an_upgrade_header_is_a_plain_request(
+        tmp_path: Path) -> None:
+    # llhttp does not upgrade without an Upgrade header: the body is parsed as usual
+    with running_proxy(tmp_path, {"monolith": answer_with("m")}) as run:
+        got = raw_exchange(run.port, b"POST /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                           b"Content-Length: 5\r\n\r\nhello", read_until_close=False)
+        bodies = [r.body for r in run.upstreams["monolith"].requests]
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert bodies == [b"hello"]

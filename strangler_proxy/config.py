@@ -730,7 +730,37 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
                      f"{earlier.name!r} (line {earlier.line}) matches all its requests first; "
                      "move it above or narrow the earlier match"
                      for i, later, earlier in unreachable_routes(routes))
-    return _replace_warnings(config, warnings)
+    return _replace_warnings(config, warnings + exposure_warnings(config))
+
+
+# Tokens that appear as examples in our docs: a file that kept one is not protected.
+EXAMPLE_TOKENS = frozenset({"change-me", "changeme", "walkthrough-admin-token", "secret",
+                            "token", "admin"})
+_ALL_INTERFACES = frozenset({"0.0.0.0", "::", "[::]", "*"})  # noqa: S104 - what we look for
+
+
+def exposure_warnings(config: ProxyConfig) -> tuple[str, ...]:
+    """Warnings for a deployment open to more than intended: listeners on every interface,
+    an admin token copied from the docs.
+
+    >>> cfg = parse_config('[admin]\\nlisten = "0.0.0.0:8081"\\ntoken = "change-me"\\n'
+    ...                    '[upstreams.monolith]\\nurl = "http://h:1"')
+    >>> len(exposure_warnings(cfg))
+    2
+    """
+    out = []
+    for key, listen in (("proxy.listen", config.proxy.listen),
+                        ("admin.listen", config.admin.listen)):
+        if listen.rpartition(":")[0] in _ALL_INTERFACES:
+            out.append(f"{key} = {listen!r} listens on every interface"
+                       + ("; the admin API can flip routes: keep it on 127.0.0.1 or a private "
+                          "address" if key == "admin.listen" else
+                          "; make sure only your load balancer can reach it, or use "
+                          "127.0.0.1"))
+    if config.admin.token in EXAMPLE_TOKENS:
+        out.append(f"admin.token = {config.admin.token!r} is an example from the docs; set "
+                   "a long random token (e.g. `openssl rand -hex 32`) via admin.token_env")
+    return tuple(out)
 
 
 def _parser_error_line(text: str) -> int | None:

@@ -265,7 +265,7 @@ REASONS: dict[int, bytes] = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created",
     204: b"No Content", 301: b"Moved Permanently", 302: b"Found", 304: b"Not Modified",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 411: b"Length Required",
     417: b"Expectation Failed",
     413: b"Content Too Large", 426: b"Upgrade Required", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",

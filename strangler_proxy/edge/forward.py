@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+import time
 from typing import IO, TYPE_CHECKING, Any
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH
@@ -86,6 +87,7 @@ class Exchange:
     tee_response: bytearray | None = None
     tee_truncated = False
     response_truncated = False
+    tee_started = 0.0
     response_hash: Any = None  # SHA-256 of the whole response body once past the shadow cap
     response_size = 0
     body_bytes = 0
@@ -234,6 +236,10 @@ class Exchange:
             return
         self.started = True
         self.start = self.last_activity = self.client.loop.time()
+        if self.tee_request is not None:
+            # the loop's clock ticks in whole ms under uvloop; the service's latency is
+            # measured with perf_counter, so the monolith's must be too
+            self.tee_started = time.perf_counter()
         state = self.state
         pool = state.pools[self.upstream]
         conn = pool.idle.pop() if pool.idle else None  # acquire_nowait, inlined
@@ -534,7 +540,7 @@ class Exchange:
             "offer", route.name, route.match.describe, route.target, self.method, self.path,
             self.raw_query, self.headers, bytes(self.tee_request), self.tee_truncated, self.rid,
             self.client.client_ip, self.status, self.response_headers, bytes(self.tee_response),
-            self.response_truncated, (self.client.loop.time() - self.start) * 1000.0, "", {},
+            self.response_truncated, (time.perf_counter() - self.tee_started) * 1000.0, "", {},
             self.response_hash.hexdigest() if self.response_hash is not None else "",
             self.response_size if self.response_hash is not None else -1)
         try:

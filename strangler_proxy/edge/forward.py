@@ -508,11 +508,16 @@ class Exchange:
             self.offer_shadow()
         self.client.exchange_done(self, tunnel=tunnel)
 
-    def finish(self) -> None:
-        self.finished = True
+    def drop_spool(self) -> None:
+        """Close (and so delete) the temp file of a spooled body, if any."""
         if self.spool is not None:
             self.spool.close()
             self.spool = None
+
+    def finish(self) -> None:
+        self.finished = True
+        if self.spool is not None:
+            self.drop_spool()
         self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"

@@ -200,6 +200,8 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         self.state.clients.discard(self)
         for exchange in self.queue:
+            if exchange.spool is not None:
+                exchange.drop_spool()
             if not exchange.finished:
                 exchange.finished = True
                 self.state.inflight.discard(exchange)
@@ -289,10 +291,10 @@ class ClientConnection(asyncio.Protocol):
         exchange.http11 = version == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
-        self.body_since = self.state.now
         exchange.prepare()
         hmap = exchange.hmap
         if b"transfer-encoding" in hmap or hmap.get(b"content-length", b"0") != b"0":
+            self.body_since = self.state.now
             if exchange.tokens and b"upgrade" in exchange.tokens and b"upgrade" in hmap and \
                     not exchange.websocket:
                 # llhttp stops at the head of any request with Connection: upgrade and leaves
@@ -385,6 +387,7 @@ class ClientConnection(asyncio.Protocol):
             current.conn.abort()  # the upstream never gets a complete request
         if current is not None:
             current.finished = True
+            current.drop_spool()
             self.state.inflight.discard(current)
         self.state.metrics.observe("none", "proxy", status, 0.0)
         if self.queue and self.queue[-1] is current:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -340,3 +342,28 @@ def test_connection_upgrade_without_an_upgrade_header_is_a_plain_request(
         bodies = [r.body for r in run.upstreams["monolith"].requests]
     assert got.startswith(b"HTTP/1.1 200 ")
     assert bodies == [b"hello"]
+
+
+def test_a_client_that_leaves_mid_upload_leaves_no_spool_file_behind(tmp_path: Path,
+                                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    with running_proxy(tmp_path, {"monolith": answer_with("m")},
+                       proxy="request_buffer_bytes = 1024") as run:
+        with socket.create_connection(("127.0.0.1", run.port), timeout=5) as sock:
+            sock.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"
+                         + b"x" * 50_000)
+            time.sleep(0.3)
+        time.sleep(0.3)
+        seen = run.upstreams["monolith"].bytes_received
+        opened = [link for link in map(_fd_target, Path("/proc/self/fd").iterdir())
+                  if link.startswith(str(spool_dir))]
+    assert seen == 0  # the incomplete body never took an upstream connection
+    assert opened == []
+
+
+def _fd_target(fd: Path) -> str:
+    with contextlib.suppress(OSError):
+        return os.readlink(fd)
+    return ""

@@ -273,6 +273,44 @@ REASONS: dict[int, bytes] = {
 }
 
 
+# Names a client's Connection header may not remove (they are end-to-end, and the upstream
+# needs them); framing headers are re-derived anyway.
+PROTECTED_HEADERS = frozenset({b"host"})
+
+
+def normalize_path(path: bytes) -> bytes:
+    """The path with unreserved %XX decoded, dot segments resolved and slashes merged.
+
+    Reserved escapes (``%2F``, ``%3F``...) stay escaped: decoding them would change the
+    meaning of the path for the origin server.
+
+    >>> normalize_path(b"/svc/../x"), normalize_path(b"/%73vc//a/./b"), normalize_path(b"/a%2Fb")
+    (b'/x', b'/svc/a/b', b'/a%2Fb')
+    """
+    if b"%" in path:
+        path = _UNRESERVED_ESCAPE.sub(_unescape, path)
+    out: list[bytes] = []
+    segments = path.split(b"/")
+    for segment in segments[1:]:
+        if segment == b"..":
+            if out:
+                out.pop()
+        elif segment not in (b".", b""):
+            out.append(segment)
+    trailing = segments[-1] in (b"", b".", b"..") and len(segments) > 1 and bool(out)
+    return b"/" + b"/".join(out) + (b"/" if trailing else b"")
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    char = bytes([int(match.group(1), 16)])
+    return char if _UNRESERVED.fullmatch(char) else match.group(0).upper()
+
+
+_UNRESERVED_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+_UNRESERVED = re.compile(rb"[A-Za-z0-9._~-]")
+
+
+
 def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = (),
                    close: bool = False) -> bytes:
     """A small plain-text response the proxy itself sends (errors, 413, 431, ...)."""
@@ -286,6 +324,7 @@ def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes
 
 
 __all__ = [
+    "PROTECTED_HEADERS", "normalize_path",
     "FORWARDING", "FRAMING", "HOP_BY_HOP", "REASONS", "REQUEST_DROP", "RESPONSE_DROP", "VIA",
     "client_address", "connection_tokens", "connection_tokens_of", "header_map",
     "request_head", "serialize_lines",

@@ -19,7 +19,6 @@ and parsing upstream connections (``upstream.py``).
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 import time
 from typing import IO, TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH
 from strangler_proxy.edge.upstream import PoolTimeout
 from strangler_proxy.headers import (
+    PROTECTED_HEADERS,
     REASONS,
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -38,6 +38,7 @@ from strangler_proxy.headers import (
     forwarded_headers,
     header_map,
     new_request_id_bytes,
+    normalize_path,
     rewrite_location,
     sane_request_id,
     serialize_lines,
@@ -148,7 +149,7 @@ class Exchange:
         if connection is not None:
             # "Connection: close, Host" must not strip the Host header: never drop end-to-end
             # routing headers because the client listed them as hop-by-hop.
-            self.tokens = connection_tokens_of(connection) - PROTECTED
+            self.tokens = connection_tokens_of(connection) - PROTECTED_HEADERS
         rid = hmap.get(b"x-request-id")
         self.rid = rid if rid is not None and sane_request_id(rid) else new_request_id_bytes()
         url = self.url
@@ -639,43 +640,6 @@ class Exchange:
         self.state.metrics.upstream_error(self.upstream, "reset")
         self.upstream_failed("reset", f"{self.upstream} closed the connection before the "
                              "response was complete")
-
-
-# Names a client's Connection header may not remove (they are end-to-end, and the upstream
-# needs them); framing headers are re-derived anyway.
-PROTECTED = frozenset({b"host"})
-
-
-def normalize_path(path: bytes) -> bytes:
-    """The path with unreserved %XX decoded, dot segments resolved and slashes merged.
-
-    Reserved escapes (``%2F``, ``%3F``...) stay escaped: decoding them would change the
-    meaning of the path for the origin server.
-
-    >>> normalize_path(b"/svc/../x"), normalize_path(b"/%73vc//a/./b"), normalize_path(b"/a%2Fb")
-    (b'/x', b'/svc/a/b', b'/a%2Fb')
-    """
-    if b"%" in path:
-        path = _UNRESERVED_ESCAPE.sub(_unescape, path)
-    out: list[bytes] = []
-    segments = path.split(b"/")
-    for segment in segments[1:]:
-        if segment == b"..":
-            if out:
-                out.pop()
-        elif segment not in (b".", b""):
-            out.append(segment)
-    trailing = segments[-1] in (b"", b".", b"..") and len(segments) > 1 and bool(out)
-    return b"/" + b"/".join(out) + (b"/" if trailing else b"")
-
-
-def _unescape(match: re.Match[bytes]) -> bytes:
-    char = bytes([int(match.group(1), 16)])
-    return char if _UNRESERVED.fullmatch(char) else match.group(0).upper()
-
-
-_UNRESERVED_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
-_UNRESERVED = re.compile(rb"[A-Za-z0-9._~-]")
 
 
 HeadLines = tuple[bytes, bytes | None, bool, bool, bool]

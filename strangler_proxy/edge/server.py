@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import sys
 import time
@@ -42,6 +41,7 @@ from strangler_proxy.edge.forward import (
     REQUEST_CACHE,
     Exchange,
 )
+from strangler_proxy.edge.limits import HOST, REFUSED_METHODS, check_client, version_refusal
 from strangler_proxy.edge.upstream import set_nodelay
 from strangler_proxy.exchange import ShadowOffer, ShadowSink, offer_from_message
 from strangler_proxy.headers import RawHeaders, error_response, header_map, is_trusted
@@ -266,7 +266,7 @@ class ClientConnection(asyncio.Protocol):
             if len(lowers) != len(hmap) and lowers.count(b"host") > 1:
                 raise _Reject(400, "more than one Host header")
             host = hmap.get(b"host")
-            if host is not None and not _HOST.fullmatch(host):
+            if host is not None and not HOST.fullmatch(host):
                 raise _Reject(400, f"invalid Host header {host[:100]!r}")
             coding = hmap.get(b"transfer-encoding")
             if coding is not None and coding.strip().lower() != b"chunked":
@@ -280,11 +280,13 @@ class ClientConnection(asyncio.Protocol):
                 REQUEST_CACHE[key] = cached
         version = parser.get_http_version()
         if version != "1.1":
-            check_version(version, cached[1])
+            refusal = version_refusal(version, cached[1])
+            if refusal:
+                raise _Reject(*refusal)
         elif b"host" not in cached[1]:
             raise _Reject(400, "an HTTP/1.1 request needs a Host header")
         method = parser.get_method()
-        if method in _REFUSED_METHODS or url == b"*":
+        if method in REFUSED_METHODS or url == b"*":
             raise _Reject(400 if url == b"*" else 405, "CONNECT, TRACE and OPTIONS * are not "
                           "forwarded: this is a reverse proxy")
         exchange = Exchange(self, method, url, headers, *cached)
@@ -462,54 +464,6 @@ class ClientConnection(asyncio.Protocol):
                   "target": exchange.upstream, "ms": round(elapsed * 1000, 3),
                   "request_id": exchange.request_id, "fallback": exchange.fallen_back or None}
         sys.stderr.write(json.dumps(record) + "\n")
-
-
-def check_version(version: str, hmap: dict[bytes, bytes]) -> None:
-    """Refuse HTTP/0.9 (no headers, no framing: nothing to re-derive), unknown versions, and
-    Transfer-Encoding in HTTP/1.0 (RFC 9112 §6.1: the framing is faulty; nginx: 400)."""
-    if version != "1.0":
-        raise _Reject(505 if version[:1] in "23456789" else 400,
-                      f"HTTP/{version} is not supported; use HTTP/1.1")
-    if b"transfer-encoding" in hmap:
-        raise _Reject(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
-
-
-# A Host value: reg-name / IP literal and port (RFC 3986 §3.2.2), non-empty; what nginx
-# accepts too. No whitespace, "/", "\", "?" or "#": those would make it a different URL.
-_HOST = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%:@\[\]-]+")
-# CONNECT tunnels and TRACE reflects requests (cookies included); nginx refuses both (405).
-_REFUSED_METHODS = frozenset({b"CONNECT", b"TRACE"})
-
-
-def check_client(conn: ClientConnection, now: float) -> None:
-    """Close a connection that is too slow to send its head or body, or idle too long.
-
-    Like nginx's client_header_timeout, client_body_timeout and keepalive_timeout, with a
-    minimum average rate for bodies rather than a per-read timeout, so that a client sending
-    one byte every few seconds cannot hold a connection (and, unbuffered, an upstream one).
-    """
-    if conn.closing or conn.tunnel is not None or conn.rejected:
-        return
-    proxy = conn.state.config.proxy
-    if conn.in_head:
-        if now - conn.head_since > proxy.client_header_timeout:
-            conn.state.metrics.client_timeout("header")
-            conn.reject(408, "the request head did not arrive within client_header_timeout")
-        return
-    current = conn.current
-    if current is not None:
-        rate = proxy.client_body_min_rate
-        if rate and now - conn.body_since > proxy.client_header_timeout + \
-                current.body_bytes / rate:
-            conn.state.metrics.client_timeout("body")
-            conn.reject(408, f"the request body arrived slower than client_body_min_rate "
-                        f"({rate} bytes/s)")
-        return
-    if not conn.queue:
-        limit = proxy.keepalive_timeout if conn.served else proxy.client_header_timeout
-        if now - conn.idle_since > limit:
-            conn.state.metrics.client_timeout("idle")
-            conn.close()
 
 
 class _Reject(Exception):  # noqa: N818 - internal signal, never escapes this module

@@ -27,7 +27,7 @@ from pathlib import Path
 import httptools
 import pytest
 
-from strangler_proxy.edge.forward import normalize_path
+from strangler_proxy.headers import normalize_path
 from tests.strangler_proxy.conformance_corpus import CORPUS
 from tests.strangler_proxy.proxy_harness import LoopThread, free_port, running_proxy
 

@@ -263,7 +263,7 @@ def what_to_try(ports: DemoPorts, config: Path, report: Path | None, names: list
     if "proxy" in names:
         lines += [
             f"  proxy (use this)    http://127.0.0.1:{ports.proxy}/api/products/",
-            f"  admin + dashboard   http://127.0.0.1:{ports.admin}/login?token={DEMO_TOKEN}",
+            f"  admin + dashboard   http://127.0.0.1:{ports.admin}/login (token {DEMO_TOKEN})",
             f"  routes file         {config}",
         ]
     if report is not None:

@@ -1,8 +1,13 @@
 """The Django side of the shadow marker: a shadow write is answered, then rolled back.
 
-The proxy copies live traffic to a service in shadow mode, each copy marked with
-``X-Strangler-Shadow: 1`` (ARCHITECTURE.md, contract 7). The monolith and every extracted
-service install :class:`ShadowRollbackMiddleware`, so such a copy cannot change data: a write
+The proxy copies live traffic to a service in shadow mode, each copy marked with a signed
+``X-Strangler-Shadow`` marker (ARCHITECTURE.md, contract 7; ``strangler_proxy.shadow_marker``).
+Only a marker whose HMAC checks out against the shared secret (the Django setting or the
+environment variable ``STRANGLER_SHADOW_SECRET``) and whose time is within
+``STRANGLER_SHADOW_SKEW`` seconds (default 30) counts: an unsigned, forged or stale marker is
+logged and ignored, and the request is served as a normal one, so no client can have its
+writes silently undone. The monolith and every extracted service install
+:class:`ShadowRollbackMiddleware`, so such a copy cannot change data: a write
 (any method but the safe ones) runs in one transaction that is always rolled back, so
 validation, status codes and bodies are real but nothing is stored, outbox rows included (the
 outbox is written in the same transaction, so shadow traffic publishes no events). The answer
@@ -12,19 +17,34 @@ carries ``X-Strangler-Shadow-Rolled-Back: 1``. Known wart: side effects outside 
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
-from strangler_proxy import ROLLED_BACK_HEADER, SHADOW_HEADER
+from strangler_proxy import ROLLED_BACK_HEADER, SHADOW_HEADER, check_marker, secret_from
+
+log = logging.getLogger("strangler.shadow_marker")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1: no rollback
 
 
 def is_shadow_write(request: HttpRequest) -> bool:
-    """True for an unsafe method carrying the shadow header set to 1."""
-    return request.headers.get(SHADOW_HEADER) == "1" and request.method not in SAFE_METHODS
+    """True for an unsafe method carrying a valid signed shadow marker (see
+    ``strangler_proxy.shadow_marker``); an unsigned, forged or stale marker is logged and
+    ignored, so the write is a normal one."""
+    value = request.headers.get(SHADOW_HEADER)
+    if value is None or request.method in SAFE_METHODS:
+        return False
+    secret = secret_from(getattr(settings, "STRANGLER_SHADOW_SECRET", None), os.environ)
+    why = check_marker(value, secret, request.method or "", request.path,
+                       skew=getattr(settings, "STRANGLER_SHADOW_SKEW", 30.0))
+    if why:
+        log.warning("ignored %s on %s %s: %s", SHADOW_HEADER, request.method, request.path, why)
+    return not why
 
 
 class ShadowRollbackMiddleware:

@@ -22,7 +22,9 @@ from strangler_proxy.exchange import (
     ShadowSink,
 )
 from strangler_proxy.headers import ROLLED_BACK_HEADER, SHADOW_HEADER
+from strangler_proxy.shadow_marker import MARKER_HEADER, check_marker, secret_from, sign_marker
 
-__all__ = ["ROLLED_BACK_HEADER", "SHADOW_HEADER", "ConfigError", "NullSink", "OfferSink",
-           "ProxyConfig", "ProxyError", "RecordedRequest", "RecordedResponse", "ShadowOffer",
-           "ShadowSink", "load_config", "parse_config"]
+__all__ = ["MARKER_HEADER", "ROLLED_BACK_HEADER", "SHADOW_HEADER", "ConfigError", "NullSink",
+           "OfferSink", "ProxyConfig", "ProxyError", "RecordedRequest", "RecordedResponse",
+           "ShadowOffer", "ShadowSink", "check_marker", "load_config", "parse_config",
+           "secret_from", "sign_marker"]

@@ -76,6 +76,35 @@ class ProxySettings:
         "how often the file is checked for changes",
         kind="seconds",
         note="; `0` = do not poll"))
+    # slow and hostile clients (each names the nginx directive it corresponds to)
+    client_header_timeout: float = field(default=10.0, metadata=key_doc(
+        "a request head (or the first request on a new connection) must arrive within this, "
+        "else `408` and close. nginx: `client_header_timeout` (60 s)",
+        kind="seconds"))
+    client_body_min_rate: int = field(default=1024, metadata=key_doc(
+        "a request body must arrive at this average rate after a grace of "
+        "`client_header_timeout` (each KiB earns one more second), else `408` and close. "
+        "nginx: `client_body_timeout` (60 s between two reads)",
+        kind="bytes/s",
+        note="; `0` = off"))
+    keepalive_timeout: float = field(default=75.0, metadata=key_doc(
+        "an idle keep-alive client connection is closed after this. nginx: "
+        "`keepalive_timeout` (75 s)",
+        kind="seconds"))
+    max_client_connections: int = field(default=1024, metadata=key_doc(
+        "past it a new connection is answered `503` and closed. nginx: `worker_connections` "
+        "(512; nginx drops past it with no answer)",
+        kind="int",
+        note=" (per worker)"))
+    max_response_header_bytes: int = field(default=65536, metadata=key_doc(
+        "an upstream response head larger than this is a `502`. nginx: `proxy_buffer_size` "
+        '(4 or 8 KiB, "upstream sent too big header")',
+        kind="int"))
+    request_buffer_bytes: int = field(default=65536, metadata=key_doc(
+        "a buffered request body (see `routes[].buffer_request`) is held in memory up to "
+        "this, then spooled to a temporary file (in `$TMPDIR`). nginx: "
+        "`client_body_buffer_size` (8/16 KiB) and `client_body_temp_path`",
+        kind="int"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +157,11 @@ class Upstream:
     max_connections: int = field(default=100, metadata=key_doc(
         "size of the keep-alive pool; further requests wait for a free connection",
         kind="int"))
+    pool_timeout: float = field(default=5.0, metadata=key_doc(
+        "longest wait for a free connection when `max_connections` are busy; then `504` (or "
+        "the monolith, with `fallback`). nginx: no direct equivalent (`queue ... timeout=` in "
+        "nginx Plus's `upstream`)",
+        kind="seconds"))
     health_path: str | None = field(default=None, metadata=key_doc(
         "probed by the admin `GET /readyz` (one GET, 1 s); the proxy is unready while the "
         "monolith's probe fails",
@@ -215,7 +249,12 @@ class ShadowSettings:
         "time the service gets to answer a copy",
         kind="seconds"))
     max_body_bytes: int = field(default=1024 * 1024, metadata=key_doc(
-        "request and response bodies kept for comparison (cut bodies are marked truncated)",
+        "bytes of each body kept for comparison (`routes[].shadow.max_body_bytes` overrides it "
+        "per route, for the proxy's copy, the service's answer and replay alike). A longer "
+        "response is still hashed in full (SHA-256) on both sides as it streams: equal bodies "
+        "match; unequal ones are a difference of kind `truncated` (\"differs beyond N bytes\", "
+        "N the bytes kept), or `digest` when the kept bytes already differ. A request body "
+        "longer than this is not copied (`skipped_body_too_large`)",
         kind="int"))
     retention_count: int = field(default=100_000,
         metadata=key_doc("diff records kept", kind="int"))
@@ -244,6 +283,28 @@ class ShadowSettings:
         "routes: the standalone comparator, `strangler shadow serve`, which arrives with issue "
         "16. Without it, exporting a shadow route is refused. Our own proxy does not use it",
         kind='`"http(s)://HOST:PORT"`'))
+    # the marker is made and checked by shadow_marker.py
+    marker_secret: str | None = field(default=None, metadata=key_doc(
+        "signs the `X-Strangler-Shadow` marker on every copy (HMAC-SHA256 over method, path "
+        "and time); give the same secret to the services (`STRANGLER_SHADOW_SECRET` or the "
+        "Django setting `STRANGLER_SHADOW_SECRET`) so that they roll back only signed copies. "
+        "Without a secret copies carry an unsigned marker that services ignore, so shadow "
+        "writes are **not** rolled back: set one before `routes[].shadow.writes = true`",
+        kind="string"))
+    marker_secret_env: str | None = field(default=None, metadata=key_doc(
+        "environment variable holding the marker secret (preferred)",
+        kind="string"))
+    marker_skew: float = field(default=30.0, metadata=key_doc(
+        "how far a marker's time may be from the service's clock",
+        kind="seconds"))
+
+    def resolve_marker_secret(self, environ: Mapping[str, str]) -> str | None:
+        """The marker secret, literal or from the environment; None: copies are unsigned."""
+        if self.marker_secret:
+            return self.marker_secret
+        if self.marker_secret_env:
+            return environ.get(self.marker_secret_env) or None
+        return None
 
 
 EXPORT_ENGINES = ("nginx", "haproxy")  # the engines `strangler routes set` regenerates
@@ -295,6 +356,10 @@ class RouteShadow:
     max_body_bytes: int | None = field(default=None, metadata=key_doc(
         "overrides `shadow.max_body_bytes` for this route (none: that one applies)",
         kind="int"))
+    credentials: bool = field(default=True, metadata=key_doc(
+        "pass the client's `Authorization` and `Cookie` on to the service copy; `false` sends "
+        "the copy without them (then `rewrite.authorization` can give it its own)",
+        kind="bool"))
     rewrite: ShadowRewrite = field(default_factory=ShadowRewrite, metadata=key_doc(
         "how the copy differs: `{ host, path_prefix, authorization }`", kind="inline table"))
 
@@ -306,7 +371,10 @@ class CompareRules:
     ignore: tuple[str, ...] = field(default=(), metadata=key_doc(
         'JSON paths whose differences do not count (`["served_at", "items[].etag"]`)'))
     headers: tuple[str, ...] = field(default=(), metadata=key_doc(
-        "response headers compared too (only the status and body are compared by default)"))
+        "the response headers compared, replacing the default list `[\"content-type\", "
+        "\"location\", \"cache-control\"]` (the status and the body are always compared). "
+        "`Content-Type` is compared with parameters sorted and `charset=utf-8` dropped for "
+        "JSON; `Location` by path and query only (the proxy rewrites its host)"))
     tolerance: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType({}),
         metadata=key_doc('`{ "price" = 0.01 }`: numbers equal within this'))
@@ -349,6 +417,12 @@ class Route:
         kind="bool"))
     websocket: bool = field(default=False, metadata=key_doc(
         "pass `Upgrade: websocket` through on this route",
+        kind="bool"))
+    buffer_request: bool = field(default=True, metadata=key_doc(
+        "hold a request body until it is complete (memory, then disk past "
+        "`proxy.request_buffer_bytes`) before taking an upstream connection, so a slow upload "
+        "cannot tie up the pool; `false` streams it as it arrives (for large or long uploads "
+        "the service reads as they come). nginx: `proxy_request_buffering`",
         kind="bool"))
     shadow: RouteShadow = field(default_factory=RouteShadow, metadata=key_doc(
         "shadow copy settings (below)",
@@ -633,6 +707,19 @@ def _parse_proxy(reader: _Reader, data: Any) -> ProxySettings:
                                      integer=True),
         access_log=reader.text(table, path, "access_log", d.access_log, ("off", "json")),
         reload_interval=reader.number(table, path, "reload_interval", d.reload_interval, 0),
+        client_header_timeout=reader.number(table, path, "client_header_timeout",
+                                            d.client_header_timeout, 0.001),
+        client_body_min_rate=reader.number(table, path, "client_body_min_rate",
+                                           d.client_body_min_rate, 0, integer=True),
+        keepalive_timeout=reader.number(table, path, "keepalive_timeout", d.keepalive_timeout,
+                                        0.001),
+        max_client_connections=reader.number(table, path, "max_client_connections",
+                                             d.max_client_connections, 1, integer=True),
+        max_response_header_bytes=reader.number(table, path, "max_response_header_bytes",
+                                                d.max_response_header_bytes, 1024,
+                                                integer=True),
+        request_buffer_bytes=reader.number(table, path, "request_buffer_bytes",
+                                           d.request_buffer_bytes, 0, integer=True),
     )
 
 
@@ -672,6 +759,7 @@ def _parse_upstream(reader: _Reader, name: str, data: Any) -> Upstream:
         max_connections=reader.number(table, path, "max_connections", d.max_connections, 1,
                                       integer=True),
         health_path=reader.text(table, path, "health_path", None),
+        pool_timeout=reader.number(table, path, "pool_timeout", d.pool_timeout, 0.001),
     )
 
 
@@ -717,6 +805,9 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
                                          d.worker_cpu_percent, 1, 100),
         comparator_url=_http_url(reader, table, path, "comparator_url"),
+        marker_secret=reader.text(table, path, "marker_secret", None),
+        marker_secret_env=reader.text(table, path, "marker_secret_env", None),
+        marker_skew=reader.number(table, path, "marker_skew", d.marker_skew, 1),
     )
 
 
@@ -781,6 +872,7 @@ def _parse_route_shadow(reader: _Reader, path: tuple[str | int, ...], data: Any)
         percent=reader.number(table, path, "percent", 100.0, 0, 100),
         writes=reader.flag(table, path, "writes", False),
         max_body_bytes=reader.number(table, path, "max_body_bytes", None, 0, integer=True),
+        credentials=reader.flag(table, path, "credentials", True),
         rewrite=ShadowRewrite(
             host=reader.text(rewrite_data, rpath, "host", None),
             path_prefix=reader.text(rewrite_data, rpath, "path_prefix", None),
@@ -840,6 +932,7 @@ def _parse_route(reader: _Reader, index: int, data: Any,
         group=reader.text(table, path, "group", None),
         fallback=reader.flag(table, path, "fallback", False),
         websocket=reader.flag(table, path, "websocket", False),
+        buffer_request=reader.flag(table, path, "buffer_request", True),
         shadow=_parse_route_shadow(reader, (*path, "shadow"), table.get("shadow", {})),
         compare=_parse_compare(reader, (*path, "compare"), table.get("compare", {})),
         rollout=(parse_rollout(reader, (*path, "rollout"), table["rollout"], target)
@@ -894,7 +987,37 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
                      f"{earlier.name!r} (line {earlier.line}) matches all its requests first; "
                      "move it above or narrow the earlier match"
                      for i, later, earlier in unreachable_routes(routes))
-    return _replace_warnings(config, warnings)
+    return _replace_warnings(config, warnings + exposure_warnings(config))
+
+
+# Tokens that appear as examples in our docs: a file that kept one is not protected.
+EXAMPLE_TOKENS = frozenset({"change-me", "changeme", "walkthrough-admin-token", "secret",
+                            "token", "admin"})
+_ALL_INTERFACES = frozenset({"0.0.0.0", "::", "[::]", "*"})  # noqa: S104 - what we look for
+
+
+def exposure_warnings(config: ProxyConfig) -> tuple[str, ...]:
+    """Warnings for a deployment open to more than intended: listeners on every interface,
+    an admin token copied from the docs.
+
+    >>> cfg = parse_config('[admin]\\nlisten = "0.0.0.0:8081"\\ntoken = "change-me"\\n'
+    ...                    '[upstreams.monolith]\\nurl = "http://h:1"')
+    >>> len(exposure_warnings(cfg))
+    2
+    """
+    out = []
+    for key, listen in (("proxy.listen", config.proxy.listen),
+                        ("admin.listen", config.admin.listen)):
+        if listen.rpartition(":")[0] in _ALL_INTERFACES:
+            out.append(f"{key} = {listen!r} listens on every interface"
+                       + ("; the admin API can flip routes: keep it on 127.0.0.1 or a private "
+                          "address" if key == "admin.listen" else
+                          "; make sure only your load balancer can reach it, or use "
+                          "127.0.0.1"))
+    if config.admin.token in EXAMPLE_TOKENS:
+        out.append(f"admin.token = {config.admin.token!r} is an example from the docs; set "
+                   "a long random token (e.g. `openssl rand -hex 32`) via admin.token_env")
+    return tuple(out)
 
 
 def _parser_error_line(text: str) -> int | None:

@@ -44,6 +44,10 @@ class RecordedResponse:
     body_truncated: bool = False
     elapsed_ms: float = 0.0
     error: str = ""  # non-empty when no response arrived: "timeout", "connect", "reset", ...
+    # when body_truncated: SHA-256 (hex) and length of the whole body, hashed as it streamed
+    # past the cap ("" / -1 when the whole body was not seen)
+    digest: str = ""
+    size: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +148,8 @@ class NullSink(OfferSink):
 #
 # ("offer", route, template, target, method, path, query, request headers, request body,
 #  request body truncated, request id, client, status, response headers, response body,
-#  response body truncated, elapsed ms, error, extra). Builtin values only (it crosses the
+#  response body truncated, elapsed ms, error, extra, response digest, response size).
+# Builtin values only (it crosses the
 # process boundary with marshal). The proxy sends query, request id and header names/values as
 # the bytes it read, and request headers before hop-by-hop removal; :func:`offer_from_message`
 # decodes and filters them on the receiving side, off the client's path.
@@ -155,7 +160,8 @@ def offer_message(offer: ShadowOffer) -> tuple[Any, ...]:
     r, p = offer.request, offer.primary
     return ("offer", offer.route, offer.route_template, offer.target, r.method, r.path,
             r.query, r.headers, r.body, r.body_truncated, r.request_id, r.client, p.status,
-            p.headers, p.body, p.body_truncated, p.elapsed_ms, p.error, offer.extra)
+            p.headers, p.body, p.body_truncated, p.elapsed_ms, p.error, offer.extra, p.digest,
+            p.size)
 
 
 def _text(value: str | bytes) -> str:
@@ -174,5 +180,6 @@ def offer_from_message(m: Sequence[Any]) -> ShadowOffer:
     return ShadowOffer(m[1], m[2], m[3],
                        RecordedRequest(m[4], m[5], _text(m[6]), _pairs(request_headers), m[8],
                                        m[9], _text(m[10]), m[11]),
-                       RecordedResponse(m[12], _pairs(m[13]), m[14], m[15], m[16], m[17]),
+                       RecordedResponse(m[12], _pairs(m[13]), m[14], m[15], m[16], m[17],
+                                        *(m[19:21] if len(m) > 20 else ())),
                        dict(m[18]))

@@ -32,8 +32,12 @@ FORWARDING = frozenset({
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
     b"x-real-ip", b"forwarded",
 })
-REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | frozenset({b"expect", b"x-request-id",
-                                                             b"via"})
+# Headers the proxy owns: a client may not send them (a client's X-Strangler-Shadow would make
+# a service roll back a real write; see shadow_marker.py).
+OWNED = frozenset({b"x-strangler-shadow", b"x-strangler-route",
+                   b"x-strangler-shadow-rolled-back"})
+REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | OWNED | frozenset({
+    b"expect", b"x-request-id", b"via"})
 RESPONSE_DROP = HOP_BY_HOP | FRAMING
 VIA = b"1.1 strangler"
 NO_BODY_STATUSES = frozenset({204, 304})  # answers that never have a body (and HEAD's)
@@ -267,12 +271,50 @@ REASONS: dict[int, bytes] = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created",
     204: b"No Content", 301: b"Moved Permanently", 302: b"Found", 304: b"Not Modified",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 411: b"Length Required",
     417: b"Expectation Failed",
     413: b"Content Too Large", 426: b"Upgrade Required", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
-    504: b"Gateway Timeout",
+    501: b"Not Implemented", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
+
+
+# Names a client's Connection header may not remove (they are end-to-end, and the upstream
+# needs them); framing headers are re-derived anyway.
+PROTECTED_HEADERS = frozenset({b"host"})
+
+
+def normalize_path(path: bytes) -> bytes:
+    """The path with unreserved %XX decoded, dot segments resolved and slashes merged.
+
+    Reserved escapes (``%2F``, ``%3F``...) stay escaped: decoding them would change the
+    meaning of the path for the origin server.
+
+    >>> normalize_path(b"/svc/../x"), normalize_path(b"/%73vc//a/./b"), normalize_path(b"/a%2Fb")
+    (b'/x', b'/svc/a/b', b'/a%2Fb')
+    """
+    if b"%" in path:
+        path = _UNRESERVED_ESCAPE.sub(_unescape, path)
+    out: list[bytes] = []
+    segments = path.split(b"/")
+    for segment in segments[1:]:
+        if segment == b"..":
+            if out:
+                out.pop()
+        elif segment not in (b".", b""):
+            out.append(segment)
+    trailing = segments[-1] in (b"", b".", b"..") and len(segments) > 1 and bool(out)
+    return b"/" + b"/".join(out) + (b"/" if trailing else b"")
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    char = bytes([int(match.group(1), 16)])
+    return char if _UNRESERVED.fullmatch(char) else match.group(0).upper()
+
+
+_UNRESERVED_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+_UNRESERVED = re.compile(rb"[A-Za-z0-9._~-]")
+
 
 
 def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = (),
@@ -288,6 +330,7 @@ def error_response(status: int, message: str, extra: Sequence[tuple[bytes, bytes
 
 
 __all__ = [
+    "PROTECTED_HEADERS", "normalize_path",
     "FORWARDING", "FRAMING", "HOP_BY_HOP", "REASONS", "REQUEST_DROP", "RESPONSE_DROP", "VIA",
     "client_address", "connection_tokens", "connection_tokens_of", "header_map",
     "request_head", "serialize_lines",

@@ -36,6 +36,7 @@ class Metrics:
         self.fallbacks: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.reloads: defaultdict[str, int] = defaultdict(int)
         self.shadow_offers: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.client_timeouts: defaultdict[str, int] = defaultdict(int)
         self.table_version = 0
 
     def observe(self, route: str, target: str, status: int, seconds: float) -> None:
@@ -81,6 +82,10 @@ class Metrics:
         """Count an exchange offered to the shadow sink."""
         self.shadow_offers[(route, "accepted" if accepted else "dropped")] += 1
 
+    def client_timeout(self, kind: str) -> None:
+        """Count a client connection closed for being slow (``header``, ``body``, ``idle``)."""
+        self.client_timeouts[kind] += 1
+
     def snapshot(self) -> dict[str, Any]:
         """Every counter as JSON-ready data (what a worker publishes for the admin worker)."""
         return {
@@ -89,6 +94,7 @@ class Metrics:
             "fallbacks": [[*k, n] for k, n in self.fallbacks.items()],
             "shadow_offers": [[*k, n] for k, n in self.shadow_offers.items()],
             "reloads": dict(self.reloads),
+            "client_timeouts": dict(self.client_timeouts),
         }
 
     def absorb(self, snapshot: Mapping[str, Any]) -> None:
@@ -105,6 +111,8 @@ class Metrics:
                 counter[(first, second)] += int(n)
         for result, n in snapshot.get("reloads", {}).items():
             self.reloads[result] += int(n)
+        for kind, n in snapshot.get("client_timeouts", {}).items():
+            self.client_timeouts[kind] += int(n)
 
     def render(self) -> str:
         """Everything in the Prometheus text exposition format."""
@@ -132,6 +140,8 @@ class Metrics:
                  ("result",), {(k,): v for k, v in self.reloads.items()})
         _counter(out, "strangler_shadow_offers_total", "Exchanges offered to shadow.",
                  ("route", "result"), self.shadow_offers)
+        _counter(out, "strangler_client_timeouts_total", "Client connections closed as slow.",
+                 ("kind",), {(k,): v for k, v in self.client_timeouts.items()})
         out += ["# HELP strangler_route_table_version Version of the active route table.",
                 "# TYPE strangler_route_table_version gauge",
                 f"strangler_route_table_version {self.table_version}"]

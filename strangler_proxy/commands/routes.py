@@ -11,7 +11,7 @@ from rich.table import Table
 from strangler_proxy.commands.options import config_option, output_console
 from strangler_proxy.config import MODES, ProxyConfig, Route, load_config
 from strangler_proxy.control import apply_route_change, read_audit, route_record
-from strangler_proxy.errors import ConfigError
+from strangler_proxy.errors import ConfigError, ProxyError
 
 CONFIG_OPTION = config_option
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
@@ -115,7 +115,14 @@ def set_route(name: str, mode: str | None, percent: float | None, reason: str, f
     """
     if mode is None and percent is None:
         raise click.UsageError("give --mode and/or --percent")
-    change = apply_route_change(config_path, name, mode, percent, reason, force, since=since)
+    try:
+        change = apply_route_change(config_path, name, mode, percent, reason, force,
+                                    since=since)
+    except ProxyError as exc:
+        if as_json:  # machines get the refusal on stdout too (and the exit status 2)
+            click.echo(json.dumps({"route": name, "changed": False, "refused": True,
+                                   "error": str(exc)}, indent=2))
+        raise
     if as_json:
         click.echo(json.dumps({"route": change.route, "old": change.old, "new": change.new,
                                "changed": change.changed, "forced": change.forced,

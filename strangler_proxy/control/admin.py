@@ -1,8 +1,14 @@
 """The admin listener: status, routes (read and flip), metrics, health; bearer token for all.
 
 A small asyncio-streams HTTP/1.1 server (off the hot path, so clarity over speed). Every
-request needs ``Authorization: Bearer <token>`` or the ``strangler_admin`` cookie that
-``GET /login?token=...`` sets for the browser dashboard. Mutations are PUT/POST only.
+request needs ``Authorization: Bearer <token>`` or the ``strangler_admin`` session cookie
+that the login form (``GET /login``, which posts the token in the body to ``POST /login``)
+sets for the browser dashboard: the token is never in a URL, and the cookie holds a random
+session id, not the token. The token is read from the routes file (or its environment
+variable) on every request, so a changed ``admin.token`` takes effect on reload: the old one
+and every session made with it stop working. Mutations are PUT/POST only; every error is
+answered with its HTTP status (400 for a malformed request, 413 for a large body, 500 for
+a failure of ours), never a silent close.
 
     GET  /routes            routes with mode, percent, target
     PUT  /routes/NAME       {"mode", "percent", "reason", "force", "since"}: same edit/gate/audit
@@ -25,6 +31,8 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
+import secrets
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,7 +46,13 @@ from strangler_proxy.headers import REASONS, serialize_head
 from strangler_proxy.routing import cookie_value
 
 MAX_ADMIN_BODY = 1024 * 1024
+MAX_SESSIONS = 1000
 COOKIE = "strangler_admin"
+log = logging.getLogger("strangler.admin")
+LOGIN_FORM = b"""<!doctype html><title>strangler admin</title>
+<form method="post" action="/login"><label>Admin token
+<input type="password" name="token" autofocus></label> <button>Log in</button></form>
+"""
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
@@ -58,6 +72,7 @@ class Administered(Protocol):
     ready: bool
     config_path: Path
     reloader: Reloader
+    environ: dict[str, str]
 
     @property
     def config(self) -> ProxyConfig: ...
@@ -78,8 +93,18 @@ class AdminServer:
 
     def __init__(self, app: Administered, token: str) -> None:
         self.app = app
-        self.token = token
+        self._token = token
+        self.sessions: set[str] = set()
         self.server: asyncio.Server | None = None
+
+    @property
+    def token(self) -> str:
+        """The admin token of the active routes file; a change ends every session."""
+        current = self.app.config.admin.resolve_token(self.app.environ)
+        if current and current != self._token:
+            self._token = current
+            self.sessions.clear()
+        return self._token
 
     async def start(self, sock: Any) -> None:
         """Serve on an already bound socket."""
@@ -95,7 +120,12 @@ class AdminServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                request = await _read_request(reader)
+                try:
+                    request = await _read_request(reader)
+                except _BadRequest as exc:
+                    _answer(writer, *_json(exc.status, {"error": str(exc)}), close=True)
+                    await writer.drain()
+                    break
                 if request is None:
                     break
                 method, target, headers, body = request
@@ -103,14 +133,15 @@ class AdminServer:
                     status, extra, payload = await self.handle(method, target, headers, body)
                 except ProxyError as exc:
                     status, extra, payload = _json(409, {"error": str(exc)})
-                line = b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"-"))
-                extra = [*extra, (b"Content-Length", str(len(payload)).encode()),
-                         (b"Cache-Control", b"no-store")]
-                writer.write(serialize_head(line, extra) + payload)
+                except Exception as exc:  # noqa: BLE001 - answered, not a silent close
+                    log.exception("admin %s %s failed", method, target)
+                    status, extra, payload = _json(500, {"error": f"{type(exc).__name__}: "
+                                                              f"{exc}"})
+                _answer(writer, status, extra, payload)
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
@@ -118,22 +149,29 @@ class AdminServer:
                 await writer.wait_closed()
 
     def authorized(self, headers: dict[str, str]) -> bool:
-        """True when the bearer token or the admin cookie carries the token."""
-        auth = headers.get("authorization", "")
-        scheme, _, value = auth.partition(" ")
+        """True when the bearer token, or a session cookie made with it, comes along."""
+        token = self.token  # read first: a changed token has just ended the old sessions
+        scheme, _, value = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                              self.token.encode()):
+                                                              token.encode()):
             return True
         cookie = cookie_value(headers.get("cookie", ""), COOKIE)
-        return cookie is not None and hmac.compare_digest(cookie.encode(), self.token.encode())
+        return cookie is not None and cookie in self.sessions
 
     async def handle(self, method: str, target: str, headers: dict[str, str],
                      body: bytes) -> Response:
         """Dispatch one admin request."""
         parts = urlsplit(target)
         path, query = unquote(parts.path), parts.query
-        if method == "GET" and path == "/login":
-            return self._login(parse_qs(query).get("token", [""])[0])
+        if path == "/login":
+            if method == "GET":
+                if "token" in parse_qs(query):
+                    return _text(400, "400 Bad Request: a token in a URL ends up in logs and "
+                                 "history; use the form at GET /login (it POSTs the token)\n")
+                return _text(200, LOGIN_FORM.decode(), b"text/html; charset=utf-8")
+            if method == "POST":
+                return self._login(parse_qs(body.decode("latin-1")).get("token", [""])[0])
+            return _json(405, {"error": "use GET /login for the form, POST /login to log in"})
         if not self.authorized(headers):
             return 401, [(b"WWW-Authenticate", b'Bearer realm="strangler admin"'),
                          (b"Content-Type", b"text/plain")], \
@@ -180,6 +218,13 @@ class AdminServer:
             return _json(400, {"error": "body must be an object with mode, percent, reason, "
                                "force, since", "unknown": sorted(unknown)
                                if isinstance(data, dict) else []})
+        force = data.get("force", False)
+        if not isinstance(force, bool):
+            return _json(400, {"error": f"force {force!r} must be true or false (JSON), "
+                               "not a string"})
+        reason = data.get("reason", "")
+        if not isinstance(reason, str):
+            return _json(400, {"error": f"reason {reason!r} must be a string"})
         percent = data.get("percent")
         if percent is not None and (isinstance(percent, bool)
                                     or not isinstance(percent, int | float)):
@@ -191,7 +236,7 @@ class AdminServer:
         app = self.app
         change = await asyncio.to_thread(
             apply_route_change, app.config_path, name, data.get("mode"), percent,
-            str(data.get("reason", "")), bool(data.get("force", False)),
+            reason, force,
             app.config.admin.token_name, "admin", None, since)
         ok, message = app.reload(force=True)
         result = {"route": change.route, "old": change.old, "new": change.new,
@@ -231,7 +276,11 @@ class AdminServer:
     def _login(self, token: str) -> Response:
         if not token or not hmac.compare_digest(token.encode(), self.token.encode()):
             return _text(401, "401 Unauthorized: wrong or missing token\n")
-        cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()
+        session = secrets.token_urlsafe(32)
+        if len(self.sessions) >= MAX_SESSIONS:
+            self.sessions.pop()
+        self.sessions.add(session)
+        cookie = f"{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/".encode()
         return 303, [(b"Set-Cookie", cookie), (b"Location", b"/dashboard")], b""
 
     async def _dashboard(self, path: str, query: str) -> Response:
@@ -246,6 +295,22 @@ class AdminServer:
         return status, [(b"Content-Type", content_type.encode())], payload
 
 
+class _BadRequest(Exception):  # noqa: N818 - answered with its status, never escapes
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _answer(writer: asyncio.StreamWriter, status: int, extra: list[tuple[bytes, bytes]],
+            payload: bytes, close: bool = False) -> None:
+    line = b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"-"))
+    extra = [*extra, (b"Content-Length", str(len(payload)).encode()),
+             (b"Cache-Control", b"no-store")]
+    if close:
+        extra.append((b"Connection", b"close"))
+    writer.write(serialize_head(line, extra) + payload)
+
+
 async def _read_request(reader: asyncio.StreamReader,
                         ) -> tuple[str, str, dict[str, str], bytes] | None:
     try:
@@ -253,17 +318,25 @@ async def _read_request(reader: asyncio.StreamReader,
     except asyncio.IncompleteReadError:
         return None
     except asyncio.LimitOverrunError:
-        raise ValueError("admin request head too large") from None
+        raise _BadRequest(431, "admin request head too large") from None
     lines = head.decode("latin-1").split("\r\n")
-    method, target, _version = lines[0].split(" ", 2)
+    try:
+        method, target, _version = lines[0].split(" ", 2)
+    except ValueError:
+        raise _BadRequest(400, f"malformed request line {lines[0][:100]!r}") from None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    if length > MAX_ADMIN_BODY or "transfer-encoding" in headers:
-        raise ValueError("admin request body too large or chunked")
+    try:
+        length = int(headers.get("content-length", "0") or 0)
+    except ValueError:
+        raise _BadRequest(400, "Content-Length is not a number") from None
+    if "transfer-encoding" in headers:
+        raise _BadRequest(411, "send the body with Content-Length, not chunked")
+    if length > MAX_ADMIN_BODY:
+        raise _BadRequest(413, f"admin request body over {MAX_ADMIN_BODY} bytes")
     body = await reader.readexactly(length) if length else b""
     return method, target, headers, body
 

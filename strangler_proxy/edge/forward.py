@@ -19,15 +19,24 @@ and parsing upstream connections (``upstream.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
-from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
+from strangler_proxy.edge.upstream import (
+    Downstream,
+    PoolTimeout,
+    UpstreamConnection,
+    UpstreamPool,
+)
 from strangler_proxy.exchange import NullSink, ShadowSink
 from strangler_proxy.headers import (
     NO_BODY_STATUSES,
+    PROTECTED_HEADERS,
     REASONS,
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -39,6 +48,7 @@ from strangler_proxy.headers import (
     forwarded_headers,
     header_map,
     new_request_id_bytes,
+    normalize_path,
     rewrite_location,
     sane_request_id,
     serialize_lines,
@@ -67,6 +77,8 @@ class ProxyState:
     sink: ShadowSink = field(default_factory=NullSink)
     loop: asyncio.AbstractEventLoop | None = None
     inflight: set[Exchange] = field(default_factory=set)
+    clients: set[Client] = field(default_factory=set)
+    now: float = 0.0  # the loop's time as of the watchdog's last tick (a coarse, free clock)
     # the sink's hot-path entry points, bound once
     shadow_admit: Callable[[str, str], bool] = field(init=False)
     shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
@@ -82,7 +94,8 @@ class ProxyState:
 
 
 class Client(Downstream, Protocol):
-    """The client connection, as its exchanges see it (``server.ClientConnection``)."""
+    """The client connection, as its exchanges and the watchdog's limits (``limits.py``) see
+    it (``server.ClientConnection``)."""
 
     state: ProxyState
     loop: asyncio.AbstractEventLoop
@@ -92,8 +105,24 @@ class Client(Downstream, Protocol):
     forwarded_prefix: bytes
     access_log: bool
     write_paused: bool
+    # for the slow-client limits
+    closing: bool
+    rejected: bool
+    in_head: bool
+    head_since: float
+    body_since: float
+    idle_since: float
+    served: bool
+
+    @property
+    def tunnel(self) -> UpstreamConnection | None: ...
+    @property
+    def current(self) -> Exchange | None: ...  # the exchange whose body is arriving
+    @property
+    def queue(self) -> Sequence[Exchange]: ...  # the exchanges in flight, in order
 
     def abort(self) -> None: ...
+    def reject(self, status: int, message: str) -> None: ...
     def exchange_done(self, exchange: Exchange, tunnel: bool = False) -> None: ...
     def log_access(self, exchange: Exchange, route: str, elapsed: float) -> None: ...
 
@@ -126,6 +155,9 @@ class Exchange:
     tee_response: bytearray | None = None
     tee_truncated = False
     response_truncated = False
+    tee_started = 0.0
+    response_hash: Any = None  # SHA-256 of the whole response body once past the shadow cap
+    response_size = 0
     body_bytes = 0
     replay_body: list[bytes] | None = None
     replayable = True
@@ -134,6 +166,10 @@ class Exchange:
     retried = False
     finished = False
     websocket = False
+    body_after_upgrade = False  # Connection: upgrade with a body on a plain route (server.py)
+    buffered = False  # the body is held until complete before an upstream connection is taken
+    pending_bytes = 0
+    spool: IO[bytes] | None = None  # a buffered body past request_buffer_bytes, on disk
     fallen_back = ""
     response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
     host = b""
@@ -178,18 +214,22 @@ class Exchange:
         hmap = self.hmap
         connection = hmap.get(b"connection")
         if connection is not None:
-            self.tokens = connection_tokens_of(connection)
+            # "Connection: close, Host" must not strip the Host header: never drop end-to-end
+            # routing headers because the client listed them as hop-by-hop.
+            self.tokens = connection_tokens_of(connection) - PROTECTED_HEADERS
         rid = hmap.get(b"x-request-id")
         self.rid = rid if rid is not None and sane_request_id(rid) else new_request_id_bytes()
         url = self.url
-        if not url.startswith(b"/"):
-            if url == b"*":
-                url = b"/"
-            else:  # absolute-form: keep path and query only
-                rest = url.split(b"://", 1)[-1]
-                slash = rest.find(b"/")
-                url = rest[slash:] if slash >= 0 else b"/"
+        if not url.startswith(b"/"):  # absolute-form (server.py refused "*"): path and query
+            rest = url.split(b"://", 1)[-1]
+            slash = rest.find(b"/")
+            url = rest[slash:] if slash >= 0 else b"/"
         raw_path, _, self.raw_query = url.partition(b"?")
+        if b"%" in raw_path or b"/." in raw_path or b"//" in raw_path:
+            # Route on, and forward, the path an origin server will resolve, so that
+            # /svc/../x and /%73vc/x go where /x and /svc/x go (as nginx normalises).
+            raw_path = normalize_path(raw_path)
+            url = raw_path + (b"?" + self.raw_query if self.raw_query else b"")
         self.path = raw_path.decode("latin-1")
         self.host = hmap.get(b"host", b"")
         ip = client.client_ip
@@ -255,9 +295,19 @@ class Exchange:
         return b"".join(parts)
 
     def begin(self) -> None:
-        """Start forwarding: take a pooled connection or open one."""
+        """Start forwarding: take a pooled connection or open one.
+
+        A buffered body (``buffer_request``) waits until it is complete, so a slow client
+        never holds an upstream connection: the server calls again once it is.
+        """
+        if self.buffered and not self.request_done:
+            return
         self.started = True
         self.start = self.last_activity = self.client.loop.time()
+        if self.tee_request is not None:
+            # the loop's clock ticks in whole ms under uvloop; the service's latency is
+            # measured with perf_counter, so the monolith's must be too
+            self.tee_started = time.perf_counter()
         state = self.state
         pool = state.pools[self.upstream]
         conn = pool.idle.pop() if pool.idle else None  # acquire_nowait, inlined
@@ -274,6 +324,12 @@ class Exchange:
     async def connect(self, pool: UpstreamPool) -> None:
         try:
             conn = await pool.connect()
+        except PoolTimeout:
+            self.state.metrics.upstream_error(pool.upstream.name, "pool_timeout")
+            self.upstream_failed("pool_timeout", f"no free connection to {pool.upstream.name} "
+                                 f"within its pool_timeout ({pool.upstream.pool_timeout}s, "
+                                 f"max_connections = {pool.upstream.max_connections})")
+            return
         except TimeoutError:
             self.state.metrics.upstream_error(pool.upstream.name, "connect_timeout")
             self.upstream_failed("connect_timeout", f"connecting to {pool.upstream.name} "
@@ -294,7 +350,16 @@ class Exchange:
         conn.exchange = self
         conn.client = self.client
         conn.reusable = True
+        conn.head_read = 0
+        conn.head_limit = self.table.config.proxy.max_response_header_bytes
         pending = self.pending
+        if self.spool is not None:
+            if self.upstream != MONOLITH:
+                self.bytes_to_service = True
+            conn.write(self.head_bytes)
+            self.spool.seek(0)
+            self.pump()
+            return
         if pending:
             data = b"".join([self.head_bytes, *pending])
             self.pending = []
@@ -339,14 +404,50 @@ class Exchange:
         data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_request else chunk
         if self.conn is not None:
             self.conn.write(data)
+        elif self.buffered:
+            self.hold(data)
         else:
             self.pending.append(data)
+
+    def hold(self, data: bytes) -> None:
+        """Keep a buffered body's bytes: in memory up to request_buffer_bytes, then on disk.
+
+        Like nginx's client_body_buffer_size / client_body_temp_path. The file writes are
+        blocking; they go to the page cache, and only bodies past the cap pay for them.
+        """
+        spool = self.spool
+        if spool is None:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes <= self.table.config.proxy.request_buffer_bytes:
+                return
+            spool = self.spool = tempfile.TemporaryFile(prefix="strangler-body-")
+            spool.write(b"".join(self.pending))
+            self.pending = []
+        else:
+            spool.write(data)
+
+    def pump(self) -> None:
+        """Send a spooled body to the upstream, a slice at a time, while it keeps up."""
+        spool = self.spool
+        conn = self.conn
+        while spool is not None and conn is not None and conn.transport is not None:
+            chunk = spool.read(256 * 1024)
+            if not chunk:
+                spool.close()
+                self.spool = None
+                return
+            conn.write(chunk)
+            if conn.transport.get_write_buffer_size() > 1024 * 1024:
+                return  # resume_writing on the upstream connection calls again
 
     def request_complete(self) -> None:
         self.request_done = True
         if self.chunked_request:
             if self.conn is not None:
                 self.conn.write(b"0\r\n\r\n")
+            elif self.buffered:
+                self.hold(b"0\r\n\r\n")
             else:
                 self.pending.append(b"0\r\n\r\n")
 
@@ -437,12 +538,21 @@ class Exchange:
             return
         tee = self.tee_response
         if tee is not None:
-            room = self.shadow_limit() - len(tee)
-            if room >= len(chunk):
-                tee += chunk
+            if self.response_hash is not None:  # past the cap: hashed, not kept
+                self.response_hash.update(chunk)
+                self.response_size += len(chunk)
             else:
-                tee += chunk[:max(room, 0)]
-                self.response_truncated = True
+                room = self.shadow_limit() - len(tee)
+                if room >= len(chunk):
+                    tee += chunk
+                else:
+                    # Keep comparing honestly past the cap: hash the whole body as it streams
+                    # (only responses larger than the cap pay for it).
+                    self.response_hash = hashlib.sha256(tee)
+                    self.response_hash.update(chunk)
+                    self.response_size = len(tee) + len(chunk)
+                    tee += chunk[:max(room, 0)]
+                    self.response_truncated = True
         if self.chunked_response:
             self.client.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
@@ -468,8 +578,16 @@ class Exchange:
             self.offer_shadow()
         self.client.exchange_done(self, tunnel=tunnel)
 
+    def drop_spool(self) -> None:
+        """Close (and so delete) the temp file of a spooled body, if any."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
     def finish(self) -> None:
         self.finished = True
+        if self.spool is not None:
+            self.drop_spool()
         self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"
@@ -497,7 +615,9 @@ class Exchange:
             "offer", route.name, route.match.describe, route.target, self.method, self.path,
             self.raw_query, self.headers, bytes(self.tee_request), self.tee_truncated, self.rid,
             self.client.client_ip, self.status, self.response_headers, bytes(self.tee_response),
-            self.response_truncated, (self.client.loop.time() - self.start) * 1000.0, "", {})
+            self.response_truncated, (time.perf_counter() - self.tee_started) * 1000.0, "", {},
+            self.response_hash.hexdigest() if self.response_hash is not None else "",
+            self.response_size if self.response_hash is not None else -1)
         try:
             accepted = bool(self.state.shadow_offer(message))
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
@@ -546,7 +666,7 @@ class Exchange:
         """No (complete) response: fall back, answer 502/504, or cut the client off."""
         if self.finished:
             return
-        connect_failure = kind in ("connect", "connect_timeout")
+        connect_failure = kind in ("connect", "connect_timeout", "pool_timeout")
         if self.may_fall_back(idempotent_only=not connect_failure):
             self.fall_back(kind)
             return

@@ -40,6 +40,7 @@ from strangler_proxy.edge.forward import (
     Exchange,
     ProxyState,
 )
+from strangler_proxy.edge.limits import HOST, REFUSED_METHODS, check_client, version_refusal
 from strangler_proxy.edge.upstream import UpstreamConnection, set_nodelay
 from strangler_proxy.headers import RawHeaders, error_response, header_map, is_trusted
 
@@ -73,10 +74,30 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = False
         self.forwarded_prefix = b""
         self.rejected = False
+        self.continuing: Exchange | None = None  # see _after_upgrade
+        # slow-client deadlines, checked by the watchdog (check_client) on the coarse clock
+        self.head_since = 0.0
+        self.body_since = 0.0
+        self.idle_since = state.now
+        self.served = False
+        self.deferred_reject: bytes | None = None
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        state = self.state
+        limit = state.config.proxy.max_client_connections
+        if len(state.clients) >= limit:
+            # Past the limit: say so and close, rather than hold a descriptor per attacker.
+            self.rejected = True
+            state.metrics.observe("none", "proxy", 503, 0.0)
+            transport.write(error_response(  # type: ignore[attr-defined]
+                503, f"too many client connections (max_client_connections = {limit})",
+                close=True))
+            transport.close()
+            return
+        state.clients.add(self)
+        self.idle_since = state.now or self.loop.time()
         peer = transport.get_extra_info("peername")
         self.peer = self.client_ip = str(peer[0]) if peer else ""
         self.trusted = is_trusted(self.peer, self.state.config.proxy.trusted_proxies)
@@ -125,7 +146,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.state.clients.discard(self)
         for exchange in self.queue:
+            if exchange.spool is not None:
+                exchange.drop_spool()
             if not exchange.finished:
                 exchange.finished = True
                 self.state.inflight.discard(exchange)
@@ -158,7 +182,9 @@ class ClientConnection(asyncio.Protocol):
     # No on_message_begin: state is reset after use, which saves a callback per request.
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.in_head = True
+        if not self.in_head:
+            self.in_head = True
+            self.head_since = self.state.now
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -170,6 +196,10 @@ class ClientConnection(asyncio.Protocol):
         self.headers = []
         self.url = b""
         self.in_head = False
+        if self.continuing is not None:  # the synthetic head of _after_upgrade: body follows
+            self.current = self.continuing
+            self.continuing = None
+            return
         # Exact size check here when needed; data_received bounds heads spanning reads.
         if self.feed_bytes + self.header_bytes > self.max_header_bytes:
             # The head may be over the limit (it is never larger than what was read): count.
@@ -183,16 +213,46 @@ class ClientConnection(asyncio.Protocol):
             lowers, hmap = header_map(headers)
             if len(lowers) != len(hmap) and lowers.count(b"host") > 1:
                 raise _Reject(400, "more than one Host header")
+            host = hmap.get(b"host")
+            if host is not None and not HOST.fullmatch(host):
+                raise _Reject(400, f"invalid Host header {host[:100]!r}")
+            coding = hmap.get(b"transfer-encoding")
+            if coding is not None and coding.strip().lower() != b"chunked":
+                # llhttp accepts "gzip, chunked"; forwarding it as plain chunked would hand
+                # the upstream a body it cannot read as sent. nginx answers 501 too.
+                raise _Reject(501, "only Transfer-Encoding: chunked is supported")
             cached = (lowers, hmap, {})
             if sum(map(len, chain.from_iterable(headers))) <= HEAD_CACHE_ENTRY_BYTES:
                 if len(REQUEST_CACHE) >= HEAD_CACHE_SIZE:
                     REQUEST_CACHE.clear()
                 REQUEST_CACHE[key] = cached
-        exchange = Exchange(self, parser.get_method(), url, headers, *cached)
-        exchange.http11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        if version != "1.1":
+            refusal = version_refusal(version, cached[1])
+            if refusal:
+                raise _Reject(*refusal)
+        elif b"host" not in cached[1]:
+            raise _Reject(400, "an HTTP/1.1 request needs a Host header")
+        method = parser.get_method()
+        if method in REFUSED_METHODS or url == b"*":
+            raise _Reject(400 if url == b"*" else 405, "CONNECT, TRACE and OPTIONS * are not "
+                          "forwarded: this is a reverse proxy")
+        exchange = Exchange(self, method, url, headers, *cached)
+        exchange.http11 = version == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
         exchange.prepare()
+        hmap = exchange.hmap
+        if b"transfer-encoding" in hmap or hmap.get(b"content-length", b"0") != b"0":
+            self.body_since = self.state.now
+            if exchange.tokens and b"upgrade" in exchange.tokens and b"upgrade" in hmap and \
+                    not exchange.websocket:
+                # llhttp stops at the head of any request with Connection: upgrade and leaves
+                # its body unparsed; on a plain route that body must still reach the upstream
+                # as a body, never be parsed as the next request (desync). See _after_upgrade.
+                exchange.body_after_upgrade = True
+            if exchange.decision is not None and exchange.decision.route.buffer_request:
+                exchange.buffered = True
         limit = exchange.table.config.proxy.max_body_bytes
         length = exchange.hmap.get(b"content-length")
         if length is not None and limit and int(length) > limit:
@@ -222,7 +282,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange = self.current
         self.current = None
-        if exchange is None:
+        if exchange is None or exchange.body_after_upgrade:
             return
         exchange.request_complete()
 
@@ -277,14 +337,18 @@ class ClientConnection(asyncio.Protocol):
             current.conn.abort()  # the upstream never gets a complete request
         if current is not None:
             current.finished = True
+            current.drop_spool()
             self.state.inflight.discard(current)
         self.state.metrics.observe("none", "proxy", status, 0.0)
         if self.queue and self.queue[-1] is current:
             self.queue.pop()
-        if self.queue:  # earlier pipelined answers are still being sent: cut the connection
-            self.abort()
+        answer = error_response(status, message, close=True)
+        if self.queue:  # earlier pipelined answers are still being sent: answer after them
+            self.deferred_reject = answer
+            if not self.queue[0].started:
+                self.queue[0].begin()
             return
-        self.write(error_response(status, message, close=True))
+        self.write(answer)
         self.close()
 
     def exchange_done(self, exchange: Exchange, tunnel: bool = False) -> None:
@@ -296,6 +360,13 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive or self.closing:
             self.close()
             return
+        if not self.queue:
+            self.served = True
+            self.idle_since = self.state.now
+            if self.deferred_reject is not None:
+                self.write(self.deferred_reject)
+                self.close()
+                return
         if self.write_paused and exchange.conn is not None and exchange.conn.transport:
             exchange.conn.transport.resume_reading()
         if self.queue and not self.queue[0].started:
@@ -312,8 +383,19 @@ class ClientConnection(asyncio.Protocol):
             self.pause("pipeline")
             return
         # Not a websocket route: the Upgrade headers were stripped and the request forwarded
-        # as plain HTTP; carry on parsing with a fresh parser.
+        # as plain HTTP; carry on parsing with a fresh parser. When the request has a body,
+        # llhttp did not parse it: feed the fresh parser a synthetic head with the same
+        # framing, so the body that follows is parsed as this exchange's body (and what comes
+        # after it as the next request), exactly as for a request without Upgrade.
         self.parser = httptools.HttpRequestParser(self)
+        if exchange is not None and exchange.body_after_upgrade:
+            exchange.body_after_upgrade = False
+            length = exchange.hmap.get(b"content-length")
+            framing = b"Content-Length: " + length if length is not None \
+                else b"Transfer-Encoding: chunked"
+            self.continuing = exchange
+            self.data_received(b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n" + rest)
+            return
         if rest:
             self.data_received(rest)
 
@@ -346,11 +428,17 @@ async def watchdog(state: ProxyState, tick: float = 0.1) -> None:
     request cost more than the whole routing decision. Timeouts fire up to ``tick`` late.
     """
     loop = asyncio.get_running_loop()
+    state.now = loop.time()
+    ticks = 0
     while True:
         await asyncio.sleep(tick)
-        now = loop.time()
+        now = state.now = loop.time()
         for exchange in list(state.inflight):
             exchange.check_timeout(now)
+        ticks += 1
+        if ticks % 5 == 0:  # client deadlines are seconds long: a sweep every 5 ticks will do
+            for conn in list(state.clients):
+                check_client(conn, now)
 
 
 def protocol_factory(state: ProxyState, loop: asyncio.AbstractEventLoop,

@@ -18,7 +18,7 @@ import contextlib
 import socket
 import ssl
 from collections import deque
-from typing import Protocol
+from typing import IO, Protocol
 
 import httptools
 
@@ -51,12 +51,20 @@ class ResponseReceiver(Protocol):
     plain_body: bool  # body bytes may go to the client's batch as they are
     finished: bool
     last_activity: float
+    response_started: bool
+    spool: IO[bytes] | None  # a buffered request body spooled to disk, pumped as we drain
+
+    def pump(self) -> None: ...
 
     def response_head(self, status: int, reason: bytes, headers: RawHeaders) -> None: ...
     def response_body(self, chunk: bytes) -> None: ...
     def response_complete(self, tunnel: bool = False) -> None: ...
     def upstream_failed(self, kind: str, message: str) -> None: ...
     def upstream_closed(self) -> None: ...
+
+
+class PoolTimeout(TimeoutError):
+    """No connection to the upstream became free within its ``pool_timeout``."""
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -97,13 +105,18 @@ class UpstreamPool:
 
     async def connect(self) -> UpstreamConnection:
         """A new connection (waits for a free slot first); raises OSError or TimeoutError."""
-        while self.open >= self.upstream.max_connections:
-            waiter = self.loop.create_future()
-            self.waiters.append(waiter)
-            await waiter
-            idle = self.acquire_nowait()
-            if idle is not None:
-                return idle
+        if self.open >= self.upstream.max_connections:
+            try:
+                async with asyncio.timeout(self.upstream.pool_timeout):
+                    while self.open >= self.upstream.max_connections:
+                        waiter = self.loop.create_future()
+                        self.waiters.append(waiter)
+                        await waiter
+                        idle = self.acquire_nowait()
+                        if idle is not None:
+                            return idle
+            except TimeoutError:
+                raise PoolTimeout from None
         self.open += 1
         try:
             async with asyncio.timeout(self.upstream.connect_timeout):
@@ -173,6 +186,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.headers: RawHeaders = []
         self.replace_parser = False
+        self.head_read = 0  # bytes read while a response head is incomplete (set by attach)
+        self.head_limit = 65536  # proxy.max_response_header_bytes (set by attach)
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -203,8 +218,22 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.upstream_failed("protocol", f"invalid response: {exc}")
             self.close()
+        else:
+            if not exchange.response_started and not exchange.finished:
+                self._bound_head(exchange, len(data))
         finally:
             client.flush()
+
+    def _bound_head(self, exchange: ResponseReceiver, size: int) -> None:
+        # A head still incomplete after this read: bound what it may buffer (llhttp and
+        # httptools keep a partial header in memory), like nginx's proxy_buffer_size.
+        self.head_read += size
+        limit = self.head_limit
+        if self.head_read > limit:
+            self.pool.metrics.upstream_error(self.pool.upstream.name, "protocol")
+            exchange.upstream_failed("protocol", f"the response head is larger than "
+                                     f"max_response_header_bytes ({limit})")
+            self.abort()
 
     def eof_received(self) -> bool | None:
         return None
@@ -229,12 +258,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
+            if self.exchange.spool is not None:
+                self.exchange.pump()
             self.client.resume("upload")
         elif self.tunnel is not None:
             self.tunnel.resume("upload")
 
     # httptools callbacks
-    # No on_message_begin: state is reset after use, which saves a callback per response.
+    def on_message_begin(self) -> None:
+        if self.exchange is None:
+            # Bytes after the end of a response, in the same read: a next response nobody
+            # asked for. The connection cannot be trusted for the next request: drop it.
+            self.reusable = False
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
@@ -279,8 +316,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent); the pool never hands it out again."""
         self.reusable = False
+        self.closed = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

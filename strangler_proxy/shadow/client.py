@@ -18,9 +18,11 @@ cancelled request closes its connection rather than returning it to the pool.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -48,6 +50,8 @@ class Response:
     headers: RawHeaders
     body: bytes
     truncated: bool = False
+    digest: str = ""  # when truncated: SHA-256 (hex) of the whole body, read to its end
+    size: int = -1  # when truncated: the whole body's length
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ class _Parsed:
     complete: bool = False
     keep_alive: bool = False
     parser: httptools.HttpResponseParser | None = None
+    hasher: Any = None  # SHA-256 of the whole body, from the moment it passes max_body
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -74,13 +79,18 @@ class _Parsed:
         self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
+        if self.hasher is not None:  # past the cap: hashed to the end, not kept
+            self.hasher.update(body)
+            self.size += len(body)
+            return
         room = self.max_body - self.size
-        if room <= 0:
+        if len(body) > room:
+            self.hasher = hashlib.sha256(b"".join(self.chunks))
+            self.hasher.update(body)
+            self.chunks.append(body[:room])
+            self.size += len(body)
             self.truncated = True
             return
-        if len(body) > room:
-            body = body[:room]
-            self.truncated = True
         self.chunks.append(body)
         self.size += len(body)
 
@@ -205,11 +215,13 @@ class HttpClient:
                     parsed.complete = True
                 if parsed.complete:
                     break
-                if parsed.truncated:
-                    break  # enough kept: the rest is not read, the connection not reused
-            keep = parsed.complete and not parsed.truncated and parsed.keep_alive
+                # past max_body the rest is still read (and hashed), so that a body that
+                # differs only beyond the cap is not a match (the timeout bounds the wait)
+            keep = parsed.complete and parsed.keep_alive
+            hasher = parsed.hasher
             return Response(parser.get_status_code(), parsed.headers, b"".join(parsed.chunks),
-                            parsed.truncated)
+                            parsed.truncated, hasher.hexdigest() if hasher else "",
+                            parsed.size if hasher else -1)
         except ConnectionResetError as exc:
             if received == 0:
                 raise _StaleConnection from exc

@@ -17,12 +17,15 @@ Kinds: ``status``, ``header``, ``missing`` (in the monolith's answer, not the se
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Final
 
 import brotli
@@ -138,12 +141,44 @@ def _normal_header(name: str, value: str | None) -> str | None:
         return None
     value = " ".join(value.split())
     if name == "content-type":
-        return ";".join(part.strip() for part in value.lower().split(";"))
+        return normal_content_type(value)
     if name == "location":
         # Absolute Locations name the upstream's own host; the proxy rewrites them, so
         # compare what the client would follow: path and query.
         return re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*", "", value) or "/"
     return value
+
+
+def normal_content_type(value: str) -> str:
+    """A Content-Type for comparison: lower case, parameters sorted and unquoted, and
+    ``charset=utf-8`` dropped for JSON (always UTF-8, RFC 8259 §8.1).
+
+    >>> normal_content_type('application/json; charset="UTF-8"')
+    'application/json'
+    >>> normal_content_type("text/html;charset=latin-1 ; a=b")
+    'text/html;a=b;charset=latin-1'
+    """
+    kind, *params = (part.strip() for part in value.lower().split(";"))
+    pairs = sorted(p.replace(" ", "").replace('"', "") for p in params if p)
+    if "json" in kind:
+        pairs = [p for p in pairs if p not in ("charset=utf-8", "charset=utf8")]
+    return ";".join([kind, *pairs])
+
+
+def charset_of(headers: Headers) -> str:
+    """The Content-Type's charset (``utf-8`` when absent or unknown to Python).
+
+    >>> charset_of((("Content-Type", "text/plain; charset=ISO-8859-1"),))
+    'iso-8859-1'
+    """
+    ctype = header_value(headers, "content-type") or ""
+    found = re.search(r";\s*charset=\"?([A-Za-z0-9._:-]+)", ctype, re.IGNORECASE)
+    name = found.group(1).lower() if found else "utf-8"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return "utf-8"
+    return name
 
 
 def _compare_headers(a: Headers, b: Headers, names: tuple[str, ...], out: _Collector) -> None:
@@ -208,8 +243,7 @@ def body_kind(headers: Headers) -> str:
 def _compare_bodies(monolith: RecordedResponse, service: RecordedResponse, rules: Rules,
                     out: _Collector) -> None:
     if monolith.body_truncated or service.body_truncated:
-        if monolith.body != service.body or monolith.body_truncated != service.body_truncated:
-            out.add("$", "truncated", _size_note(monolith), _size_note(service))
+        _compare_whole(monolith, service, out)
         return
     body_a, err_a = decode_body(monolith)
     body_b, err_b = decode_body(service)
@@ -221,9 +255,39 @@ def _compare_bodies(monolith: RecordedResponse, service: RecordedResponse, rules
     if kind_a == "json" or kind_b == "json":
         _compare_json_bodies(body_a, body_b, kind_a, kind_b, rules, out)
     elif kind_a in ("html", "text") and kind_b in ("html", "text"):
-        _compare_text(body_a, body_b, kind_a == "html" or kind_b == "html", out)
+        _compare_text(body_a, body_b, kind_a == "html" or kind_b == "html", out,
+                      (charset_of(monolith.headers), charset_of(service.headers)))
     else:
         _compare_digest(body_a, body_b, out)
+
+
+def _whole(response: RecordedResponse) -> tuple[str, int]:
+    """SHA-256 and length of the whole body: hashed while streaming past the cap, or here."""
+    if response.body_truncated:
+        return response.digest, response.size
+    return hashlib.sha256(response.body).hexdigest(), len(response.body)
+
+
+def _compare_whole(monolith: RecordedResponse, service: RecordedResponse,
+                   out: _Collector) -> None:
+    """Bodies past the cap: equal when their whole-body hashes are, else "differs beyond".
+
+    Only the kept prefixes can be compared structurally, so the difference is reported on
+    the body as a whole: where the kept bytes already differ, as ``digest``; where they are
+    equal, as ``truncated`` "differs beyond N bytes" (N = the bytes kept and compared).
+    """
+    (digest_a, size_a), (digest_b, size_b) = _whole(monolith), _whole(service)
+    if digest_a and digest_b and (digest_a, size_a) == (digest_b, size_b):
+        return
+    kept = min(len(monolith.body), len(service.body))
+    if not digest_a or not digest_b:  # one side was cut without its whole body being seen
+        out.add("$", "truncated", _size_note(monolith), _size_note(service))
+    elif monolith.body[:kept] == service.body[:kept]:
+        out.add("$", "truncated", f"differs beyond {kept} bytes: {size_a} bytes, "
+                f"sha256 {digest_a[:16]}", f"{size_b} bytes, sha256 {digest_b[:16]}")
+    else:
+        out.add("$", "digest", f"{size_a} bytes, sha256 {digest_a[:16]}",
+                f"{size_b} bytes, sha256 {digest_b[:16]}")
 
 
 def _size_note(response: RecordedResponse) -> str:
@@ -234,11 +298,20 @@ def _size_note(response: RecordedResponse) -> str:
 _NOT_JSON = object()
 
 
+def _json_float(text: str) -> float | Decimal:
+    """A JSON number as a float, or as a Decimal when a float cannot hold it (``1e400``
+    would be ``inf`` on both sides and compare equal to ``2e400``)."""
+    value = float(text)
+    return value if math.isfinite(value) else Decimal(text)
+
+
 def _parse_json(body: bytes) -> tuple[Any, str]:
     if not body.strip():
         return _NOT_JSON, "empty body"
     try:
-        return json.loads(body), ""
+        return json.loads(body, parse_float=_json_float), ""
+    except RecursionError:
+        return _NOT_JSON, "nested too deep to compare"
     except UnicodeDecodeError:
         return _NOT_JSON, f"not UTF-8 ({len(body)} bytes, binary?)"
     except ValueError as exc:
@@ -250,7 +323,13 @@ def _compare_json_bodies(body_a: bytes, body_b: bytes, kind_a: str, kind_b: str,
     value_a, err_a = _parse_json(body_a) if kind_a == "json" else (_NOT_JSON, kind_a)
     value_b, err_b = _parse_json(body_b) if kind_b == "json" else (_NOT_JSON, kind_b)
     if value_a is not _NOT_JSON and value_b is not _NOT_JSON:
-        compare_json(value_a, value_b, rules, out)
+        try:
+            compare_json(value_a, value_b, rules, out)
+        except RecursionError:
+            # deeper than the comparator can walk: say so rather than drop the exchange
+            if body_a != body_b:
+                out.add("$", "digest", f"nested too deep to compare: {_digest(body_a)}",
+                        _digest(body_b))
         return
     if value_a is _NOT_JSON and value_b is _NOT_JSON:
         if kind_a == kind_b == "json" and (body_a != body_b):
@@ -288,9 +367,10 @@ def normalize_text(text: str, html: bool = False) -> list[str]:
     return [line for line in lines if line]
 
 
-def _compare_text(body_a: bytes, body_b: bytes, html: bool, out: _Collector) -> None:
-    lines_a = normalize_text(body_a.decode("utf-8", "replace"), html)
-    lines_b = normalize_text(body_b.decode("utf-8", "replace"), html)
+def _compare_text(body_a: bytes, body_b: bytes, html: bool, out: _Collector,
+                  charsets: tuple[str, str] = ("utf-8", "utf-8")) -> None:
+    lines_a = normalize_text(body_a.decode(charsets[0], "replace"), html)
+    lines_b = normalize_text(body_b.decode(charsets[1], "replace"), html)
     if lines_a == lines_b:
         return
     index = next((i for i, (x, y) in enumerate(zip(lines_a, lines_b, strict=False)) if x != y),
@@ -308,7 +388,7 @@ def _jtype(value: Any) -> str:
         return "null"
     if value is True or value is False:
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -333,7 +413,7 @@ def compare_json(a: Any, b: Any, rules: Rules = DEFAULT_RULES,
 
 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
-_NUMBERS: Final = frozenset({int, float})
+_NUMBERS: Final = frozenset({int, float, Decimal})  # Decimal: beyond float (see _json_float)
 Link = tuple[Any, Segment] | None  # a path as a linked list: (parent link, segment)
 
 
@@ -481,7 +561,12 @@ def _check_format(a: Any, b: Any, rule: Rule, link: Link, walker: _Walker) -> No
         walker.add(link, "format", a, f"{b!r} is not {rule.format_name or 'valid'}")
 
 
-def _within(a: float, b: float, rule: Rule) -> bool:
+def _within(a: float | Decimal, b: float | Decimal, rule: Rule) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        exact_a, exact_b = Decimal(str(a)), Decimal(str(b))
+        tolerance = Decimal(str(rule.tolerance))
+        bound = tolerance * max(abs(exact_a), abs(exact_b)) if rule.relative else tolerance
+        return abs(exact_a - exact_b) <= bound
     limit = rule.tolerance * max(abs(a), abs(b)) if rule.relative else rule.tolerance
     return abs(a - b) <= limit + 1e-12
 
@@ -493,7 +578,7 @@ def _element_key(element: Any, key: str) -> str:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _same_multiset(a: list[Any], b: list[Any]) -> bool:
@@ -506,6 +591,8 @@ def _typed(value: Any, kind: str) -> object:
 
 def _short(value: object) -> object:
     """Keep stored values small: long strings cut, containers summarized."""
+    if isinstance(value, Decimal):
+        return str(value)  # a number past float's range, kept exactly (and JSON-storable)
     if isinstance(value, str):
         return value if len(value) <= _MAX_VALUE_CHARS else value[:_MAX_VALUE_CHARS] + "…"
     if isinstance(value, dict | list):

@@ -20,6 +20,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from strangler_proxy.config import ProxyConfig
+from strangler_proxy.shadow.evidence import build_noise_model, effective_verdict
 from strangler_proxy.shadow.report import build_report
 from strangler_proxy.shadow.rules import render_path
 from strangler_proxy.shadow.store import DiffRecord, open_config_store
@@ -86,12 +87,19 @@ def _report(config: ProxyConfig, route: str | None) -> tuple[dict[str, Any], dic
         else:
             data = build_report(config, store, route)
             _cache[key] = (time.monotonic(), data)
-        recent = {r["name"]: store.records(route=r["name"], verdict="mismatch", kind="service",
-                                           newest_first=True, limit=_RECENT)
-                  for r in data["routes"]}
+        recent = {r["name"]: _latest_real_mismatches(store, r["name"]) for r in data["routes"]}
     finally:
         store.close()
     return data, recent
+
+
+def _latest_real_mismatches(store: Any, route: str) -> list[DiffRecord]:
+    """The newest mismatches that are not only learned noise (those count as matches, as in
+    the report and the gate, so listing them would send a reader after nothing)."""
+    model = build_noise_model(store.records(route=route))
+    newest = store.records(route=route, verdict="mismatch", kind="service", newest_first=True,
+                           limit=_RECENT * 20)
+    return [r for r in newest if effective_verdict(r, model) == "mismatch"][:_RECENT]
 
 
 def _overview(config: ProxyConfig, route: str | None) -> str:

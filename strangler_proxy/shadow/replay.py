@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -41,7 +42,16 @@ from strangler_proxy.shadow.compare import compare
 from strangler_proxy.shadow.rules import compile_rules
 from strangler_proxy.shadow.sink import SAFE_METHODS
 from strangler_proxy.shadow.store import DiffRecord, Redaction, open_config_store, redact_record
-from strangler_proxy.shadow.worker import WORKER_STARVED, build_request, make_record, send
+from strangler_proxy.shadow.worker import (
+    WORKER_STARVED,
+    body_limit,
+    build_request,
+    make_record,
+    send,
+    unsigned_write,
+)
+
+log = logging.getLogger("strangler.shadow")
 
 _PSEUDO_OR_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                             "upgrade", "proxy-connection"})
@@ -250,12 +260,18 @@ async def _replay_one(client: HttpClient, config: ProxyConfig, route: Route, exc
                       against_monolith: bool, rules: Any) -> list[DiffRecord]:
     request, recorded = exchange
     s = config.shadow
-    calls = [send(client, build_request(request, config.upstreams[route.target], route),
-                  s.timeout, s.max_body_bytes)]
+    secret = s.resolve_marker_secret(os.environ)
+    if unsigned_write(request.method, secret):
+        log.warning("replay: %s %s not sent: a write needs shadow.marker_secret so that the "
+                    "service rolls it back", request.method, request.path)
+        return []
+    limit = body_limit(config, route)
+    calls = [send(client, build_request(request, config.upstreams[route.target], route,
+                                        secret=secret), s.timeout, limit)]
     again = against_monolith and request.method in SAFE_METHODS
     if again:
         calls.append(send(client, build_request(request, config.upstreams[MONOLITH],
-                                                repeat=True), s.timeout, s.max_body_bytes))
+                                                repeat=True, secret=secret), s.timeout, limit))
     answers = await asyncio.gather(*calls)
     if answers[0].error == WORKER_STARVED:
         return []

@@ -238,6 +238,9 @@ monolith's answer as the expectation; the comparison uses the route's compare ru
 known noise stays ignored. Run against a live service:
 
     STRANGLER_SERVICE_URL=http://127.0.0.1:9000 pytest {test_file}
+
+Writes are sent with a shadow marker signed with $STRANGLER_SHADOW_SECRET (the service's
+secret), so that the service rolls them back; without it they are real writes.
 """
 
 from __future__ import annotations
@@ -253,6 +256,7 @@ import pytest
 from strangler_proxy.shadow.compare import compare
 from strangler_proxy.shadow.rules import compile_rules
 from strangler_proxy.exchange import RecordedResponse
+from strangler_proxy.shadow_marker import sign_marker
 
 DATA = json.loads((Path(__file__).parent / {data_file!r}).read_text(encoding="utf-8"))
 RULES = compile_rules(DATA["compare"])
@@ -277,7 +281,10 @@ def service_url() -> str:
 def test_service_answers_like_the_monolith(case: dict, service_url: str) -> None:
     # given the request the monolith answered
     url = service_url + case["path"] + ("?" + case["query"] if case["query"] else "")
-    headers = [*case["headers"], ["X-Strangler-Shadow", "1"]]
+    # signed like the proxy's copies, so that the service rolls back the writes
+    secret = os.environ.get("STRANGLER_SHADOW_SECRET", "")
+    marker = sign_marker(secret, case["method"], case["path"]) if secret else "unsigned"
+    headers = [*case["headers"], ["X-Strangler-Shadow", marker]]
     # when the service gets it
     answer = httpx.request(case["method"], url, headers=headers, content=_body(case["body"]),
                            timeout=10.0, follow_redirects=False)

@@ -64,12 +64,14 @@ from strangler_proxy.shadow.store import (
     redact_record,
     store_location,
 )
+from strangler_proxy.shadow_marker import sign_marker
 
 log = logging.getLogger("strangler.shadow")
 
 _DROP_HEADERS: Final = frozenset({"host", "content-length", "connection", "keep-alive",
                                   "proxy-connection", "te", "trailer", "transfer-encoding",
-                                  "upgrade", SHADOW_HEADER.lower()})
+                                  "upgrade", SHADOW_HEADER.lower(), "x-request-id"})
+_CREDENTIALS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
 _BATCH: Final = 500
 _FLUSH_SECONDS: Final = 1.0
 _COUNTS_SECONDS: Final = 1.0
@@ -112,10 +114,15 @@ def rewrite_path(path: str, match_prefix: str | None, new_prefix: str | None) ->
 
 
 def build_request(request: RecordedRequest, upstream: Upstream, route: Route | None = None,
-                  repeat: bool = False) -> OutgoingRequest:
+                  repeat: bool = False, secret: str | None = None,
+                  now: float | None = None) -> OutgoingRequest:
     """The copy of ``request`` for ``upstream``: rewritten per the route, marked as shadow.
 
-    ``repeat`` builds the second monolith request (no route rewriting).
+    ``repeat`` builds the second monolith request (no route rewriting). The marker is signed
+    with ``secret`` (``shadow_marker.py``); without one it is ``unsigned``, which services
+    ignore (so :func:`unsigned_write` keeps writes from being copied at all). The copy
+    carries the ``X-Request-ID`` the monolith got, and the client's credentials only when
+    the route's ``shadow.credentials`` allows.
     """
     rewrite = None if repeat or route is None else route.shadow.rewrite
     prefix = None if route is None else route.match.path_prefix
@@ -123,13 +130,30 @@ def build_request(request: RecordedRequest, upstream: Upstream, route: Route | N
     base = str(upstream.url).rstrip("/")
     url = base + path + (f"?{request.query}" if request.query else "")
     headers = [(k, v) for k, v in request.headers if k.lower() not in _DROP_HEADERS]
+    if route is not None and not repeat and not route.shadow.credentials:
+        headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIALS]
     host = _host_for(request, upstream, rewrite)
     if rewrite is not None and rewrite.authorization is not None:
         headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
         if rewrite.authorization:
             headers.append(("Authorization", rewrite.authorization))
-    headers += [("Host", host), (SHADOW_HEADER, "1")]
+    marker = sign_marker(secret, request.method, path, now) if secret else "unsigned"
+    headers += [("Host", host), (SHADOW_HEADER, marker)]
+    if request.request_id:
+        headers.append(("X-Request-ID", request.request_id))
     return OutgoingRequest(request.method.upper(), url, tuple(headers), request.body)
+
+
+def body_limit(config: ProxyConfig, route: Route | None) -> int:
+    """The body bytes kept for comparison on ``route``: its own limit, else [shadow]'s."""
+    limit = None if route is None else route.shadow.max_body_bytes
+    return config.shadow.max_body_bytes if limit is None else int(limit)
+
+
+def unsigned_write(method: str, secret: str | None) -> bool:
+    """True when a write would be copied with a marker no service honours (no secret):
+    such a copy would really write, so it is not sent."""
+    return not secret and method.upper() not in SAFE_METHODS
 
 
 def _host_for(request: RecordedRequest, upstream: Upstream, rewrite: ShadowRewrite | None) -> str:
@@ -180,7 +204,8 @@ async def send(client: HttpClient, outgoing: OutgoingRequest, timeout: float,
         reason = f"{type(exc).__name__}: {exc}"[:200]
         return RecordedResponse(0, (), elapsed_ms=_ms(start), error=reason)
     headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers)
-    return RecordedResponse(answer.status, headers, answer.body, answer.truncated, _ms(start))
+    return RecordedResponse(answer.status, headers, answer.body, answer.truncated, _ms(start),
+                            digest=answer.digest, size=answer.size)
 
 
 def _timeout_reason(start: float, timeout: float) -> str:
@@ -236,6 +261,7 @@ class ShadowRunner:
                                          for r in config.routes}
         s = config.shadow
         self._redaction = Redaction.from_settings(s.redact_headers, s.redact_fields)
+        self._secret = s.resolve_marker_secret(os.environ)
 
     # the hot path
     def offer(self, offer: ShadowOffer) -> bool:
@@ -362,12 +388,19 @@ class ShadowRunner:
             return
         assert self._client is not None
         s = self.config.shadow
+        secret = self._secret
+        if unsigned_write(offer.request.method, secret):
+            log.warning("shadow write on route %s not copied: no shadow.marker_secret, so the "
+                        "service could not tell it from a real write", offer.route)
+            self._count(offer.route, "skipped_no_marker_secret")
+            return
+        limit = body_limit(self.config, route)
         calls = [send(self._client, build_request(offer.request, self.config.upstreams[
-            route.target], route), s.timeout, s.max_body_bytes)]
+            route.target], route, secret=secret), s.timeout, limit)]
         if job.repeat_monolith and MONOLITH in self.config.upstreams:
             calls.append(send(self._client, build_request(
-                offer.request, self.config.upstreams[MONOLITH], repeat=True), s.timeout,
-                s.max_body_bytes))
+                offer.request, self.config.upstreams[MONOLITH], repeat=True, secret=secret),
+                s.timeout, limit))
         answers = await asyncio.gather(*calls)
         if answers[0].error == WORKER_STARVED:  # no verdict: we did not read the answer
             self._count(offer.route, "dropped_worker_starved")

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 STAFF_TOKEN = "staff-token-for-tests"
 SYNC_TOKEN = "sync-token-for-tests"
+SHADOW_SECRET = "shadow-marker-secret-for-tests"  # both servers roll back copies signed with it
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +97,7 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",
                                                             "CATALOG_DATABASE_URL")}
     env.update(PYTHONDONTWRITEBYTECODE="1", CATALOG_SYNC_TOKEN=SYNC_TOKEN,
-               CATALOG_STAFF_TOKENS=STAFF_TOKEN, **extra)
+               CATALOG_STAFF_TOKENS=STAFF_TOKEN, STRANGLER_SHADOW_SECRET=SHADOW_SECRET, **extra)
     return env
 
 

@@ -19,9 +19,17 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import STRANGLER, SYNC_TOKEN, CatalogServer, MonolithServer, base_env, relay_argv
+from conftest import (
+    SHADOW_SECRET,
+    STRANGLER,
+    SYNC_TOKEN,
+    CatalogServer,
+    MonolithServer,
+    base_env,
+    relay_argv,
+)
 
-from strangler_proxy import RecordedResponse
+from strangler_proxy import RecordedResponse, sign_marker
 from strangler_proxy.shadow import compare
 
 pytestmark = pytest.mark.slow
@@ -46,11 +54,17 @@ EXPECTED_REQUESTS: dict[str, str] = {
 
 def _product_on_orders(client: httpx.Client, base_url: str, staff: str) -> int:
     """A product the monolith refuses to delete because order lines point at it."""
-    shadow = {"Authorization": f"Token {staff}", "X-Strangler-Shadow": "1"}
     for pid in range(1, 60):
-        if client.delete(f"{base_url}/api/products/{pid}/", headers=shadow).status_code == 409:
+        path = f"/api/products/{pid}/"
+        shadow = {"Authorization": f"Token {staff}", **_marker("DELETE", path)}
+        if client.delete(f"{base_url}{path}", headers=shadow).status_code == 409:
             return pid
     raise AssertionError("no product of the seed is on an order")
+
+
+def _marker(method: str, path: str) -> dict[str, str]:
+    """The signed shadow marker the proxy would put on a copy of ``method path``."""
+    return {"X-Strangler-Shadow": sign_marker(SHADOW_SECRET, method, path.partition("?")[0])}
 
 
 def _general(path: str) -> str:
@@ -139,14 +153,17 @@ def test_service_answers_the_workload_like_the_monolith(tmp_path: Path) -> None:
         host = {"Host": "shop.example"}
         with httpx.Client(timeout=10) as client:
             on_orders = _product_on_orders(client, monolith.url, monolith.token("staff"))
+            path = f"/api/products/{on_orders}/"
             shadow = {"Authorization": f"Token {monolith.token('staff')}",
-                      "X-Strangler-Shadow": "1", **host}
-            a = client.delete(f"{monolith.url}/api/products/{on_orders}/", headers=shadow)
-            b = client.delete(f"{server.url}/api/products/{on_orders}/", headers=shadow)
+                      **_marker("DELETE", path), **host}
+            a = client.delete(f"{monolith.url}{path}", headers=shadow)
+            b = client.delete(f"{server.url}{path}", headers=shadow)
             assert (a.status_code, b.status_code) == (409, 204), EXPECTED_REQUESTS[
                 "delete-product-on-orders"]
             for method, path, kwargs in requests:
                 headers = {**host, **kwargs.pop("headers", {})}
+                if "X-Strangler-Shadow" in headers:  # sign it for this request
+                    headers.update(_marker(method, path))
                 a = client.request(method, monolith.url + path, headers=headers, **kwargs)
                 b = client.request(method, server.url + path, headers=headers, **kwargs)
                 statuses[a.status_code] += 1

@@ -28,6 +28,7 @@ from legacy_monolith.store.models import (
     ProductTag,
     StockLevel,
 )
+from strangler_proxy import sign_marker
 
 pytestmark = pytest.mark.django_db
 
@@ -145,9 +146,11 @@ def test_api_writes_publish(shop: Any, mark: int, staff_client: APIClient) -> No
     assert Tag.objects.create(name="T", slug="t").pk
 
 
-def test_shadow_writes_publish_nothing(shop: Any, mark: int, staff_client: APIClient) -> None:
+def test_shadow_writes_publish_nothing(shop: Any, mark: int, staff_client: APIClient,
+                                      settings: Any) -> None:
+    settings.STRANGLER_SHADOW_SECRET = "s"
     answer = staff_client.post("/api/brands/", {"name": "S", "slug": "s"}, format="json",
-                               HTTP_X_STRANGLER_SHADOW="1")
+                               HTTP_X_STRANGLER_SHADOW=sign_marker("s", "POST", "/api/brands/"))
     assert answer.status_code == 201
     assert events_since(mark) == []
 

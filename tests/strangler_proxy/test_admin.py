@@ -6,7 +6,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from proxy_harness import answer_with, running_proxy
+from proxy_harness import answer_with, raw_exchange, running_proxy
+
+from strangler_proxy.config import parse_config
 
 ROUTES = """
 [[routes]]
@@ -101,14 +103,70 @@ def test_metrics_are_prometheus_text(run) -> None:  # type: ignore[no-untyped-de
     assert "strangler_route_table_version 1" in text
 
 
-def test_login_sets_a_cookie_that_authorizes(run) -> None:  # type: ignore[no-untyped-def]
-    bad = httpx.get(run.admin_url + "/login?token=wrong", timeout=5)
-    good = httpx.get(run.admin_url + "/login?token=secret-token", timeout=5)
+def test_login_form_posts_the_token_and_the_cookie_is_a_session_not_the_token(
+        run) -> None:  # type: ignore[no-untyped-def]
+    form = httpx.get(run.admin_url + "/login", timeout=5)
+    in_url = httpx.get(run.admin_url + "/login?token=secret-token", timeout=5)
+    bad = httpx.post(run.admin_url + "/login", data={"token": "wrong"}, timeout=5)
+    good = httpx.post(run.admin_url + "/login", data={"token": "secret-token"}, timeout=5)
+    assert form.status_code == 200
+    assert 'method="post"' in form.text
+    assert in_url.status_code == 400
+    assert "strangler_admin" not in in_url.headers.get("set-cookie", "")
     assert bad.status_code == 401
     assert good.status_code == 303
     cookie = good.cookies.get("strangler_admin")
+    assert cookie
+    assert "secret-token" not in cookie
     status = httpx.get(run.admin_url + "/status", cookies={"strangler_admin": cookie}, timeout=5)
+    forged = httpx.get(run.admin_url + "/status", timeout=5,
+                       cookies={"strangler_admin": "secret-token"})
     assert status.status_code == 200
+    assert forged.status_code == 401
+
+
+def test_a_changed_token_takes_effect_on_reload(run) -> None:  # type: ignore[no-untyped-def]
+    login = httpx.post(run.admin_url + "/login", data={"token": "secret-token"}, timeout=5)
+    cookies = {"strangler_admin": login.cookies["strangler_admin"]}
+    run.config_path.write_text(run.config_path.read_text().replace(
+        'token = "secret-token"', 'token = "a-new-token-0123456789"'))
+    assert run.loop.call(lambda: run.app.reload(force=True))[0]
+    old = httpx.get(run.admin_url + "/status", headers=AUTH, timeout=5)
+    session = httpx.get(run.admin_url + "/status", cookies=cookies, timeout=5)
+    new = httpx.get(run.admin_url + "/status", timeout=5,
+                    headers={"Authorization": "Bearer a-new-token-0123456789"})
+    assert (old.status_code, session.status_code, new.status_code) == (401, 401, 200)
+
+
+@pytest.mark.parametrize("force", ["false", "true", 1, None])
+def test_force_must_be_a_json_boolean(run, force: object) -> None:  # type: ignore[no-untyped-def]
+    before = run.config_path.read_text()
+    got = httpx.put(run.admin_url + "/routes/catalog", headers=AUTH, timeout=5,
+                    json={"mode": "service", "force": force})
+    assert got.status_code == 400
+    assert "force" in got.json()["error"]
+    assert run.config_path.read_text() == before
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"NONSENSE\r\n\r\n", 400),
+    (b"PUT /routes/catalog HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+    (b"PUT /routes/catalog HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+    (b"PUT /routes/catalog HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+])
+def test_admin_errors_get_an_http_status(run, raw: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
+    port = int(run.admin_url.rsplit(":", 1)[1])
+    got = raw_exchange(port, raw)
+    assert got.startswith(b"HTTP/1.1 %d " % status), got[:80]
+
+
+def test_exposed_listeners_and_example_tokens_are_warned_about() -> None:
+    config = parse_config('[proxy]\nlisten = "0.0.0.0:8080"\n[admin]\nlisten = "[::]:8081"\n'
+                          'token = "change-me"\n[upstreams.monolith]\nurl = "http://h:1"\n')
+    text = "\n".join(config.warnings)
+    assert "proxy.listen = '0.0.0.0:8080' listens on every interface" in text
+    assert "admin.listen = '[::]:8081' listens on every interface" in text
+    assert "admin.token = 'change-me' is an example from the docs" in text
 
 
 def test_readyz_follows_the_monolith_health_path(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import zlib
 from typing import Any
@@ -197,3 +198,56 @@ def test_long_values_are_shortened_in_differences() -> None:
     diff = compare_json({"t": "x" * 5000}, {"t": "y" * 5000})[0]
     assert len(str(diff.monolith_value)) < 300
 
+
+
+def _cut(body: bytes, keep: int) -> RecordedResponse:
+    """A response as recorded past a cap of ``keep`` bytes: prefix, whole hash, whole size."""
+    return RecordedResponse(200, (("Content-Type", "application/octet-stream"),), body[:keep],
+                            True, digest=hashlib.sha256(body).hexdigest(), size=len(body))
+
+
+def test_bodies_past_the_cap_are_compared_by_their_whole_hash() -> None:
+    big = bytes(range(256)) * 10_000
+    other = big[:-1] + b"!"  # differs only in the last byte, far past the cap
+    assert compare(_cut(big, 1000), _cut(big, 1000)).verdict == "match"
+    # a recorded answer kept whole (replay) against a capped one: still equal
+    whole = RecordedResponse(200, (("Content-Type", "application/octet-stream"),), big)
+    assert compare(whole, _cut(big, 1000)).verdict == "match"
+    result = compare(_cut(big, 1000), _cut(other, 1000))
+    assert result.verdict == "mismatch"
+    [difference] = result.differences
+    assert difference.kind == "truncated"
+    assert str(difference.monolith_value).startswith("differs beyond 1000 bytes")
+    early = compare(_cut(big, 1000), _cut(b"?" + big[1:], 1000))
+    assert [d.kind for d in early.differences] == ["digest"]
+
+
+def test_json_nested_too_deep_for_the_walker_is_still_compared() -> None:
+    deep_a = b"[" * 600 + b"1" + b"]" * 600
+    deep_b = b"[" * 600 + b"2" + b"]" * 600
+    assert compare(resp(deep_a), resp(deep_a)).verdict == "match"
+    result = compare(resp(deep_a), resp(deep_b))
+    assert result.verdict == "mismatch"
+
+
+def test_numbers_beyond_float_range_are_compared_exactly() -> None:
+    assert kinds(resp(b'{"x": 1e400}'), resp(b'{"x": 2e400}')) == [("$.x", "value")]
+    assert compare(resp(b'{"x": 1e400}'), resp(b'{"x": 1e400}')).verdict == "match"
+
+
+def test_json_content_type_with_and_without_utf8_charset_is_the_same() -> None:
+    rules = compile_rules({"headers": ["content-type"]})
+    plain = resp({"a": 1}, headers=(("Content-Type", "application/json"),))
+    utf8 = resp({"a": 1}, headers=(("Content-Type", "application/json; charset=UTF-8"),))
+    latin = resp({"a": 1}, headers=(("Content-Type", "text/html; charset=latin-1"),))
+    assert compare(plain, utf8, rules).verdict == "match"
+    assert compare(plain, latin, rules).verdict == "mismatch"
+
+
+def test_text_bodies_are_decoded_with_their_charset() -> None:
+    latin = RecordedResponse(200, (("Content-Type", "text/plain; charset=iso-8859-1"),),
+                             "café".encode("iso-8859-1"))
+    utf8 = RecordedResponse(200, (("Content-Type", "text/plain; charset=utf-8"),),
+                            "café".encode())
+    differences = compare(latin, utf8).differences
+    assert [d.path for d in differences] == ["headers.content-type"]  # the bodies are equal

@@ -143,8 +143,10 @@ def test_dashboard_in_headless_chromium_through_the_admin_port(admin_url: str) -
             # without the token cookie the dashboard is refused
             assert page.goto(f"{admin_url}/dashboard").status == 401
             # given a login with the token, the browser lands on the dashboard
-            page.goto(f"{admin_url}/login?token=secret-token")
-            assert page.url.endswith("/dashboard")
+            page.goto(f"{admin_url}/login")
+            page.fill("input[name=token]", "secret-token")
+            page.click("button")
+            page.wait_for_url("**/dashboard")
             row = page.locator("#routes tr[data-route='products']")
             assert row.locator(".mode").inner_text() == "shadow"
             assert "88.9%" in row.locator(".match-rate").inner_text()
@@ -161,3 +163,26 @@ def test_dashboard_in_headless_chromium_through_the_admin_port(admin_url: str) -
             assert page.locator("#differences td").first.inner_text() == "$.items[1].price"
         finally:
             browser.close()
+
+
+def test_latest_mismatches_leave_out_exchanges_that_differ_only_by_noise(
+        config: ProxyConfig, tmp_path: Path) -> None:
+    # given the monolith differs from itself on served_at as often as from the service
+    store = open_store(str(tmp_path / "diffs.sqlite3"))
+    try:
+        common = {"route": "products", "template": "/api/products/{id}/", "method": "GET",
+                  "monolith_status": 200, "service_status": 200, "verdict": "mismatch",
+                  "differences": ({"path": "$.served_at", "kind": "value", "monolith": 1,
+                                   "service": 2},)}
+        store.add([DiffRecord(path="/api/products/1/", kind="self", **common)
+                   for _ in range(10)])
+        store.add([DiffRecord(path="/api/products/noise-only/", **common) for _ in range(3)])
+    finally:
+        store.close()
+    clear_cache()
+    # when the overview is built
+    _, _, body = handle("/dashboard", "", config)
+    latest = body.decode().split("Latest mismatches")[1]
+    # then the real mismatch is listed, the noise-only ones are not
+    assert "/api/products/42/" in latest
+    assert "noise-only" not in latest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -225,3 +226,16 @@ def test_admin_put_takes_since_and_audits_it(tmp_path: Path) -> None:
     assert forced.json()["since"] == record["since"]
     assert abs(datetime.fromisoformat(record["since"]).timestamp() - (time.time() - 7200)) < 60
     assert (record["via"], record["forced"]) == ("admin", True)
+
+
+def test_cli_routes_set_json_reports_a_gate_refusal(tmp_path: Path) -> None:
+    store = tmp_path / "d.sqlite3"
+    routes_file = tmp_path / "strangler.toml"
+    routes_file.write_text(config_text(store))
+    add_at(store, ["mismatch"] * 30, at=time.time() - 600)
+    refused = CliRunner().invoke(cli, ["routes", "set", "products", "--mode", "service",
+                                       "--json", "--config", str(routes_file)])
+    assert isinstance(refused.exception, RouteEditError)
+    data = json.loads(refused.stdout)
+    assert (data["route"], data["changed"], data["refused"]) == ("products", False, True)
+    assert "gate refused products -> service" in data["error"]

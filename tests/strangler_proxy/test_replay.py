@@ -20,6 +20,7 @@ from shadow_testkit import JsonServer, monolith_and_service, routes_toml
 from strangler.cli import cli, main
 from strangler_proxy.shadow import open_store
 from strangler_proxy.shadow.replay import ReplayError, load_exchanges, record, record_command
+from strangler_proxy.shadow_marker import check_marker
 
 Server = JsonServer
 
@@ -38,7 +39,7 @@ def shadow_marks(server: Server) -> list[tuple[str, str, str | None]]:
 def write_config(tmp_path: Path, monolith: Server, service: Server) -> Path:
     path = tmp_path / "strangler.toml"
     path.write_text(routes_toml("diffs.sqlite3", monolith.url, service.url,
-                                shadow={"timeout": 2.0}))
+                                shadow={"timeout": 2.0, "marker_secret": "s"}))
     return path
 
 
@@ -99,7 +100,8 @@ def test_record_then_replay_end_to_end(tmp_path: Path, shop: tuple[Server, Serve
     assert summary["skipped"] == {"other_route": 1, "unsafe_method": 1}
     assert sorted(p for _, p, _ in shadow_marks(service)) == ["/api/products/1/",
                                                               "/api/products/2/"]
-    assert all(mark == "1" for _, _, mark in shadow_marks(service) + shadow_marks(monolith))
+    assert all(check_marker(mark, "s", "GET", path) == ""
+               for _, path, mark in shadow_marks(service) + shadow_marks(monolith))
     assert [m for m, _, _ in shadow_marks(monolith)] == ["GET", "GET"]  # writes never go back
     store = open_store(str(tmp_path / "diffs.sqlite3"))
     try:

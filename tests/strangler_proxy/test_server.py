@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import time
 from pathlib import Path
@@ -424,6 +425,9 @@ def test_shadow_route_serves_monolith_and_offers_the_exchange_after_the_response
     assert ("Cookie", "a=1") in request.headers
     primary = offer.primary  # type: ignore[attr-defined]
     assert (primary.status, primary.body, primary.body_truncated) == (200, b"monolith", True)
+    whole = b"monolith:0123456789"  # hashed in full as it streamed past the cap
+    assert (primary.digest, primary.size) == (hashlib.sha256(whole).hexdigest(), len(whole))
+    assert primary.elapsed_ms != round(primary.elapsed_ms)  # not whole ms: same clock as the copy
     assert 'strangler_shadow_offers_total{route="catalog",result="accepted"} 1' in metrics
 
 

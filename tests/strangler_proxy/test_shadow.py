@@ -18,6 +18,7 @@ from strangler_proxy.exchange import RecordedRequest, RecordedResponse, ShadowOf
 from strangler_proxy.shadow import open_store
 from strangler_proxy.shadow.sink import ProcessSink, build_sink
 from strangler_proxy.shadow.worker import PRIORITY_ENV, ShadowRunner, build_request
+from strangler_proxy.shadow_marker import check_marker
 
 Server = JsonServer
 
@@ -41,9 +42,18 @@ def servers() -> Iterator[tuple[Server, Server]]:
 SLOW_MACHINE_SECONDS = 30.0
 
 
+MARKER_SECRET = "test-marker-secret"
+
+
+def signed(headers: dict[str, str], method: str, path: str) -> bool:
+    """True when the copy's marker is validly signed for ``method path``."""
+    return check_marker(headers.get("X-Strangler-Shadow"), MARKER_SECRET, method, path) == ""
+
+
 def shadow_settings(overrides: str) -> dict[str, object]:
     """The [shadow] keys the tests use: no noise sampling and a generous timeout, unless set."""
-    settings: dict[str, object] = {"noise_percent": 0, "timeout": SLOW_MACHINE_SECONDS}
+    settings: dict[str, object] = {"noise_percent": 0, "timeout": SLOW_MACHINE_SECONDS,
+                                   "marker_secret": MARKER_SECRET}
     for line in filter(None, (x.strip() for x in overrides.splitlines())):
         key, value = (part.strip() for part in line.split("=", 1))
         settings[key] = int(value) if value.isdigit() else float(value)
@@ -108,7 +118,8 @@ def test_copy_is_marked_compared_and_stored(tmp_path: Path,
     config = make_config(tmp_path, monolith, service)
     assert run(config, lambda sink: sink.offer(offer())) is True
     method, path, headers, _ = service.seen[0]
-    assert (method, path, headers.get("X-Strangler-Shadow")) == ("GET", "/api/products/1/", "1")
+    assert (method, path) == ("GET", "/api/products/1/")
+    assert signed(headers, method, path)
     assert monolith.seen == []  # no noise sampling asked: the monolith is not called again
     [record] = stored(tmp_path)
     assert (record.verdict, record.template) == ("mismatch", "/api/products/{id}/")
@@ -136,7 +147,7 @@ def test_writes_are_not_copied_unless_the_route_opts_in(tmp_path: Path,
     assert run(opted, lambda sink: sink.offer(offer(method="POST", body=b'{"a": 1}'))) is True
     assert service.seen[0][0] == "POST"
     assert service.seen[0][3] == b'{"a": 1}'
-    assert service.seen[0][2]["X-Strangler-Shadow"] == "1"
+    assert signed(service.seen[0][2], "POST", service.seen[0][1])
 
 
 def test_sampling_percent_and_body_cap(tmp_path: Path, servers: tuple[Server, Server]) -> None:
@@ -184,7 +195,7 @@ def test_noise_sampling_asks_the_monolith_again(tmp_path: Path,
     config = make_config(tmp_path, monolith, service, shadow="noise_percent = 100",
                          compare="")
     run(config, lambda sink: sink.offer(offer()))
-    assert monolith.seen[0][2]["X-Strangler-Shadow"] == "1"
+    assert signed(monolith.seen[0][2], "GET", monolith.seen[0][1])
     kinds = sorted(r.kind for r in stored(tmp_path))
     assert kinds == ["self", "service"]
     self_record = next(r for r in stored(tmp_path) if r.kind == "self")
@@ -608,3 +619,32 @@ def test_a_new_store_in_the_routes_file_takes_over_without_a_restart(
         assert sorted(r.path for r in second.records()) == ["/api/products/2/", "/api/products/3/"]
     finally:
         second.close()
+
+
+def test_a_write_is_not_copied_without_a_marker_secret(tmp_path: Path,
+                                                       servers: tuple[Server, Server]) -> None:
+    # without a secret no service would honour the marker: the copy would really write
+    monolith, service = servers
+    text = routes_toml(tmp_path / "diffs.sqlite3", monolith.url, service.url,
+                       shadow={"noise_percent": 0, "timeout": SLOW_MACHINE_SECONDS},
+                       route="shadow = { writes = true }")
+    config = parse_config(text, str(tmp_path / "strangler.toml"))
+    run(config, lambda sink: sink.offer(offer(method="POST", body=b"{}")))
+    assert service.seen == []
+    assert counts(tmp_path)[("products", "skipped_no_marker_secret")] == 1
+
+
+def test_the_copy_gets_the_request_id_and_credentials_only_when_the_route_allows(
+        tmp_path: Path) -> None:
+    config = parse_config(routes_toml(tmp_path / "d.sqlite3", "http://127.0.0.1:1",
+                                      "http://127.0.0.1:2", shadow={},
+                                      route="shadow = { credentials = false }"))
+    request = RecordedRequest("GET", "/api/products/5/", "", (
+        ("Host", "shop"), ("Authorization", "Bearer user"), ("Cookie", "sessionid=1"),
+        ("X-Request-ID", "client-sent")), request_id="rid-1")
+    kept = dict(build_request(request, config.upstreams["catalog"]).headers)
+    dropped = dict(build_request(request, config.upstreams["catalog"], config.routes[0]).headers)
+    assert kept["X-Request-ID"] == dropped["X-Request-ID"] == "rid-1"
+    assert kept["Authorization"] == "Bearer user"
+    assert "Authorization" not in dropped
+    assert "Cookie" not in dropped

@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from extracted.catalog.models import AggregateVersion, OutboxEvent, Product, ProductTag
+from strangler_proxy import sign_marker
 
 pytestmark = pytest.mark.django_db
 
@@ -130,13 +131,20 @@ def test_deleting_a_category_with_products_is_a_409(staff: APIClient, shop: Any)
     assert not OutboxEvent.objects.exists()
 
 
-def test_shadow_writes_are_answered_but_change_nothing(staff: APIClient, shop: Any) -> None:
-    # when a shadow copy of a create, an update and a delete arrives
-    shadow = {"HTTP_X_STRANGLER_SHADOW": "1"}
-    created = staff.post("/api/brands/", {"name": "S", "slug": "s"}, format="json", **shadow)
-    updated = staff.patch("/api/products/2/", {"name": "Renamed"}, format="json", **shadow)
-    deleted = staff.delete("/api/products/1/", **shadow)
-    invalid = staff.post("/api/brands/", {"slug": "bad slug"}, format="json", **shadow)
+def test_shadow_writes_are_answered_but_change_nothing(staff: APIClient, shop: Any,
+                                                      settings: Any) -> None:
+    # when a signed shadow copy of a create, an update and a delete arrives
+    settings.STRANGLER_SHADOW_SECRET = "s"
+
+    def shadow(method: str, path: str) -> dict[str, str]:
+        return {"HTTP_X_STRANGLER_SHADOW": sign_marker("s", method, path)}
+    created = staff.post("/api/brands/", {"name": "S", "slug": "s"}, format="json",
+                         **shadow("POST", "/api/brands/"))
+    updated = staff.patch("/api/products/2/", {"name": "Renamed"}, format="json",
+                          **shadow("PATCH", "/api/products/2/"))
+    deleted = staff.delete("/api/products/1/", **shadow("DELETE", "/api/products/1/"))
+    invalid = staff.post("/api/brands/", {"slug": "bad slug"}, format="json",
+                         **shadow("POST", "/api/brands/"))
     # then they are validated and answered as usual
     assert (created.status_code, updated.status_code, deleted.status_code) == (201, 200, 204)
     assert updated.json()["name"] == "Renamed"
@@ -180,3 +188,12 @@ def test_a_change_and_its_event_commit_together_or_not_at_all(
     # then the row change is rolled back with the event: the service never drifts silently
     assert (sorted(Brand.objects.values_list("slug", "name")),
             sorted(Category.objects.values_list("slug", "name"))) == before
+
+
+def test_an_unsigned_shadow_marker_is_ignored(staff: APIClient, shop: Any,
+                                              settings: Any) -> None:
+    settings.STRANGLER_SHADOW_SECRET = "s"
+    answer = staff.post("/api/brands/", {"name": "Real", "slug": "real"}, format="json",
+                        HTTP_X_STRANGLER_SHADOW="1")
+    assert answer.status_code == 201
+    assert OutboxEvent.objects.exists()  # a real write, published

@@ -1,0 +1,158 @@
+"""A normal client's latency while slow clients attack, our proxy beside nginx.
+
+    python -m bench.proxy.slowloris [--heads 500] [--bodies 300] [--seconds 30]
+
+For each proxy in turn (nginx with its defaults plus the timeouts of our defaults, then
+``strangler proxy`` with its defaults) in front of the same nginx-served backend: open
+``--heads`` slowloris connections (a header line every second, never finished) and
+``--bodies`` slow POSTs (a body byte every second), each reconnecting when cut off, and
+meanwhile let one normal client send sequential keep-alive-less GETs for ``--seconds``.
+Prints the normal client's p50/p99/max and error count, how many slow connections were cut,
+and the load average (the figures are only comparable within one run). The goal from issue
+12: the normal client's p99 under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.proxy.run import (
+    backend_server,
+    free_port,
+    nginx_conf,
+    nginx_proxy_server,
+    process,
+    routes_file,
+)
+
+NGINX_SLOW = """
+    client_header_timeout 10s;
+    client_body_timeout 10s;
+    keepalive_timeout 75s;
+"""
+
+
+class Attack(threading.Thread):
+    """Slow heads and slow bodies, reconnecting when cut; counts the cuts."""
+
+    def __init__(self, port: int, heads: int, bodies: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.heads, self.bodies = port, heads, bodies
+        self.stop = threading.Event()
+        self.cut = 0
+        self.failed_connects = 0
+
+    def _open(self, selector: selectors.BaseSelector, body: bool) -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            sock.setblocking(False)
+            sock.send(b"POST /api/hit/1/ HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n"
+                      if body else b"GET /api/hit/1/ HTTP/1.1\r\nHost: a\r\n")
+        except OSError:
+            self.failed_connects += 1
+            return
+        selector.register(sock, selectors.EVENT_READ, body)
+
+    def run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for index in range(self.heads + self.bodies):
+                self._open(selector, index >= self.heads)
+            next_drip = time.monotonic() + 1.0
+            while not self.stop.is_set():
+                for key, _ in selector.select(timeout=0.1):
+                    sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                    with contextlib.suppress(OSError):
+                        if sock.recv(4096):
+                            continue
+                    selector.unregister(sock)
+                    sock.close()
+                    self.cut += 1
+                    self._open(selector, key.data)
+                if time.monotonic() >= next_drip:
+                    next_drip += 1.0
+                    for key in list(selector.get_map().values()):
+                        with contextlib.suppress(OSError):
+                            key.fileobj.send(b"x" if key.data else b"X-A: b\r\n")  # type: ignore[union-attr]
+            for key in list(selector.get_map().values()):
+                key.fileobj.close()  # type: ignore[union-attr]
+
+
+def normal_client(port: int, seconds: float) -> tuple[list[float], int]:
+    """Sequential GETs for ``seconds``: latencies (ms) and errors (anything but a 200)."""
+    latencies, errors = [], 0
+    request = b"GET /api/hit/1/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        started = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(request)
+                got = b""
+                while chunk := sock.recv(65536):
+                    got += chunk
+            ok = got.startswith(b"HTTP/1.1 200")
+        except OSError:
+            ok = False
+        latencies.append((time.perf_counter() - started) * 1000)
+        errors += not ok
+        time.sleep(0.01)
+    return latencies, errors
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))] if ordered else 0.0
+
+
+def attack(name: str, port: int, args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    attacker = Attack(port, args.heads, args.bodies)
+    attacker.start()
+    time.sleep(2.0)  # let the slow connections pile up first
+    latencies, errors = normal_client(port, args.seconds)
+    attacker.stop.set()
+    attacker.join(10)
+    print(f"{name:10s} normal client: {len(latencies)} requests, {errors} errors, "
+          f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+          f"max {max(latencies):.1f} ms; slow connections cut: {attacker.cut}, "
+          f"refused: {attacker.failed_connects}; load average {load:.2f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.proxy.slowloris",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--heads", type=int, default=500)
+    parser.add_argument("--bodies", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-slowloris-") as tmp, \
+            contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        ports = {k: free_port() for k in ("backend", "nginx", "ours", "admin")}
+        stack.enter_context(process(["nginx", "-c", str(nginx_conf(
+            work, "backend", backend_server(ports["backend"])))], ports["backend"],
+            work / "backend.log"))
+        stack.enter_context(process(["nginx", "-c", str(nginx_conf(
+            work, "proxy", NGINX_SLOW + nginx_proxy_server(ports["nginx"], ports["backend"])))],
+            ports["nginx"], work / "nginx.log"))
+        config = work / "ours.toml"
+        config.write_text(routes_file(ports["ours"], ports["admin"], ports["backend"], 1))
+        stack.enter_context(process([sys.executable, "-m", "strangler.cli", "proxy", "--config",
+                                     str(config), "--workers", "1"], ports["ours"],
+                                    work / "ours.log"))
+        attack("nginx", ports["nginx"], args)
+        attack("strangler", ports["ours"], args)
+
+
+if __name__ == "__main__":
+    main()

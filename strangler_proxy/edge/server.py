@@ -221,7 +221,11 @@ class ClientConnection(asyncio.Protocol):
                 # llhttp accepts "gzip, chunked"; forwarding it as plain chunked would hand
                 # the upstream a body it cannot read as sent. nginx answers 501 too.
                 raise _Reject(501, "only Transfer-Encoding: chunked is supported")
-            cached = (lowers, hmap, {})
+            # Last: does the head carry framing or Expect (else the body checks below are
+            # skipped: the common GET pays for none of them).
+            framed = b"transfer-encoding" in hmap or b"expect" in hmap or \
+                hmap.get(b"content-length", b"0") != b"0"
+            cached = (lowers, hmap, {}, framed)
             if sum(map(len, chain.from_iterable(headers))) <= HEAD_CACHE_ENTRY_BYTES:
                 if len(REQUEST_CACHE) >= HEAD_CACHE_SIZE:
                     REQUEST_CACHE.clear()
@@ -237,11 +241,22 @@ class ClientConnection(asyncio.Protocol):
         if method in REFUSED_METHODS or url == b"*":
             raise _Reject(400 if url == b"*" else 405, "CONNECT, TRACE and OPTIONS * are not "
                           "forwarded: this is a reverse proxy")
-        exchange = Exchange(self, method, url, headers, *cached)
+        exchange = Exchange(self, method, url, headers, cached[0], cached[1], cached[2])
         exchange.http11 = version == "1.1"
         exchange.keep_alive = parser.should_keep_alive()
         self.current = exchange
         exchange.prepare()
+        if cached[3]:
+            self._check_framing(exchange)
+        self.queue.append(exchange)
+        if len(self.queue) > 1:
+            # A pipelined request behind an unfinished one: stop reading until the earlier
+            # answers are out (bytes already read are queued, the rest wait in the kernel).
+            # Not pausing in the common case saves two epoll_ctl calls per request.
+            self.pause("pipeline")
+
+    def _check_framing(self, exchange: Exchange) -> None:
+        # A request with a body or Expect: limits, the Upgrade-with-body case, buffering.
         hmap = exchange.hmap
         if b"transfer-encoding" in hmap or hmap.get(b"content-length", b"0") != b"0":
             self.body_since = self.state.now
@@ -263,12 +278,6 @@ class ClientConnection(asyncio.Protocol):
             if expect.lower() != b"100-continue":
                 raise _Reject(417, "only Expect: 100-continue is supported")
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.queue.append(exchange)
-        if len(self.queue) > 1:
-            # A pipelined request behind an unfinished one: stop reading until the earlier
-            # answers are out (bytes already read are queued, the rest wait in the kernel).
-            # Not pausing in the common case saves two epoll_ctl calls per request.
-            self.pause("pipeline")
 
     def on_body(self, body: bytes) -> None:
         exchange = self.current

@@ -225,16 +225,18 @@ class Exchange:
             slash = rest.find(b"/")
             url = rest[slash:] if slash >= 0 else b"/"
         raw_path, _, self.raw_query = url.partition(b"?")
-        # bytes.find, not `in`: on CPython 3.11 `needle in some_bytes` first tries the needle
-        # as an int and raises and clears a TypeError each time; three such tests per request
-        # cost 5% of the forwarding path (callgrind over bench.proxy.hotpath).
-        find = raw_path.find
-        if find(b"%") >= 0 or find(b"/.") >= 0 or find(b"//") >= 0:
+        # Tested on the decoded str: on CPython 3.11 `needle in some_bytes` first tries the
+        # needle as an int, raising and clearing a TypeError each time, and bytes.find parses
+        # its arguments with a format string; three such tests cost 4% of the forwarding
+        # path, the str tests nearly nothing (callgrind over bench.proxy.hotpath).
+        path = raw_path.decode("latin-1")
+        if "%" in path or "/." in path or "//" in path:
             # Route on, and forward, the path an origin server will resolve, so that
             # /svc/../x and /%73vc/x go where /x and /svc/x go (as nginx normalises).
             raw_path = normalize_path(raw_path)
             url = raw_path + (b"?" + self.raw_query if self.raw_query else b"")
-        self.path = raw_path.decode("latin-1")
+            path = raw_path.decode("latin-1")
+        self.path = path
         self.host = hmap.get(b"host", b"")
         ip = client.client_ip
         if client.trusted:

@@ -13,7 +13,12 @@ request's due time) sends half that rate to each setup in alternating rounds:
 - shadow off: the route in ``monolith`` mode;
 - comparator: the route in ``shadow`` mode at 100%, ``proxy_sends_to = "comparator"``;
 - comparator, SCHED_IDLE: the same with the comparator at idle priority, so that on this
-  shared core it takes no time from the monolith or the client (a host of its own would not).
+  shared core it takes less time from the monolith or the client (a host of its own none);
+- batches to a discarding nginx: the proxy does all its shadow work (admit, copy, batch,
+  send) but nothing compares on core 1: the primary as with a comparator on another host.
+
+The proxy's CPU time per request (``/proc``) is printed too: on a machine shared with other
+work it moves far less than latency does.
 
 Prints p50/p99 per setup and the ratio to shadow off, what the comparator compared and dropped,
 and the load average before and after. ``--store URL`` puts the diff store in PostgreSQL.
@@ -36,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proxy.openloop import native_client, open_loop
-from bench.proxy.run import free_port, nginx_conf
+from bench.proxy.run import cpu_seconds, free_port, nginx_conf
 from bench.proxy.run import process as running
 from bench.shadow.latency import MONOLITH_BODY, SERVICE_BODY, json_server, wrk_rps
 from strangler_proxy.shadow.store import open_store
@@ -45,7 +50,8 @@ OUT = Path(__file__).resolve().parents[1] / "out"
 PROXY_CORE, OTHER_CORE = "0", "1"
 SECRET = "bench-secret"
 SETUPS = (("shadow off", "off"), ("comparator on core 1", "normal"),
-          ("comparator on core 1, SCHED_IDLE", "idle"))
+          ("comparator on core 1, SCHED_IDLE", "idle"),
+          ("batches to a discarding nginx on core 1", "discard"))
 
 
 def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, store: str,
@@ -102,17 +108,18 @@ def run(seconds: float = 8.0, rounds: int = 3, store: str | None = None) -> dict
         with _backends(work, mono, serv):
             max_rps = _proxy_max(work, mono, serv)
             rate = max_rps / 2
-            samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in SETUPS}
+            samples: dict[str, list[tuple[float, float, float]]] = {n: [] for n, _ in SETUPS}
             counts: dict[str, dict[str, int]] = {}
             for round_ in range(rounds):
                 for name, comparator in SETUPS:
                     location = store or str(work / f"diffs-{round_}-{comparator}.sqlite3")
-                    p50, p99, got = _measure(work, mono, serv, comparator, rate, seconds,
-                                             location)
-                    samples[name].append((p50, p99))
+                    p50, p99, cpu, got = _measure(work, mono, serv, comparator, rate,
+                                                  seconds, location)
+                    samples[name].append((p50, p99, cpu))
                     counts[name] = got
-    rows = {name: {"p50_ms": statistics.median(p for p, _ in s),
-                   "p99_ms": statistics.median(p for _, p in s), "shadow": counts[name]}
+    rows = {name: {"p50_ms": statistics.median(x[0] for x in s),
+                   "p99_ms": statistics.median(x[1] for x in s),
+                   "proxy_cpu_us": statistics.median(x[2] for x in s), "shadow": counts[name]}
             for name, s in samples.items()}
     client = "C (bench/proxy/openloop.c)" if native_client() else "asyncio"
     return {"max_rps_shadow_off": max_rps, "rate": rate, "seconds": seconds, "rounds": rounds,
@@ -160,24 +167,34 @@ def _on_other_core() -> Iterator[None]:
 
 
 def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, seconds: float,
-             store: str) -> tuple[float, float, dict[str, int]]:
+             store: str) -> tuple[float, float, float, dict[str, int]]:
+    """p50, p99, the proxy's CPU µs per request, and the store's counters for one setup."""
     port, admin, cport = free_port(), free_port(), free_port()
     config = work / f"run-{comparator}.toml"
     mode = "monolith" if comparator == "off" else "shadow"
     config.write_text(routes_text(port, admin, mono, serv, mode, store, cport))
     started = time.time()
     with contextlib.ExitStack() as stack:
-        if comparator != "off":
+        if comparator == "discard":  # the proxy's whole cost, with no comparison on core 1
+            conf = nginx_conf(work, f"discard-{time.monotonic_ns()}",
+                              f"server {{ listen 127.0.0.1:{cport}; keepalive_requests "
+                              "1000000; client_max_body_size 0; location / { return 204; } }")
+            stack.enter_context(running(pinned(OTHER_CORE, ["nginx", "-c", str(conf)]), cport,
+                                        work / "discard.log"))
+        elif comparator != "off":
             stack.enter_context(running(pinned(OTHER_CORE, [
                 sys.executable, "-m", "strangler.cli", "shadow", "serve", "--config",
                 str(config), "--listen", f"127.0.0.1:{cport}"], idle=comparator == "idle"),
                 cport, work / f"comparator-{comparator}.log"))
-        stack.enter_context(running(_proxy(config), port, work / "run.log"))
+        proxy = stack.enter_context(running(_proxy(config), port, work / "run.log"))
         with _on_other_core():
             open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
+            cpu = cpu_seconds(proxy.pid)
             result = open_loop("127.0.0.1", port, "/api/products/1/", rate=rate,
                                seconds=seconds)
-    return result.percentile(50), result.percentile(99), _counts(store, started)
+            cpu = cpu_seconds(proxy.pid) - cpu
+    cpu_us = cpu / max(len(result.latencies_ms), 1) * 1e6
+    return result.percentile(50), result.percentile(99), cpu_us, _counts(store, started)
 
 
 def _counts(store: str, since: float) -> dict[str, int]:
@@ -202,15 +219,15 @@ def markdown(result: dict[str, Any]) -> str:
              f"open loop at {result['rate']:,.0f} req/s for {result['seconds']:.0f} s, median "
              f"of {result['rounds']} alternating rounds; client: {result['client']}; load "
              f"average {result['load_before']} before, {result['load_after']} after.", "",
-             "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | copies compared / dropped "
-             "(last round) |", "|---|---|---|---|---|---|"]
+             "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | proxy CPU µs/req | copies "
+             "compared / dropped (last round) |", "|---|---|---|---|---|---|---|"]
     for name, row in result["setups"].items():
         shadow = row["shadow"]
         compared = sum(v for k, v in shadow.items() if k.startswith("service_"))
         dropped = sum(v for k, v in shadow.items() if k.startswith("dropped_"))
         lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                      f"{row['p50_ms'] / off['p50_ms']:.2f} | {row['p99_ms'] / off['p99_ms']:.2f}"
-                     f" | {compared:,} / {dropped:,} |")
+                     f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} |")
     return "\n".join(lines)
 
 

@@ -294,3 +294,55 @@ def test_a_comparator_that_is_down_costs_the_proxy_only_the_copies(tmp_path: Pat
     assert 'event="dropped_comparator_down"} 5' in metrics
     assert elapsed < 5.0
     assert service.seen == []
+
+
+def test_the_comparator_follows_the_routes_file_and_compares_only_shadow_routes(
+        tmp_path: Path) -> None:
+    from strangler_proxy.shadow.serve import ComparatorServer
+
+    with monolith_and_service() as (monolith, service):
+        # given a comparator whose route is still on the monolith
+        config = tmp_path / "strangler.toml"
+        store = str(tmp_path / "diffs.sqlite3")
+        config.write_text(_routes(store, monolith.url, service.url).replace(
+            'mode = "shadow"', 'mode = "monolith"'))
+        headers = {TOKEN_HEADER: mirror_token(SECRET)}
+
+        async def main() -> tuple[list[int], str]:
+            server = ComparatorServer(config, "127.0.0.1:0")
+            await server.start()
+            try:
+                base = f"http://{server.address}"
+                async with httpx.AsyncClient(trust_env=False) as client:
+                    # when a mirror arrives, then the route enters shadow mode, then another
+                    first = (await client.get(f"{base}/api/products/1/", headers=headers))
+                    config.write_text(_routes(store, monolith.url, service.url))
+                    os.utime(config, (time.time() + 5, time.time() + 5))  # a new mtime
+                    deadline = time.monotonic() + SLOW_MACHINE_SECONDS
+                    while server.runner.config.routes[0].mode != "shadow" and \
+                            time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    second = await client.get(f"{base}/api/products/2/", headers=headers)
+                    assert await server.runner.wait_idle(SLOW_MACHINE_SECONDS)
+                    await server.runner.flush()
+                    metrics = (await client.get(f"{base}/metrics")).text
+                return [first.status_code, second.status_code], metrics
+            finally:
+                await server.stop()
+
+        statuses, metrics = asyncio.run(main())
+    # then both were taken, but only the one in shadow mode was compared
+    assert statuses == [202, 202]
+    assert 'route="products",event="skipped_not_shadow"} 1' in metrics
+    assert [r.path for r in _records(config)] == ["/api/products/2/"]
+
+
+def test_print_mirror_token_derives_it_from_the_secret(tmp_path: Path) -> None:
+    config = tmp_path / "strangler.toml"
+    config.write_text(_routes(str(tmp_path / "d.sqlite3"), "http://127.0.0.1:9",
+                              "http://127.0.0.1:9"))
+    result = CliRunner().invoke(cli, ["shadow", "serve", "--config", str(config),
+                                      "--print-mirror-token"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == mirror_token(SECRET)
+    assert SECRET not in result.output

@@ -19,6 +19,7 @@ say) is logged and counted as ``comparator_refused``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -32,7 +33,6 @@ import httptools
 
 from strangler_proxy.config import ProxyConfig
 from strangler_proxy.errors import StartupError
-from strangler_proxy.shadow.client import HttpClient
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
 from strangler_proxy.shadow.sink import ProcessSink, encode_frame
 
@@ -43,11 +43,18 @@ _LOG_EVERY_SECONDS: Final = 10.0
 
 
 class _RemoteLink(asyncio.Protocol):
-    """The proxy's end of the connection: reads only the statuses of the comparator's answers."""
+    """The proxy's end of the connection: the comparator's answers, in the order asked.
+
+    Each POST leaves a waiter: ``None`` for a batch (only a refusal matters), a future for
+    ``wait_idle``, which asks on this same connection so that its answer comes only after
+    every batch sent before it was taken.
+    """
 
     def __init__(self, sink: RemoteSink) -> None:
         self.sink = sink
         self.parser = httptools.HttpResponseParser(self)
+        self.waiters: collections.deque[asyncio.Future[bytes] | None] = collections.deque()
+        self.body = bytearray()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -55,12 +62,23 @@ class _RemoteLink(asyncio.Protocol):
         except httptools.HttpParserError:
             self.sink.refused(0)
 
-    def on_headers_complete(self) -> None:
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
+        waiter = self.waiters.popleft() if self.waiters else None
+        body, self.body = bytes(self.body), bytearray()
         if status >= 300:
             self.sink.refused(status)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(body if status == 200 else b"{}")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        for waiter in self.waiters:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(b"{}")
+        self.waiters.clear()
         self.sink.worker_gone(self)  # type: ignore[arg-type]
 
 
@@ -99,13 +117,16 @@ class RemoteSink(ProcessSink):
         if batch:
             self._post(OFFERS_PATH, b"".join(batch))
 
-    def _post(self, path: str, body: bytes) -> bool:
-        transport = self._transport
-        if transport is None or transport.is_closing() or not self._secret:
+    def _post(self, path: str, body: bytes,
+              waiter: asyncio.Future[bytes] | None = None) -> bool:
+        transport, link = self._transport, self._link
+        if transport is None or transport.is_closing() or not self._secret or \
+                not isinstance(link, _RemoteLink):
             return False
         _, host, port = self._origin
         head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n"
                 f"{AUTH_HEADER}: {batch_auth(self._secret, path, body)}\r\n\r\n")
+        link.waiters.append(waiter)
         transport.write(head.encode("latin-1") + body)
         return True
 
@@ -161,26 +182,25 @@ class RemoteSink(ProcessSink):
         return True
 
     async def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait until the comparator has compared and stored everything sent so far."""
-        if self._flush_at is not None:
-            self._flush_at.cancel()
-            self._flush()
-        deadline = time.monotonic() + timeout
-        while self._transport is not None and self._transport.get_write_buffer_size() and \
-                time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if self._unsent:  # this side's counters first, so that they are stored too
+        """Wait until the comparator has compared and stored everything sent so far.
+
+        Asked on the batches' own connection, after them, so the answer covers them all.
+        """
+        if self._unsent:  # this side's counters too, so that they are stored
             self._send(("counts", dict(self._unsent)))
             self._unsent.clear()
-        if not self._secret:
+        elif self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush()
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        body = json.dumps({"timeout": timeout}).encode()
+        if not self._post(IDLE_PATH, body, waiter):
             return False
-        body = json.dumps({"timeout": max(deadline - time.monotonic(), 0.0)}).encode()
-        headers = [(AUTH_HEADER, batch_auth(self._secret, IDLE_PATH, body))]
         try:
-            async with HttpClient(max_connections=1) as client, asyncio.timeout(timeout + 2.0):
-                answer = await client.request("POST", self.comparator + IDLE_PATH, headers, body)
-            return answer.status == 200 and bool(json.loads(answer.body).get("idle"))
-        except (OSError, ValueError, TimeoutError):
+            async with asyncio.timeout(timeout + 2.0):
+                answer = await waiter
+            return bool(json.loads(answer).get("idle"))
+        except (ValueError, AttributeError, TimeoutError):
             return False
 
     async def _reap(self) -> None:

@@ -346,3 +346,41 @@ def test_print_mirror_token_derives_it_from_the_secret(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == mirror_token(SECRET)
     assert SECRET not in result.output
+
+
+def test_a_proxy_with_another_secret_is_refused_and_counts_it(
+        tmp_path: Path, comparator_of: Any) -> None:
+    from strangler_proxy.control import ProxyApp
+    from strangler_proxy.edge import listen_socket
+
+    with monolith_and_service() as (monolith, service):
+        # given a comparator, and a proxy whose routes file has another marker secret
+        store = str(tmp_path / "diffs.sqlite3")
+        ours = tmp_path / "comparator.toml"
+        ours.write_text(_routes(store, monolith.url, service.url))
+        comparator = comparator_of(ours)
+        config = tmp_path / "strangler.toml"
+        config.write_text(_routes(store, monolith.url, service.url, marker_secret="other",
+                                  proxy_sends_to="comparator", comparator_url=comparator.url))
+
+        async def main() -> tuple[list[int], bool, str]:
+            app = ProxyApp(config, environ={})
+            await app.start(proxy_sock=listen_socket("127.0.0.1:0"),
+                            admin_sock=listen_socket("127.0.0.1:0"), watch=False)
+            try:
+                async with httpx.AsyncClient(trust_env=False) as client:
+                    statuses = [(await client.get(f"http://{app.proxy_address}/api/products/"
+                                                  f"{i}/")).status_code for i in range(3)]
+                idle = await app.sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
+                return statuses, idle, app.sink.prometheus_text()
+            finally:
+                await app.stop(grace=1.0)
+
+        statuses, idle, metrics = asyncio.run(main())
+    # then clients are served, the batches (and the idle question) are refused and counted,
+    # and nothing reaches the service or the store
+    assert statuses == [200] * 3
+    assert not idle
+    assert 'event="comparator_refused"}' in metrics
+    assert service.seen == []
+    assert _records(ours) == []

@@ -384,3 +384,23 @@ def test_a_proxy_with_another_secret_is_refused_and_counts_it(
     assert 'event="comparator_refused"}' in metrics
     assert service.seen == []
     assert _records(ours) == []
+
+
+def test_envoy_sends_the_mirror_token_of_the_comparator_url_as_a_header(tmp_path: Path) -> None:
+    from strangler_proxy.export import build_plan
+    from strangler_proxy.export.envoy import TOKEN_HEADER as ENVOY_TOKEN_HEADER
+    from strangler_proxy.export.envoy import render_envoy
+
+    # given a comparator URL with the mirror token as its path (as nginx needs it)
+    config = tmp_path / "strangler.toml"
+    config.write_text(_routes(str(tmp_path / "d.sqlite3"), "http://127.0.0.1:9",
+                              "http://127.0.0.1:9"))
+    token = mirror_token(SECRET)
+    plan = build_plan(load_config(config), comparator_url=f"http://127.0.0.1:8090"
+                      f"{TOKEN_PREFIX}{token}", listen="127.0.0.1:8080")
+    # when the routes file is exported for Envoy, whose mirrors keep the client's path
+    text = render_envoy(plan, tmp_path)
+    # then the mirror policy adds the token as the header the comparator checks
+    assert ENVOY_TOKEN_HEADER == TOKEN_HEADER
+    assert f'key: "{TOKEN_HEADER}"\n' in text
+    assert f'value: "{token}"\n' in text

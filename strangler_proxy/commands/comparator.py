@@ -50,7 +50,12 @@ def serve(config_path: Path, listen: str, insecure_no_auth: bool,
         return
     logging.basicConfig(level=logging.WARNING, format="comparator: %(message)s")
     server = ComparatorServer(config_path, listen, auth=not insecure_no_auth)
-    asyncio.run(_run(server, config_path))
+    try:  # the proxy's loop too: cheaper per request than asyncio's own
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio still works
+        asyncio.run(_run(server, config_path))
+        return
+    uvloop.run(_run(server, config_path))
 
 
 async def _run(server: ComparatorServer, config_path: Path) -> None:

@@ -174,6 +174,7 @@ def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, sec
     mode = "monolith" if comparator == "off" else "shadow"
     config.write_text(routes_text(port, admin, mono, serv, mode, store, cport))
     started = time.time()
+    far = None
     with contextlib.ExitStack() as stack:
         if comparator == "discard":  # the proxy's whole cost, with no comparison on core 1
             conf = nginx_conf(work, f"discard-{time.monotonic_ns()}",
@@ -182,7 +183,7 @@ def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, sec
             stack.enter_context(running(pinned(OTHER_CORE, ["nginx", "-c", str(conf)]), cport,
                                         work / "discard.log"))
         elif comparator != "off":
-            stack.enter_context(running(pinned(OTHER_CORE, [
+            far = stack.enter_context(running(pinned(OTHER_CORE, [
                 sys.executable, "-m", "strangler.cli", "shadow", "serve", "--config",
                 str(config), "--listen", f"127.0.0.1:{cport}"], idle=comparator == "idle"),
                 cport, work / f"comparator-{comparator}.log"))
@@ -190,11 +191,15 @@ def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, sec
         with _on_other_core():
             open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
             cpu = cpu_seconds(proxy.pid)
+            far_cpu = cpu_seconds(far.pid) if far else 0.0
             result = open_loop("127.0.0.1", port, "/api/products/1/", rate=rate,
                                seconds=seconds)
             cpu = cpu_seconds(proxy.pid) - cpu
+            far_cpu = (cpu_seconds(far.pid) if far else 0.0) - far_cpu
     cpu_us = cpu / max(len(result.latencies_ms), 1) * 1e6
-    return result.percentile(50), result.percentile(99), cpu_us, _counts(store, started)
+    counts = _counts(store, started)
+    counts["comparator_cpu_ms"] = round(far_cpu * 1000)
+    return result.percentile(50), result.percentile(99), cpu_us, counts
 
 
 def _counts(store: str, since: float) -> dict[str, int]:
@@ -220,14 +225,17 @@ def markdown(result: dict[str, Any]) -> str:
              f"of {result['rounds']} alternating rounds; client: {result['client']}; load "
              f"average {result['load_before']} before, {result['load_after']} after.", "",
              "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | proxy CPU µs/req | copies "
-             "compared / dropped (last round) |", "|---|---|---|---|---|---|---|"]
+             "compared / dropped (last round) | comparator CPU ms/copy |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, row in result["setups"].items():
         shadow = row["shadow"]
         compared = sum(v for k, v in shadow.items() if k.startswith("service_"))
         dropped = sum(v for k, v in shadow.items() if k.startswith("dropped_"))
+        per_copy = shadow.get("comparator_cpu_ms", 0) / compared if compared else 0.0
         lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                      f"{row['p50_ms'] / off['p50_ms']:.2f} | {row['p99_ms'] / off['p99_ms']:.2f}"
-                     f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} |")
+                     f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} | "
+                     f"{per_copy:.2f} |")
     return "\n".join(lines)
 
 

@@ -325,7 +325,7 @@ def test_the_comparator_follows_the_routes_file_and_compares_only_shadow_routes(
                     second = await client.get(f"{base}/api/products/2/", headers=headers)
                     assert await server.runner.wait_idle(SLOW_MACHINE_SECONDS)
                     await server.runner.flush()
-                    metrics = (await client.get(f"{base}/metrics")).text
+                    metrics = (await client.get(f"{base}/_strangler/metrics")).text
                 return [first.status_code, second.status_code], metrics
             finally:
                 await server.stop()

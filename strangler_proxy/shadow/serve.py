@@ -189,7 +189,9 @@ def reply(status: int, body: bytes = b"", content_type: str = "application/json"
     """A complete HTTP/1.1 answer."""
     reason = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request",
               401: "Unauthorized", 404: "Not Found", 413: "Content Too Large"}.get(status, "")
-    head = f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
+    head = f"HTTP/1.1 {status} {reason}\r\n"
+    if status != 204:  # RFC 9110 §8.6: never on a 204
+        head += f"Content-Length: {len(body)}\r\n"
     if body:
         head += f"Content-Type: {content_type}\r\n"
     return (head + "\r\n").encode("latin-1") + body
@@ -241,18 +243,21 @@ class Comparator:
                "shadow.marker_secret" if why else ""
 
     def _offers(self, body: bytes) -> bytes:
-        view, at = memoryview(body), 0
+        view, at, start = memoryview(body), 0, 0
         try:
             while at < len(body):
+                start = at
                 (size,) = FRAME_HEADER.unpack_from(view, at)
                 message = marshal.loads(view[at + FRAME_HEADER.size:at + FRAME_HEADER.size + size])
                 at += FRAME_HEADER.size + size
+                if not isinstance(message, tuple) or not message:
+                    raise TypeError(f"a frame holds a tuple, not {type(message).__name__}")
                 if message[0] == "offer":
                     self.runner.offer(offer_from_message(message))
                 elif message[0] == "counts":
                     self.runner.add_counts(message[1])
         except (ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
-            return _error(400, f"bad frame at byte {at}: {exc}")
+            return _error(400, f"bad frame at byte {start}: {exc}")
         return reply(204)
 
     async def _idle_answer(self, timeout: float) -> bytes:

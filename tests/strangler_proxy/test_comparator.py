@@ -232,11 +232,17 @@ def test_unsigned_batches_and_mirrors_without_the_token_are_refused(
             statuses += [client.get(base + "/api/products/1/").status_code,
                          client.get(base + "/api/products/1/",
                                     headers={TOKEN_HEADER: mirror_token("x")}).status_code]
+            # a signed batch that is not frames
+            garbled = client.post(base + OFFERS_PATH, content=b"\x00\x00\x00\x09garbage!!",
+                                  headers={AUTH_HEADER: batch_auth(
+                                      SECRET, OFFERS_PATH, b"\x00\x00\x00\x09garbage!!")})
             good = [client.post(base + OFFERS_PATH, content=frame, headers={
                         AUTH_HEADER: batch_auth(SECRET, OFFERS_PATH, frame)}).status_code,
                     client.get(base + "/api/products/1/",
                                headers={TOKEN_HEADER: mirror_token(SECRET)}).status_code]
         assert statuses == [401] * 5
+        assert garbled.status_code == 400
+        assert "bad frame at byte 0" in garbled.text
         assert good == [204, 202]
         records = _wait_records(config, 1)
         assert [(r.path, r.verdict) for r in records] == [("/api/products/1/", "match")]

@@ -278,11 +278,19 @@ class ShadowSettings:
         "([shadow.md](shadow.md#never-in-the-clients-way))",
         kind="percent of one core",
         note=" (1–100)"))
+    # -- the standalone comparator (issue 16a; serve.py, remote.py) --
     comparator_url: str | None = field(default=None, metadata=key_doc(
-        "where an exported engine (`strangler export`) mirrors the safe requests of shadow "
-        "routes: the standalone comparator, `strangler shadow serve`, which arrives with issue "
-        "16. Without it, exporting a shadow route is refused. Our own proxy does not use it",
+        "the standalone comparator, `strangler shadow serve` "
+        "([shadow.md](shadow.md#the-standalone-comparator)): where an exported engine "
+        "(`strangler export`) mirrors the safe requests of shadow routes, and where our proxy "
+        "sends its copies with `proxy_sends_to = \"comparator\"`. Without it, exporting a "
+        "shadow route is refused",
         kind='`"http(s)://HOST:PORT"`'))
+    proxy_sends_to: str = field(default="worker", metadata=key_doc(
+        "where our proxy hands shadow copies: `worker` (its own worker process, same "
+        "machine) or `comparator` (batched, signed with the marker secret, to "
+        "`comparator_url`, which then needs a marker secret); read at start",
+        kind='`"worker"` or `"comparator"`'))
     # the marker is made and checked by shadow_marker.py
     marker_secret: str | None = field(default=None, metadata=key_doc(
         "signs the `X-Strangler-Shadow` marker on every copy (HMAC-SHA256 over method, path "
@@ -805,10 +813,21 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
                                          d.worker_cpu_percent, 1, 100),
         comparator_url=_http_url(reader, table, path, "comparator_url"),
+        proxy_sends_to=_proxy_sends_to(reader, table, path),
         marker_secret=reader.text(table, path, "marker_secret", None),
         marker_secret_env=reader.text(table, path, "marker_secret_env", None),
         marker_skew=reader.number(table, path, "marker_skew", d.marker_skew, 1),
     )
+
+
+def _proxy_sends_to(reader: _Reader, table: dict[str, Any],
+                    path: tuple[str | int, ...]) -> str:
+    sends_to: str = reader.text(table, path, "proxy_sends_to", "worker",
+                                ("worker", "comparator"))
+    if sends_to == "comparator" and not table.get("comparator_url"):
+        raise reader.error((*path, "proxy_sends_to"), '"comparator" needs shadow.comparator_url '
+                           '= "http://HOST:PORT" (where `strangler shadow serve` listens)')
+    return sends_to
 
 
 def _http_url(reader: _Reader, table: dict[str, Any], path: tuple[str | int, ...],

@@ -133,3 +133,12 @@ def export(config_path: Path, route_name: str, out_dir: str, limit: int,
     click.echo(f"wrote {count} cases: {test_file} (data: {data_file})")
     if count:
         click.echo(f"run: STRANGLER_SERVICE_URL=http://HOST:PORT pytest {test_file}")
+
+
+def _add_serve() -> None:
+    from strangler_proxy.commands.comparator import serve
+
+    shadow.add_command(serve)
+
+
+_add_serve()

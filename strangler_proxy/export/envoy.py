@@ -122,9 +122,24 @@ def envoy_routes(route: PlannedRoute, plan: ExportPlan) -> list[dict[str, Any]]:
                 {"append": {"header": {"key": MIRROR_ROUTE_HEADER, "value": route.name},
                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
                 {"append": {"header": {"key": MIRROR_TARGET_HEADER, "value": route.target},
-                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}]
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
+                *_token_mutation(plan.comparator_url)]}]
         return [mirrored, _route(route, match, upstream, plan)]
     return [_route(route, match, upstream, plan)]
+
+
+# The comparator's mirror token (shadow/serve.py): nginx sends it as the comparator URL's path
+# prefix; Envoy's mirror keeps the client's path, so it sends it as a header instead.
+_TOKEN_PATH = re.compile(r"^/_strangler/t/([^/]+)")
+TOKEN_HEADER = "X-Strangler-Comparator-Token"
+
+
+def _token_mutation(comparator_url: str | None) -> list[dict[str, Any]]:
+    found = _TOKEN_PATH.match(urlsplit(comparator_url or "").path)
+    if found is None:
+        return []
+    return [{"append": {"header": {"key": TOKEN_HEADER, "value": found.group(1)},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]
 
 
 def _match(route: PlannedRoute) -> dict[str, Any]:

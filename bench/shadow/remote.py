@@ -1,0 +1,256 @@
+"""Primary latency with shadow off vs shadow via the standalone comparator, same run.
+
+    .venv/bin/python -m bench.shadow.remote            # ~3 minutes: 3 alternating rounds
+    .venv/bin/python -m bench.shadow.remote --quick    # ~40 s: one round, shorter runs
+
+The machine is split in two, as two hosts would be: our proxy is pinned to core 0 (taskset);
+the monolith and the service (two nginx processes answering fixed JSON that differ in one
+field, so every copy is a mismatch compared and stored with bodies), the load client and the
+comparator (``strangler shadow serve``) share core 1. wrk finds the proxy's max throughput
+with shadow off; then an open-loop client (``bench/proxy/openloop``, latency from each
+request's due time) sends half that rate to each setup in alternating rounds:
+
+- shadow off: the route in ``monolith`` mode;
+- comparator: the route in ``shadow`` mode at 100%, ``proxy_sends_to = "comparator"``;
+- comparator, SCHED_IDLE: the same with the comparator at idle priority, so that on this
+  shared core it takes less time from the monolith or the client (a host of its own none);
+- batches to a discarding nginx: the proxy does all its shadow work (admit, copy, batch,
+  send) but nothing compares on core 1: the primary as with a comparator on another host.
+
+The proxy's CPU time per request (``/proc``) is printed too: on a machine shared with other
+work it moves far less than latency does.
+
+Prints p50/p99 per setup and the ratio to shadow off, what the comparator compared and dropped,
+and the load average before and after. ``--store URL`` puts the diff store in PostgreSQL.
+Results also go to ``bench/out/shadow-remote.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.proxy.openloop import native_client, open_loop
+from bench.proxy.run import cpu_seconds, free_port, nginx_conf
+from bench.proxy.run import process as running
+from bench.shadow.latency import MONOLITH_BODY, SERVICE_BODY, json_server, wrk_rps
+from strangler_proxy.shadow.store import open_store
+
+OUT = Path(__file__).resolve().parents[1] / "out"
+PROXY_CORE, OTHER_CORE = "0", "1"
+SECRET = "bench-secret"
+SETUPS = (("shadow off", "off"), ("comparator on core 1", "normal"),
+          ("comparator on core 1, SCHED_IDLE", "idle"),
+          ("batches to a discarding nginx on core 1", "discard"))
+
+
+def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, store: str,
+                comparator: int) -> str:
+    """The routes file proxy and comparator share."""
+    return f"""[proxy]
+listen = "127.0.0.1:{port}"
+access_log = "off"
+reload_interval = 0
+[admin]
+listen = "127.0.0.1:{admin}"
+token = "bench"
+[shadow]
+store = "{store}"
+noise_percent = 5
+marker_secret = "{SECRET}"
+proxy_sends_to = "comparator"
+comparator_url = "http://127.0.0.1:{comparator}"
+[upstreams.monolith]
+url = "http://127.0.0.1:{monolith}"
+[upstreams.catalog]
+url = "http://127.0.0.1:{service}"
+[[routes]]
+name = "products"
+match = {{ path_prefix = "/api/products/" }}
+mode = "{mode}"
+target = "catalog"
+"""
+
+
+def pinned(core: str, argv: list[str], idle: bool = False) -> list[str]:
+    """``argv`` pinned to ``core`` (and at SCHED_IDLE priority with ``idle``)."""
+    prefix = ["taskset", "-c", core]
+    if idle:
+        prefix += ["chrt", "--idle", "0"]
+    return prefix + argv
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run(seconds: float = 8.0, rounds: int = 3, store: str | None = None) -> dict[str, Any]:
+    """Max throughput (shadow off), then p50/p99 per setup at half of it, alternating."""
+    missing = [t for t in ("nginx", "wrk", "taskset", "chrt") if shutil.which(t) is None]
+    if missing or (os.cpu_count() or 1) < 2:
+        return {"skipped": f"needs 2 cores and {', '.join(missing) or 'nothing else'}: "
+                           "apt-get install -y nginx-light wrk util-linux"}
+    before = load_average()
+    with tempfile.TemporaryDirectory(prefix="shadow-remote-") as tmp:
+        work = Path(tmp)
+        mono, serv = free_port(), free_port()
+        with _backends(work, mono, serv):
+            max_rps = _proxy_max(work, mono, serv)
+            rate = max_rps / 2
+            samples: dict[str, list[tuple[float, float, float]]] = {n: [] for n, _ in SETUPS}
+            counts: dict[str, dict[str, int]] = {}
+            for round_ in range(rounds):
+                for name, comparator in SETUPS:
+                    location = store or str(work / f"diffs-{round_}-{comparator}.sqlite3")
+                    p50, p99, cpu, got = _measure(work, mono, serv, comparator, rate,
+                                                  seconds, location)
+                    samples[name].append((p50, p99, cpu))
+                    counts[name] = got
+    rows = {name: {"p50_ms": statistics.median(x[0] for x in s),
+                   "p99_ms": statistics.median(x[1] for x in s),
+                   "proxy_cpu_us": statistics.median(x[2] for x in s), "shadow": counts[name]}
+            for name, s in samples.items()}
+    client = "C (bench/proxy/openloop.c)" if native_client() else "asyncio"
+    return {"max_rps_shadow_off": max_rps, "rate": rate, "seconds": seconds, "rounds": rounds,
+            "client": client, "setups": rows, "load_before": before,
+            "load_after": load_average()}
+
+
+@contextlib.contextmanager
+def _backends(work: Path, mono: int, serv: int) -> Iterator[None]:
+    monolith_conf = nginx_conf(work, "monolith", json_server(mono, MONOLITH_BODY))
+    service_conf = nginx_conf(work, "service", json_server(serv, SERVICE_BODY))
+    with running(pinned(OTHER_CORE, ["nginx", "-c", str(monolith_conf)]), mono,
+                 work / "monolith.log"), \
+            running(pinned(OTHER_CORE, ["nginx", "-c", str(service_conf)]), serv,
+                    work / "service.log"):
+        yield
+
+
+def _proxy(config: Path) -> list[str]:
+    return pinned(PROXY_CORE, [sys.executable, "-m", "strangler.cli", "proxy", "--config",
+                               str(config)])
+
+
+def _proxy_max(work: Path, mono: int, serv: int) -> float:
+    port, admin = free_port(), free_port()
+    config = work / "max.toml"
+    config.write_text(routes_text(port, admin, mono, serv, "monolith", str(work / "max.db"),
+                                  free_port()))
+    url = f"http://127.0.0.1:{port}/api/products/1/"
+    with running(_proxy(config), port, work / "max.log"):
+        with _on_other_core():
+            wrk_rps(url, 2)  # warm-up
+            return wrk_rps(url, 5)
+
+
+@contextlib.contextmanager
+def _on_other_core() -> Iterator[None]:
+    """Run this process (and the clients it starts) on the other core for a while."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(OTHER_CORE)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, seconds: float,
+             store: str) -> tuple[float, float, float, dict[str, int]]:
+    """p50, p99, the proxy's CPU µs per request, and the store's counters for one setup."""
+    port, admin, cport = free_port(), free_port(), free_port()
+    config = work / f"run-{comparator}.toml"
+    mode = "monolith" if comparator == "off" else "shadow"
+    config.write_text(routes_text(port, admin, mono, serv, mode, store, cport))
+    started = time.time()
+    far = None
+    with contextlib.ExitStack() as stack:
+        if comparator == "discard":  # the proxy's whole cost, with no comparison on core 1
+            conf = nginx_conf(work, f"discard-{time.monotonic_ns()}",
+                              f"server {{ listen 127.0.0.1:{cport}; keepalive_requests "
+                              "1000000; client_max_body_size 0; location / { return 204; } }")
+            stack.enter_context(running(pinned(OTHER_CORE, ["nginx", "-c", str(conf)]), cport,
+                                        work / "discard.log"))
+        elif comparator != "off":
+            far = stack.enter_context(running(pinned(OTHER_CORE, [
+                sys.executable, "-m", "strangler.cli", "shadow", "serve", "--config",
+                str(config), "--listen", f"127.0.0.1:{cport}"], idle=comparator == "idle"),
+                cport, work / f"comparator-{comparator}.log"))
+        proxy = stack.enter_context(running(_proxy(config), port, work / "run.log"))
+        with _on_other_core():
+            open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
+            cpu = cpu_seconds(proxy.pid)
+            far_cpu = cpu_seconds(far.pid) if far else 0.0
+            result = open_loop("127.0.0.1", port, "/api/products/1/", rate=rate,
+                               seconds=seconds)
+            cpu = cpu_seconds(proxy.pid) - cpu
+            far_cpu = (cpu_seconds(far.pid) if far else 0.0) - far_cpu
+    cpu_us = cpu / max(len(result.latencies_ms), 1) * 1e6
+    counts = _counts(store, started)
+    counts["comparator_cpu_ms"] = round(far_cpu * 1000)
+    return result.percentile(50), result.percentile(99), cpu_us, counts
+
+
+def _counts(store: str, since: float) -> dict[str, int]:
+    if "://" not in store and not Path(store).exists():
+        return {}
+    opened = open_store(store)
+    try:
+        counts = {name: value for (_, name), value in opened.counts().items()}
+        counts["stored"] = len(opened.records(since=since))
+    finally:
+        opened.close()
+    return counts
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table for docs/benchmarks.md."""
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    off = result["setups"]["shadow off"]
+    lines = [f"Proxy pinned to core 0; monolith, service, client and comparator on core 1. "
+             f"Max throughput with shadow off: {result['max_rps_shadow_off']:,.0f} req/s; "
+             f"open loop at {result['rate']:,.0f} req/s for {result['seconds']:.0f} s, median "
+             f"of {result['rounds']} alternating rounds; client: {result['client']}; load "
+             f"average {result['load_before']} before, {result['load_after']} after.", "",
+             "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | proxy CPU µs/req | copies "
+             "compared / dropped (last round) | comparator CPU ms/copy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in result["setups"].items():
+        shadow = row["shadow"]
+        compared = sum(v for k, v in shadow.items() if k.startswith("service_"))
+        dropped = sum(v for k, v in shadow.items() if k.startswith("dropped_"))
+        per_copy = shadow.get("comparator_cpu_ms", 0) / compared if compared else 0.0
+        lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                     f"{row['p50_ms'] / off['p50_ms']:.2f} | {row['p99_ms'] / off['p99_ms']:.2f}"
+                     f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} | "
+                     f"{per_copy:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.shadow.remote")
+    parser.add_argument("--quick", action="store_true", help="one round of 4 s per setup")
+    parser.add_argument("--store", metavar="URL", help="diff store (default: SQLite files)")
+    args = parser.parse_args(argv)
+    result = run(seconds=4.0 if args.quick else 8.0, rounds=1 if args.quick else 3,
+                 store=args.store)
+    print("## Primary latency: shadow off vs the standalone comparator\n")  # noqa: T201
+    print(markdown(result))  # noqa: T201
+    OUT.mkdir(exist_ok=True)
+    (OUT / "shadow-remote.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

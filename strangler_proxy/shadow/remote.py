@@ -1,0 +1,240 @@
+"""The proxy's sink when ``[shadow].proxy_sends_to = "comparator"``: copies leave the machine.
+
+::
+
+    proxy process (RemoteSink)                           strangler shadow serve (serve.py)
+    admit / offer_raw: the ProcessSink's cheap checks    verify the signature, decode, compare,
+    batch for 2 ms ──POST /_strangler/offers──────────▶  store in the routes file's diff store
+      one keep-alive connection, frames as for the worker, signed (marker secret, body hash)
+
+Everything on the client's path is the :class:`~strangler_proxy.shadow.sink.ProcessSink`'s:
+the same checks, the same bounded buffer (the socket's write buffer; full: dropped and counted),
+the same batching, so the proxy's cost per copy does not grow; only the far end differs. A
+comparator that is down or restarting costs nothing but the copies
+(``dropped_comparator_down``): the sink reconnects with the worker's back-off and never blocks
+the proxy's start or stop. Answers are read only for their status: a refusal (wrong secret,
+say) is logged and counted as ``comparator_refused``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import ssl
+import time
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httptools
+
+from strangler_proxy.config import ProxyConfig
+from strangler_proxy.errors import StartupError
+from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
+from strangler_proxy.shadow.sink import ProcessSink, encode_frame
+
+log = logging.getLogger("strangler.shadow")
+
+_CONNECT_SECONDS: Final = 2.0
+_LOG_EVERY_SECONDS: Final = 10.0
+
+
+class _RemoteLink(asyncio.Protocol):
+    """The proxy's end of the connection: the comparator's answers, in the order asked.
+
+    Each POST leaves a waiter: ``None`` for a batch (only a refusal matters), a future for
+    ``wait_idle``, which asks on this same connection so that its answer comes only after
+    every batch sent before it was taken.
+    """
+
+    def __init__(self, sink: RemoteSink) -> None:
+        self.sink = sink
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiters: collections.deque[asyncio.Future[bytes] | None] = collections.deque()
+        self.body = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.sink.refused(0)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        waiter = self.waiters.popleft() if self.waiters else None
+        body, self.body = bytes(self.body), bytearray()
+        if status >= 300:
+            self.sink.refused(status)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(body if status == 200 else b"{}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for waiter in self.waiters:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(b"{}")
+        self.waiters.clear()
+        self.sink.worker_gone(self)  # type: ignore[arg-type]
+
+
+class RemoteSink(ProcessSink):
+    """A :class:`ProcessSink` whose far end is the standalone comparator, not a local worker."""
+
+    def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
+        """New routes file: new checks and secret here (the comparator reads its own copy)."""
+        previous = getattr(self, "config", None)
+        if previous is not None and (previous.shadow.comparator_url, previous.shadow
+                                     .proxy_sends_to) != (config.shadow.comparator_url,
+                                                          config.shadow.proxy_sends_to):
+            log.warning("shadow.comparator_url / proxy_sends_to changed: takes effect at the "
+                        "proxy's next start")
+            config = _keep_destination(config, previous)
+        super().reconfigure(config, notify=False)
+        self._secret = config.shadow.resolve_marker_secret(os.environ)
+        url = urlsplit(config.shadow.comparator_url or "")
+        self._origin = (url.scheme, url.hostname or "", url.port or
+                        (443 if url.scheme == "https" else 80))
+        self._last_refusal = 0.0
+
+    @property
+    def comparator(self) -> str:
+        """``scheme://host:port`` copies go to."""
+        scheme, host, port = self._origin
+        return f"{scheme}://{host}:{port}"
+
+    def _no_room(self) -> str:
+        reason = super()._no_room()
+        return "dropped_comparator_down" if reason == "dropped_worker_down" else reason
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if batch:
+            self._post(OFFERS_PATH, b"".join(batch))
+
+    def _post(self, path: str, body: bytes,
+              waiter: asyncio.Future[bytes] | None = None) -> bool:
+        transport, link = self._transport, self._link
+        if transport is None or transport.is_closing() or not self._secret or \
+                not isinstance(link, _RemoteLink):
+            return False
+        _, host, port = self._origin
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n"
+                f"{AUTH_HEADER}: {batch_auth(self._secret, path, body)}\r\n\r\n")
+        link.waiters.append(waiter)
+        transport.write(head.encode("latin-1") + body)
+        return True
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
+        # counters go as a batch of one frame; reload/stop/idle mean nothing to a comparator
+        # (it watches its own routes file, and wait_idle asks it over HTTP)
+        if message[0] != "counts":
+            return self._transport is not None and not self._transport.is_closing()
+        if self._flush_at is not None:  # offers first
+            self._flush_at.cancel()
+            self._flush()
+        return self._post(OFFERS_PATH, encode_frame(message))
+
+    def refused(self, status: int) -> None:
+        """The comparator refused a batch (or garbled its answer): count it, log now and then."""
+        self.counts[("-", "comparator_refused")] += 1
+        now = time.monotonic()
+        if now - self._last_refusal >= _LOG_EVERY_SECONDS:
+            self._last_refusal = now
+            log.error("the comparator at %s refused shadow copies (HTTP %s); check that it "
+                      "and this proxy have the same shadow.marker_secret", self.comparator,
+                      status or "garbled answer")
+
+    async def start(self) -> None:
+        """Connect to the comparator; if it is not up yet, keep trying in the background."""
+        if not self._secret:
+            raise StartupError("shadow.proxy_sends_to = \"comparator\" signs the copies with "
+                               "shadow.marker_secret (or marker_secret_env), and none is set; "
+                               "set it, the same as the comparator's")
+        self._started = True
+        self._task = asyncio.create_task(self._send_counts())
+        if not await self._spawn():
+            log.warning("the comparator at %s is not reachable; shadow copies are dropped "
+                        "until it is", self.comparator)
+            self.worker_gone()
+
+    async def _spawn(self) -> bool:
+        """Open the keep-alive connection to the comparator; False when it cannot be reached."""
+        scheme, host, port = self._origin
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context() if scheme == "https" else None
+        link = _RemoteLink(self)
+        try:
+            async with asyncio.timeout(_CONNECT_SECONDS):
+                transport, _ = await loop.create_connection(lambda: link, host, port,
+                                                            ssl=context)
+        except (OSError, TimeoutError):
+            return False
+        transport.set_write_buffer_limits(high=self._buffer_bytes)
+        self._link = link  # type: ignore[assignment]
+        self._transport = transport  # type: ignore[assignment]
+        self._loop = loop
+        return True
+
+    async def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until the comparator has compared and stored everything sent so far.
+
+        Asked on the batches' own connection, after them, so the answer covers them all.
+        """
+        if self._unsent:  # this side's counters too, so that they are stored
+            self._send(("counts", dict(self._unsent)))
+            self._unsent.clear()
+        elif self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush()
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        body = json.dumps({"timeout": timeout}).encode()
+        if not self._post(IDLE_PATH, body, waiter):
+            return False
+        try:
+            async with asyncio.timeout(timeout + 2.0):
+                answer = await waiter
+            return bool(json.loads(answer).get("idle"))
+        except (ValueError, AttributeError, TimeoutError):
+            return False
+
+    async def _reap(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def stop(self, drain_seconds: float = 2.0) -> None:
+        """Send what is batched and the last counters, then close the connection."""
+        self._stopping = True
+        for task in (self._restarter, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush()
+        if self._unsent:
+            self._send(("counts", dict(self._unsent)))
+            self._unsent.clear()
+        deadline = time.monotonic() + drain_seconds
+        while self._transport is not None and self._transport.get_write_buffer_size() and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self._reap()
+
+
+def _keep_destination(config: ProxyConfig, previous: ProxyConfig) -> ProxyConfig:
+    from dataclasses import replace
+
+    shadow = replace(config.shadow, comparator_url=previous.shadow.comparator_url,
+                     proxy_sends_to=previous.shadow.proxy_sends_to)
+    return replace(config, shadow=shadow)
+
+
+__all__ = ["RemoteSink"]

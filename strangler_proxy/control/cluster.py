@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -65,8 +66,8 @@ PEER_MAX_AGE = 3600.0  # a silent replica's last counters still count (they add 
 def shared_part(text: str) -> str:
     """The routes file without the replica's own tables (``[proxy]``, ``[admin]``, ``[cluster]``).
 
-    >>> shared_part('[proxy]\\nlisten = "h:1"\\n[[routes]]\\nname = "a"\\n')
-    '[[routes]]\\nname = "a"\\n'
+    >>> shared_part('# flags\\n[proxy]\\nlisten = "h:1"\\n[[routes]]\\nname = "a"\\n')
+    '# flags\\n[[routes]]\\nname = "a"\\n'
     """
     doc = tomlkit.parse(text)
     for name in CLUSTER_LOCAL_TABLES:
@@ -75,20 +76,47 @@ def shared_part(text: str) -> str:
     return doc.as_string()
 
 
+def shared_digest(shared: str) -> str:
+    """What tells versions apart: the shared part's values, not its comments or layout.
+
+    >>> shared_digest('a = 1 # one\\n') == shared_digest('a    = 1\\n')
+    True
+    """
+    data = tomlkit.parse(shared).unwrap()
+    return store.digest(json.dumps(data, sort_keys=True, default=str))
+
+
 def with_local(shared: str, local_text: str) -> str:
-    """A published shared part under this replica's own tables, taken from ``local_text``.
+    """A published shared part with this replica's own tables (from ``local_text``) put in.
+
+    The shared part's opening comment stays on top; the replica's tables follow it.
 
     >>> local = '[admin]\\ntoken = "t"\\n[[routes]]\\nname = "a"\\n'
-    >>> with_local('[[routes]]\\nname = "b"\\n', local)
-    '[admin]\\ntoken = "t"\\n\\n[[routes]]\\nname = "b"\\n'
+    >>> print(with_local('# flags\\n\\n[[routes]]\\nname = "b"\\n', local))
+    # flags
+    <BLANKLINE>
+    [admin]
+    token = "t"
+    <BLANKLINE>
+    [[routes]]
+    name = "b"
+    <BLANKLINE>
     """
     local = tomlkit.parse(local_text)
     head = tomlkit.document()
     for name in CLUSTER_LOCAL_TABLES:
         if name in local:
             head.add(name, local[name])
-    top = head.as_string()
-    return f"{top.rstrip()}\n\n{shared.lstrip()}" if top.strip() else shared
+    top = head.as_string().strip()
+    if not top:
+        return shared
+    lines = shared.splitlines(keepends=True)
+    opening = 0
+    while opening < len(lines) and (not lines[opening].strip()
+                                    or lines[opening].lstrip().startswith("#")):
+        opening += 1
+    preamble, rest = "".join(lines[:opening]), "".join(lines[opening:])
+    return f"{preamble}{top}\n\n{rest}"
 
 
 def counts_json(counts: dict[str, RouteSample]) -> dict[str, Any]:
@@ -154,7 +182,7 @@ class ClusterMember:
     def applied(self, text: str) -> None:
         """The app swapped in the routes ``text``: publish its shared part if it is new."""
         shared = shared_part(text)
-        key = store.digest(shared)
+        key = shared_digest(shared)
         if key == self.digest:
             return  # adopted from the cluster, or only this replica's own tables changed
         self.digest = key
@@ -212,7 +240,7 @@ class ClusterMember:
                 if not self.up:
                     sys.stderr.write(f"strangler proxy: cluster {self.name}: database "
                                      f"reachable, serving version {self.version}\n")
-                self.up, self.last_error = True, ""
+                    self.up, self.last_error = True, ""
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
                 self.wake.clear()
@@ -250,8 +278,8 @@ class ClusterMember:
             await self._first(conn)
         body = self.pending
         if body is not None:
-            published = await self._call(store.publish(conn, self.name, body, self.replica,
-                                                       self._new_audit()))
+            published = await self._call(store.publish(
+                conn, self.name, body, shared_digest(body), self.replica, self._new_audit()))
             if self.pending is body:
                 self.pending = None
                 self.version = max(self.version, published.id)
@@ -260,14 +288,17 @@ class ClusterMember:
             if newest.digest != self.digest:
                 records = await self._call(store.audit_since(conn, self.name, self.version,
                                                              newest.id))
-                self._adopt(newest, records)
-            self.version = newest.id
+                if self._adopt(newest, records):
+                    self.version = newest.id
+                # else: refused or unwritable; our last good table serves, the next poll retries
+            else:
+                self.version = newest.id
         await self._lead(conn)
         await self._report(conn)
 
     async def _first(self, conn: psycopg.AsyncConnection[Any]) -> None:
         shared = shared_part(self.app.reloader.active_text)
-        key = store.digest(shared)
+        key = shared_digest(shared)
         self.digest = key
         newest = await self._call(store.latest(conn, self.name))
         if newest is None or (newest.digest != key and
@@ -277,25 +308,34 @@ class ClusterMember:
             self.version = newest.id
         self.fresh = False
 
-    def _adopt(self, version: store.Version, audit: list[dict[str, Any]]) -> None:
+    def _adopt(self, version: store.Version, audit: list[dict[str, Any]]) -> bool:
         """Serve ``version``: write it under our own tables to the file, then reload."""
         path = self.app.config_path
         text = with_local(version.body, self.app.reloader.active_text)
         try:
             parse_config(text, source=str(path))
         except ConfigError as exc:
-            self.last_error = f"version {version.id} from {version.replica} refused: {exc}"
-            sys.stderr.write(f"strangler proxy: cluster {self.name}: {self.last_error}\n")
-            return
+            self._note(f"version {version.id} from {version.replica} refused: {exc}")
+            return False
+        try:
+            write_atomic(path, text)
+        except OSError as exc:  # not the database's fault: say so, keep serving, retry
+            self._note(f"cannot write {path} to take version {version.id}: {exc}")
+            return False
         self.digest = version.digest  # before the reload: applied() must not publish it back
-        write_atomic(path, text)
         self._append_audit(audit)
         self.app.reload()
         self.applied_at = time.time()
+        self.last_error = ""
+        return True
+
+    def _note(self, message: str) -> None:
+        """Keep a problem for ``/status``; log it once, not on every poll."""
+        if message != self.last_error:
+            sys.stderr.write(f"strangler proxy: cluster {self.name}: {message}\n")
+        self.last_error = message
 
     def _append_audit(self, records: list[dict[str, Any]]) -> None:
-        import json
-
         if not records:
             return
         path = audit_path(self.app.config_path)
@@ -307,8 +347,6 @@ class ClusterMember:
 
     def _new_audit(self) -> list[dict[str, Any]]:
         """Audit lines appended locally since the last publication."""
-        import json
-
         path = audit_path(self.app.config_path)
         try:
             with path.open("rb") as source:

@@ -83,7 +83,7 @@ class Peer:
 
 
 def digest(body: str) -> str:
-    """The SHA-256 of a version's body (how replicas tell versions apart).
+    """The SHA-256 of a text (``cluster.py`` hashes a version's canonical form).
 
     >>> digest("")[:12]
     'e3b0c44298fc'
@@ -104,10 +104,13 @@ async def ensure_schema(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(_SCHEMA)  # type: ignore[arg-type]
 
 
-async def publish(conn: psycopg.AsyncConnection[Any], cluster: str, body: str, replica: str,
-                  audit: list[dict[str, Any]]) -> Version:
-    """Insert ``body`` as the newest version and announce it; the newest one if it is equal."""
-    key = digest(body)
+async def publish(conn: psycopg.AsyncConnection[Any], cluster: str, body: str, key: str,
+                  replica: str, audit: list[dict[str, Any]]) -> Version:
+    """Insert ``body`` (digest ``key``) as the newest version and announce it.
+
+    When the newest version already has that digest and there is no audit to add, that one
+    is returned and nothing is written.
+    """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (leader_key(cluster) ^ 1,))
         newest = await latest(conn, cluster)

@@ -34,9 +34,9 @@ from proxy_harness import (
     stop_process_group,
 )
 
-PG_URL = os.environ.get("STRANGLER_TEST_PG_URL", "")
-pytestmark = pytest.mark.skipif(not PG_URL, reason="STRANGLER_TEST_PG_URL is not set: the "
-                                "cluster tests need a live PostgreSQL (e.g. "
+PG_URL = os.environ.get("STRANGLER_TEST_PG_URL") or os.environ.get("DATABASE_URL") or ""
+pytestmark = pytest.mark.skipif(not PG_URL, reason="STRANGLER_TEST_PG_URL (or DATABASE_URL) "
+                                "is not set: the cluster tests need a live PostgreSQL (e.g. "
                                 "postgresql://postgres@127.0.0.1:5432/strangler_test)")
 AUTH = {"Authorization": "Bearer secret-token"}
 ROUTES = ('[[routes]]\nname = "catalog"\nmatch = { path_prefix = "/api/products/" }\n'

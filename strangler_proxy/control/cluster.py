@@ -50,6 +50,7 @@ from strangler_proxy.config import (
     CLUSTER_LOCAL_TABLES,
     ClusterSettings,
     ProxyConfig,
+    Route,
     parse_config,
 )
 from strangler_proxy.control import cluster_store as store
@@ -430,6 +431,12 @@ class ClusterRolloutDriver(RolloutDriver):
             self.member.rollouts_dirty = {"version": 1, "rollouts": {
                 n: asdict(s) for n, s in self.states.items()}}
             self.member.wake.set()
+
+    async def _flip(self, state: RolloutState, route: Route, index: int, reason: str,
+                    who: str = "rollout") -> None:
+        await super()._flip(state, route, index, reason, who)
+        self._save()  # at once (the base saves the first flip at the next tick): a leader
+        # dying between the two would leave its successor a step behind the routes
 
     async def act(self, name: str, action: str, who: str) -> dict[str, Any]:
         """As :meth:`RolloutDriver.act`, on the leader only (a follower names it)."""

@@ -43,6 +43,13 @@ ROUTES = ('[[routes]]\nname = "catalog"\nmatch = { path_prefix = "/api/products/
           'mode = "monolith"\ntarget = "catalog"\n')
 
 
+def planned(interval: float) -> str:
+    """ROUTES with a rollout plan: canary 50%, then service, ``interval`` seconds a step."""
+    return (ROUTES + 'sticky = "header:X-User-Id"\n\n[routes.rollout]\n'
+            f'steps = [50, "service"]\ninterval = {interval}\nmin_requests = 5\n'
+            'latency = { max_ratio = 5, slack_ms = 200 }\n')
+
+
 @dataclass
 class Replica:
     config: Path
@@ -95,7 +102,7 @@ def _wait(check: Any, timeout: float, what: str, step: float = 0.02) -> Any:
 
 @contextlib.contextmanager
 def cluster(tmp_path: Path, count: int, databases: list[str] | None = None,
-            poll: float = 0.2) -> Iterator[Cluster]:
+            poll: float = 0.2, routes: str = ROUTES) -> Iterator[Cluster]:
     loop = LoopThread()
     ups = {n: Upstream(n, answer_with(n)) for n in ("monolith", "catalog")}
     name = f"t{uuid.uuid4().hex[:12]}"
@@ -106,7 +113,7 @@ def cluster(tmp_path: Path, count: int, databases: list[str] | None = None,
         for index in range(count):
             port, admin = free_port(), free_port()
             database = (databases or [])[index] if databases else PG_URL
-            text = config_text({n: u.url for n, u in ups.items()}, ROUTES).replace(
+            text = config_text({n: u.url for n, u in ups.items()}, routes).replace(
                 'listen = "127.0.0.1:0"\nreload', f'listen = "127.0.0.1:{port}"\nreload', 1,
             ).replace('listen = "127.0.0.1:0"\ntoken', f'listen = "127.0.0.1:{admin}"\ntoken', 1)
             text += (f'\n[cluster]\ndatabase = "{database}"\nname = "{name}"\n'
@@ -335,3 +342,74 @@ def test_evidence_is_summed_over_replicas_and_a_dead_leader_is_replaced(
         takeover = time.monotonic() - died
         assert len(new) == 1
         print(f"\nleader takeover {takeover:.2f} s after the leader was killed")
+
+
+def _leader(c: Cluster) -> Replica:
+    leaders = _wait(lambda: [r for r in c.replicas if r.cluster()["leader"]], 5, "a leader")
+    assert len(leaders) == 1
+    return leaders[0]
+
+
+def _rollout(replica: Replica, action: str) -> httpx.Response:
+    return httpx.post(f"http://127.0.0.1:{replica.admin}/rollouts/catalog", headers=AUTH,
+                      json={"action": action, "who": "tester"}, timeout=5)
+
+
+def test_the_leader_rolls_out_on_the_other_replicas_evidence(tmp_path: Path) -> None:
+    with cluster(tmp_path, 3, routes=planned(0.6)) as c:
+        leader = _leader(c)
+        followers = [r for r in c.replicas if r is not leader]
+        stop = threading.Event()
+        failed: list[str] = []
+
+        def users(replica: Replica) -> None:  # traffic to the followers only
+            with httpx.Client(base_url=replica.url, timeout=5.0) as client:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    reply = client.get("/api/products/1", headers={"X-User-Id": f"u{n}"})
+                    if reply.status_code != 200:
+                        failed.append(reply.text)
+                    time.sleep(0.005)
+
+        threads = [threading.Thread(target=users, args=(r,), daemon=True) for r in followers]
+        for thread in threads:
+            thread.start()
+        try:
+            # when the leader runs a rollout, and sees no request of its own
+            assert _rollout(leader, "start").status_code == 200
+            view = _wait(lambda: leader.get("/rollouts/catalog")["rollouts"]["catalog"]
+                         if leader.get("/rollouts/catalog")["rollouts"]["catalog"]["status"]
+                         != "running" else None, 30, "the rollout to finish", step=0.1)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+        # then it stepped up on the followers' evidence, and every replica serves the service
+        assert view["status"] == "done", view["history"]
+        assert [h["kind"] for h in view["history"]].count("flip") == 2
+        for replica in c.replicas:
+            _wait(lambda r=replica: r.mode() == "service", 2, "service everywhere")
+        assert failed == []
+        assert leader.get("/evidence?window=300")["routes"]["catalog"]["service"][
+            "requests"] >= 5
+
+
+def test_a_new_leader_carries_on_the_dead_leaders_rollout(tmp_path: Path) -> None:
+    with cluster(tmp_path, 3, routes=planned(60)) as c:
+        # given a rollout on its first step (a long interval: it stays there)
+        old = _leader(c)
+        assert _rollout(old, "start").status_code == 200
+        for replica in c.replicas:
+            _wait(lambda r=replica: r.mode() == "canary", 3, "canary everywhere")
+        # when the leader dies
+        assert old.proc is not None
+        os.killpg(old.proc.pid, signal.SIGKILL)
+        rest = [r for r in c.replicas if r is not old]
+        new = _wait(lambda: [r for r in rest if r.cluster()["leader"]], 5, "a new leader")[0]
+        # then the new leader has the rollout, still running at its step, and drives it
+        state = new.get("/rollouts/catalog")["rollouts"]["catalog"]
+        assert (state["status"], state["current"]) == ("running", "canary 50%")
+        assert _rollout(new, "abort").status_code == 200
+        for replica in rest:
+            _wait(lambda r=replica: r.mode() == "monolith", 3, "the abort everywhere")

@@ -413,3 +413,37 @@ def test_a_new_leader_carries_on_the_dead_leaders_rollout(tmp_path: Path) -> Non
         assert _rollout(new, "abort").status_code == 200
         for replica in rest:
             _wait(lambda r=replica: r.mode() == "monolith", 3, "the abort everywhere")
+
+
+def _restart(replica: Replica) -> None:
+    assert replica.proc is not None
+    stop_process_group(replica.proc)
+    _start(replica)
+    _wait(lambda: replica.cluster()["database"] == "up", 20, "replica back")
+
+
+def test_a_restarted_replica_takes_the_newest_version_or_publishes_its_own_edit(
+        tmp_path: Path) -> None:
+    with cluster(tmp_path, 2) as c:
+        first, second = c.replicas
+        original = second.config.read_text()
+        flip(first, "service")
+        _wait(lambda: second.mode() == "service", 2, "the flip on the second replica")
+        # given the second replica stopped, its file put back to a version published before
+        assert second.proc is not None
+        stop_process_group(second.proc)
+        second.config.write_text(original)
+        # when it starts again, then it takes the newest version, not its old file
+        _restart(second)
+        _wait(lambda: second.mode() == "service", 3, "the newest version")
+        assert 'mode = "service"' in second.config.read_text()
+        # given it stopped and its file edited by hand into something never published
+        stop_process_group(second.proc)
+        edited = second.config.read_text().replace("read_timeout = 2", "read_timeout = 3")
+        second.config.write_text(edited.replace('mode = "service"', 'mode = "shadow"'))
+        # when it starts again, then its edit is published and the other replica takes it
+        _restart(second)
+        _wait(lambda: first.mode() == "shadow", 3, "the edit on the first replica")
+        assert "read_timeout = 3" in first.config.read_text()
+        # and the first replica kept its own listeners
+        assert f"127.0.0.1:{first.port}" in first.config.read_text()

@@ -57,7 +57,8 @@ from strangler_proxy.control import cluster_store as store
 from strangler_proxy.control.audit import audit_path
 from strangler_proxy.control.reload import Reloader
 from strangler_proxy.control.rollout import Driven, RolloutDriver, RolloutError, RolloutState
-from strangler_proxy.errors import ConfigError
+from strangler_proxy.control.routes_edit import edit_route_text
+from strangler_proxy.errors import ConfigError, RouteEditError
 from strangler_proxy.live_evidence import RouteSample, SideCounts
 from strangler_proxy.write_atomic import write_atomic
 
@@ -118,6 +119,26 @@ def with_local(shared: str, local_text: str) -> str:
         opening += 1
     preamble, rest = "".join(lines[:opening]), "".join(lines[opening:])
     return f"{preamble}{top}\n\n{rest}"
+
+
+def replay_flips(shared: str, audit: list[dict[str, Any]]) -> str:
+    """``shared`` with the flips recorded in ``audit`` made again, in order ("" if none).
+
+    A flip of a route that is no longer there is left out.
+
+    >>> body = '[[routes]]\\nname = "r"\\nmode = "monolith"\\n'
+    >>> replay_flips(body, [{"route": "r", "new": {"mode": "canary", "percent": 5}}])
+    '[[routes]]\\nname = "r"\\nmode = "canary"\\npercent = 5\\n'
+    """
+    flips = [r for r in audit if isinstance(r.get("new"), dict) and "mode" in r["new"]]
+    if not flips:
+        return ""
+    for record in flips:
+        mode = str(record["new"]["mode"])
+        percent = record["new"].get("percent") if mode == "canary" else None
+        with contextlib.suppress(RouteEditError, ValueError, TypeError):
+            shared = edit_route_text(shared, str(record.get("route")), mode, percent)[0]
+    return shared
 
 
 def counts_json(counts: dict[str, RouteSample]) -> dict[str, Any]:
@@ -277,13 +298,8 @@ class ClusterMember:
     async def _sync(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self.fresh:
             await self._first(conn)
-        body = self.pending
-        if body is not None:
-            published = await self._call(store.publish(
-                conn, self.name, body, shared_digest(body), self.replica, self._new_audit()))
-            if self.pending is body:
-                self.pending = None
-                self.version = max(self.version, published.id)
+        if self.pending is not None:
+            await self._publish(conn, self.pending)
         newest = await self._call(store.latest(conn, self.name))
         if newest is not None and newest.id > self.version and self.pending is None:
             if newest.digest != self.digest:
@@ -296,6 +312,33 @@ class ClusterMember:
                 self.version = newest.id
         await self._lead(conn)
         await self._report(conn)
+
+    async def _publish(self, conn: psycopg.AsyncConnection[Any], pending: str) -> None:
+        """Publish a local change; on top of what others published meanwhile, if they did.
+
+        While the database was away, other replicas may have published versions this one never
+        saw. Publishing our whole shared part would undo their flips, so our flips (from the
+        audit records that go with the change) are replayed onto their newest version instead,
+        and this replica then serves the result. A change with no flip in its audit (a hand
+        edit of the file) is published as it is: the newest version wins.
+        """
+        audit = self._new_audit()
+        newest = await self._call(store.latest(conn, self.name))
+        merged, theirs = "", []
+        if newest is not None and 0 < self.version < newest.id and \
+                newest.digest != shared_digest(pending):
+            merged = replay_flips(newest.body, audit)
+            theirs = await self._call(store.audit_since(conn, self.name, self.version,
+                                                        newest.id))
+        body = merged or pending
+        published = await self._call(store.publish(conn, self.name, body, shared_digest(body),
+                                                   self.replica, audit))
+        if self.pending is not pending:
+            return  # changed again meanwhile: the next pass publishes that
+        self.pending = None
+        self.version = max(self.version, published.id)
+        if merged:
+            self._adopt(published, theirs)  # theirs plus our flips (our audit is local)
 
     async def _first(self, conn: psycopg.AsyncConnection[Any]) -> None:
         shared = shared_part(self.app.reloader.active_text)
@@ -470,4 +513,5 @@ def _size(path: Any) -> int:
 
 
 __all__ = ["ClusterMember", "ClusterRolloutDriver", "add_counts", "build_member",
-           "counts_from_json", "counts_json", "shared_part", "with_local"]
+           "counts_from_json", "counts_json", "replay_flips", "shared_digest", "shared_part",
+           "with_local"]

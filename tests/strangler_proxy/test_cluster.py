@@ -66,8 +66,9 @@ class Replica:
                           timeout=timeout)
         return reply.json()
 
-    def mode(self) -> str:
-        return str(self.get("/routes")["routes"][0]["mode"])
+    def mode(self, route: str = "catalog") -> str:
+        routes = self.get("/routes")["routes"]
+        return str(next(r["mode"] for r in routes if r["name"] == route))
 
     def cluster(self) -> dict[str, Any]:
         return dict(self.get("/status")["cluster"])
@@ -281,8 +282,10 @@ def test_a_replica_whose_database_is_away_serves_its_last_good_table_and_catches
     relay.start()
     try:
         # given two replicas, the second reaching PostgreSQL through a relay
-        with cluster(tmp_path, 2, databases=[PG_URL, relay.url()]) as c, \
-                Load(c.replicas) as load:
+        brands = ROUTES.replace('"catalog"\nmatch = { path_prefix = "/api/products/" }',
+                                '"brands"\nmatch = { path_prefix = "/api/brands/" }')
+        with cluster(tmp_path, 2, databases=[PG_URL, relay.url()],
+                     routes=ROUTES + brands) as c, Load(c.replicas) as load:
             first, second = c.replicas
             # when its database goes away and a flip is made on the other replica
             relay.cut()
@@ -293,14 +296,23 @@ def test_a_replica_whose_database_is_away_serves_its_last_good_table_and_catches
             assert (first.mode(), second.mode()) == ("service", "monolith")
             served = httpx.get(f"{second.url}/api/products/1", timeout=2)
             assert (served.status_code, served.text) == (200, "monolith")
-            # and when the database returns, it takes the flip it missed, with its audit
+            # and a flip of another route made on it meanwhile is served by it alone
+            reply = httpx.put(f"http://127.0.0.1:{second.admin}/routes/brands", headers=AUTH,
+                              json={"mode": "shadow"}, timeout=5)
+            assert reply.status_code == 200, reply.text
+            # when the database returns, it takes the flip it missed, and the other replica
+            # takes its flip, neither undoing the other
             relay.start()
             back = time.monotonic()
             _wait(lambda: second.mode() == "service", 5, "catch-up")
             caught_up = time.monotonic() - back
+            _wait(lambda: first.mode("brands") == "shadow", 5, "the other way")
+            assert [(r.mode(), r.mode("brands")) for r in c.replicas] == [("service",
+                                                                           "shadow")] * 2
             assert second.cluster()["database"] == "up"
-            audit = (second.config.parent / "strangler.toml.audit.jsonl").read_text()
-            assert '"new": {"mode": "service"' in audit
+            for replica in c.replicas:  # with the audit of both flips
+                audit = (replica.config.parent / "strangler.toml.audit.jsonl").read_text()
+                assert audit.count('"new": {"mode": ') == 2, replica.config
         assert load.failures == [], load.failures[:5]
         print(f"\ncaught up {caught_up * 1000:.0f} ms after the database returned; "
               f"{load.ok} requests, 0 failed")

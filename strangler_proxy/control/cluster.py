@@ -197,7 +197,6 @@ class ClusterMember:
         self.rollouts_dirty: dict[str, Any] | None = None
         self.wake = asyncio.Event()
         self.audit_offset = _size(audit_path(app.config_path))
-        self.applied_at = 0.0
 
     # -- called by the app -----------------------------------------------------------------
 
@@ -234,8 +233,10 @@ class ClusterMember:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError, TimeoutError, ValueError) as exc:
+            except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._away(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the link
+                self._away(exc, f"unexpected {type(exc).__name__}, please report it: ")
             await asyncio.sleep(self.settings.poll_interval)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
@@ -287,8 +288,9 @@ class ClusterMember:
     async def _call(self, work: Any) -> Any:
         return await asyncio.wait_for(work, self.settings.timeout)
 
-    def _away(self, exc: BaseException) -> None:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    def _away(self, exc: BaseException, prefix: str = "") -> None:
+        text = str(exc).strip()
+        message = prefix + (text.splitlines()[0] if text else type(exc).__name__)
         if self.up or not self.last_error:
             sys.stderr.write(f"strangler proxy: cluster {self.name}: database away "
                              f"({message}); serving route table version "
@@ -369,7 +371,6 @@ class ClusterMember:
         self.digest = version.digest  # before the reload: applied() must not publish it back
         self._append_audit(audit)
         self.app.reload()
-        self.applied_at = time.time()
         self.last_error = ""
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -459,3 +460,56 @@ def test_a_restarted_replica_takes_the_newest_version_or_publishes_its_own_edit(
         assert "read_timeout = 3" in first.config.read_text()
         # and the first replica kept its own listeners
         assert f"127.0.0.1:{first.port}" in first.config.read_text()
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+FRONT = Path(__file__).resolve().parents[2] / "extracted" / "deploy" / "nginx-scale.conf"
+
+
+def _front_conf(tmp: Path, listen: int, replicas: list[Replica]) -> str:
+    """The compose topology's nginx config, its container names pointed at our replicas."""
+    text = FRONT.read_text()
+    for index, replica in enumerate(replicas, 1):
+        text = text.replace(f"proxy-{index}:8080", f"127.0.0.1:{replica.port}")
+    for sub in ("body", "proxy"):
+        (tmp / sub).mkdir(exist_ok=True)
+    return ("daemon off;\n" + text.replace("pid /tmp/nginx.pid;", f"pid {tmp}/nginx.pid;\n"
+                                           f"error_log {tmp}/error.log warn;")
+            .replace("listen 8080;", f"listen 127.0.0.1:{listen};")
+            .replace("http {", f"http {{\n    client_body_temp_path {tmp}/body;\n"
+                     f"    proxy_temp_path {tmp}/proxy;", 1))
+
+
+@pytest.mark.skipif(not NGINX, reason="nginx is not installed: `make sysdeps` (nginx-light)")
+def test_nginx_in_front_of_two_replicas_serves_every_flip(tmp_path: Path) -> None:
+    # given the compose topology's front: nginx over two replicas of one cluster
+    with cluster(tmp_path, 2) as c:
+        port = free_port()
+        (tmp_path / "nginx").mkdir()
+        conf = tmp_path / "nginx" / "nginx.conf"
+        conf.write_text(_front_conf(tmp_path / "nginx", port, c.replicas))
+        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path / "nginx"), "-c", str(conf)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+        try:
+            front = Replica(conf, port, 0)
+            _wait(lambda: httpx.get(f"{front.url}/api/products/1", timeout=1).text, 10,
+                  "nginx up")
+            with Load([front]) as load, httpx.Client(base_url=front.url, timeout=5) as client, \
+                    contextlib.ExitStack() as stack:
+                admins = [stack.enter_context(httpx.Client(
+                    base_url=f"http://127.0.0.1:{r.admin}", headers=AUTH, timeout=2.0))
+                    for r in c.replicas]
+                for index in range(6):
+                    # when a route is flipped on either replica
+                    mode = "service" if index % 2 == 0 else "monolith"
+                    started = time.monotonic()
+                    flip(c.replicas[index % 2], mode)
+                    converge(admins, mode, started)
+                    # then every request through nginx, to either replica, gets that side
+                    side = "catalog" if mode == "service" else "monolith"
+                    assert {client.get("/api/products/1").text for _ in range(6)} == {side}
+            assert load.failures == [], load.failures[:5]
+            assert load.ok > 20
+        finally:
+            stop_process_group(nginx)

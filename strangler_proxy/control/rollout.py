@@ -36,7 +36,7 @@ from strangler_proxy.config import ProxyConfig, Route
 from strangler_proxy.control.audit import AuditRecord, append_audit, now_iso
 from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ProxyError
-from strangler_proxy.live_evidence import EvidenceRing, RouteSample, Window, sample
+from strangler_proxy.live_evidence import EvidenceRing, Window, sample
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.rollout_checks import (
     CheckResult,
@@ -152,7 +152,7 @@ class RolloutDriver:
 
     # Seam for several replicas (control/cluster.py): the evidence is summed over the
     # replicas, and only the leader drives.
-    def _sample(self) -> dict[str, RouteSample]:
+    def _sample(self) -> dict[str, Any]:  # route -> side -> SideCounts, as sample() gives
         config = self.app.config
         return sample(self.app.total_metrics(), {r.name: r.target for r in config.routes})
 

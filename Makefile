@@ -97,7 +97,7 @@ contracts: install
 	$(BIN)/lint-imports
 
 test-toolkit: install sysdeps
-	$(PYTEST) -p no:django tests/strangler_proxy tests/analysis tests/test_repository.py tests/docs
+	$(PYTEST) -p no:django tests/strangler_proxy tests/analysis tests/test_repository.py tests/docs tests/test_compose_scale.py
 
 test-monolith: install
 	env -u DATABASE_URL $(PYTEST) --ds=legacy_monolith.settings tests/legacy_monolith

@@ -448,6 +448,77 @@ class Route:
         """Routes of one group share a salt, so a user lands on one side across them."""
         return self.group or self.name
 
+# -- [cluster]: several proxies sharing one flag state (control/cluster.py, issue 16) --------
+CLUSTER_LOCAL_TABLES = ("proxy", "admin", "cluster")  # each replica's own; the rest is shared
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """``[cluster]``: replicas that share the routes through PostgreSQL (docs/scale-out.md)."""
+
+    database: str | None = field(default=None, metadata=key_doc(
+        "the PostgreSQL database every replica publishes each validated routes version and "
+        "flip to (with its audit) and learns new ones from (LISTEN/NOTIFY, polled as a "
+        "fallback); `database` or `database_env` turns clustering on",
+        kind="`postgresql://` URL"))
+    database_env: str | None = field(default=None, metadata=key_doc(
+        "environment variable holding that URL (preferred: it may hold a password)",
+        kind="string"))
+    name: str = field(default="default", metadata=key_doc(
+        "the cluster's name: replicas with the same name share routes, evidence and one "
+        "rollout leader; several clusters may use one database",
+        kind="string"))
+    replica_id: str | None = field(default=None, metadata=key_doc(
+        "how this replica is named in the versions, the evidence and `/status`",
+        kind="string", note=" (`HOST-PID`)"))
+    poll_interval: float = field(default=1.0, metadata=key_doc(
+        "the poll that backs up LISTEN/NOTIFY; also how often the replica publishes its "
+        "evidence and, when not leading, asks for the rollout leader's lock",
+        kind="seconds", note=" (0.05–60)"))
+    timeout: float = field(default=2.0, metadata=key_doc(
+        "a database call slower than this counts as the database being away (the replica "
+        "keeps serving its last good routes and reconnects)",
+        kind="seconds"))
+
+    def resolve_database(self, environ: Mapping[str, str]) -> str | None:
+        """The database URL, literal or from the environment; None: not clustered."""
+        if self.database:
+            return self.database
+        if self.database_env:
+            return environ.get(self.database_env) or None
+        return None
+
+    @property
+    def enabled(self) -> bool:
+        """True when the table names a database (literally or through the environment)."""
+        return bool(self.database or self.database_env)
+
+
+def _parse_cluster(reader: _Reader, data: Any) -> ClusterSettings:
+    path: tuple[str | int, ...] = ("cluster",)
+    table = reader.table(data, path, "cluster")
+    d = ClusterSettings()
+    database = reader.text(table, path, "database", None)
+    if database is not None and urlsplit(database).scheme not in ("postgresql", "postgres"):
+        raise reader.error((*path, "database"), f"{database!r} is not a PostgreSQL URL, e.g. "
+                           "\"postgresql://strangler@db:5432/strangler\"")
+    settings = ClusterSettings(
+        database=database,
+        database_env=reader.text(table, path, "database_env", None),
+        name=reader.text(table, path, "name", d.name),
+        replica_id=reader.text(table, path, "replica_id", None),
+        poll_interval=reader.number(table, path, "poll_interval", d.poll_interval, 0.05, 60),
+        timeout=reader.number(table, path, "timeout", d.timeout, 0.1, 60),
+    )
+    if table and not settings.enabled:
+        raise reader.error(path, "needs database = \"postgresql://...\" or database_env = "
+                           "\"ENV_VAR\" (where the replicas share the routes)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", settings.name):
+        raise reader.error((*path, "name"), f"{settings.name!r} must be 1-63 letters, digits, "
+                           "'.', '_' or '-'")
+    return settings
+
+
 
 DEFAULT_ROUTE_NAME = "default"
 
@@ -470,6 +541,9 @@ class ProxyConfig:
     export: ExportSettings = field(default_factory=ExportSettings, metadata=key_doc(
         "the exported engine (nginx or HAProxy) that flips regenerate and reload "
         "([scale-out.md](scale-out.md))"))
+    cluster: ClusterSettings = field(default_factory=ClusterSettings, metadata=key_doc(
+        "replicas sharing the routes, the evidence and one rollout leader through PostgreSQL "
+        "([scale-out.md](scale-out.md#several-proxies-one-flag-state))"))
     routes: tuple[Route, ...] = field(default=(), metadata=key_doc(
         "the ordered route list, `[[routes]]`; the first match wins"))
     source: str = "strangler.toml"
@@ -491,6 +565,7 @@ TABLES: Mapping[str, type] = MappingProxyType({
     "gate": GateSettings,
     "shadow": ShadowSettings,
     "export": ExportSettings,
+    "cluster": ClusterSettings,
     "routes[]": Route,
     "routes[].match": Match,
     "routes[].shadow": RouteShadow,
@@ -1000,6 +1075,7 @@ def parse_config(text: str, source: str = "strangler.toml") -> ProxyConfig:
         gate=_parse_gate(reader, data.get("gate", {})),
         shadow=_parse_shadow(reader, data.get("shadow", {})),
         export=_parse_export(reader, data.get("export", {})),
+        cluster=_parse_cluster(reader, data.get("cluster", {})),
         source=source,
     )
     warnings = tuple(f"routes[{i}] ({later.name!r}, line {later.line}) can never match: "
@@ -1088,7 +1164,7 @@ def load_config(path: str | Path) -> ProxyConfig:
 
 __all__ = [
     "EXPORT_ENGINES", "MODES", "SCHEMA", "TABLES", "AdminSettings", "CanarySettings",
-    "CompareRules", "ExportSettings", "GateSettings",
+    "ClusterSettings", "CompareRules", "ExportSettings", "GateSettings",
     "Match", "ProxyConfig", "ProxySettings", "Route", "RouteShadow", "ShadowRewrite",
     "ShadowSettings", "Upstream", "key_lines", "load_config", "parse_config", "with_key_tables",
 ]

@@ -34,6 +34,7 @@ from typing import Any
 
 from strangler_proxy.config import ProxyConfig, load_config
 from strangler_proxy.control.admin import AdminServer, route_record
+from strangler_proxy.control.cluster import ClusterMember, ClusterRolloutDriver, build_member
 from strangler_proxy.control.reload import Reloader
 from strangler_proxy.control.rollout import RolloutDriver
 from strangler_proxy.edge import (
@@ -129,6 +130,9 @@ class ProxyApp:
         self.proxy_address = ""
         self.admin_address = ""
         self.rollouts: RolloutDriver | None = None
+        # [cluster]: the admin process links the replica to the others (cluster.py)
+        self.cluster: ClusterMember | None = build_member(self, config, self.environ) \
+            if admin else None
 
     @property
     def config(self) -> ProxyConfig:
@@ -147,6 +151,8 @@ class ProxyApp:
         self.metrics.table_version = version
         with contextlib.suppress(Exception):
             self.sink.reconfigure(config)
+        if self.cluster is not None:
+            self.cluster.applied(self.reloader.active_text)
 
     async def start(self, proxy_sock: socket.socket | None = None,
                     admin_sock: socket.socket | None = None, reuse_port: bool = False,
@@ -179,8 +185,10 @@ class ProxyApp:
         if self.group is not None and self.group.index != 0:
             self.tasks.append(loop.create_task(self._publish(self.group)))
         if self.with_admin:  # one driver per group: the admin worker's, on summed counters
-            self.rollouts = RolloutDriver(self)
+            self.rollouts = self._driver()
             self.tasks.append(loop.create_task(self.rollouts.run()))
+        if self.cluster is not None:
+            self.tasks.append(loop.create_task(self.cluster.run()))
         self.ready = True
 
     async def _publish(self, group: WorkerGroup) -> None:
@@ -235,6 +243,7 @@ class ProxyApp:
             "routes": len(config.routes), "upstreams": {n: u.url for n, u in
                                                         config.upstreams.items()},
             "warnings": list(config.warnings), "shadow_sink": type(self.sink).__name__,
+            "cluster": self.cluster.status() if self.cluster is not None else None,
         }
 
     def routes_view(self) -> dict[str, Any]:
@@ -248,7 +257,8 @@ class ProxyApp:
 
     def _driver(self) -> RolloutDriver:
         if self.rollouts is None:
-            self.rollouts = RolloutDriver(self)
+            self.rollouts = RolloutDriver(self) if self.cluster is None else \
+                ClusterRolloutDriver(self, self.cluster)
         return self.rollouts
 
     async def rollout_action(self, name: str, action: str, who: str) -> dict[str, Any]:

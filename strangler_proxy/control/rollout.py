@@ -148,13 +148,22 @@ class RolloutDriver:
 
     def sample_now(self) -> None:
         """Add one sample of the (worker-summed) counters to the ring."""
+        self.ring.add(time.time(), self._sample())
+
+    # Seam for several replicas (control/cluster.py): the evidence is summed over the
+    # replicas, and only the leader drives.
+    def _sample(self) -> dict[str, Any]:  # route -> side -> SideCounts, as sample() gives
         config = self.app.config
-        self.ring.add(time.time(), sample(self.app.total_metrics(),
-                                          {r.name: r.target for r in config.routes}))
+        return sample(self.app.total_metrics(), {r.name: r.target for r in config.routes})
+
+    def _leads(self) -> bool:
+        return True
 
     async def tick(self) -> None:
-        """One sample, then one decision per running rollout."""
+        """One sample, then one decision per running rollout (on the leading replica)."""
         self.sample_now()
+        if not self._leads():
+            return
         async with self.lock:
             for state in list(self.states.values()):
                 if state.status == "running":

@@ -50,6 +50,14 @@ def event(position: int, key: str, sequence: int = 1) -> OutboxEvent:
 # --- the pure parts ---------------------------------------------------------------------
 
 
+def test_doctests_pass() -> None:
+    import doctest
+
+    import extracted.sync.amqp
+
+    assert doctest.testmod(extracted.sync.amqp).failed == 0
+
+
 def test_partition_keeps_an_aggregate_in_one_queue_and_spreads_the_rest() -> None:
     # given many aggregates, when each is placed twice, then always in the same partition
     keys = [("store.Product", str(n)) for n in range(400)]

@@ -22,8 +22,10 @@ from fake_shop import FakeShop
 from test_sync_processes import Writer, reconcile
 
 from extracted.sync.amqp import (
+    AmqpConsumer,
     AmqpEndpoint,
     Broker,
+    ConsumerOptions,
     decode_batch,
     delete_queues,
     encode_batch,
@@ -216,6 +218,51 @@ def test_relay_resumes_from_the_position_the_broker_confirmed(
         again.close()
     finally:
         endpoint.close()
+
+
+@needs_broker
+def test_order_holds_through_an_unreadable_message_and_a_failed_apply(
+        amqp: tuple[BrokerLink, str]) -> None:
+    import pika
+
+    _, prefix = amqp
+    broker = Broker(broker_url(), "monolith", 4, prefix)
+    mine = partition_of("store.Brand", "1", 4)
+    endpoint = AmqpEndpoint(broker)
+    # given a partition holding: batch 1, a message that is not JSON, batch 2, batch 3
+    endpoint.deliver([event(1, "1")], 1)
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url()))
+    channel = connection.channel()
+    channel.basic_publish("", broker.queue(mine), b"\xff not json")
+    endpoint.deliver([event(2, "1", 2)], 2)
+    endpoint.deliver([event(3, "1", 3)], 3)
+    endpoint.close()
+    applied: list[int] = []
+    failed: list[int] = []
+
+    def apply(batch: Any) -> dict[str, int]:
+        if batch.partition != mine:
+            return {}
+        positions = [e.position for e in batch.events]
+        if positions == [2] and not failed:  # the database is away once, at batch 2
+            failed.append(2)
+            raise RuntimeError("database away")
+        applied.extend(positions)
+        return {"applied": len(positions)}
+
+    # when the consumer runs (until idle)
+    status = AmqpConsumer(broker, apply, ConsumerOptions(prefetch=8, min_backoff=0.05,
+                                                         idle_exit=1.5), log=lambda _: None).run()
+    # then batch 2 came again after the failure, before batch 3: order kept
+    assert applied == [1, 2, 3]
+    assert status.failures == 1
+    assert "database away" in status.last_error
+    assert status.connections == 2
+    # and the unreadable message was dead-lettered by the broker, not dropped
+    assert status.unreadable == 1
+    _, _, body = channel.basic_get(broker.unreadable_queue, auto_ack=True)
+    assert body == b"\xff not json"
+    connection.close()
 
 
 @needs_broker

@@ -82,18 +82,22 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     return ApplyResult(position=new_position, **counts)
 
 
-def apply_partition(stream: str, partition: int, partitions: int, events: Sequence[OutboxEvent],
-                    position: int) -> ApplyResult:
-    """Apply one partition's share of a relay batch (the AMQP transport), in one transaction.
+def apply_partitions(stream: str, partitions: int, events: Sequence[OutboxEvent],
+                     positions: Mapping[int, int]) -> ApplyResult:
+    """Apply messages of the AMQP transport's partition queues, in one transaction.
 
-    As ``apply_events``, but ``position`` covers only this partition's events: it is kept
-    per partition, and the stream's own position (what the relay's ``--check``, ``outbox
-    prune`` and the cutover read) moves to the lowest of the partitions' positions.
+    ``events`` are the messages' events in the order they were received (each partition's
+    in its queue order, which is what per-aggregate order needs); ``positions`` maps each
+    partition to the relay's low-water mark carried by its last message. As
+    ``apply_events`` otherwise; the position is kept per partition, and the stream's own
+    position (what the relay's ``--check``, ``outbox prune`` and the cutover read) moves to
+    the lowest of the partitions' positions.
     """
     with transaction.atomic():
         counts = _apply_batch(stream, events)
         names = [partition_stream(stream, n, partitions) for n in range(partitions)]
-        _advance(names[partition], position)
+        for partition, position in positions.items():
+            _advance(names[partition], position)
         marks = dict(StreamPosition.objects.filter(stream__in=names)
                      .values_list("stream", "position"))
         new_position = _advance(stream, min(marks.get(name, 0) for name in names))

@@ -126,8 +126,9 @@ def consume(broker_url: str, stream: str, partitions: int, queue_prefix: str, pr
     """Apply the relay's events from RabbitMQ (`strangler relay --transport amqp`).
 
     \b
-    One transaction per message, acked after commit; an aggregate's events arrive in order
-    (one active consumer per partition queue, however many of these run). Stop with Ctrl-C
+    The messages received together are applied in one transaction, acked after commit; an
+    aggregate's events arrive in order (one active consumer per partition queue, however
+    many of these run). Stop with Ctrl-C
     or SIGTERM; kill it any way you like, unacked messages come again and are recognised.
     Dead letters, lag and pruning work as over HTTP (`strangler relay dead-letters`,
     `relay --check`, `outbox prune`, against the service's /internal/events/).
@@ -143,11 +144,11 @@ def consume(broker_url: str, stream: str, partitions: int, queue_prefix: str, pr
         django.setup()
     except ImproperlyConfigured as exc:
         raise CatalogError(str(exc)) from None
-    from extracted.catalog.consume import apply_message
+    from extracted.catalog.consume import apply_messages
     from extracted.sync import AmqpConsumer, Broker, ConsumerOptions
 
     broker = Broker(broker_url, stream, partitions, queue_prefix)
-    consumer = AmqpConsumer(broker, apply_message, ConsumerOptions(
+    consumer = AmqpConsumer(broker, apply_messages, ConsumerOptions(
         prefetch=prefetch, max_backoff=max_backoff, idle_exit=idle_exit))
 
     def _stop(signum: int, frame: object) -> None:

@@ -14,12 +14,13 @@ once, one poison event holds back only its own aggregate), carried by AMQP 0-9-1
   queue of length one) and a restarted relay resumes from there. The cursor shares the
   broker's fate with the messages: a broker that lost its queues lost the cursor too, and the
   relay publishes again from the outbox's start (duplicates, recognised by event id).
-* **Manual acks after commit.** The consumer applies a message in one transaction (events,
-  dead letters, the partition's position), then acks. Killed between the two, the message
-  comes again and its events are duplicates. An apply that fails (database away) drops the
-  channel: the broker requeues every unacked message in its original order; the consumer
-  backs off and reconnects. A message that is not even JSON is rejected to
-  ``<prefix>.<stream>.unreadable`` (dead-lettered by the broker, never dropped).
+* **Manual acks after commit.** The consumer applies the messages it received together in
+  one transaction (events, dead letters, the partitions' positions), then acks them.
+  Killed between the two, the messages come again and their events are duplicates. An
+  apply that fails (database away) drops the channel: the broker requeues every unacked
+  message in its original order; the consumer backs off and reconnects. A message that is
+  not even JSON is rejected to ``<prefix>.<stream>.unreadable`` (dead-lettered by the
+  broker, never dropped).
 * **Prune acknowledgements.** The consumer keeps one position per partition; the stream's
   position (what ``relay --check``, ``outbox prune`` and the cutover read over HTTP) is the
   lowest of them, moved in the same transaction.
@@ -281,7 +282,7 @@ class AmqpEndpoint:
                 pass
 
 
-ApplyPartition = Callable[[PartitionBatch], Mapping[str, int]]
+ApplyBatches = Callable[[Sequence[PartitionBatch]], Mapping[str, int]]
 
 
 @dataclass
@@ -321,9 +322,14 @@ class ConsumerOptions:
 
 
 class AmqpConsumer:
-    """Take every partition's messages, apply each in one transaction, then ack."""
+    """Take every partition's messages; apply those received together in one transaction.
 
-    def __init__(self, broker: Broker, apply: ApplyPartition,
+    The messages one read of the socket delivers (at most ``prefetch`` per partition) are
+    applied as one transaction, then acked with one ``multiple`` ack: on SQLite a commit is
+    an fsync, so one per message would cost the transport most of its throughput.
+    """
+
+    def __init__(self, broker: Broker, apply: ApplyBatches,
                  options: ConsumerOptions | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.broker, self.apply = broker, apply
@@ -332,6 +338,7 @@ class AmqpConsumer:
         self.stopping = False
         self._log = log or _to_stderr
         self._last_message = time.monotonic()
+        self._pending: list[tuple[int, PartitionBatch]] = []
 
     def run(self) -> ConsumerStatus:
         """Consume until stopped (SIGTERM sets ``stopping``); reconnect after failures."""
@@ -363,11 +370,14 @@ class AmqpConsumer:
                 channel.basic_consume(self.broker.queue(n), self._on_message, auto_ack=False)
             while not self.stopping and not self._idle():
                 connection.process_data_events(time_limit=0.2)
+                if self._pending:
+                    self._apply_pending(channel)
         except _ApplyFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - connection lost, channel closed, ...
             raise DeliveryFailed(_broker_error(self.broker, exc)) from None
         finally:
+            self._pending = []  # unacked: the broker requeues them, in order
             if connection.is_open:
                 try:
                     connection.close()  # unacked messages go back to their queues, in order
@@ -389,23 +399,30 @@ class AmqpConsumer:
                 f"{method.routing_key}: message of stream {batch.stream!r} with "
                 f"{batch.partitions} partitions, this consumer has {self.broker.stream!r} and "
                 f"{self.broker.partitions}: give relay and consumer the same --partitions")
-        try:
-            counts = self.apply(batch)
-        except Exception as exc:  # noqa: BLE001 - the database is away, a bug: never acked
-            raise _ApplyFailed(f"apply failed on {method.routing_key}: "
-                               f"{exc.__class__.__name__}: {_one_line(exc)}") from None
-        channel.basic_ack(method.delivery_tag)
-        self._count(batch, counts)
+        self._pending.append((method.delivery_tag, batch))
 
-    def _count(self, batch: PartitionBatch, counts: Mapping[str, int]) -> None:
+    def _apply_pending(self, channel: Any) -> None:
+        batches = [batch for _, batch in self._pending]
+        try:
+            counts = self.apply(batches)
+        except Exception as exc:  # noqa: BLE001 - the database is away, a bug: never acked
+            names = sorted({self.broker.queue(b.partition) for b in batches})
+            raise _ApplyFailed(f"apply failed on {', '.join(names)}: "
+                               f"{exc.__class__.__name__}: {_one_line(exc)}") from None
+        channel.basic_ack(self._pending[-1][0], multiple=True)
+        self._pending = []
+        self._count(batches, counts)
+
+    def _count(self, batches: Sequence[PartitionBatch], counts: Mapping[str, int]) -> None:
         s = self.status
-        s.messages += 1
-        s.events += len(batch.events)
+        s.messages += len(batches)
+        s.events += sum(len(b.events) for b in batches)
         s.applied += counts.get("applied", 0)
         s.duplicates += counts.get("duplicates", 0)
         s.stale += counts.get("stale", 0)
         s.dead_letters += counts.get("dead_letters", 0)
-        s.positions[batch.partition] = batch.position
+        for batch in batches:
+            s.positions[batch.partition] = batch.position
 
 
 def _broker_error(broker: Broker, exc: BaseException) -> str:

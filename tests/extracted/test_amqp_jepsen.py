@@ -7,7 +7,7 @@ relay, of the consumer, of the service and of the monolith (each restarted), eve
 connection cut at once (``broker_link``), and a backfill re-run. No cutover here: the
 cutover drains the stream in-process over HTTP, which would deliver whatever the broker
 lost and hide it; so the checker also counts as lost any monolith event the service never
-processed. About 20 s of faults per database.
+processed. About 16 s of faults per database.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def test_nothing_lost_duplicated_or_different_over_rabbitmq_under_faults(
         databases: Any, tmp_path: Path, amqp: tuple[BrokerLink, str]) -> None:
     cluster = AmqpCluster(tmp_path, databases, databases.vendor == "postgresql", *amqp)
     try:
-        verdict, faults, history = jepsen_run(cluster, seconds=20, seed=16, cycles=0)
+        verdict, faults, history = jepsen_run(cluster, seconds=16, seed=16, cycles=0)
     finally:
         cluster.stop()
     report = dict(verdict.summary(), faults=vars(faults), acknowledged=history.acknowledged,

@@ -134,7 +134,7 @@ def wait_until_applied(server: CatalogServer, head: int, timeout: float = 60) ->
 @needs_broker
 @pytest.mark.slow
 @pytest.mark.parametrize("databases", ["sqlite"], indirect=True)  # PostgreSQL: the jepsen run
-def test_nothing_lost_or_applied_twice_when_relay_consumer_and_connection_die(
+def test_nothing_lost_or_applied_twice_when_relays_consumers_and_connections_die(
         databases: Any, tmp_path: Path, amqp: tuple[BrokerLink, str]) -> None:
     forwarder, prefix = amqp
     # given a shop with history, a service that took a backfill, a relay and a consumer
@@ -147,13 +147,15 @@ def test_nothing_lost_or_applied_twice_when_relay_consumer_and_connection_die(
     server.start()
     relay = Process(relay_amqp_argv(shop_url, forwarder.url, prefix), base_env(),
                     tmp_path / "relay.log")
-    consumer = Process(consume_argv(service_url, forwarder.url, prefix), base_env(),
-                       tmp_path / "consume.log")
+    # two consumers: the broker gives each partition to one of them, the other stands by
+    consumers = [Process(consume_argv(service_url, forwarder.url, prefix), base_env(),
+                         tmp_path / f"consume-{n}.log") for n in range(2)]
     writer = Writer(shop, limit=2500)
     kills = {"relay": 0, "consumer": 0, "connection": 0}
     try:
         relay.start()
-        consumer.start()
+        for consumer in consumers:
+            consumer.start()
         writer.start()
         # when the relay, the consumer and the broker connection are killed in turn
         for round_ in range(9):
@@ -163,7 +165,7 @@ def test_nothing_lost_or_applied_twice_when_relay_consumer_and_connection_die(
             if victim == "connection":
                 assert forwarder.cut() > 0
                 continue
-            process = relay if victim == "relay" else consumer
+            process = relay if victim == "relay" else consumers[kills["consumer"] % 2]
             process.kill(signal.SIGKILL)
             process.start()
         writer.halt.set()
@@ -195,7 +197,8 @@ def test_nothing_lost_or_applied_twice_when_relay_consumer_and_connection_die(
     finally:
         writer.halt.set()
         relay.kill()
-        consumer.kill()
+        for consumer in consumers:
+            consumer.kill()
         server.stop()
         shop.close()
     print(json.dumps({"events": len(every), "kills": kills}))  # noqa: T201 - the figures
@@ -259,6 +262,33 @@ def test_order_holds_through_an_unreadable_message_and_a_failed_apply(
     _, _, body = channel.basic_get(broker.unreadable_queue, auto_ack=True)
     assert body == b"\xff not json"
     connection.close()
+
+
+@needs_broker
+def test_a_consumer_with_other_partitions_acks_nothing_and_says_why(
+        amqp: tuple[BrokerLink, str]) -> None:
+    import threading
+
+    _, prefix = amqp
+    endpoint = AmqpEndpoint(Broker(broker_url(), "monolith", 4, prefix))
+    endpoint.deliver([event(1, "1"), event(2, "2")], 2)
+    endpoint.close()
+    # when a consumer set up with 2 partitions reads the relay's 4-partition messages
+    lines: list[str] = []
+    consumer = AmqpConsumer(Broker(broker_url(), "monolith", 2, prefix), lambda b: {},
+                            ConsumerOptions(min_backoff=0.05, max_backoff=0.1), log=lines.append)
+    threading.Timer(1.5, lambda: setattr(consumer, "stopping", True)).start()
+    status = consumer.run()
+    # then it applied and acked nothing, and said how to fix it
+    assert status.messages == 0
+    assert status.failures >= 1
+    assert "give relay and consumer the same --partitions" in status.last_error
+    # and the messages are still there for a consumer set up right
+    seen: list[int] = []
+    AmqpConsumer(Broker(broker_url(), "monolith", 4, prefix),
+                 lambda batches: seen.extend(e.position for b in batches for e in b.events)
+                 or {}, ConsumerOptions(idle_exit=1.0), log=lines.append).run()
+    assert sorted(seen) == [1, 2]
 
 
 @needs_broker

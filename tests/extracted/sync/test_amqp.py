@@ -311,6 +311,18 @@ def test_unreachable_broker_is_one_line_and_the_once_relay_exits_non_zero(
     assert "unreachable" in done.stdout
 
 
+def test_consume_with_a_bad_broker_url_is_one_line(tmp_path: Path) -> None:
+    done = run(consume_argv(f"sqlite:///{tmp_path / 'c.sqlite3'}", "amqp:/", "x",
+                            "--partitions", "0"))
+    assert done.returncode == 2
+    assert "Invalid value for '--partitions'" in done.stderr
+    done = run(consume_argv(f"sqlite:///{tmp_path / 'c.sqlite3'}", "rabbit://h/", "x"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "strangler: error: broker URL 'rabbit://h/': use amqp://user:password@host:5672/vhost "
+        "(--broker-url or STRANGLER_BROKER_URL)")
+
+
 def test_bad_broker_url_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     shop = FakeShop(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
     shop.create_schema()

@@ -215,7 +215,7 @@ class AmqpEndpoint:
         self._channel: Any = None
 
     def _open(self) -> Any:
-        if self._channel is not None and self._channel.is_open:
+        if self._channel is not None and self._channel.is_open and self._alive():
             return self._channel
         self.close()
         self._connection = connect(self.broker)
@@ -228,6 +228,18 @@ class AmqpEndpoint:
             raise DeliveryFailed(_broker_error(self.broker, exc)) from None
         self._channel = channel
         return channel
+
+    def _alive(self) -> bool:
+        """Serve heartbeats and notice a connection lost while idle (then open a new one).
+
+        A blocking connection only does I/O when called: a relay that found nothing to
+        publish for a while would otherwise learn of a lost connection from a failed batch.
+        """
+        try:
+            self._connection.process_data_events(time_limit=0)
+        except Exception:  # noqa: BLE001 - whatever broke it, a new connection follows
+            return False
+        return bool(self._channel.is_open)
 
     def position(self) -> int:
         """The last position the broker confirmed (0 for a new stream)."""

@@ -292,6 +292,23 @@ def test_a_consumer_with_other_partitions_acks_nothing_and_says_why(
 
 
 @needs_broker
+def test_a_connection_lost_while_idle_is_replaced_before_the_next_batch(
+        amqp: tuple[BrokerLink, str]) -> None:
+    forwarder, prefix = amqp
+    endpoint = AmqpEndpoint(Broker(forwarder.url, "monolith", 4, prefix))
+    try:
+        endpoint.deliver([event(1, "1")], 1)
+        # when the connection dies while the relay has nothing to publish
+        assert forwarder.cut() > 0
+        time.sleep(0.3)
+        # then the next batch goes out on a new connection, no failure
+        endpoint.deliver([event(2, "1", 2)], 2)
+        assert endpoint.position() == 2
+    finally:
+        endpoint.close()
+
+
+@needs_broker
 def test_unreachable_broker_is_one_line_and_the_once_relay_exits_non_zero(
         tmp_path: Path) -> None:
     import socket

@@ -1,7 +1,7 @@
 """Run every benchmark in bench/, each beside its anchor, one after the other.
 
     python -m bench            # all of them
-    python -m bench proxy      # only some: monolith_rps, proxy, shadow, analysis
+    python -m bench proxy      # only some: monolith_rps, proxy, shadow, analysis, relay_amqp
 
 Each benchmark prints its own table with the ratio to its anchor; results are recorded by
 hand in docs/benchmarks.md with the command and the machine.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("monolith_rps", "proxy", "shadow", "analysis", "sync_soak")
+BENCHES = ("monolith_rps", "proxy", "shadow", "analysis", "sync_soak", "relay_amqp")
 
 
 def main(argv: list[str]) -> int:

@@ -76,41 +76,78 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     (duplicates, stale, dead letters, the final state of each aggregate) and then written
     with a handful of bulk statements, whatever its size.
     """
-    counts = {"applied": 0, "duplicates": 0, "stale": 0, "dead_letters": 0}
     with transaction.atomic():
-        _one_applier_at_a_time()
-        _open_fence(True)
-        seen = set(
-            ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
-            .values_list("event_id", flat=True)
-        )
-        keys = {e.aggregate_key for e in events}
-        held = _held(keys)
-        owned = _owned_types()
-        plan = _Plan(_versions(keys))
-        processed: list[ProcessedEvent] = []
-        letters: list[DeadLetter] = []
-        for event in events:
-            if event.id in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(event.id)
-            outcome, reason = _decide(plan, event, held, owned)
-            if reason:
-                held.add(event.aggregate_key)
-                letters.append(_letter(stream, event, reason))
-            counts["dead_letters" if outcome == "dead_letter" else outcome] += 1
-            processed.append(ProcessedEvent(
-                event_id=event.id, stream=stream, position=event.position,
-                aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
-                sequence=event.sequence, outcome=outcome,
-            ))
-        plan.write()
-        ProcessedEvent.objects.bulk_create(processed)
-        DeadLetter.objects.bulk_create(letters)
+        counts = _apply_batch(stream, events)
         new_position = _advance(stream, position)
-        _open_fence(False)
     return ApplyResult(position=new_position, **counts)
+
+
+def apply_partitions(stream: str, partitions: int, events: Sequence[OutboxEvent],
+                     positions: Mapping[int, int]) -> ApplyResult:
+    """Apply messages of the AMQP transport's partition queues, in one transaction.
+
+    ``events`` are the messages' events in the order they were received (each partition's
+    in its queue order, which is what per-aggregate order needs); ``positions`` maps each
+    partition to the relay's low-water mark carried by its last message. As
+    ``apply_events`` otherwise; the position is kept per partition, and the stream's own
+    position (what the relay's ``--check``, ``outbox prune`` and the cutover read) moves to
+    the lowest of the partitions' positions.
+    """
+    with transaction.atomic():
+        counts = _apply_batch(stream, events)
+        names = [partition_stream(stream, n, partitions) for n in range(partitions)]
+        for partition, position in positions.items():
+            _advance(names[partition], position)
+        marks = dict(StreamPosition.objects.filter(stream__in=names)
+                     .values_list("stream", "position"))
+        new_position = _advance(stream, min(marks.get(name, 0) for name in names))
+    return ApplyResult(position=new_position, **counts)
+
+
+def partition_stream(stream: str, partition: int, partitions: int) -> str:
+    """The name under which one partition's position is kept.
+
+    >>> partition_stream("monolith", 2, 4)
+    'monolith.p2/4'
+    """
+    return f"{stream}.p{partition}/{partitions}"
+
+
+def _apply_batch(stream: str, events: Sequence[OutboxEvent]) -> dict[str, int]:
+    """Decide and write one batch inside the caller's transaction; the counts."""
+    counts = {"applied": 0, "duplicates": 0, "stale": 0, "dead_letters": 0}
+    _one_applier_at_a_time()
+    _open_fence(True)
+    seen = set(
+        ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
+        .values_list("event_id", flat=True)
+    )
+    keys = {e.aggregate_key for e in events}
+    held = _held(keys)
+    owned = _owned_types()
+    plan = _Plan(_versions(keys))
+    processed: list[ProcessedEvent] = []
+    letters: list[DeadLetter] = []
+    for event in events:
+        if event.id in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(event.id)
+        outcome, reason = _decide(plan, event, held, owned)
+        if reason:
+            held.add(event.aggregate_key)
+            letters.append(_letter(stream, event, reason))
+        counts["dead_letters" if outcome == "dead_letter" else outcome] += 1
+        processed.append(ProcessedEvent(
+            event_id=event.id, stream=stream, position=event.position,
+            aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
+            sequence=event.sequence, outcome=outcome,
+        ))
+    plan.write()
+    ProcessedEvent.objects.bulk_create(processed)
+    DeadLetter.objects.bulk_create(letters)
+    _open_fence(False)
+    return counts
 
 
 def _open_fence(open_: bool) -> None:

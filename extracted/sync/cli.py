@@ -53,6 +53,19 @@ def _outbox_table() -> Callable[[F], F]:
 @_token()
 @click.option("--stream", default="monolith", show_default=True,
               help="Name of this stream at the consumer (its position is kept per stream).")
+@click.option("--transport", type=click.Choice(["http", "amqp"]), default="http",
+              envvar="STRANGLER_SYNC_TRANSPORT", show_default=True,
+              help="http: POST batches to --target. amqp: publish them to RabbitMQ with "
+                   "confirms; `strangler catalog consume` applies them (env "
+                   "STRANGLER_SYNC_TRANSPORT). --check and dead-letters always ask --target.")
+@click.option("--broker-url", envvar="STRANGLER_BROKER_URL", default=None,
+              help="AMQP broker (env STRANGLER_BROKER_URL; default "
+                   "amqp://guest:guest@127.0.0.1:5672/%2F).")
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="AMQP partition queues (aggregate order is kept within one); the consumer "
+                   "must use the same number.")
+@click.option("--queue-prefix", default="strangler", show_default=True,
+              help="AMQP queue names: PREFIX.STREAM.p0 ...")
 @click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--poll-interval", default=0.2, show_default=True, type=click.FloatRange(0.01))
 @click.option("--hole-grace", default=5.0, show_default=True, type=click.FloatRange(0),
@@ -70,7 +83,8 @@ def _outbox_table() -> Callable[[F], F]:
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 @click.pass_context
 def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: str, token: str,
-          stream: str, batch_size: int, poll_interval: float, hole_grace: float,
+          stream: str, transport: str, broker_url: str | None, partitions: int,
+          queue_prefix: str, batch_size: int, poll_interval: float, hole_grace: float,
           max_backoff: float, once: bool, check: bool, status_file: Path | None,
           metrics_file: Path | None, as_json: bool) -> None:
     """Deliver outbox events to a service, in order, at least once.
@@ -101,6 +115,13 @@ def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: 
             database.close()
         _print_status(lag.to_json(), as_json)
         raise SystemExit(1 if lag.lag_events or lag.stuck_aggregates else 0)
+    if transport == "amqp":
+        from extracted.sync.amqp import DEFAULT_BROKER_URL, AmqpEndpoint, Broker, redact_url
+
+        endpoint.close()
+        broker = Broker(broker_url or DEFAULT_BROKER_URL, stream, partitions, queue_prefix)
+        endpoint = AmqpEndpoint(broker)  # type: ignore[assignment]
+        target = f"{redact_url(broker.url)} ({broker.queue(0)} ...)"
     runner = Relay(OutboxTable(database, outbox_table), endpoint, options)
 
     def _stop(signum: int, frame: Any) -> None:

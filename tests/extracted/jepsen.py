@@ -29,6 +29,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,14 @@ class Verdict:
                                                                 + self.differing)[:10]}
 
 
-def check(monolith_db: str, service_db: str, history: History) -> Verdict:
-    """Compare both databases with each other and with every write the clients made."""
+def check(monolith_db: str, service_db: str, history: History,
+          every_forward_event: bool = False) -> Verdict:
+    """Compare both databases with each other and with every write the clients made.
+
+    ``every_forward_event``: also count as lost any monolith outbox event the service never
+    processed (as applied, stale or dead letter). Only for runs without a cutover, whose
+    in-process drain delivers over HTTP and would process them whatever the transport did.
+    """
     verdict = Verdict()
     for mono_table, svc_table, columns in TABLES:
         cols = ", ".join(("id", *columns))
@@ -217,6 +224,11 @@ def check(monolith_db: str, service_db: str, history: History) -> Verdict:
     verdict.lost += [f"created {sku} missing" for sku, how in history.created.items()
                      if how == "ok" and sku not in skus]
     _check_events(monolith_db, service_db, verdict)
+    if every_forward_event:
+        sent = {r[0] for r in _rows(monolith_db, "SELECT event_id FROM outbox_outboxevent")}
+        seen = {r[0] for r in _rows(service_db, "SELECT event_id FROM catalog_processedevent")}
+        verdict.lost += [f"monolith event {e} never processed by the service"
+                         for e in sorted(sent - seen)]
     return verdict
 
 
@@ -269,6 +281,8 @@ class Faults:
     """What was injected."""
 
     relay_kills: int = 0
+    consumer_kills: int = 0  # the AMQP consumer (test_amqp_jepsen.py)
+    broker_kills: int = 0  # every broker connection cut at once (test_amqp_jepsen.py)
     service_kills: int = 0
     monolith_kills: int = 0
     backfills: int = 0
@@ -397,7 +411,7 @@ def jepsen_run(cluster: Cluster, seconds: float, seed: int, cycles: int = 1,
                 _backfill(cluster, faults)
                 continue
             if faults_on:
-                _one_fault(cluster, rng, faults)
+                getattr(cluster, "one_fault", partial(_one_fault, cluster))(rng, faults)
             time.sleep(rng.uniform(0.3, 1.0) if faults_on else 0.05)
         for _ in moves:  # the ones a slow machine did not reach in time, still under writes
             undo = owner_of(cluster.routes) == "service"
@@ -419,7 +433,8 @@ def jepsen_run(cluster: Cluster, seconds: float, seed: int, cycles: int = 1,
     cluster.drain()
     for client in clients.values():
         client.close()
-    verdict = check(cluster.monolith.source_db, cluster.service.database_url, history)
+    verdict = check(cluster.monolith.source_db, cluster.service.database_url, history,
+                    getattr(cluster, "every_forward_event", False))
     return verdict, faults, history
 
 

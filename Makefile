@@ -91,7 +91,7 @@ typecheck: install
 	DJANGO_SETTINGS_MODULE=legacy_monolith.settings $(BIN)/mypy --config-file mypy-django.ini \
 		-p legacy_monolith
 	DJANGO_SETTINGS_MODULE=extracted.catalog.settings $(BIN)/mypy --config-file mypy-django.ini \
-		-p extracted.catalog
+		-p extracted.catalog -p extracted.servicekit
 
 contracts: install
 	$(BIN)/lint-imports

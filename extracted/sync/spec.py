@@ -1,6 +1,8 @@
-"""What the catalog context is made of, on the producer's side and on the service's side.
+"""What each extracted context is made of, on the producer's side and on the service's side.
 
-One ``TableSpec`` per aggregate type: the monolith's table (read by the backfill and
+Declarative: one ``ContextSpec`` per context (catalog, ordering), and the sync code (backfill,
+reconcile, repair, fence, cutover, the services' apply) reads nothing else. One
+``TableSpec`` per aggregate type: the monolith's table (read by the backfill and
 reconcile), the service model that stores it, and the fields with their kinds (the kinds
 drive the normalisation that makes both sides' rows comparable, see ``rows``). The order of
 ``CATALOG_TABLES`` is dependency order: parents before children.
@@ -33,7 +35,9 @@ class TableSpec:
     """One aggregate type of a context: where it lives on each side, and its fields.
 
     ``source_sql`` is set for a derived fact: the query (keyed ``id``) that computes it from
-    the owner's tables, with the same rule as the owner's code.
+    the owner's tables, with the same rule as the owner's code; ``keyed_by`` names the
+    service model with one implied row of the fact per row (a product without a stock fact
+    shows ``in_stock: false``). ``app_label`` is the service's Django app.
     """
 
     aggregate_type: str
@@ -41,11 +45,13 @@ class TableSpec:
     model: str
     fields: tuple[FieldSpec, ...]
     source_sql: str = ""
+    app_label: str = "catalog"
+    keyed_by: str = ""
 
     @property
     def target_table(self) -> str:
-        """The service's table (Django's default name for ``catalog.<model>``)."""
-        return f"catalog_{self.model.lower()}"
+        """The service's table (Django's default name for ``<app_label>.<model>``)."""
+        return f"{self.app_label}_{self.model.lower()}"
 
     @property
     def derived(self) -> bool:
@@ -98,12 +104,14 @@ STOCK_SIGNAL = TableSpec(
     "inventory.ProductStock", "store_stocklevel", "ProductSignals", (_f("in_stock", "bool"),),
     source_sql="SELECT p.id AS id, EXISTS (SELECT 1 FROM store_stocklevel s WHERE "
                "s.product_id = p.id AND s.quantity > 0) AS in_stock FROM store_product p",
+    keyed_by="Product",
 )
 RATING_SIGNAL = TableSpec(
     "reviews.ProductRating", "reviews_review", "ProductSignals",
     (_f("rating", "float", nullable=True),),
     source_sql="SELECT p.id AS id, (SELECT AVG(r.rating) FROM reviews_review r WHERE "
                "r.product_id = p.id AND r.status = 'approved') AS rating FROM store_product p",
+    keyed_by="Product",
 )
 SIGNAL_SPECS: tuple[TableSpec, ...] = (STOCK_SIGNAL, RATING_SIGNAL)
 
@@ -120,6 +128,8 @@ class ContextSpec:
     name: str
     tables: tuple[TableSpec, ...]
     signals: tuple[TableSpec, ...] = ()
+    references: tuple[TableSpec, ...] = ()
+    ignores: frozenset[str] = frozenset()
     outbox_table: str = "outbox_outboxevent"
     sequence_table: str = "outbox_aggregatesequence"
     service_outbox_table: str = "catalog_outboxevent"
@@ -128,8 +138,26 @@ class ContextSpec:
 
     @property
     def specs(self) -> tuple[TableSpec, ...]:
-        """Tables then derived facts: the order of a copy."""
-        return self.tables + self.signals
+        """References, tables, then derived facts: the order of a copy."""
+        return self.references + self.tables + self.signals
+
+    @property
+    def app_label(self) -> str:
+        """The service's Django app (every spec of a context names the same one)."""
+        return self.specs[0].app_label
+
+    def spec_for(self, aggregate_type: str) -> TableSpec:
+        """The spec of one of this context's aggregate types; else a ``BadEvent``.
+
+        >>> CATALOG.spec_for("store.Brand").source_table
+        'store_brand'
+        """
+        for spec in self.specs:
+            if spec.aggregate_type == aggregate_type:
+                return spec
+        known = ", ".join(sorted(s.aggregate_type for s in self.specs))
+        raise BadEvent(f"aggregate_type {aggregate_type!r} is not part of the {self.name} "
+                       f"context (known: {known})")
 
     @property
     def moved_tables(self) -> tuple[str, ...]:

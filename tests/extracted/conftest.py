@@ -27,9 +27,9 @@ SHADOW_SECRET = "shadow-marker-secret-for-tests"  # both servers roll back copie
 
 @pytest.fixture(autouse=True)
 def _catalog_tokens(settings: Any) -> None:
-    settings.CATALOG_STAFF_TOKENS = [STAFF_TOKEN]
-    settings.CATALOG_SYNC_TOKEN = SYNC_TOKEN
-    settings.CATALOG_AUTH_URL = ""
+    settings.SERVICE_STAFF_TOKENS = [STAFF_TOKEN]
+    settings.SERVICE_SYNC_TOKEN = SYNC_TOKEN
+    settings.SERVICE_AUTH_URL = ""
 
 
 @pytest.fixture

@@ -122,7 +122,10 @@ class ContextSpec:
 
     The next extraction adds one of these (its tables in dependency order, its derived
     facts as SQL, the service's endpoints), not code: backfill, reconcile, repair, the
-    fence and the cutover all read it.
+    fence, the cutover and the services' apply (``extracted.servicekit``) all read it.
+    ``references`` are other contexts' rows the service keeps a read-only copy of (never
+    moved at cutover); ``ignores`` are aggregate types on the same stream that are not the
+    context's business (acknowledged, never applied, never dead letters).
     """
 
     name: str
@@ -172,7 +175,52 @@ class ContextSpec:
 
 CATALOG = ContextSpec("catalog", CATALOG_TABLES, SIGNAL_SPECS,
                       routes=("catalog", "catalog-categories", "catalog-brands"))
-CONTEXTS: dict[str, ContextSpec] = {CATALOG.name: CATALOG}
+
+
+def _o(aggregate_type: str, model: str, fields: tuple[FieldSpec, ...]) -> TableSpec:
+    app, _, name = aggregate_type.partition(".")
+    return TableSpec(aggregate_type, f"{app}_{name.lower()}", model, fields,
+                     app_label="ordering")
+
+
+# Ordering: carts, orders and their lines, coupons (the report's ordering context). Products
+# are a reference: a read-only copy of the catalog's rows (the fields an order line shows),
+# refreshed by the catalog's events on the same stream; the rest of the catalog's events
+# are acknowledged and ignored. Availability is a derived fact (inventory's units on hand,
+# the rule of ``store.actions.available_quantity``), for checkout's stock check.
+ORDERING_PRODUCT = _o("store.Product", "Product", (
+    _f("sku"), _f("name"), _f("price", "decimal"), _f("is_active", "bool")))
+ORDERING_TABLES: tuple[TableSpec, ...] = (
+    _o("orders.Coupon", "Coupon", (_f("code"), _f("percent_off", "int"), _f("active", "bool"))),
+    _o("orders.Cart", "Cart", (_f("user_id", "int", nullable=True), _f("session_key"),
+                               _f("created_at", "datetime"), _f("updated_at", "datetime"))),
+    _o("orders.CartItem", "CartItem", (_f("cart_id", "int"), _f("product_id", "int"),
+                                       _f("quantity", "int"))),
+    _o("orders.Order", "Order", (
+        _f("number"), _f("user_id", "int"), _f("status"),
+        _f("shipping_address_id", "int", nullable=True), _f("total", "decimal"),
+        _f("currency"), _f("coupon_id", "int", nullable=True), _f("created_at", "datetime"),
+        _f("updated_at", "datetime"))),
+    _o("orders.OrderLine", "OrderLine", (
+        _f("order_id", "int"), _f("product_id", "int"), _f("product_name"),
+        _f("unit_price", "decimal"), _f("quantity", "int"))),
+)
+AVAILABILITY = TableSpec(
+    "inventory.ProductAvailability", "store_stocklevel", "ProductAvailability",
+    (_f("available", "int"),),
+    source_sql="SELECT p.id AS id, (SELECT COALESCE(SUM(s.quantity), 0) FROM store_stocklevel "
+               "s WHERE s.product_id = p.id AND s.quantity > 0) AS available "
+               "FROM store_product p",
+    app_label="ordering", keyed_by="Product",
+)
+ORDERING = ContextSpec(
+    "ordering", ORDERING_TABLES, (AVAILABILITY,), references=(ORDERING_PRODUCT,),
+    ignores=frozenset(t.aggregate_type for t in CATALOG.specs) - {"store.Product"},
+    service_outbox_table="ordering_outboxevent",
+    service_sequence_table="ordering_aggregateversion",
+    routes=("ordering-cart", "ordering-checkout", "ordering-orders"),
+)
+CONTEXTS: dict[str, ContextSpec] = {c.name: c for c in (CATALOG, ORDERING)}
 
 
 def context_for(name: str) -> ContextSpec:

@@ -18,6 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import exceptions, serializers
 
+from extracted.ordering import saga
+from extracted.ordering.errors import Conflict
 from extracted.ordering.models import (
     Cart,
     CartItem,
@@ -30,14 +32,6 @@ from extracted.ordering.models import (
 from extracted.ordering.serializers import money
 from extracted.servicekit.auth import CallerIdentity
 from extracted.servicekit.outbox import publish
-
-
-class Conflict(exceptions.APIException):
-    """The order is not in a state that allows the action (409, as in the monolith)."""
-
-    status_code = 409
-    default_detail = "The resource is not in a state that allows this action."
-    default_code = "conflict"
 
 
 def order_number(order_id: int) -> str:
@@ -161,7 +155,7 @@ def checkout(user: CallerIdentity, token: str, address_id: int, coupon_code: str
 
 @transaction.atomic
 def cancel(order: Order) -> Order:
-    """Cancel a pending or paid order (a paid one is refunded by the payments side)."""
+    """Cancel a pending or paid order (a paid one is refunded by the saga's compensation)."""
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in (Order.Status.PENDING, Order.Status.PAID):
         raise Conflict(f"Order {order.number} is {order.status}; it can no longer be cancelled.")
@@ -169,6 +163,7 @@ def cancel(order: Order) -> Order:
     order.updated_at = timezone.now()
     order.save(update_fields=["status", "updated_at"])
     publish(order, "updated")
+    saga.on_cancel(order)  # a paid order is refunded by the saga's compensation
     return order
 
 

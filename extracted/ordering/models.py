@@ -118,6 +118,28 @@ class OrderLine(models.Model):
         ordering = ["id"]
 
 
+class CheckoutSaga(models.Model):
+    """The process manager's state of one order's payment (docs/extracted-ordering.md).
+
+    ``state``: ``pay_requested`` (waiting for the monolith's payments and inventory),
+    ``paid``, ``failed`` (refused: out of stock; the order stays pending, as in the
+    monolith), ``refund_requested`` (compensating: cancelled after or while being paid),
+    ``refunded``. The waiting states are the ones ``strangler ordering sagas`` lists.
+    """
+
+    WAITING = ("pay_requested", "refund_requested")
+
+    order_id = models.BigIntegerField(unique=True)
+    state = models.CharField(max_length=20)
+    method = models.CharField(max_length=16, default="card")
+    reason = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+
 # --- keeping in step (the shared bookkeeping of extracted/servicekit/models.py) ----------
 
 

@@ -57,6 +57,10 @@ class UpdateCartItemSerializer(serializers.Serializer[Any]):
     quantity = serializers.IntegerField(min_value=1, max_value=99)
 
 
+class PaySerializer(serializers.Serializer[Any]):
+    method = serializers.ChoiceField(choices=["card", "paypal", "invoice"], default="card")
+
+
 class CheckoutSerializer(serializers.Serializer[Any]):
     shipping_address = serializers.IntegerField()
     coupon = serializers.CharField(required=False, allow_blank=True)

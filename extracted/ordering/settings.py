@@ -48,6 +48,8 @@ SERVICE_CONTEXT = "ordering"
 SERVICE_STAFF_TOKENS = kit.tokens("ORDERING_STAFF_TOKENS")
 SERVICE_AUTH_URL = os.environ.get("ORDERING_AUTH_URL", "")
 SERVICE_SYNC_TOKEN = kit.sync_token("ORDERING")
+# The monolith's replies to the checkout saga go to the process manager, not to a table.
+SERVICE_EVENT_HANDLERS = {"payments.CheckoutReply": "extracted.ordering.saga.on_reply"}
 
 REST_FRAMEWORK = kit.rest_framework()
 LOGGING = kit.LOGGING

@@ -1,8 +1,9 @@
 """Cart, checkout, order and coupon endpoints: the monolith's paths, answers and errors.
 
-``pay``, ``ship`` and ``availability`` under ``/api/orders/<id>/`` are the payments,
-shipping and inventory contexts' business: they stay in the monolith (the routes send them
-there) and the service answers 404 for them.
+``pay`` starts the checkout saga (``saga.py``) and answers 202 where the monolith answered
+200 with a paid order: the consistency given up (docs/extracted-ordering.md). ``ship`` and
+``availability`` under ``/api/orders/<id>/`` are the shipping and inventory contexts'
+business: they stay in the monolith (the routes send them there); the service answers 404.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from extracted.ordering import actions
+from extracted.ordering import actions, saga
 from extracted.ordering.models import CartItem, Coupon, Order
 from extracted.ordering.serializers import (
     AddCartItemSerializer,
@@ -26,6 +27,7 @@ from extracted.ordering.serializers import (
     CheckoutSerializer,
     CouponSerializer,
     OrderSerializer,
+    PaySerializer,
     UpdateCartItemSerializer,
 )
 from extracted.servicekit.auth import CallerIdentity
@@ -132,6 +134,16 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
         if is_staff(self.request.user):
             return queryset
         return queryset.filter(user_id=actions.user_id(_caller(self.request)))
+
+    @action(detail=True, methods=["post"])
+    def pay(self, request: Request, pk: int | None = None) -> Response:
+        """Start paying (the checkout saga): 202, the order pending until the reply."""
+        order = self.get_object()
+        payload = PaySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        saga.request_payment(order, payload.validated_data["method"])
+        return Response(OrderSerializer(Order.objects.get(pk=order.pk)).data,
+                        status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: int | None = None) -> Response:

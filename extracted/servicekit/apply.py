@@ -22,7 +22,7 @@ the data, the service only follows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from extracted.servicekit.models import (
     AggregateVersion,
@@ -61,6 +62,13 @@ def service_context() -> ContextSpec:
 def spec_for(aggregate_type: str) -> TableSpec:
     """The spec of one of the service's aggregate types; else a ``BadEvent``."""
     return service_context().spec_for(aggregate_type)
+
+
+def _handlers() -> dict[str, Callable[[OutboxEvent], None]]:
+    """``SERVICE_EVENT_HANDLERS``: aggregate type -> dotted path of a function taking the
+    event, run in the apply's transaction (at most once per event id, like a row)."""
+    names: dict[str, str] = getattr(settings, "SERVICE_EVENT_HANDLERS", {})
+    return {kind: import_string(path) for kind, path in names.items()}
 
 
 def _model(spec: TableSpec) -> type[models.Model]:
@@ -147,6 +155,13 @@ def _decide(plan: _Plan, event: OutboxEvent, held: set[Key],
         return "dead_letter", f"unreadable: {event.poison}"
     if event.aggregate_type in service_context().ignores:
         return "ignored", ""  # another context's change on the same stream: not ours
+    handler = _handlers().get(event.aggregate_type)
+    if handler is not None:  # a message for the service's code (a saga's reply), no row
+        try:
+            handler(event)
+        except BadEvent as exc:
+            return "dead_letter", str(exc)
+        return "applied", ""
     if event.aggregate_type in owned:
         return "dead_letter", (f"{event.aggregate_type} is owned by this service since "
                                "cutover: the producer must not write it (contract 6)")

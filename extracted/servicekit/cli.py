@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ServiceError(Exception):
@@ -25,6 +29,32 @@ def _check_port_free(host: str, port: int) -> None:
             raise ServiceError(
                 f"port {port} on {host} is in use: stop what runs there or pass --port N"
             ) from None
+
+
+def setup_django(name: str, data_dir: str | None, database_url: str | None) -> None:
+    """Configure Django for ``extracted.<name>`` in this process (a bad URL is one line)."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = f"extracted.{name}.settings"
+    if data_dir:
+        os.environ["STRANGLER_DATA_DIR"] = data_dir
+    if database_url:
+        os.environ[f"{name.upper()}_DATABASE_URL"] = database_url
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:  # a bad database URL or data directory
+        raise ServiceError(str(exc)) from None
+
+
+data_dir_option = click.option("--data-dir", default=None, help="Where the SQLite file "
+                               "lives (default $STRANGLER_DATA_DIR or ./.demo).")
+
+
+def db_url_option(name: str) -> Callable[[F], F]:
+    """``--database-url``, overriding ``<NAME>_DATABASE_URL``."""
+    return click.option("--database-url", default=None, help="Database URL (overrides "
+                        f"{name.upper()}_DATABASE_URL and the SQLite default).")
 
 
 def service_group(name: str, default_port: int, summary: str) -> click.Group:
@@ -51,26 +81,15 @@ def service_group(name: str, default_port: int, summary: str) -> click.Group:
     def group() -> None:
         pass
 
-    data_dir_option = click.option("--data-dir", default=None, help="Where the SQLite file "
-                                   "lives (default $STRANGLER_DATA_DIR or ./.demo).")
-    db_url_option = click.option("--database-url", default=None, help="Database URL "
-                                 f"(overrides {variable} and the SQLite default).")
-
     @group.command()
     @data_dir_option
-    @db_url_option
+    @db_url_option(name)
     def migrate(data_dir: str | None, database_url: str | None) -> None:
         """Create or update the service's database schema."""
-        os.environ.update(django_env(data_dir, database_url))
-        import django
-        from django.core.exceptions import ImproperlyConfigured
+        setup_django(name, data_dir, database_url)
         from django.core.management import call_command
         from django.db import OperationalError
 
-        try:
-            django.setup()
-        except ImproperlyConfigured as exc:  # a bad database URL or data directory
-            raise ServiceError(str(exc)) from None
         try:
             call_command("migrate", interactive=False, verbosity=0)
         except OperationalError as exc:
@@ -87,7 +106,7 @@ def service_group(name: str, default_port: int, summary: str) -> click.Group:
     @click.option("--migrate/--no-migrate", "run_migrate", default=True, show_default=True,
                   help="Apply migrations before serving.")
     @data_dir_option
-    @db_url_option
+    @db_url_option(name)
     def serve(host: str, port: int, workers: int, run_migrate: bool, data_dir: str | None,
               database_url: str | None) -> None:
         """Serve the API with gunicorn (a real server), until Ctrl-C."""

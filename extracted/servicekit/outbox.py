@@ -49,6 +49,24 @@ def publish(instance: models.Model, event_type: str, payload: dict[str, object] 
     return event
 
 
+def publish_event(aggregate_type: str, key: str, event_type: str, payload: dict[str, object]
+                  ) -> OutboxEvent:
+    """Write an event that is no row of the context (a saga's request), in the caller's
+    transaction, with the next sequence of its aggregate."""
+    version = _locked_version(aggregate_type, key)
+    sequence = (version.sequence if version else 0) + 1
+    if version is None:
+        concrete(AggregateVersion).objects.create(aggregate_type=aggregate_type,
+                                                  aggregate_id=key, sequence=sequence)
+    else:
+        version.sequence = sequence
+        version.save(update_fields=["sequence"])
+    event: OutboxEvent = concrete(OutboxEvent).objects.create(
+        event_id=str(uuid.uuid4()), aggregate_type=aggregate_type, aggregate_id=key,
+        sequence=sequence, event_type=event_type, payload=payload)
+    return event
+
+
 def _locked_version(aggregate_type: str, key: str) -> AggregateVersion | None:
     query = concrete(AggregateVersion).objects.filter(aggregate_type=aggregate_type,
                                                       aggregate_id=key)

@@ -123,8 +123,8 @@ def test_orders_are_the_callers_staff_see_all_and_cancel_twice_is_409(
     again = alice.post(f"/api/orders/{order['id']}/cancel/")
     assert (again.status_code, again.json()) == (409, {
         "detail": f"Order {order['number']} is cancelled; it can no longer be cancelled."})
-    # pay and ship are the payments and shipping contexts': not served here
-    assert alice.post(f"/api/orders/{order['id']}/pay/").status_code == 404
+    # ship is the shipping context's: not served here
+    assert alice.post(f"/api/orders/{order['id']}/ship/").status_code == 404
 
 
 def test_coupons_are_staff_only_and_codes_unique(products: list[Product]) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from django.db import connection
 
-from extracted.catalog.apply import apply_partitions
+from extracted.servicekit.apply import apply_partitions
 from extracted.sync import PartitionBatch
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from extracted.catalog.apply import apply_partitions, partition_stream
+from extracted.servicekit.apply import apply_partitions, partition_stream
 from extracted.catalog.models import Brand, DeadLetter, StreamPosition
 from extracted.sync import OutboxEvent
 

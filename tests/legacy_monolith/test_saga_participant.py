@@ -1,0 +1,101 @@
+"""The monolith's side of the checkout saga (``legacy_monolith/outbox/participants.py``).
+
+Requests are posted to ``/internal/saga-events/`` as the relay delivers them from the
+ordering service's outbox; replies are read from this outbox. The whole saga under faults is
+``tests/extracted/ordering/test_saga_jepsen.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from legacy_monolith.orders.models import Order, PaymentIntent
+from legacy_monolith.outbox.models import OutboxEvent
+from legacy_monolith.store.models import StockLevel, StockReservation
+
+pytestmark = pytest.mark.django_db
+
+SYNC = {"HTTP_AUTHORIZATION": "Bearer strangler-demo-sync-token"}
+
+
+def request(step: str, position: int, payload: dict[str, Any],
+            event_id: str | None = None) -> dict[str, Any]:
+    return {"id": event_id or str(uuid.uuid4()), "position": position,
+            "aggregate_type": "ordering.CheckoutSaga", "aggregate_id": "900",
+            "sequence": position, "type": "updated", "payload": dict(payload, step=step),
+            "occurred_at": "2026-12-05T10:00:00Z"}
+
+
+def pay_request(shop: Any, quantity: int, position: int = 1,
+                event_id: str | None = None) -> dict[str, Any]:
+    product = shop.products[0]
+    return request("pay_requested", position, {
+        "order": {"id": 900, "number": "ORD-00000900", "user_id": shop.alice.pk,
+                  "shipping_address_id": shop.alice_address.pk,
+                  "total": str(product.price * quantity), "currency": "EUR"},
+        "lines": [{"id": 9001, "product_id": product.pk, "product_name": product.name,
+                   "unit_price": str(product.price), "quantity": quantity}],
+        "method": "card"}, event_id)
+
+
+def deliver(events: list[dict[str, Any]]) -> dict[str, Any]:
+    answer = APIClient().post("/internal/saga-events/", {
+        "stream": "ordering", "position": max(e["position"] for e in events),
+        "events": events}, format="json", **SYNC)
+    assert answer.status_code == 200, answer.content
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def replies() -> list[dict[str, Any]]:
+    return [e.payload for e in OutboxEvent.objects.filter(
+        aggregate_type="payments.CheckoutReply").order_by("id")]
+
+
+def reserved(shop: Any) -> int:
+    return sum(r.quantity for r in StockReservation.objects.filter(
+        order_line_id=9001, released=False))
+
+
+def test_pay_charges_and_reserves_once_even_when_delivered_twice(shop: Any) -> None:
+    event = pay_request(shop, 6)
+    assert deliver([event, event])["duplicates"] == 1
+    assert deliver([event])["duplicates"] == 1
+    assert [r["step"] for r in replies()] == ["paid"]
+    assert Order.objects.get(pk=900).status == "paid"
+    assert PaymentIntent.objects.filter(order_id=900).count() == 1
+    assert reserved(shop) == 6
+    assert sum(StockLevel.objects.filter(product=shop.products[0])
+               .values_list("quantity", flat=True)) == 2  # 8 on hand, 6 taken
+
+
+def test_out_of_stock_is_refused_with_no_charge_and_no_reservation(shop: Any) -> None:
+    deliver([pay_request(shop, 9)])  # 8 on hand
+    [reply] = replies()
+    assert reply["step"] == "payment_failed"
+    assert "Not enough stock" in reply["reason"]
+    assert Order.objects.get(pk=900).status == "pending"
+    assert not PaymentIntent.objects.filter(order_id=900).exists()
+    assert reserved(shop) == 0
+
+
+def test_refund_gives_the_money_and_the_stock_back(shop: Any) -> None:
+    deliver([pay_request(shop, 2)])
+    deliver([request("refund_requested", 2, {"order_id": 900, "reason": "cancelled"})])
+    assert [r["step"] for r in replies()] == ["paid", "refunded"]
+    assert replies()[-1]["refunded"] == str(PaymentIntent.objects.get(order_id=900).amount)
+    assert PaymentIntent.objects.get(order_id=900).status == "refunded"
+    assert reserved(shop) == 0
+    # a refund asked again answers again, and refunds nothing more
+    deliver([request("refund_requested", 3, {"order_id": 900, "reason": "cancelled"})])
+    assert replies()[-1] == {"step": "refunded", "refunded": "0.00", "order_id": 900}
+
+
+def test_the_services_row_events_are_acknowledged_not_applied(shop: Any) -> None:
+    row = dict(request("x", 1, {}), aggregate_type="orders.Order")
+    assert deliver([row])["stale"] == 1
+    assert replies() == []

@@ -27,6 +27,7 @@ from extracted.catalog.models import (
     Tag,
 )
 from extracted.sync import CATALOG_TABLES, TableSpec, normalize_row
+from strangler.shadow_changes import current_request_id
 
 SPEC_BY_MODEL: dict[str, TableSpec] = {s.model: s for s in CATALOG_TABLES}
 
@@ -51,6 +52,7 @@ def publish(instance: models.Model, event_type: str) -> OutboxEvent:
     return OutboxEvent.objects.create(
         event_id=str(uuid.uuid4()), aggregate_type=spec.aggregate_type, aggregate_id=key,
         sequence=sequence, event_type=event_type, payload=payload,
+        request_id=current_request_id(),
     )
 
 

@@ -133,6 +133,14 @@ def test_a_shadowed_write_is_compared_by_its_events(tmp_path: Path) -> None:
         assert changes == [{"path": "changes.store.Brand:3.updated.payload.country",
                             "kind": "change", "monolith": monolith_country(monolith, 3),
                             "service": "XX"}], record.differences
+        # and `strangler shadow report` lists it like any other difference
+        done = subprocess.run([*STRANGLER, "shadow", "report", "--config", str(config),
+                               "--route", "catalog-brands", "--json"], env=base_env(),
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        listed = json.loads(done.stdout)["routes"][0]["differences"]
+        assert any(d["kind"] == "change" and d["path"].endswith(".payload.country")
+                   for d in listed), listed
 
         # when a write's events do not fit the header (a 40 KB description)
         path, body = "/api/products/4/", {"description": "d" * 40_000}

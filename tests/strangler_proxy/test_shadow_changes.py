@@ -265,3 +265,29 @@ def test_a_bad_changes_wait_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"shadow\.changes_wait"):
         parse_config("[shadow]\nchanges_wait = -1\n" + UPSTREAM,
                      str(tmp_path / "strangler.toml"))
+
+
+# -- the edge: the report never reaches a client ----------------------------------------------
+
+
+def test_a_services_changes_report_never_reaches_the_client(tmp_path: Path) -> None:
+    import httpx
+    from proxy_harness import Request, response, running_proxy
+
+    async def leaky(req: Request, transport: Any) -> None:  # a service that sends it anyway
+        transport.write(response(200, b"ok", [("Content-Length", "2"),
+                                              ("X-Strangler-Shadow-Changes", '{"events":[]}'),
+                                              ("X-Kept", "1")]))
+
+    routes = ('[[routes]]\nname = "brands"\nmatch = { path_prefix = "/api/brands/" }\n'
+              'mode = "service"\ntarget = "catalog"\n')
+    with running_proxy(tmp_path, {"monolith": leaky, "catalog": leaky}, routes) as proxy:
+        for path in ("/api/brands/1/", "/other/"):
+            answer = httpx.get(proxy.url + path, timeout=5,
+                               headers={"X-Strangler-Shadow-Changes": "from a client"})
+            assert (answer.status_code, answer.headers.get("x-kept")) == (200, "1")
+            assert "x-strangler-shadow-changes" not in answer.headers
+        # and a client's own copy of the header is not passed upstream either
+        seen = [r.header("X-Strangler-Shadow-Changes") for u in proxy.upstreams.values()
+                for r in u.requests]
+        assert seen == [None, None]

@@ -119,6 +119,15 @@ def test_a_shadowed_write_is_compared_by_its_events(tmp_path: Path) -> None:
         assert not any(k.lower() == "x-strangler-shadow-changes"
                        for k, _ in matched.service_headers)
 
+        # and so does a new row, paired with the monolith's by its type
+        made = client.post("/api/brands/", json={"name": "New", "slug": "new-brand",
+                                                 "country": "FR"})
+        assert made.status_code == 201, made.text
+        created = record_for(store, made.headers["x-request-id"])
+        assert (created.verdict, created.differences) == ("match", ()), created.differences
+        assert monolith_events(monolith, made.headers["x-request-id"]) == [
+            ("store.Brand", str(made.json()["id"]), "created")]
+
         # when the service's copy of brand 3 has drifted (another country) and a write of
         # its name is shadowed
         with closing(sqlite3.connect(tmp_path / "catalog.sqlite3")) as db:

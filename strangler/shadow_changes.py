@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 
@@ -64,6 +64,7 @@ class Changes:
     request_id: str
     events: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
 
 
 def current_request_id() -> str:
@@ -137,6 +138,8 @@ def changes_header(changes: Changes, limit: int = MAX_HEADER_BYTES) -> str:
     """
     data: dict[str, Any] = {"v": 1, "request_id": changes.request_id,
                             "events": changes.events, "rows": changes.rows}
+    if changes.note:
+        data["note"] = changes.note
     text = _dumps(data)
     if len(text) <= limit:
         return text
@@ -156,8 +159,16 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 def attach(response: HttpResponse, changes: Changes) -> None:
-    """Collect the events and put the changes on the response (call before the rollback)."""
-    collect_events(changes)
+    """Collect the events and put the changes on the response (call before the rollback).
+
+    A transaction already broken by a database error cannot be read, and would have written
+    nothing: it is reported as no changes, with a ``note`` saying why.
+    """
+    if transaction.get_connection().needs_rollback:
+        changes.events, changes.rows = [], []
+        changes.note = "the transaction failed: nothing would have been written"
+    else:
+        collect_events(changes)
     response[CHANGES_HEADER] = changes_header(changes)
 
 

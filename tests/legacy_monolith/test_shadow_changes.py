@@ -127,3 +127,32 @@ def test_without_a_secret_a_shadow_call_is_not_marked(settings: Any) -> None:
     request = RequestFactory().post("/api/orders/", HTTP_X_REQUEST_ID="px-4")
     with request_scope(request, shadow=True):
         assert shadow_headers("POST", "http://h/x/") == {"X-Request-ID": "px-4"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_shadow_write_whose_transaction_broke_reports_no_changes() -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import IntegrityError
+    from django.http import HttpRequest, HttpResponse
+
+    from strangler.shadow_rollback import ShadowRollbackMiddleware
+
+    User = get_user_model()  # noqa: N806
+
+    def view(request: HttpRequest) -> HttpResponse:
+        User.objects.create(username="twice")
+        try:
+            User.objects.create(username="twice")  # breaks the transaction (no savepoint)
+        except IntegrityError:
+            return HttpResponse(status=409)
+        return HttpResponse(status=201)
+
+    request = RequestFactory().post("/api/signup/", HTTP_X_REQUEST_ID="px-5",
+                                    HTTP_X_STRANGLER_SHADOW=sign_marker(SECRET, "POST",
+                                                                        "/api/signup/"))
+    answer = ShadowRollbackMiddleware(view)(request)
+    assert answer.status_code == 409
+    report = json.loads(answer["X-Strangler-Shadow-Changes"])
+    assert (report["events"], report["rows"]) == ([], [])
+    assert "nothing would have been written" in report["note"]
+    assert not User.objects.filter(username="twice").exists()

@@ -95,7 +95,7 @@ class MonolithOutbox:
     def __init__(self, location: str) -> None:
         self.location = location
         self._conn: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # close() may come from a reload while a read runs
 
     def events(self, request_id: str) -> list[dict[str, Any]]:
         """The events the monolith's transaction for ``request_id`` wrote, in order."""
@@ -124,12 +124,13 @@ class MonolithOutbox:
 
     def close(self) -> None:
         """Close the connection (the next read opens a new one)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001, S110 - closing a broken connection
-                pass
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001, S110 - closing a broken connection
+                    pass
 
 
 def open_outbox(config: ProxyConfig) -> MonolithOutbox | None:

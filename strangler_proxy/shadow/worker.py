@@ -263,9 +263,9 @@ class ShadowRunner:
         s = config.shadow
         self._redaction = Redaction.from_settings(s.redact_headers, s.redact_fields)
         self._secret = s.resolve_marker_secret(os.environ)
-        if getattr(self, "_outbox", None) is not None:
-            self._outbox.close()  # type: ignore[has-type]
-        self._outbox = open_outbox(config)
+        outbox, current = open_outbox(config), getattr(self, "_outbox", None)
+        same = outbox and current and outbox.location == current.location
+        self._outbox = current if same else outbox  # a replaced one closes when collected
 
     # the hot path
     def offer(self, offer: ShadowOffer) -> bool:
@@ -345,6 +345,8 @@ class ShadowRunner:
         await self._flush(self._drain_records())
         if self._client is not None:
             await self._client.aclose()
+        if self._outbox is not None:
+            await asyncio.to_thread(self._outbox.close)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self._queue = self._records = None

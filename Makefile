@@ -18,7 +18,7 @@ PYTEST := $(BIN)/pytest -p no:cacheprovider
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test lint typecheck contracts install lock test-latest sysdeps test-toolkit test-monolith \
-	test-monolith-pg test-extracted bench clean help
+	test-monolith-pg test-extracted test-ordering bench clean help
 
 help:
 	@echo "make demo   set up and run the demo (monolith, proxy, services, report)"
@@ -91,7 +91,9 @@ typecheck: install
 	DJANGO_SETTINGS_MODULE=legacy_monolith.settings $(BIN)/mypy --config-file mypy-django.ini \
 		-p legacy_monolith
 	DJANGO_SETTINGS_MODULE=extracted.catalog.settings $(BIN)/mypy --config-file mypy-django.ini \
-		-p extracted.catalog
+		-p extracted.catalog -p extracted.servicekit
+	DJANGO_SETTINGS_MODULE=extracted.ordering.settings $(BIN)/mypy --config-file mypy-django.ini \
+		-p extracted.ordering
 
 contracts: install
 	$(BIN)/lint-imports
@@ -109,11 +111,17 @@ test-monolith-pg: install
 	else echo "skipped: DATABASE_URL not set, so the monolith suite does not run on PostgreSQL"; fi
 
 test-extracted: install
-	@if [ -d tests/extracted ]; then $(PYTEST) --ds=extracted.catalog.settings tests/extracted; fi
+	@if [ -d tests/extracted ]; then $(PYTEST) --ds=extracted.catalog.settings tests/extracted \
+		--ignore=tests/extracted/ordering; fi
+
+# The ordering service's tests run with its own settings (one Django project per process).
+test-ordering: install
+	$(PYTEST) --ds=extracted.ordering.settings tests/extracted/ordering
 
 # Every suite runs even when one fails; one summary at the end, ending in
 # "total: N passed, N failed, N skipped"; non-zero exit if any suite failed.
-SUITES := lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-extracted
+SUITES := lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-extracted \
+	test-ordering
 test: install sysdeps
 	@$(BIN)/python tests/run_suites.py $(SUITES)
 

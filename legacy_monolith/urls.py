@@ -13,7 +13,7 @@ from legacy_monolith.common.api_root import make_api_root
 from legacy_monolith.common.assets import static_asset
 from legacy_monolith.notifications import views as notifications
 from legacy_monolith.orders import views as orders
-from legacy_monolith.outbox.views import CatalogEventsView
+from legacy_monolith.outbox.views import CatalogEventsView, SagaEventsView
 from legacy_monolith.reporting import views as reporting
 from legacy_monolith.reviews import views as reviews
 from legacy_monolith.store import views as store
@@ -65,5 +65,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("internal/catalog-events/", CatalogEventsView.as_view(), name="internal-catalog-events"),
+    path("internal/saga-events/", SagaEventsView.as_view(), name="internal-saga-events"),
     path("api/", include(api)),
 ]

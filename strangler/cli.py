@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("strangler_proxy.commands.export:export",
                "Compile the routes file for nginx, HAProxy, Envoy or Istio."),
     "catalog": ("extracted.catalog.cli:catalog", "Run the extracted catalog service."),
+    "ordering": ("extracted.ordering.cli:ordering", "Run the extracted ordering service."),
     "relay": ("extracted.sync.cli:relay", "Deliver outbox events to a service."),
     "backfill": ("extracted.sync.cli:backfill", "Copy existing rows to a service."),
     "reconcile": ("extracted.sync.cli:reconcile", "Compare a context's rows on both sides."),

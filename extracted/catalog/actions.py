@@ -1,66 +1,29 @@
-"""Writes made through the service's API, each with its outbox events in one transaction.
+"""Writes made through the catalog's API, each with its outbox events in one transaction.
 
-After cutover the service owns the catalog, and these events are how the rest of the world
-(the monolith's read-only copy for ordering) hears about changes. Every changed row gets an
-event with the next sequence of its aggregate; the sequence continues the one the service
-followed while the monolith owned the data (``AggregateVersion``), so a consumer sees one
-unbroken history across the cutover.
+The events are written by ``extracted.servicekit.outbox.publish`` (shared by every service).
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from extracted.catalog.models import (
-    AggregateVersion,
     Brand,
     Category,
-    OutboxEvent,
     PriceHistory,
     Product,
     ProductImage,
     ProductTag,
     Tag,
 )
-from extracted.sync import CATALOG_TABLES, TableSpec, normalize_row
-from strangler.shadow_changes import current_request_id
-
-SPEC_BY_MODEL: dict[str, TableSpec] = {s.model: s for s in CATALOG_TABLES}
+from extracted.servicekit.outbox import publish
 
 
 class CatalogConflict(Exception):
     """The change would break a rule the monolith enforces (answered as 409)."""
-
-
-def publish(instance: models.Model, event_type: str) -> OutboxEvent:
-    """Write the outbox event for one changed row (call inside the change's transaction)."""
-    spec = SPEC_BY_MODEL[type(instance).__name__]
-    key = str(instance.pk)
-    version = _locked_version(spec.aggregate_type, key)
-    sequence = (version.sequence if version else 0) + 1
-    payload = normalize_row(spec, {f: getattr(instance, f) for f in spec.field_names})
-    if version is None:
-        AggregateVersion.objects.create(aggregate_type=spec.aggregate_type, aggregate_id=key,
-                                        sequence=sequence, deleted=event_type == "deleted")
-    else:
-        version.sequence, version.deleted = sequence, event_type == "deleted"
-        version.save(update_fields=["sequence", "deleted"])
-    return OutboxEvent.objects.create(
-        event_id=str(uuid.uuid4()), aggregate_type=spec.aggregate_type, aggregate_id=key,
-        sequence=sequence, event_type=event_type, payload=payload,
-        request_id=current_request_id(),
-    )
-
-
-def _locked_version(aggregate_type: str, key: str) -> AggregateVersion | None:
-    query = AggregateVersion.objects.filter(aggregate_type=aggregate_type, aggregate_id=key)
-    if connection.features.has_select_for_update:
-        query = query.select_for_update()
-    return query.first()
 
 
 @transaction.atomic

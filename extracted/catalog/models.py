@@ -21,6 +21,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from extracted.servicekit import models as kit
+
 SYNCED = {"on_delete": models.DO_NOTHING, "db_constraint": False}
 
 
@@ -136,122 +138,32 @@ class ProductSignals(models.Model):
     rating = models.FloatField(null=True, blank=True)
 
 
-# --- keeping in step ----------------------------------------------------------------------
+# --- keeping in step (the shared bookkeeping of extracted/servicekit/models.py) ----------
 
 
-class AggregateVersion(models.Model):
-    """The last applied sequence of one aggregate; outlives the row (a tombstone on delete).
-
-    An event or a backfilled row whose sequence is not above this one is stale and skipped,
-    which is what lets a backfill and the event stream overlap without a double apply.
-    """
-
-    aggregate_type = models.CharField(max_length=64)
-    aggregate_id = models.CharField(max_length=64)
-    sequence = models.BigIntegerField()
-    deleted = models.BooleanField(default=False)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["aggregate_type", "aggregate_id"], name="catalog_aggregate_version_key"
-            )
-        ]
+class AggregateVersion(kit.AggregateVersion):
+    """The last applied sequence of one catalog aggregate."""
 
 
-class ProcessedEvent(models.Model):
-    """One row per event id ever received: the at-most-once guard (unique ``event_id``)."""
-
-    event_id = models.CharField(max_length=64, unique=True)
-    stream = models.CharField(max_length=64)
-    position = models.BigIntegerField()
-    aggregate_type = models.CharField(max_length=64)
-    aggregate_id = models.CharField(max_length=64)
-    sequence = models.BigIntegerField()
-    outcome = models.CharField(max_length=16)  # "applied" or "stale"
-    processed_at = models.DateTimeField(default=timezone.now)
+class ProcessedEvent(kit.ProcessedEvent):
+    """The at-most-once guard of the catalog's applied events."""
 
 
-class StreamPosition(models.Model):
-    """How far the relay of one stream has delivered (its low-water mark), saved atomically
-    with the events it covers."""
-
-    stream = models.CharField(max_length=64, unique=True)
-    position = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(default=timezone.now)
+class StreamPosition(kit.StreamPosition):
+    """How far each stream has been applied to the catalog."""
 
 
-class OutboxEvent(models.Model):
-    """The service's own transactional outbox (contract 5), written by API writes.
-
-    After cutover the service owns the catalog; the relay reads this table and feeds the
-    monolith's read-only copy. Events applied *from* the monolith are never republished.
-    """
-
-    event_id = models.CharField(max_length=64, unique=True)
-    aggregate_type = models.CharField(max_length=64)
-    aggregate_id = models.CharField(max_length=64)
-    sequence = models.BigIntegerField()
-    event_type = models.CharField(max_length=64)
-    payload = models.JSONField()
-    occurred_at = models.DateTimeField(default=timezone.now)
-    # format 3: the request that wrote it (strangler.shadow_changes reads it before a rollback)
-    request_id = models.CharField(max_length=64, blank=True, default="", db_default="",
-                                  db_index=True)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["aggregate_type", "aggregate_id", "sequence"],
-                name="catalog_outbox_aggregate_sequence",
-            )
-        ]
+class OutboxEvent(kit.OutboxEvent):
+    """The catalog service's own outbox."""
 
 
-class DeadLetter(models.Model):
-    """An event the service could not apply, with why; its aggregate waits, no other.
-
-    ``status``: ``open`` (the aggregate is held: later events of it are parked here too,
-    in order), ``retried`` (applied by a retry), ``skipped`` (given up, audited),
-    ``superseded`` (a repair event carried a newer full state).
-    """
-
-    stream = models.CharField(max_length=64)
-    position = models.BigIntegerField()
-    event_id = models.CharField(max_length=64)
-    aggregate_type = models.CharField(max_length=64)
-    aggregate_id = models.CharField(max_length=64)
-    sequence = models.BigIntegerField(default=0)
-    event = models.JSONField()
-    reason = models.TextField()
-    status = models.CharField(max_length=16, default="open", db_index=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["id"]
+class DeadLetter(kit.DeadLetter):
+    """Events the catalog could not apply."""
 
 
-class SyncAudit(models.Model):
-    """Who did what to the sync by hand (dead-letter retries and skips, ownership flips)."""
-
-    at = models.DateTimeField(default=timezone.now)
-    actor = models.CharField(max_length=100)
-    action = models.CharField(max_length=64)
-    detail = models.JSONField(default=dict)
-
-    class Meta:
-        ordering = ["id"]
+class SyncAudit(kit.SyncAudit):
+    """Hand-made changes to the catalog's sync."""
 
 
-class ContextOwnership(models.Model):
-    """Which side writes a context's tables now: ``monolith`` or ``service`` (contract 6).
-
-    While the monolith owns them the service only follows (events from the monolith apply);
-    after cutover the service owns them and refuses the monolith's events for them.
-    """
-
-    context = models.CharField(max_length=64, unique=True)
-    owner = models.CharField(max_length=16, default="monolith")
-    changed_at = models.DateTimeField(default=timezone.now)
+class ContextOwnership(kit.ContextOwnership):
+    """Who writes the catalog now."""

@@ -19,13 +19,13 @@ from rest_framework.permissions import AllowAny
 
 from extracted.catalog import actions
 from extracted.catalog.models import Brand, Category, Product, ProductSignals, Tag
-from extracted.catalog.permissions import IsStaffOrReadOnly
 from extracted.catalog.serializers import (
     BrandSerializer,
     CategorySerializer,
     ProductSerializer,
     TagSerializer,
 )
+from extracted.servicekit.permissions import IsStaffOrReadOnly
 
 
 class Conflict(APIException):

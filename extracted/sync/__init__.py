@@ -14,10 +14,19 @@ from __future__ import annotations
 from extracted.sync.errors import BadEvent, SequenceGap, SyncError
 from extracted.sync.events import OutboxEvent, event_from_json, poison_event
 from extracted.sync.rows import normalize_row, row_digest, summarize
-from extracted.sync.spec import CATALOG, CATALOG_TABLES, SIGNAL_SPECS, TableSpec, spec_for
+from extracted.sync.spec import (
+    CATALOG,
+    CATALOG_TABLES,
+    SIGNAL_SPECS,
+    ContextSpec,
+    TableSpec,
+    context_for,
+    spec_for,
+)
 
-# What a service applying events uses (extracted.catalog does, and import-linter holds it to
-# these names); the relay, backfill and reconcile are run through ``cli``.
-__all__ = ["CATALOG", "CATALOG_TABLES", "SIGNAL_SPECS", "BadEvent", "OutboxEvent",
-           "SequenceGap", "SyncError", "TableSpec", "event_from_json", "normalize_row",
-           "poison_event", "row_digest", "spec_for", "summarize"]
+# What a service applying events uses (extracted.servicekit does, and import-linter holds it
+# to these names); the relay, backfill and reconcile are run through ``cli``.
+__all__ = ["CATALOG", "CATALOG_TABLES", "SIGNAL_SPECS", "BadEvent", "ContextSpec",
+           "OutboxEvent", "SequenceGap", "SyncError", "TableSpec", "context_for",
+           "event_from_json", "normalize_row", "poison_event", "row_digest", "spec_for",
+           "summarize"]

@@ -14,7 +14,7 @@ import click
 
 from extracted.sync.database import Database
 from extracted.sync.delivery import EventsEndpoint
-from extracted.sync.errors import DeliveryFailed
+from extracted.sync.errors import BadEvent, DeliveryFailed
 from extracted.sync.outbox import OutboxTable, SequenceTable
 from extracted.sync.relay import Relay, RelayOptions, check_lag
 from extracted.sync.service import ServiceInternals
@@ -35,6 +35,22 @@ def _token() -> Callable[[F], F]:
     return click.option("--token", envvar="CATALOG_SYNC_TOKEN", default=DEFAULT_TOKEN,
                         show_default="the demo token",
                         help="Bearer token of the internal endpoints (env CATALOG_SYNC_TOKEN).")
+
+
+def _context() -> Callable[[F], F]:
+    return click.option("--context", default="catalog", show_default=True,
+                        help="Which context (a ContextSpec in extracted/sync/spec.py: "
+                             "catalog, ordering).")
+
+
+def _spec(name: str) -> Any:
+    """The ContextSpec called ``name``; an unknown name is one line listing the known."""
+    from extracted.sync.spec import context_for
+
+    try:
+        return context_for(name)
+    except BadEvent as exc:
+        raise click.BadParameter(str(exc), param_hint="--context") from None
 
 
 def _outbox_table() -> Callable[[F], F]:
@@ -221,11 +237,12 @@ def dead_letters_skip(ids: tuple[int, ...], actor: str) -> None:
               help="Ignored (kept for old scripts): the wait comes from the database.")
 @click.option("--wait-timeout", default=600.0, show_default=True, type=click.FloatRange(0),
               help="Give up when a write transaction older than the copy stays open this long.")
+@_context()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def backfill(source_db: str, outbox_table: str, service_url: str, token: str, stream: str,
-             batch_size: int, hole_grace: float | None, wait_timeout: float,
+             batch_size: int, hole_grace: float | None, wait_timeout: float, context: str,
              as_json: bool) -> None:
-    """Copy the catalog's existing rows to the service, then hand over to the relay.
+    """Copy a context's existing rows to its service, then hand over to the relay.
 
     \b
     Records the outbox head first, copies every table in batches (each row with its last
@@ -246,7 +263,7 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
 
     try:
         report = run_backfill(database, OutboxTable(database, outbox_table), service,
-                              stream=stream, batch_size=batch_size,
+                              stream=stream, batch_size=batch_size, context=_spec(context),
                               wait_timeout=wait_timeout, on_batch=_progress)
     finally:
         service.close()
@@ -271,7 +288,7 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
 @_outbox_table()
 @click.option("--sequence-table", default="outbox_aggregatesequence", show_default=True,
               help="The producer's last sequence per aggregate (the service's is "
-                   "catalog_aggregateversion).")
+                   "<context>_aggregateversion).")
 @click.option("--service-url", default="http://127.0.0.1:8001", show_default=True)
 @_token()
 @click.option("--range-size", default=1000, show_default=True, type=click.IntRange(1))
@@ -282,11 +299,12 @@ def backfill(source_db: str, outbox_table: str, service_url: str, token: str, st
 @click.option("--repair", is_flag=True, help="Write one repair event per differing key into the "
               "producer's outbox (the relay delivers them in order). Without it: a dry run "
               "that lists the actions.")
+@_context()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def reconcile(source_db: str, outbox_table: str, sequence_table: str, service_url: str,
               token: str, range_size: int, versions: bool, max_keys: int, repair: bool,
-              as_json: bool) -> None:
-    """Compare the catalog's rows in the monolith and in the service; exit 1 on divergence.
+              context: str, as_json: bool) -> None:
+    """Compare a context's rows in the monolith and in its service; exit 1 on divergence.
 
     \b
     Counts and per-range digests first, then the differing keys (missing in the service,
@@ -296,25 +314,25 @@ def reconcile(source_db: str, outbox_table: str, sequence_table: str, service_ur
     """
     from extracted.sync.reconcile import reconcile as run_reconcile
     from extracted.sync.repair import apply_repairs, plan_repairs
-    from extracted.sync.spec import CATALOG
-
+    spec = _spec(context)
     database = Database(source_db)
     service = ServiceInternals(service_url, token)
     written = 0
     try:
         sequences = SequenceTable(database, sequence_table) if versions else None
-        report = run_reconcile(database, service, range_size=range_size, sequences=sequences)
-        actions = plan_repairs(report, (s.aggregate_type for s in CATALOG.signals))
+        report = run_reconcile(database, service, range_size=range_size, sequences=sequences,
+                               context=spec)
+        actions = plan_repairs(report, (s.aggregate_type for s in spec.signals))
         if repair and actions:
             owner = service._call("GET", "/internal/ownership/",  # noqa: SLF001
-                                  params={"context": CATALOG.name})["owner"]
+                                  params={"context": spec.name})["owner"]
             if owner != "monolith":
-                raise DeliveryFailed(f"{CATALOG.name} is owned by the service since cutover: "
+                raise DeliveryFailed(f"{spec.name} is owned by the service since cutover: "
                                      "repair from the owner (this repairs the monolith's "
                                      "follower), or undo the cutover first")
             remote = {(v["aggregate_type"], str(v["aggregate_id"])): int(v["sequence"])
                       for v in service.versions()["versions"]}
-            written = apply_repairs(database, actions, remote)
+            written = apply_repairs(database, actions, remote, context=spec)
     finally:
         service.close()
         database.close()

@@ -28,7 +28,7 @@ from extracted.sync.database import Database, check_identifier
 from extracted.sync.reconcile import ReconcileReport
 from extracted.sync.rows import normalize_row
 from extracted.sync.source import select_sql
-from extracted.sync.spec import CATALOG, ContextSpec, TableSpec, spec_for
+from extracted.sync.spec import CATALOG, ContextSpec, TableSpec
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def apply_repairs(database: Database, actions: Iterable[RepairAction],
     """Write one repair event per action into the producer's outbox; return how many."""
     written = 0
     for action in actions:
-        spec = spec_for(action.aggregate_type)
+        spec = context.spec_for(action.aggregate_type)
         with database.transaction():
             floor = service_versions.get((action.aggregate_type, str(action.key)), 0)
             sequence = _next_sequence(database, context.sequence_table, action, floor)

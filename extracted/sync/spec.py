@@ -1,6 +1,8 @@
-"""What the catalog context is made of, on the producer's side and on the service's side.
+"""What each extracted context is made of, on the producer's side and on the service's side.
 
-One ``TableSpec`` per aggregate type: the monolith's table (read by the backfill and
+Declarative: one ``ContextSpec`` per context (catalog, ordering), and the sync code (backfill,
+reconcile, repair, fence, cutover, the services' apply) reads nothing else. One
+``TableSpec`` per aggregate type: the monolith's table (read by the backfill and
 reconcile), the service model that stores it, and the fields with their kinds (the kinds
 drive the normalisation that makes both sides' rows comparable, see ``rows``). The order of
 ``CATALOG_TABLES`` is dependency order: parents before children.
@@ -33,7 +35,9 @@ class TableSpec:
     """One aggregate type of a context: where it lives on each side, and its fields.
 
     ``source_sql`` is set for a derived fact: the query (keyed ``id``) that computes it from
-    the owner's tables, with the same rule as the owner's code.
+    the owner's tables, with the same rule as the owner's code; ``keyed_by`` names the
+    service model with one implied row of the fact per row (a product without a stock fact
+    shows ``in_stock: false``). ``app_label`` is the service's Django app.
     """
 
     aggregate_type: str
@@ -41,11 +45,13 @@ class TableSpec:
     model: str
     fields: tuple[FieldSpec, ...]
     source_sql: str = ""
+    app_label: str = "catalog"
+    keyed_by: str = ""
 
     @property
     def target_table(self) -> str:
-        """The service's table (Django's default name for ``catalog.<model>``)."""
-        return f"catalog_{self.model.lower()}"
+        """The service's table (Django's default name for ``<app_label>.<model>``)."""
+        return f"{self.app_label}_{self.model.lower()}"
 
     @property
     def derived(self) -> bool:
@@ -98,12 +104,14 @@ STOCK_SIGNAL = TableSpec(
     "inventory.ProductStock", "store_stocklevel", "ProductSignals", (_f("in_stock", "bool"),),
     source_sql="SELECT p.id AS id, EXISTS (SELECT 1 FROM store_stocklevel s WHERE "
                "s.product_id = p.id AND s.quantity > 0) AS in_stock FROM store_product p",
+    keyed_by="Product",
 )
 RATING_SIGNAL = TableSpec(
     "reviews.ProductRating", "reviews_review", "ProductSignals",
     (_f("rating", "float", nullable=True),),
     source_sql="SELECT p.id AS id, (SELECT AVG(r.rating) FROM reviews_review r WHERE "
                "r.product_id = p.id AND r.status = 'approved') AS rating FROM store_product p",
+    keyed_by="Product",
 )
 SIGNAL_SPECS: tuple[TableSpec, ...] = (STOCK_SIGNAL, RATING_SIGNAL)
 
@@ -114,12 +122,17 @@ class ContextSpec:
 
     The next extraction adds one of these (its tables in dependency order, its derived
     facts as SQL, the service's endpoints), not code: backfill, reconcile, repair, the
-    fence and the cutover all read it.
+    fence, the cutover and the services' apply (``extracted.servicekit``) all read it.
+    ``references`` are other contexts' rows the service keeps a read-only copy of (never
+    moved at cutover); ``ignores`` are aggregate types on the same stream that are not the
+    context's business (acknowledged, never applied, never dead letters).
     """
 
     name: str
     tables: tuple[TableSpec, ...]
     signals: tuple[TableSpec, ...] = ()
+    references: tuple[TableSpec, ...] = ()
+    ignores: frozenset[str] = frozenset()
     outbox_table: str = "outbox_outboxevent"
     sequence_table: str = "outbox_aggregatesequence"
     service_outbox_table: str = "catalog_outboxevent"
@@ -128,8 +141,26 @@ class ContextSpec:
 
     @property
     def specs(self) -> tuple[TableSpec, ...]:
-        """Tables then derived facts: the order of a copy."""
-        return self.tables + self.signals
+        """References, tables, then derived facts: the order of a copy."""
+        return self.references + self.tables + self.signals
+
+    @property
+    def app_label(self) -> str:
+        """The service's Django app (every spec of a context names the same one)."""
+        return self.specs[0].app_label
+
+    def spec_for(self, aggregate_type: str) -> TableSpec:
+        """The spec of one of this context's aggregate types; else a ``BadEvent``.
+
+        >>> CATALOG.spec_for("store.Brand").source_table
+        'store_brand'
+        """
+        for spec in self.specs:
+            if spec.aggregate_type == aggregate_type:
+                return spec
+        known = ", ".join(sorted(s.aggregate_type for s in self.specs))
+        raise BadEvent(f"aggregate_type {aggregate_type!r} is not part of the {self.name} "
+                       f"context (known: {known})")
 
     @property
     def moved_tables(self) -> tuple[str, ...]:
@@ -144,7 +175,52 @@ class ContextSpec:
 
 CATALOG = ContextSpec("catalog", CATALOG_TABLES, SIGNAL_SPECS,
                       routes=("catalog", "catalog-categories", "catalog-brands"))
-CONTEXTS: dict[str, ContextSpec] = {CATALOG.name: CATALOG}
+
+
+def _o(aggregate_type: str, model: str, fields: tuple[FieldSpec, ...]) -> TableSpec:
+    app, _, name = aggregate_type.partition(".")
+    return TableSpec(aggregate_type, f"{app}_{name.lower()}", model, fields,
+                     app_label="ordering")
+
+
+# Ordering: carts, orders and their lines, coupons (the report's ordering context). Products
+# are a reference: a read-only copy of the catalog's rows (the fields an order line shows),
+# refreshed by the catalog's events on the same stream; the rest of the catalog's events
+# are acknowledged and ignored. Availability is a derived fact (inventory's units on hand,
+# the rule of ``store.actions.available_quantity``), for checkout's stock check.
+ORDERING_PRODUCT = _o("store.Product", "Product", (
+    _f("sku"), _f("name"), _f("price", "decimal"), _f("is_active", "bool")))
+ORDERING_TABLES: tuple[TableSpec, ...] = (
+    _o("orders.Coupon", "Coupon", (_f("code"), _f("percent_off", "int"), _f("active", "bool"))),
+    _o("orders.Cart", "Cart", (_f("user_id", "int", nullable=True), _f("session_key"),
+                               _f("created_at", "datetime"), _f("updated_at", "datetime"))),
+    _o("orders.CartItem", "CartItem", (_f("cart_id", "int"), _f("product_id", "int"),
+                                       _f("quantity", "int"))),
+    _o("orders.Order", "Order", (
+        _f("number"), _f("user_id", "int"), _f("status"),
+        _f("shipping_address_id", "int", nullable=True), _f("total", "decimal"),
+        _f("currency"), _f("coupon_id", "int", nullable=True), _f("created_at", "datetime"),
+        _f("updated_at", "datetime"))),
+    _o("orders.OrderLine", "OrderLine", (
+        _f("order_id", "int"), _f("product_id", "int"), _f("product_name"),
+        _f("unit_price", "decimal"), _f("quantity", "int"))),
+)
+AVAILABILITY = TableSpec(
+    "inventory.ProductAvailability", "store_stocklevel", "ProductAvailability",
+    (_f("available", "int"),),
+    source_sql="SELECT p.id AS id, (SELECT COALESCE(SUM(s.quantity), 0) FROM store_stocklevel "
+               "s WHERE s.product_id = p.id AND s.quantity > 0) AS available "
+               "FROM store_product p",
+    app_label="ordering", keyed_by="Product",
+)
+ORDERING = ContextSpec(
+    "ordering", ORDERING_TABLES, (AVAILABILITY,), references=(ORDERING_PRODUCT,),
+    ignores=frozenset(t.aggregate_type for t in CATALOG.specs) - {"store.Product"},
+    service_outbox_table="ordering_outboxevent",
+    service_sequence_table="ordering_aggregateversion",
+    routes=("ordering-cart", "ordering-checkout", "ordering-orders"),
+)
+CONTEXTS: dict[str, ContextSpec] = {c.name: c for c in (CATALOG, ORDERING)}
 
 
 def context_for(name: str) -> ContextSpec:

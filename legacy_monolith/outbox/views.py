@@ -1,4 +1,5 @@
-"""``/internal/catalog-events/``: the relay's endpoint on the monolith (after cutover)."""
+"""The relay's endpoints on the monolith: ``/internal/catalog-events/`` (after the catalog's
+cutover) and ``/internal/saga-events/`` (the ordering service's saga requests)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from legacy_monolith.outbox.consumer import apply_catalog_events, position_of
+from legacy_monolith.outbox.participants import apply_saga_events
 
 
 class HasSyncToken(BasePermission):
@@ -24,6 +26,8 @@ class HasSyncToken(BasePermission):
 
 class CatalogEventsView(APIView):
     """GET ``?stream=`` → position; POST a batch → counts (the relay protocol)."""
+
+    apply = staticmethod(apply_catalog_events)
 
     authentication_classes: list[Any] = []
     permission_classes = [HasSyncToken]
@@ -40,8 +44,14 @@ class CatalogEventsView(APIView):
             return Response({"detail": 'body: expected {"stream", "position", "events"}'},
                             status=400)
         try:
-            result = apply_catalog_events(str(body.get("stream", "catalog")), events,
-                                          int(body.get("position", 0)))
+            result = self.apply(str(body.get("stream", "catalog")), events,
+                                int(body.get("position", 0)))
         except (KeyError, TypeError, ValueError, IntegrityError) as exc:
             return Response({"detail": f"bad event: {exc!r}"}, status=400)
         return Response(result)
+
+
+class SagaEventsView(CatalogEventsView):
+    """The same protocol for the ordering service's saga requests (``participants``)."""
+
+    apply = staticmethod(apply_saga_events)

@@ -27,9 +27,9 @@ SHADOW_SECRET = "shadow-marker-secret-for-tests"  # both servers roll back copie
 
 @pytest.fixture(autouse=True)
 def _catalog_tokens(settings: Any) -> None:
-    settings.CATALOG_STAFF_TOKENS = [STAFF_TOKEN]
-    settings.CATALOG_SYNC_TOKEN = SYNC_TOKEN
-    settings.CATALOG_AUTH_URL = ""
+    settings.SERVICE_STAFF_TOKENS = [STAFF_TOKEN]
+    settings.SERVICE_SYNC_TOKEN = SYNC_TOKEN
+    settings.SERVICE_AUTH_URL = ""
 
 
 @pytest.fixture
@@ -95,9 +95,11 @@ def pg_url() -> str | None:
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",
-                                                            "CATALOG_DATABASE_URL")}
+                                                            "CATALOG_DATABASE_URL",
+                                                            "ORDERING_DATABASE_URL")}
     env.update(PYTHONDONTWRITEBYTECODE="1", CATALOG_SYNC_TOKEN=SYNC_TOKEN,
-               CATALOG_STAFF_TOKENS=STAFF_TOKEN, STRANGLER_SHADOW_SECRET=SHADOW_SECRET, **extra)
+               CATALOG_STAFF_TOKENS=STAFF_TOKEN, ORDERING_STAFF_TOKENS=STAFF_TOKEN,
+               STRANGLER_SHADOW_SECRET=SHADOW_SECRET, **extra)
     return env
 
 
@@ -136,7 +138,8 @@ class Process:
 
 @dataclass
 class CatalogServer:
-    """The catalog service under gunicorn on 127.0.0.1, port from the OS on first start."""
+    """A service (the catalog unless ``service`` names another) under gunicorn on 127.0.0.1,
+    port from the OS on first start."""
 
     database_url: str
     workdir: Path
@@ -144,21 +147,24 @@ class CatalogServer:
     process: Process | None = None
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    service: str = "catalog"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def migrate(self) -> None:
-        subprocess.run([*STRANGLER, "catalog", "migrate", "--database-url", self.database_url],
+        subprocess.run([*STRANGLER, self.service, "migrate", "--database-url",
+                        self.database_url],
                        env=base_env(), check=True, timeout=120, capture_output=True)
 
     def start(self) -> CatalogServer:
         self.starts += 1
-        log = self.workdir / f"catalog-{self.starts}.log"
-        env = base_env(CATALOG_DATABASE_URL=self.database_url,
-                       DJANGO_SETTINGS_MODULE="extracted.catalog.settings", **self.extra_env)
-        argv = [str(BIN / "gunicorn"), "extracted.catalog.wsgi", "--bind",
+        log = self.workdir / f"{self.service}-{self.starts}.log"
+        env = base_env(**{f"{self.service.upper()}_DATABASE_URL": self.database_url},
+                       DJANGO_SETTINGS_MODULE=f"extracted.{self.service}.settings",
+                       **self.extra_env)
+        argv = [str(BIN / "gunicorn"), f"extracted.{self.service}.wsgi", "--bind",
                 f"127.0.0.1:{self.port}", "--workers", "2", "--graceful-timeout", "2"]
         self.process = Process(argv, env, log).start()
         deadline = time.monotonic() + 30
@@ -170,9 +176,10 @@ class CatalogServer:
                 return self
             assert self.process.proc is not None
             if self.process.proc.poll() is not None:
-                raise AssertionError(f"catalog service exited:\n{text[-2000:]}")
+                raise AssertionError(f"{self.service} service exited:\n{text[-2000:]}")
             time.sleep(0.1)
-        raise AssertionError(f"catalog service did not start:\n{log.read_text()[-2000:]}")
+        raise AssertionError(f"{self.service} service did not start:\n"
+                             f"{log.read_text()[-2000:]}")
 
     def _ready(self, port: int) -> bool:
         try:

@@ -215,7 +215,7 @@ def test_internal_endpoints_need_the_sync_token(
     if authorization == "Token staff":
         client = staff  # a staff user is not the relay
     elif authorization is not None:  # near misses of the real token are refused too
-        token = settings.CATALOG_SYNC_TOKEN
+        token = settings.SERVICE_SYNC_TOKEN
         assert token
         client.credentials(HTTP_AUTHORIZATION=authorization.format(token=token))
     body = {"stream": "m", "events": [event("store.Brand", 1, 1, 1, BRAND, "created")],

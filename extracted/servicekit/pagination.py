@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework.pagination import PageNumberPagination
 
 
-class CatalogPagination(PageNumberPagination):
+class ShopPagination(PageNumberPagination):
     """Page-number pagination, 20 per page by default, like the monolith's ShopPagination."""
 
     page_size = 20

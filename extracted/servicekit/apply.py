@@ -1,4 +1,4 @@
-"""Apply events and backfilled rows to the catalog: at most once, in aggregate order.
+"""Apply events and backfilled rows to a service: at most once, in aggregate order.
 
 Two guards, both written in the same transaction as the change they guard:
 
@@ -7,10 +7,12 @@ Two guards, both written in the same transaction as the change they guard:
 * ``AggregateVersion`` (last applied ``sequence`` per aggregate, kept after a delete): an
   event or a backfilled row that is not newer is *stale* and skipped.
 
-An event that cannot be applied (it skips a sequence number, names an unknown aggregate
-type, lacks a field, could not even be read by the relay, or touches a context the service
-owns since cutover) becomes a ``DeadLetter`` with the reason, and its aggregate is *held*:
-its later events are parked behind it, in order, while every other aggregate flows on.
+An event of a type the context declares it ignores (another context's change on the same
+stream) is acknowledged as ``ignored``. An event that cannot be applied (it skips a
+sequence number, names an unknown aggregate type, lacks a field, could not even be read by
+the relay, or touches a context the service owns since cutover) becomes a ``DeadLetter``
+with the reason, and its aggregate is *held*: its later events are parked behind it, in
+order, while every other aggregate flows on.
 ``retry_dead_letters`` applies a held aggregate's letters in order, ``skip_dead_letters``
 gives up on some (both audited); a repair event (``reconcile --repair``) supersedes them.
 
@@ -20,36 +22,57 @@ the data, the service only follows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from extracted.catalog.models import (
+from extracted.servicekit.models import (
     AggregateVersion,
     ContextOwnership,
     DeadLetter,
     ProcessedEvent,
     StreamPosition,
     SyncAudit,
+    concrete,
 )
 from extracted.sync import (
-    CATALOG,
-    SIGNAL_SPECS,
     BadEvent,
+    ContextSpec,
     OutboxEvent,
     SequenceGap,
     TableSpec,
+    context_for,
     event_from_json,
-    spec_for,
 )
 
-SIGNAL_TYPES = frozenset(s.aggregate_type for s in SIGNAL_SPECS)
+
+def service_context() -> ContextSpec:
+    """The context this service applies (``SERVICE_CONTEXT`` in its settings)."""
+    return context_for(settings.SERVICE_CONTEXT)
+
+
+def spec_for(aggregate_type: str) -> TableSpec:
+    """The spec of one of the service's aggregate types; else a ``BadEvent``."""
+    return service_context().spec_for(aggregate_type)
+
+
+def _handlers() -> dict[str, Callable[[OutboxEvent], None]]:
+    """``SERVICE_EVENT_HANDLERS``: aggregate type -> dotted path of a function taking the
+    event, run in the apply's transaction (at most once per event id, like a row)."""
+    names: dict[str, str] = getattr(settings, "SERVICE_EVENT_HANDLERS", {})
+    return {kind: import_string(path) for kind, path in names.items()}
+
+
+def _model(spec: TableSpec) -> type[models.Model]:
+    return apps.get_model(spec.app_label, spec.model)
 
 
 @dataclass(frozen=True)
@@ -61,11 +84,13 @@ class ApplyResult:
     stale: int = 0
     position: int = 0
     dead_letters: int = 0
+    ignored: int = 0
 
     def to_json(self) -> dict[str, int]:
-        """The counts as the apply endpoint returns them."""
-        return {"applied": self.applied, "duplicates": self.duplicates, "stale": self.stale,
-                "position": self.position, "dead_letters": self.dead_letters}
+        """The counts as the apply endpoint returns them (``ignored`` only when some were)."""
+        counts = {"applied": self.applied, "duplicates": self.duplicates, "stale": self.stale,
+                  "position": self.position, "dead_letters": self.dead_letters}
+        return {**counts, "ignored": self.ignored} if self.ignored else counts
 
 
 def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> ApplyResult:
@@ -76,12 +101,12 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
     (duplicates, stale, dead letters, the final state of each aggregate) and then written
     with a handful of bulk statements, whatever its size.
     """
-    counts = {"applied": 0, "duplicates": 0, "stale": 0, "dead_letters": 0}
+    counts = {"applied": 0, "duplicates": 0, "stale": 0, "dead_letters": 0, "ignored": 0}
     with transaction.atomic():
         _one_applier_at_a_time()
         _open_fence(True)
         seen = set(
-            ProcessedEvent.objects.filter(event_id__in=[e.id for e in events])
+            concrete(ProcessedEvent).objects.filter(event_id__in=[e.id for e in events])
             .values_list("event_id", flat=True)
         )
         keys = {e.aggregate_key for e in events}
@@ -100,14 +125,14 @@ def apply_events(stream: str, events: Sequence[OutboxEvent], position: int) -> A
                 held.add(event.aggregate_key)
                 letters.append(_letter(stream, event, reason))
             counts["dead_letters" if outcome == "dead_letter" else outcome] += 1
-            processed.append(ProcessedEvent(
+            processed.append(concrete(ProcessedEvent)(
                 event_id=event.id, stream=stream, position=event.position,
                 aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
                 sequence=event.sequence, outcome=outcome,
             ))
         plan.write()
-        ProcessedEvent.objects.bulk_create(processed)
-        DeadLetter.objects.bulk_create(letters)
+        concrete(ProcessedEvent).objects.bulk_create(processed)
+        concrete(DeadLetter).objects.bulk_create(letters)
         new_position = _advance(stream, position)
         _open_fence(False)
     return ApplyResult(position=new_position, **counts)
@@ -120,7 +145,7 @@ def _open_fence(open_: bool) -> None:
     """
     with connection.cursor() as cursor:
         cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = %s",
-                       [1 if open_ else 0, CATALOG.name])
+                       [1 if open_ else 0, settings.SERVICE_CONTEXT])
 
 
 def _decide(plan: _Plan, event: OutboxEvent, held: set[Key],
@@ -128,6 +153,15 @@ def _decide(plan: _Plan, event: OutboxEvent, held: set[Key],
     """``(outcome, dead-letter reason)`` of one event; the reason is empty when it applies."""
     if event.poison:
         return "dead_letter", f"unreadable: {event.poison}"
+    if event.aggregate_type in service_context().ignores:
+        return "ignored", ""  # another context's change on the same stream: not ours
+    handler = _handlers().get(event.aggregate_type)
+    if handler is not None:  # a message for the service's code (a saga's reply), no row
+        try:
+            handler(event)
+        except BadEvent as exc:
+            return "dead_letter", str(exc)
+        return "applied", ""
     if event.aggregate_type in owned:
         return "dead_letter", (f"{event.aggregate_type} is owned by this service since "
                                "cutover: the producer must not write it (contract 6)")
@@ -145,9 +179,11 @@ def _decide(plan: _Plan, event: OutboxEvent, held: set[Key],
 
 
 def _letter(stream: str, event: OutboxEvent, reason: str) -> DeadLetter:
-    return DeadLetter(stream=stream, position=event.position, event_id=event.id,
-                      aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
-                      sequence=event.sequence, event=event.to_json(), reason=reason)
+    letter: DeadLetter = concrete(DeadLetter)(
+        stream=stream, position=event.position, event_id=event.id,
+        aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
+        sequence=event.sequence, event=event.to_json(), reason=reason)
+    return letter
 
 
 def _held(keys: set[Key]) -> set[Key]:
@@ -156,7 +192,7 @@ def _held(keys: set[Key]) -> set[Key]:
         return set()
     types = {k for k, _ in keys}
     ids = {i for _, i in keys}
-    rows = DeadLetter.objects.filter(status="open", aggregate_type__in=types,
+    rows = concrete(DeadLetter).objects.filter(status="open", aggregate_type__in=types,
                                      aggregate_id__in=ids).values_list("aggregate_type",
                                                                        "aggregate_id")
     return {(str(kind), str(key)) for kind, key in rows} & keys
@@ -164,13 +200,14 @@ def _held(keys: set[Key]) -> set[Key]:
 
 def _owned_types() -> frozenset[str]:
     """Aggregate types of the contexts this service owns (their producer's events refused)."""
-    owner = ContextOwnership.objects.filter(context=CATALOG.name).values_list(
+    context = service_context()
+    owner = concrete(ContextOwnership).objects.filter(context=context.name).values_list(
         "owner", flat=True).first()
-    return CATALOG.aggregate_types if owner == "service" else frozenset()
+    return context.aggregate_types if owner == "service" else frozenset()
 
 
 def _supersede(event: OutboxEvent) -> None:
-    DeadLetter.objects.filter(
+    concrete(DeadLetter).objects.filter(
         status="open", aggregate_type=event.aggregate_type, aggregate_id=event.aggregate_id,
         sequence__lt=event.sequence,
     ).update(status="superseded", resolved_at=timezone.now())
@@ -178,7 +215,7 @@ def _supersede(event: OutboxEvent) -> None:
 
 def dead_letters(status: str | None = "open", limit: int = 500) -> list[dict[str, Any]]:
     """Dead letters, oldest first (``status=None``: all of them)."""
-    query = DeadLetter.objects.all()
+    query = concrete(DeadLetter).objects.all()
     if status:
         query = query.filter(status=status)
     return [dict(row) for row in query.values(
@@ -194,9 +231,9 @@ def retry_dead_letters(ids: Sequence[int], actor: str) -> dict[str, Any]:
     """
     with transaction.atomic():
         _one_applier_at_a_time()
-        query = DeadLetter.objects.select_for_update().filter(status="open")
+        query = concrete(DeadLetter).objects.select_for_update().filter(status="open")
         if ids:
-            chosen = DeadLetter.objects.filter(pk__in=ids).values_list("aggregate_type",
+            chosen = concrete(DeadLetter).objects.filter(pk__in=ids).values_list("aggregate_type",
                                                                        "aggregate_id")
             wanted = {tuple(r) for r in chosen}
             query = query.filter(aggregate_type__in={t for t, _ in wanted},
@@ -210,7 +247,7 @@ def retry_dead_letters(ids: Sequence[int], actor: str) -> dict[str, Any]:
         _open_fence(True)
         retried, still = _retry(by_key)
         _open_fence(False)
-        SyncAudit.objects.create(actor=actor, action="dead-letters retry",
+        concrete(SyncAudit).objects.create(actor=actor, action="dead-letters retry",
                                  detail={"ids": list(ids), "retried": retried, "open": still})
     return {"retried": retried, "still_open": still}
 
@@ -233,7 +270,7 @@ def _retry(by_key: dict[Key, list[DeadLetter]]) -> tuple[list[int], list[int]]:
                 break
             letter.status, letter.resolved_at = "retried", timezone.now()
             letter.save(update_fields=["status", "resolved_at"])
-            ProcessedEvent.objects.filter(event_id=letter.event_id).update(outcome=outcome)
+            concrete(ProcessedEvent).objects.filter(event_id=letter.event_id).update(outcome=outcome)
             retried.append(letter.pk)
     plan.write()
     return retried, still
@@ -242,14 +279,14 @@ def _retry(by_key: dict[Key, list[DeadLetter]]) -> tuple[list[int], list[int]]:
 def skip_dead_letters(ids: Sequence[int], actor: str) -> dict[str, Any]:
     """Give up on the given open letters (their aggregates flow again when none is left)."""
     with transaction.atomic():
-        skipped = list(DeadLetter.objects.select_for_update().filter(pk__in=ids, status="open")
-                       .values_list("pk", flat=True))
-        DeadLetter.objects.filter(pk__in=skipped).update(status="skipped",
+        letters = concrete(DeadLetter).objects.select_for_update()
+        skipped = list(letters.filter(pk__in=ids, status="open").values_list("pk", flat=True))
+        concrete(DeadLetter).objects.filter(pk__in=skipped).update(status="skipped",
                                                          resolved_at=timezone.now())
-        ProcessedEvent.objects.filter(
-            event_id__in=DeadLetter.objects.filter(pk__in=skipped).values("event_id")
+        concrete(ProcessedEvent).objects.filter(
+            event_id__in=concrete(DeadLetter).objects.filter(pk__in=skipped).values("event_id")
         ).update(outcome="skipped")
-        SyncAudit.objects.create(actor=actor, action="dead-letters skip",
+        concrete(SyncAudit).objects.create(actor=actor, action="dead-letters skip",
                                  detail={"ids": list(ids), "skipped": skipped})
     return {"skipped": skipped}
 
@@ -268,8 +305,9 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
     rows, deleted = list(rows), list(deleted)
     spec = spec_for(aggregate_type)
     if aggregate_type in _owned_types():
-        raise BadEvent(f"{aggregate_type}: this service owns the catalog since cutover; a "
-                       "backfill copies into a follower only (undo the cutover first)")
+        raise BadEvent(f"{aggregate_type}: this service owns the {settings.SERVICE_CONTEXT} "
+                       "since cutover; a backfill copies into a follower only (undo the "
+                       "cutover first)")
     keys = {(aggregate_type, str(r["id"])) for r in [*rows, *deleted]}
     copied = skipped = dropped = 0
     with transaction.atomic():
@@ -288,7 +326,7 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
                                       "deleted", {})
         plan.write()
         if strays:
-            model = apps.get_model("catalog", spec.model)
+            model = _model(spec)
             model._base_manager.filter(pk__in=strays)._raw_delete(connection.alias)
         _open_fence(False)
     return {"copied": copied, "skipped": skipped, "deleted": dropped + len(strays)}
@@ -297,14 +335,14 @@ def apply_snapshot(aggregate_type: str, rows: Iterable[Mapping[str, Any]],
 def _strays(spec: TableSpec, key_range: tuple[int, int | None], keys: set[Key]) -> list[int]:
     """Keys the service holds in the range that neither side ever versioned."""
     start, end = key_range
-    query = apps.get_model("catalog", spec.model)._base_manager.filter(pk__gte=start)
+    query = _model(spec)._base_manager.filter(pk__gte=start)
     if end is not None:
         query = query.filter(pk__lte=end)
     here = {str(pk) for pk in query.values_list("pk", flat=True)}
     here -= {key for _, key in keys}
     if not here:
         return []
-    versioned = set(AggregateVersion.objects.filter(
+    versioned = set(concrete(AggregateVersion).objects.filter(
         aggregate_type=spec.aggregate_type, aggregate_id__in=here
     ).values_list("aggregate_id", flat=True))
     return sorted(int(k) for k in here - versioned)
@@ -335,7 +373,7 @@ def _versions(keys: set[Key]) -> dict[Key, AggregateVersion]:
         by_type.setdefault(kind, []).append(key)
     for kind, ids in by_type.items():
         for start in range(0, len(ids), 500):
-            query = AggregateVersion.objects.filter(aggregate_type=kind,
+            query = concrete(AggregateVersion).objects.filter(aggregate_type=kind,
                                                     aggregate_id__in=ids[start:start + 500])
             if connection.features.has_select_for_update:
                 query = query.select_for_update()
@@ -363,7 +401,7 @@ class _Plan:
         if known is not None and event.sequence <= known:
             return "stale"
         if not event.is_delete:
-            _values(apps.get_model("catalog", spec.model), spec, event.payload)
+            _values(_model(spec), spec, event.payload)
         if known is not None and event.sequence > known + 1 and not event.is_repair:
             raise SequenceGap(
                 f"{event.aggregate_type}:{event.aggregate_id} expected sequence "
@@ -400,18 +438,19 @@ class _Plan:
         self._write_versions()
 
     def _write_versions(self) -> None:
-        rows = [AggregateVersion(aggregate_type=kind, aggregate_id=key, sequence=sequence,
-                                 deleted=event_type == "deleted")
+        model = concrete(AggregateVersion)
+        rows = [model(aggregate_type=kind, aggregate_id=key, sequence=sequence,
+                      deleted=event_type == "deleted")
                 for (kind, key), (event_type, _, sequence) in self.final.items()]
-        AggregateVersion.objects.bulk_create(
+        model.objects.bulk_create(
             rows, batch_size=500, update_conflicts=True,
             unique_fields=["aggregate_type", "aggregate_id"], update_fields=["sequence",
                                                                              "deleted"])
 
 
 def _delete(spec: TableSpec, pks: list[int]) -> None:
-    model = apps.get_model("catalog", spec.model)
-    if spec.aggregate_type in SIGNAL_TYPES:
+    model = _model(spec)
+    if spec.derived:
         # Two aggregates share one signals row: forgetting one fact keeps the other.
         reset = {f.name: None if f.nullable else False for f in spec.fields}
         model._base_manager.filter(pk__in=pks).update(**reset)
@@ -420,7 +459,7 @@ def _delete(spec: TableSpec, pks: list[int]) -> None:
 
 
 def _upsert(spec: TableSpec, items: list[tuple[int, Mapping[str, Any]]]) -> None:
-    model = apps.get_model("catalog", spec.model)
+    model = _model(spec)
     objects = [model(pk=pk, **_values(model, spec, payload)) for pk, payload in items]
     model._base_manager.bulk_create(
         objects, batch_size=500, update_conflicts=True,
@@ -455,7 +494,8 @@ def _int_key(spec: TableSpec, key: str) -> int:
 
 
 def _advance(stream: str, position: int) -> int:
-    current, _ = StreamPosition.objects.get_or_create(stream=stream)
+    current: StreamPosition
+    current, _ = concrete(StreamPosition).objects.get_or_create(stream=stream)
     if position > current.position:
         current.position, current.updated_at = position, timezone.now()
         current.save(update_fields=["position", "updated_at"])
@@ -483,14 +523,14 @@ def stream_status(stream: str) -> dict[str, Any]:
     ``applied_twice`` counts (aggregate, sequence) pairs applied more than once: always 0
     unless the producer wrote one change under two event ids.
     """
-    current = StreamPosition.objects.filter(stream=stream).first()
-    processed = ProcessedEvent.objects.filter(stream=stream)
+    current = concrete(StreamPosition).objects.filter(stream=stream).first()
+    processed = concrete(ProcessedEvent).objects.filter(stream=stream)
     twice = (
         processed.filter(outcome="applied")
         .values("aggregate_type", "aggregate_id", "sequence")
         .annotate(n=Count("id")).filter(n__gt=1).count()
     )
-    stuck = (DeadLetter.objects.filter(status="open").order_by()
+    stuck = (concrete(DeadLetter).objects.filter(status="open").order_by()
              .values_list("aggregate_type", "aggregate_id").distinct())
     return {
         "stream": stream,
@@ -498,6 +538,6 @@ def stream_status(stream: str) -> dict[str, Any]:
         "processed": processed.count(),
         "applied": processed.filter(outcome="applied").count(),
         "applied_twice": twice,
-        "dead_letters": DeadLetter.objects.filter(status="open").count(),
+        "dead_letters": concrete(DeadLetter).objects.filter(status="open").count(),
         "stuck_aggregates": sorted(f"{t}:{i}" for t, i in stuck[:100]),
     }

@@ -1,4 +1,4 @@
-"""The catalog's rule: anyone may read; only staff may write."""
+"""Who may call: the catalog's rule (anyone reads, staff write) and the sync token."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ class IsStaffOrReadOnly(BasePermission):
 
 
 class HasSyncToken(BasePermission):
-    """The internal endpoints (relay, backfill, reconcile) need ``CATALOG_SYNC_TOKEN``."""
+    """The internal endpoints (relay, backfill, reconcile) need ``SERVICE_SYNC_TOKEN``."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         from django.conf import settings
 
         header = request.headers.get("Authorization", "")
-        expected = f"Bearer {settings.CATALOG_SYNC_TOKEN}"
+        expected = f"Bearer {settings.SERVICE_SYNC_TOKEN}"
         # constant time: the token must not leak one character at a time through timing
-        return bool(settings.CATALOG_SYNC_TOKEN) and hmac.compare_digest(
+        return bool(settings.SERVICE_SYNC_TOKEN) and hmac.compare_digest(
             header.encode(), expected.encode())

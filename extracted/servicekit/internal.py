@@ -1,4 +1,4 @@
-"""Internal endpoints for the sync machinery, protected by ``CATALOG_SYNC_TOKEN``.
+"""Internal endpoints for the sync machinery, protected by ``SERVICE_SYNC_TOKEN``.
 
 ``POST /internal/events/``     apply a batch of events (relay); 409 on a sequence gap
 ``GET  /internal/events/``     the stream's position (``?stream=``), where the relay resumes
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from extracted.catalog import apply, digests
-from extracted.catalog.models import AggregateVersion, ContextOwnership, SyncAudit
-from extracted.catalog.permissions import HasSyncToken
+from extracted.servicekit import apply, digests
+from extracted.servicekit.models import AggregateVersion, ContextOwnership, SyncAudit, concrete
+from extracted.servicekit.permissions import HasSyncToken
 from extracted.sync import BadEvent, OutboxEvent, SequenceGap, event_from_json, poison_event
 
 
@@ -101,18 +102,21 @@ class OwnershipView(InternalView):
     """Who writes a context's tables: ``monolith`` or ``service`` (audited flips)."""
 
     def get(self, request: Request) -> Response:
-        context = str(request.query_params.get("context", "catalog"))
-        row = ContextOwnership.objects.filter(context=context).first()
+        context = str(request.query_params.get("context", settings.SERVICE_CONTEXT))
+        row = concrete(ContextOwnership).objects.filter(context=context).first()
         return Response({"context": context, "owner": row.owner if row else "monolith"})
 
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
-        context, owner = str(body.get("context", "catalog")), body.get("owner")
+        context = str(body.get("context", settings.SERVICE_CONTEXT))
+        owner = body.get("owner")
         if owner not in ("monolith", "service"):
             raise ParseError(f"owner: {owner!r} is not monolith or service")
-        ContextOwnership.objects.update_or_create(context=context, defaults={"owner": owner})
-        SyncAudit.objects.create(actor=str(body.get("actor") or "unknown"), action="ownership",
-                                 detail={"context": context, "owner": owner})
+        concrete(ContextOwnership).objects.update_or_create(context=context,
+                                                            defaults={"owner": owner})
+        concrete(SyncAudit).objects.create(actor=str(body.get("actor") or "unknown"),
+                                           action="ownership",
+                                           detail={"context": context, "owner": owner})
         return Response({"context": context, "owner": owner})
 
 
@@ -157,7 +161,7 @@ class VersionsView(InternalView):
     """Every aggregate's last applied sequence (tombstones included)."""
 
     def get(self, request: Request) -> Response:
-        query = AggregateVersion.objects.order_by("aggregate_type", "aggregate_id")
+        query = concrete(AggregateVersion).objects.order_by("aggregate_type", "aggregate_id")
         types = request.query_params.getlist("aggregate_type")
         if types:
             query = query.filter(aggregate_type__in=types)

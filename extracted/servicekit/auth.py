@@ -1,8 +1,8 @@
-"""Who is calling: staff tokens for catalog writes, checked without reading the users table.
+"""Who is calling: token callers checked without reading the users table (every service).
 
 The monolith's clients send ``Authorization: Token <key>``. The service accepts the same
-header and decides staff-ness from, in order: ``CATALOG_STAFF_TOKENS`` (service-local keys),
-then the monolith's ``GET /api/me/`` with the caller's token when ``CATALOG_AUTH_URL`` names
+header and decides who it is from, in order: ``SERVICE_STAFF_TOKENS`` (service-local keys),
+then the monolith's ``GET /api/me/`` with the caller's token when ``SERVICE_AUTH_URL`` names
 the monolith (an API call to the customers context, cached for ``AUTH_CACHE_SECONDS``).
 A key the monolith rejects is "Invalid token." (401), exactly as the monolith answers.
 """
@@ -31,6 +31,7 @@ class CallerIdentity:
 
     username: str
     is_staff: bool
+    id: int | None = None
     is_authenticated: bool = True
     is_active: bool = True
 
@@ -64,9 +65,9 @@ class BearerTokenAuthentication(BaseAuthentication):
 
 def identify(key: str) -> CallerIdentity | None:
     """The caller behind ``key``, or None when nobody knows the key."""
-    if key in settings.CATALOG_STAFF_TOKENS:
-        return CallerIdentity(username="catalog-staff", is_staff=True)
-    if not settings.CATALOG_AUTH_URL:
+    if key in settings.SERVICE_STAFF_TOKENS:
+        return CallerIdentity(username=f"{settings.SERVICE_CONTEXT}-staff", is_staff=True)
+    if not settings.SERVICE_AUTH_URL:
         return None
     now = time.monotonic()
     with _lock:
@@ -80,7 +81,7 @@ def identify(key: str) -> CallerIdentity | None:
 
 
 def _ask_monolith(key: str) -> CallerIdentity | None:
-    url = settings.CATALOG_AUTH_URL.rstrip("/") + "/api/me/"
+    url = settings.SERVICE_AUTH_URL.rstrip("/") + "/api/me/"
     try:
         answer = httpx.get(url, headers={"Authorization": f"Token {key}"}, timeout=3.0)
     except httpx.HTTPError as exc:
@@ -88,5 +89,7 @@ def _ask_monolith(key: str) -> CallerIdentity | None:
     if answer.status_code != 200:
         return None
     data: dict[str, Any] = answer.json()
+    user_id = data.get("id")
     return CallerIdentity(username=str(data.get("username", "")),
-                          is_staff=bool(data.get("is_staff", False)))
+                          is_staff=bool(data.get("is_staff", False)),
+                          id=user_id if isinstance(user_id, int) else None)

@@ -1,4 +1,4 @@
-"""The service's side of reconcile: normalised rows, digests and per-range summaries."""
+"""A service's side of reconcile: normalised rows, digests and per-range summaries."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from django.apps import apps
 from django.db.models import FloatField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from extracted.catalog.apply import SIGNAL_TYPES
-from extracted.catalog.models import Product, ProductSignals
-from extracted.sync import TableSpec, normalize_row, row_digest, spec_for, summarize
+from extracted.servicekit.apply import spec_for
+from extracted.sync import TableSpec, normalize_row, row_digest, summarize
 
 CHUNK = 2000
 
@@ -28,20 +27,24 @@ def _digests(spec: TableSpec, start: int | None = None, end: int | None = None
 
 
 def _rows_of(spec: TableSpec) -> QuerySet[Any]:
-    """The rows of one aggregate type; a signal has a row for every product.
+    """The rows of one aggregate type; a derived fact has a row for every ``keyed_by`` row.
 
     A product nobody has sent a stock or rating fact for shows ``in_stock: false`` and
     ``rating: null``, exactly like a product without stock levels or reviews in the monolith,
     so reconcile compares the value the API shows, not whether a signals row exists.
     """
-    if spec.aggregate_type not in SIGNAL_TYPES:
-        rows: QuerySet[Any] = apps.get_model("catalog", spec.model)._base_manager.order_by("pk")
+    model = apps.get_model(spec.app_label, spec.model)
+    if not spec.derived:
+        rows: QuerySet[Any] = model._base_manager.order_by("pk")
         return rows
-    signals = ProductSignals.objects.filter(product_id=OuterRef("pk"))
-    name = spec.field_names[0]
-    default = Value(False) if name == "in_stock" else Value(None, output_field=FloatField())
-    value = Coalesce(Subquery(signals.values(name)[:1]), default)
-    return Product._base_manager.order_by("pk").annotate(**{name: value})
+    keyed_by = apps.get_model(spec.app_label, spec.keyed_by)
+    signals = model._base_manager.filter(pk=OuterRef("pk"))
+    name = spec.fields[0]
+    default = Value(None, output_field=FloatField()) if name.nullable else Value(
+        {"bool": False}.get(name.kind, 0))
+    value = Coalesce(Subquery(signals.values(name.name)[:1]), default)
+    facts: QuerySet[Any] = keyed_by._base_manager.order_by("pk").annotate(**{name.name: value})
+    return facts
 
 
 def checksums(aggregate_type: str, range_size: int) -> dict[str, Any]:

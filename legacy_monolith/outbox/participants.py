@@ -1,0 +1,144 @@
+"""The monolith's part in the checkout saga, once ordering runs as its own service.
+
+In the monolith, paying an order is one database transaction across four contexts: the
+payment intent (payments), the order's status (ordering), the stock reservations
+(inventory, by the ``paid`` signal) and the notification. Once the ordering service owns
+orders, that transaction is a saga (docs/extracted-ordering.md), and this module is its
+monolith-side participant. The ordering service's process manager sends requests as events
+of the aggregate ``ordering.CheckoutSaga`` (its outbox, delivered here by ``strangler relay``
+to ``/internal/saga-events/``); each request is handled in one local transaction with the
+reply it causes, written to this outbox as ``payments.CheckoutReply`` (delivered back to the
+service by the monolith's relay). Contract 5 is kept as it is: a saga is an aggregate, each
+step an ``updated`` event whose payload names the ``step``:
+
+* ``pay_requested`` (the order and its lines, the method): keep a copy of the order (payments
+  and shipping still read ``orders_order``), then the monolith's own ``pay``: charge and
+  reserve every line, all or nothing. Reply ``paid`` or ``payment_failed`` (with why).
+* ``refund_requested`` (compensation: the order was cancelled after, or while, it was being
+  paid): the monolith's own ``cancel``: refund the charge, release the reservations. Reply
+  ``refunded``.
+
+At most once per event id (``ConsumedEvent``), so a redelivered request neither charges nor
+reserves twice; a request for an order already in the wanted state replies again without
+acting (the process manager ignores a reply it no longer waits for).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import connection, transaction
+from rest_framework.exceptions import APIException
+
+from legacy_monolith.outbox.models import ConsumedEvent, ConsumerPosition, OutboxEvent
+from legacy_monolith.outbox.publish import next_sequence
+
+REQUESTS = "ordering.CheckoutSaga"
+REPLIES = "payments.CheckoutReply"
+
+
+def apply_saga_events(stream: str, events: list[dict[str, Any]], position: int
+                      ) -> dict[str, int]:
+    """Handle a batch of the ordering service's events in one transaction (relay protocol).
+
+    Events other than saga requests (the service's own rows) are acknowledged as stale.
+    """
+    counts = {"applied": 0, "duplicates": 0, "stale": 0}
+    with transaction.atomic():
+        _open_fence(True)
+        seen = set(ConsumedEvent.objects.filter(event_id__in=[str(e["id"]) for e in events])
+                   .values_list("event_id", flat=True))
+        for event in events:
+            if str(event["id"]) in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(str(event["id"]))
+            counts[_handle(event)] += 1
+            ConsumedEvent.objects.create(event_id=str(event["id"]), stream=stream,
+                                         position=int(event["position"]))
+        current, _ = ConsumerPosition.objects.select_for_update().get_or_create(stream=stream)
+        if position > current.position:
+            current.position = position
+            current.save(update_fields=["position"])
+        _open_fence(False)
+    return dict(counts, position=max(position, current.position))
+
+
+def _open_fence(open_: bool) -> None:
+    """After the ordering cutover ``orders_order`` is fenced: only this consumer writes it."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = 'ordering'",
+                       [1 if open_ else 0])
+
+
+def _handle(event: dict[str, Any]) -> str:
+    if event["aggregate_type"] != REQUESTS:
+        return "stale"
+    payload = event["payload"]
+    step = payload.get("step") if isinstance(payload, dict) else None
+    if step == "pay_requested":
+        _reply(payload["order"]["id"], *_pay(payload))
+    elif step == "refund_requested":
+        _reply(payload["order_id"], *_refund(int(payload["order_id"])))
+    else:
+        return "stale"
+    return "applied"
+
+
+def _pay(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    from legacy_monolith.orders import actions
+    from legacy_monolith.orders.models import Order, PaymentIntent
+
+    order = _copy_order(payload["order"], payload["lines"])
+    if order.status != Order.Status.PENDING:
+        intent = order.payments.filter(status=PaymentIntent.Status.SUCCEEDED).first()
+        if intent is not None:  # paid already (a request sent again): the same answer
+            return "paid", {"payment": intent.pk, "amount": str(intent.amount)}
+        return "payment_failed", {"reason": f"Order {order.number} is {order.status}."}
+    try:
+        with transaction.atomic():  # a savepoint: a refusal leaves no charge, no reservation
+            intent = actions.pay(order, str(payload.get("method", "card")))
+    except APIException as exc:  # OutOfStock, Conflict: what the monolith answers 409 for
+        return "payment_failed", {"reason": str(exc.detail)}
+    return "paid", {"payment": intent.pk, "amount": str(intent.amount)}
+
+
+def _refund(order_id: int) -> tuple[str, dict[str, Any]]:
+    from legacy_monolith.orders import actions
+    from legacy_monolith.orders.models import Order
+
+    order = Order.objects.filter(pk=order_id).select_related("user").first()
+    if order is None or order.status == Order.Status.CANCELLED:
+        return "refunded", {"refunded": "0.00"}  # never charged here, or refunded already
+    with transaction.atomic():
+        actions.cancel(order, order.user)
+    refunded = sum(r.amount for p in order.payments.all() for r in p.refunds.all())
+    return "refunded", {"refunded": str(refunded)}
+
+
+def _copy_order(data: dict[str, Any], lines: list[dict[str, Any]]) -> Any:
+    """The monolith's copy of the service's order and lines, created once (without the
+    ``paid`` signal: bulk inserts send none), then left to ``pay`` and ``cancel``."""
+    from legacy_monolith.orders.models import Order, OrderLine
+
+    order = Order.objects.filter(pk=data["id"]).first()
+    if order is not None:
+        return order
+    Order.objects.bulk_create([Order(
+        pk=data["id"], number=data["number"], user_id=data["user_id"], status="pending",
+        shipping_address_id=data.get("shipping_address_id"), total=data["total"],
+        currency=data.get("currency", "EUR"))])
+    OrderLine.objects.bulk_create(OrderLine(
+        pk=line["id"], order_id=data["id"], product_id=line["product_id"],
+        product_name=line["product_name"], unit_price=line["unit_price"],
+        quantity=line["quantity"]) for line in lines)
+    return Order.objects.get(pk=data["id"])
+
+
+def _reply(order_id: Any, kind: str, payload: dict[str, Any]) -> None:
+    key = str(order_id)
+    OutboxEvent.objects.create(event_id=str(uuid.uuid4()), aggregate_type=REPLIES,
+                               aggregate_id=key, sequence=next_sequence(REPLIES, key),
+                               event_type="updated",
+                               payload=dict(payload, step=kind, order_id=int(key)))

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,14 +111,11 @@ def collect_events(changes: Changes) -> None:
         changes.events += [_event(row) for row in rows]
 
 
-def outbox_models() -> list[type[models.Model]]:
+@cache  # the app registry does not change once Django is set up
+def outbox_models() -> tuple[type[models.Model], ...]:
     """Every installed outbox model: named ``OutboxEvent``, with a ``request_id`` column."""
-    found = []
-    for model in apps.get_models():
-        names = {f.name for f in model._meta.concrete_fields}
-        if model.__name__ == "OutboxEvent" and "request_id" in names:
-            found.append(model)
-    return found
+    return tuple(model for model in apps.get_models() if model.__name__ == "OutboxEvent"
+                 and "request_id" in {f.name for f in model._meta.concrete_fields})
 
 
 def _event(row: Any) -> dict[str, Any]:

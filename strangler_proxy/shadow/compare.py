@@ -32,6 +32,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import zip_longest
 from typing import Any, Final
@@ -154,6 +155,7 @@ def compare(monolith: RecordedResponse, service: RecordedResponse,
 
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
+WRITE_TIME_SECONDS: Final = 60.0  # two write times this close are the same write's
 
 
 def compare_changes(changes: ChangeSet, out: _Collector | None = None) -> list[Difference]:
@@ -162,8 +164,9 @@ def compare_changes(changes: ChangeSet, out: _Collector | None = None) -> list[D
     Events are paired by aggregate type, event type and aggregate id, in order; ``created``
     events by type only (the two databases may give a new row different keys), and the keys
     so paired are accepted in ``*_id`` fields of later payloads. Payload fields are compared
-    where both sides publish them; two timestamps are taken as equal (a write's own time
-    differs on every run). Sequences and event ids are not compared (each side counts its own).
+    where both sides publish them; two timestamps less than :data:`WRITE_TIME_SECONDS` apart
+    are taken as equal (a write's own time differs on every run; a business date set wrong
+    is further off). Sequences and event ids are not compared (each side counts its own).
 
     >>> p = {"aggregate_type": "store.Product", "aggregate_id": "7", "type": "updated"}
     >>> a, b = dict(p, payload={"price": "9.50"}), dict(p, payload={"price": "9.5"})
@@ -235,9 +238,25 @@ def _same_change_value(name: str, m_value: Any, s_value: Any, keys: Mapping[str,
         return True
     if isinstance(m_value, str) and isinstance(s_value, str) \
             and _TIMESTAMP.fullmatch(m_value) and _TIMESTAMP.fullmatch(s_value):
-        return True
+        return _close_in_time(m_value, s_value)
     return name.endswith("_id") and s_value is not None \
         and keys.get(str(s_value)) == str(m_value)
+
+
+def _close_in_time(a: str, b: str) -> bool:
+    """Two ISO-8601 times within :data:`WRITE_TIME_SECONDS` (naive ones read as UTC).
+
+    >>> _close_in_time("2026-12-05T10:00:00.5Z", "2026-12-05T10:00:02+00:00")
+    True
+    >>> _close_in_time("2026-12-05T10:00:00Z", "2026-12-06T10:00:00Z")
+    False
+    """
+    try:
+        times = [datetime.fromisoformat(t) for t in (a, b)]
+    except ValueError:
+        return False
+    first, second = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in times)
+    return abs((first - second).total_seconds()) < WRITE_TIME_SECONDS
 
 
 def _change_path(event: Mapping[str, Any]) -> str:

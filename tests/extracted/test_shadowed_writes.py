@@ -11,11 +11,9 @@ outbox events by the request id.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from conftest import (
     base_env,
 )
 
+from extracted.sync.database import Database
 from strangler_proxy import sign_marker
 from strangler_proxy.shadow.store import open_store
 
@@ -81,18 +80,21 @@ def record_for(store: Path, request_id: str) -> Any:
     raise AssertionError(f"no diff record for request {request_id}")
 
 
-def test_a_shadowed_write_is_compared_by_its_events(tmp_path: Path) -> None:
-    # given the monolith, the service backfilled from it, and the proxy shadowing writes
+@pytest.mark.parametrize("databases", ["sqlite", "postgresql"], indirect=True)
+def test_a_shadowed_write_is_compared_by_its_events(databases: Any, tmp_path: Path) -> None:
+    # given the monolith, the service backfilled from it, and the proxy shadowing writes,
+    # reading the monolith's outbox from its database (a SQLite file or PostgreSQL)
+    pg = databases.vendor == "postgresql"
     (tmp_path / "mono").mkdir()
-    monolith = MonolithServer(tmp_path / "mono").prepare().start()
-    server = CatalogServer(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", tmp_path,
+    monolith = MonolithServer(tmp_path / "mono", databases("shop") if pg else "")
+    monolith.prepare().start()
+    server = CatalogServer(databases("catalog"), tmp_path,
                            extra_env={"CATALOG_AUTH_URL": monolith.url})
     server.migrate()
     server.start()
     store = tmp_path / "diffs.sqlite3"
     config = tmp_path / "strangler.toml"
-    config.write_text(routes_text(monolith.url, server.url, store,
-                                  tmp_path / "mono" / "monolith.sqlite3"))
+    config.write_text(routes_text(monolith.url, server.url, store, monolith.source_db))
     proxy: Process | None = None
     cleanup: list[Any] = []
     try:
@@ -130,9 +132,7 @@ def test_a_shadowed_write_is_compared_by_its_events(tmp_path: Path) -> None:
 
         # when the service's copy of brand 3 has drifted (another country) and a write of
         # its name is shadowed
-        with closing(sqlite3.connect(tmp_path / "catalog.sqlite3")) as db:
-            db.execute("UPDATE catalog_brand SET country = 'XX' WHERE id = 3")
-            db.commit()
+        query(server.database_url, "UPDATE catalog_brand SET country = 'XX' WHERE id = 3")
         differs = client.patch("/api/brands/3/", json={"name": "Renamed apart"})
         assert differs.status_code == 200, differs.text
         # then the events differ, reported as a difference of kind "change" with the values
@@ -178,17 +178,23 @@ def test_a_shadowed_write_is_compared_by_its_events(tmp_path: Path) -> None:
         monolith.stop()
 
 
+def query(url: str, sql: str, *params: object) -> list[dict[str, Any]]:
+    database = Database(url)
+    try:
+        return database.query(sql, params)
+    finally:
+        database.close()
+
+
 def monolith_events(monolith: MonolithServer, request_id: str) -> list[tuple[str, str, str]]:
-    with closing(sqlite3.connect(monolith.workdir / "monolith.sqlite3")) as db:
-        return [tuple(row) for row in db.execute(
-            "SELECT aggregate_type, aggregate_id, event_type FROM outbox_outboxevent "
-            "WHERE request_id = ? ORDER BY id", (request_id,))]
+    rows = query(monolith.source_db, "SELECT aggregate_type, aggregate_id, event_type FROM "
+                 "outbox_outboxevent WHERE request_id = ? ORDER BY id", request_id)
+    return [(r["aggregate_type"], r["aggregate_id"], r["event_type"]) for r in rows]
 
 
 def monolith_country(monolith: MonolithServer, brand: int) -> str:
-    with closing(sqlite3.connect(monolith.workdir / "monolith.sqlite3")) as db:
-        return str(db.execute("SELECT country FROM store_brand WHERE id = ?", (brand,))
-                   .fetchone()[0])
+    rows = query(monolith.source_db, "SELECT country FROM store_brand WHERE id = ?", brand)
+    return str(rows[0]["country"])
 
 
 def test_the_service_reports_an_over_cap_write_as_cut(tmp_path: Path) -> None:

@@ -291,3 +291,11 @@ def test_a_services_changes_report_never_reaches_the_client(tmp_path: Path) -> N
         seen = [r.header("X-Strangler-Shadow-Changes") for u in proxy.upstreams.values()
                 for r in u.requests]
         assert seen == [None, None]
+
+
+def test_a_date_set_wrong_is_not_taken_for_the_writes_own_time() -> None:
+    mono = event("store.PriceHistory", "5", valid_from="2026-12-01T00:00:00+00:00")
+    serv = event("store.PriceHistory", "5", valid_from="2026-12-02T00:00:00+00:00")
+    assert paths(ChangeSet((mono,), (serv,))) == [
+        ("changes.store.PriceHistory:5.updated.payload.valid_from",
+         "2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00")]

@@ -11,8 +11,11 @@ writes silently undone. The monolith and every extracted service install
 (any method but the safe ones) runs in one transaction that is always rolled back, so
 validation, status codes and bodies are real but nothing is stored, outbox rows included (the
 outbox is written in the same transaction, so shadow traffic publishes no events). The answer
-carries ``X-Strangler-Shadow-Rolled-Back: 1``. Known wart: side effects outside the database
-(none in this repo today) would still happen.
+carries ``X-Strangler-Shadow-Rolled-Back: 1`` and, in ``X-Strangler-Shadow-Changes``, the
+rows and outbox events the write made before they were undone (``shadow_changes``), for the
+proxy to compare with the monolith's. Every request, shadow or not, runs with its
+``X-Request-ID`` as the id the outbox writers stamp on their events (contract 5, format 3).
+Known wart: side effects outside the database (none in this repo today) would still happen.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
+from strangler.shadow_changes import attach, capturing, request_scope
 from strangler_proxy import ROLLED_BACK_HEADER, SHADOW_HEADER, check_marker, secret_from
 
 log = logging.getLogger("strangler.shadow_marker")
@@ -54,14 +58,17 @@ class ShadowRollbackMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not is_shadow_write(request):
-            return self.get_response(request)
-        with transaction.atomic():
-            response = self.get_response(request)
-            # render inside the transaction: a lazy DRF response may still query
-            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-                response.render()
-            transaction.set_rollback(True)
+        shadow = is_shadow_write(request)
+        with request_scope(request, shadow) as request_id:
+            if not shadow:
+                return self.get_response(request)
+            with transaction.atomic(), capturing(request_id) as changes:
+                response = self.get_response(request)
+                # render inside the transaction: a lazy DRF response may still query
+                if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                    response.render()
+                attach(response, changes)  # what the rollback below undoes
+                transaction.set_rollback(True)
         response[ROLLED_BACK_HEADER] = "1"
         return response
 

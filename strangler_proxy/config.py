@@ -305,6 +305,17 @@ class ShadowSettings:
     marker_skew: float = field(default=30.0, metadata=key_doc(
         "how far a marker's time may be from the service's clock",
         kind="seconds"))
+    # read by shadow/changes.py: a shadowed write's events against the monolith's
+    monolith_outbox: str | None = field(default=None, metadata=key_doc(
+        "the monolith's database, whose outbox events (table `outbox_outboxevent`, contract "
+        "5 format 3) are compared with the events a service rolled back for the same "
+        "request id; differences are of kind `change` ([shadow.md](shadow.md#shadowed-writes)"
+        "). Unset: shadowed writes compare answers only",
+        kind="path or `postgresql://` URL"))
+    changes_wait: float = field(default=1.0, metadata=key_doc(
+        "how long to wait for the monolith's events of a shadowed write when the service "
+        "wrote more events than the monolith's outbox shows yet",
+        kind="seconds"))
 
     def resolve_marker_secret(self, environ: Mapping[str, str]) -> str | None:
         """The marker secret, literal or from the environment; None: copies are unsigned."""
@@ -892,6 +903,8 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         marker_secret=reader.text(table, path, "marker_secret", None),
         marker_secret_env=reader.text(table, path, "marker_secret_env", None),
         marker_skew=reader.number(table, path, "marker_skew", d.marker_skew, 1),
+        monolith_outbox=reader.text(table, path, "monolith_outbox", None),
+        changes_wait=reader.number(table, path, "changes_wait", d.changes_wait, 0, 60),
     )
 
 

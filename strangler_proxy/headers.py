@@ -35,10 +35,12 @@ FORWARDING = frozenset({
 # Headers the proxy owns: a client may not send them (a client's X-Strangler-Shadow would make
 # a service roll back a real write; see shadow_marker.py).
 OWNED = frozenset({b"x-strangler-shadow", b"x-strangler-route",
-                   b"x-strangler-shadow-rolled-back"})
+                   b"x-strangler-shadow-rolled-back", b"x-strangler-shadow-changes"})
 REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | OWNED | frozenset({
     b"expect", b"x-request-id", b"via"})
-RESPONSE_DROP = HOP_BY_HOP | FRAMING
+# A shadowed write's changes (strangler.shadow_changes) are for the shadow worker only: never
+# passed on to a client, even if a service sends them outside shadow mode.
+RESPONSE_DROP = HOP_BY_HOP | FRAMING | frozenset({b"x-strangler-shadow-changes"})
 VIA = b"1.1 strangler"
 NO_BODY_STATUSES = frozenset({204, 304})  # answers that never have a body (and HEAD's)
 # The shadow marker (ARCHITECTURE.md, contract 7): the proxy's shadow copies carry

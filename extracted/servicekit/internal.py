@@ -70,7 +70,7 @@ def _event_or_poison(data: Any, where: str) -> OutboxEvent:
     try:
         return event_from_json(data, where)
     except BadEvent as exc:
-        if isinstance(data, dict) and str(data.get("format", 1)) not in ("1", "2"):
+        if isinstance(data, dict) and str(data.get("format", 1)) not in ("1", "2", "3"):
             raise  # a newer format: the consumer must be upgraded, nothing is applied
         return poison_event(data, str(exc))
 

@@ -89,6 +89,9 @@ class OutboxEvent(models.Model):
     event_type = models.CharField(max_length=64)
     payload = models.JSONField()
     occurred_at = models.DateTimeField(default=timezone.now)
+    # format 3: the request that wrote it (strangler.shadow_changes reads it before a rollback)
+    request_id = models.CharField(max_length=64, blank=True, default="", db_default="",
+                                  db_index=True)
 
     class Meta:
         abstract = True

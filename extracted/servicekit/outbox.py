@@ -16,6 +16,7 @@ from django.db import connection, models
 from extracted.servicekit.apply import service_context
 from extracted.servicekit.models import AggregateVersion, OutboxEvent, concrete
 from extracted.sync import TableSpec, normalize_row
+from strangler.shadow_changes import current_request_id
 
 
 def _spec_of(instance: models.Model) -> TableSpec:
@@ -45,6 +46,7 @@ def publish(instance: models.Model, event_type: str, payload: dict[str, object] 
     event: OutboxEvent = concrete(OutboxEvent).objects.create(
         event_id=str(uuid.uuid4()), aggregate_type=spec.aggregate_type, aggregate_id=key,
         sequence=sequence, event_type=event_type, payload=payload,
+        request_id=current_request_id(),
     )
     return event
 
@@ -63,7 +65,8 @@ def publish_event(aggregate_type: str, key: str, event_type: str, payload: dict[
         version.save(update_fields=["sequence"])
     event: OutboxEvent = concrete(OutboxEvent).objects.create(
         event_id=str(uuid.uuid4()), aggregate_type=aggregate_type, aggregate_id=key,
-        sequence=sequence, event_type=event_type, payload=payload)
+        sequence=sequence, event_type=event_type, payload=payload,
+        request_id=current_request_id())
     return event
 
 

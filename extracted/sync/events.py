@@ -5,13 +5,16 @@ such as a product's stock signal)::
 
     {"id": "5b0c…", "position": 42, "aggregate_type": "store.Product", "aggregate_id": "7",
      "sequence": 3, "type": "updated", "payload": {"sku": "…", …},
-     "occurred_at": "2026-11-26T10:00:00.000000Z"}
+     "occurred_at": "2026-11-26T10:00:00.000000Z", "request_id": "r-7f3a…"}
 
 ``id`` is unique per event (a UUID); ``sequence`` counts the changes of one aggregate from 1
 with no holes, so a consumer can tell a stale or a missing event; ``position`` is the row id in
 the producer's outbox table: it orders the whole stream and is the relay's cursor. ``payload``
 is the full state after the change (``created``/``updated``) or the last state (``deleted``),
 so applying an event never needs the ones before it, only the ordering guarantee.
+``request_id`` (format 3) names the HTTP request whose transaction wrote the event (the
+``X-Request-ID`` the proxy gave it; empty for changes made outside a request): the shadow
+comparison matches a service's rolled-back events with the monolith's by it (docs/shadow.md).
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from typing import Any
 
 from extracted.sync.errors import BadEvent
 
-FORMAT = 2
+FORMAT = 3
 # Format 1: created, updated, deleted. Format 2 adds the repair types (full state written
 # by ``strangler reconcile --repair``: applied over a sequence gap, superseding what is
 # missing) and ``poison`` (a row the relay could not read, passed on to be dead-lettered).
+# Format 3 adds ``request_id`` (optional; "" when absent, as in formats 1 and 2).
 EVENT_TYPES = ("created", "updated", "deleted")
 REPAIR_TYPES = ("repaired", "repair_deleted")
-TYPES_BY_FORMAT = {1: EVENT_TYPES, 2: EVENT_TYPES + REPAIR_TYPES}
+TYPES_BY_FORMAT = {1: EVENT_TYPES, 2: EVENT_TYPES + REPAIR_TYPES, 3: EVENT_TYPES + REPAIR_TYPES}
+MAX_REQUEST_ID = 64  # the outbox column's width
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class OutboxEvent:
     payload: Mapping[str, Any] = field(default_factory=dict)
     occurred_at: str = ""
     poison: str = ""
+    request_id: str = ""
 
     @property
     def is_repair(self) -> bool:
@@ -67,7 +73,7 @@ class OutboxEvent:
             "format": FORMAT, "id": self.id, "position": self.position,
             "aggregate_type": self.aggregate_type, "aggregate_id": self.aggregate_id,
             "sequence": self.sequence, "type": self.type, "payload": dict(self.payload),
-            "occurred_at": self.occurred_at,
+            "occurred_at": self.occurred_at, "request_id": self.request_id,
         }
         if self.poison:
             data["poison"] = self.poison
@@ -110,7 +116,22 @@ def event_from_json(data: Any, where: str = "event") -> OutboxEvent:
         aggregate_type=str(data["aggregate_type"]), aggregate_id=str(data["aggregate_id"]),
         sequence=_int(data["sequence"], f"{where}.sequence"), type=str(data["type"]),
         payload=dict(payload), occurred_at=_text(data.get("occurred_at", "")),
+        request_id=_request_id(data.get("request_id"), fmt, where),
     )
+
+
+def _request_id(value: Any, fmt: int, where: str) -> str:
+    """The event's request id: "" before format 3 or when absent, else a short string.
+
+    >>> _request_id("r-1", 3, "event"), _request_id("r-1", 2, "event"), _request_id(None, 3, "e")
+    ('r-1', '', '')
+    """
+    if fmt < 3 or value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_REQUEST_ID:
+        raise BadEvent(f"{where}.request_id: expected a string of at most {MAX_REQUEST_ID} "
+                       f"characters, got {value!r:.80}")
+    return value
 
 
 def poison_event(data: Any, reason: str) -> OutboxEvent:

@@ -1,8 +1,10 @@
 """Reading a producer's outbox table (contract 5) through a ``Database``.
 
 The table has the columns ``id`` (the position), ``event_id``, ``aggregate_type``,
-``aggregate_id``, ``sequence``, ``event_type``, ``payload`` (JSON) and ``occurred_at``: the
-monolith's ``outbox_outboxevent`` and the service's ``catalog_outboxevent`` both do.
+``aggregate_id``, ``sequence``, ``event_type``, ``payload`` (JSON), ``occurred_at`` and, from
+format 3, ``request_id``: the monolith's ``outbox_outboxevent`` and the service's
+``catalog_outboxevent`` both do. A table without ``request_id`` (an outbox not yet migrated)
+is read as well: its events carry an empty request id.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import json
 from typing import Any
 
 from extracted.sync.database import Database, check_identifier
-from extracted.sync.errors import BadEvent
+from extracted.sync.errors import BadEvent, DatabaseUnavailable
 from extracted.sync.events import FORMAT, OutboxEvent, event_from_json, poison_event
 
 COLUMNS = "id, event_id, aggregate_type, aggregate_id, sequence, event_type, payload, occurred_at"
+FORMAT_3_COLUMNS = COLUMNS + ", request_id"
 
 
 class OutboxTable:
@@ -23,10 +26,21 @@ class OutboxTable:
     def __init__(self, database: Database, table: str) -> None:
         self.database = database
         self.table = check_identifier(table, "outbox table")
+        self._columns: str | None = None
+
+    def columns(self) -> str:
+        """The columns to read: with ``request_id`` when the table has it (asked once)."""
+        if self._columns is None:
+            try:
+                self.database.query(f"SELECT request_id FROM {self.table} WHERE 1 = 0")  # noqa: S608
+                self._columns = FORMAT_3_COLUMNS
+            except DatabaseUnavailable:  # "no such column": a table before format 3
+                self._columns = COLUMNS
+        return self._columns
 
     def fetch(self, after: int, limit: int, upto: int | None = None) -> list[OutboxEvent]:
         """Events with position > ``after`` (and <= ``upto``), in position order."""
-        sql = f"SELECT {COLUMNS} FROM {self.table} WHERE id > ?"  # noqa: S608 - checked name
+        sql = f"SELECT {self.columns()} FROM {self.table} WHERE id > ?"  # noqa: S608
         params: list[Any] = [after]
         if upto is not None:
             sql += " AND id <= ?"
@@ -91,7 +105,7 @@ def row_to_event(row: dict[str, Any], table: str) -> OutboxEvent:
         except json.JSONDecodeError as exc:
             raise BadEvent(f"{table} id {row['id']}: payload is not JSON ({exc.msg})") from None
     data = dict(row, position=row["id"], id=row["event_id"], type=row["event_type"],
-                payload=payload, format=FORMAT)
+                payload=payload, format=FORMAT, request_id=row.get("request_id") or None)
     return event_from_json(data, f"{table} id {row['id']}")
 
 

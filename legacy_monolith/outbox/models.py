@@ -20,6 +20,10 @@ class OutboxEvent(models.Model):
     event_type = models.CharField(max_length=16)
     payload = models.JSONField()
     occurred_at = models.DateTimeField(default=timezone.now)
+    # format 3: the X-Request-ID of the request that wrote it ("" outside a request); the
+    # shadow comparison finds a request's events by it, hence the index
+    request_id = models.CharField(max_length=64, blank=True, default="", db_default="",
+                                  db_index=True)
 
     class Meta:
         ordering = ["id"]

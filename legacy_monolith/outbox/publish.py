@@ -20,6 +20,7 @@ from django.db import connection, models
 from django.db.models import Avg
 
 from legacy_monolith.outbox.models import OutboxEvent
+from strangler.shadow_changes import current_request_id
 
 CATALOG = frozenset({"store.Category", "store.Brand", "store.Product", "store.ProductImage",
                      "store.PriceHistory", "store.ProductTag", "common.Tag"})
@@ -89,7 +90,8 @@ def _event(aggregate_type: str, key: Any, event_type: str, payload: dict[str, An
     return OutboxEvent(event_id=str(uuid.uuid4()), aggregate_type=aggregate_type,
                        aggregate_id=aggregate_id, sequence=next_sequence(aggregate_type,
                                                                          aggregate_id),
-                       event_type=event_type, payload=payload)
+                       event_type=event_type, payload=payload,
+                       request_id=current_request_id())
 
 
 def record(instance: models.Model, event_type: str) -> None:
@@ -139,4 +141,4 @@ def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[Outb
                  for p in ids}
     return [OutboxEvent(event_id=str(uuid.uuid4()), aggregate_type=aggregate_type,
                         aggregate_id=str(p), sequence=sequences[p], event_type="updated",
-                        payload=facts[p]) for p in ids]
+                        payload=facts[p], request_id=current_request_id()) for p in ids]

@@ -7,12 +7,17 @@ normalizing whitespace, anything else by digest. Every :class:`Difference` has a
 a kind, so statistics can group them and a type change is never hidden by a rule that
 ignores a noisy *value* (ignore and format rules still check the JSON type).
 
+For a shadowed write, ``changes`` (a :class:`ChangeSet`) adds what the write did: the events
+the service wrote and rolled back against the monolith's outbox events of the same request
+(:func:`compare_changes`); each difference there is of kind ``change``.
+
 Paths: body paths start with ``$`` (``$.items[2].price``); the status is ``status`` and a
-header is ``headers.<name>``; a service that gave no answer is ``response``.
+header is ``headers.<name>``; a service that gave no answer is ``response``; changes are
+``changes`` or ``changes.<aggregate type>:<id>.<event type>[.payload.<field>]``.
 
 Kinds: ``status``, ``header``, ``missing`` (in the monolith's answer, not the service's),
 ``extra`` (the other way round), ``type``, ``value``, ``length``, ``order``, ``format``,
-``text``, ``digest``, ``invalid_json``, ``decode``, ``truncated``, ``error``.
+``text``, ``digest``, ``invalid_json``, ``decode``, ``truncated``, ``error``, ``change``.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ import json
 import math
 import re
 import zlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import zip_longest
 from typing import Any, Final
 
 import brotli
@@ -78,6 +87,24 @@ class Comparison:
 
 
 DEFAULT_RULES: Final = Rules()
+CHANGE: Final = "change"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """What a shadowed write changed on each side, for :func:`compare_changes`.
+
+    Events are contract 5 objects (``aggregate_type``, ``aggregate_id``, ``type``,
+    ``payload``): ``monolith`` from its outbox, ``service`` from the rolled-back write
+    (``X-Strangler-Shadow-Changes``). ``service_total`` is the service's count when its
+    header was cut (``service_truncated``); ``error`` says why one side could not be read.
+    """
+
+    monolith: tuple[Mapping[str, Any], ...] = ()
+    service: tuple[Mapping[str, Any], ...] = ()
+    service_truncated: bool = False
+    service_total: int = 0
+    error: str = ""
 
 
 class _Collector:
@@ -98,8 +125,8 @@ class _Collector:
 
 
 def compare(monolith: RecordedResponse, service: RecordedResponse,
-            rules: Rules = DEFAULT_RULES) -> Comparison:
-    """Compare two responses under a route's rules.
+            rules: Rules = DEFAULT_RULES, changes: ChangeSet | None = None) -> Comparison:
+    """Compare two responses under a route's rules (and a write's ``changes``, if given).
 
     >>> h = (("Content-Type", "application/json"),)
     >>> a = RecordedResponse(200, h, b'{"id": 1, "price": "9.50", "at": "x"}')
@@ -118,8 +145,131 @@ def compare(monolith: RecordedResponse, service: RecordedResponse,
         out.add("status", "status", monolith.status, service.status)
     _compare_headers(monolith.headers, service.headers, rules.headers, out)
     _compare_bodies(monolith, service, rules, out)
+    if changes is not None:
+        compare_changes(changes, out)
     verdict = MISMATCH if out.items else MATCH
     return Comparison(verdict, tuple(out.items), out.truncated)
+
+
+# -- changes (shadowed writes) ------------------------------------------------------------------
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
+WRITE_TIME_SECONDS: Final = 60.0  # two write times this close are the same write's
+
+
+def compare_changes(changes: ChangeSet, out: _Collector | None = None) -> list[Difference]:
+    """The ways the service's events differ from the monolith's, all of kind ``change``.
+
+    Events are paired by aggregate type, event type and aggregate id, in order; ``created``
+    events by type only (the two databases may give a new row different keys), and the keys
+    so paired are accepted in ``*_id`` fields of later payloads. Payload fields are compared
+    where both sides publish them; two timestamps less than :data:`WRITE_TIME_SECONDS` apart
+    are taken as equal (a write's own time differs on every run; a business date set wrong
+    is further off). Sequences and event ids are not compared (each side counts its own).
+
+    >>> p = {"aggregate_type": "store.Product", "aggregate_id": "7", "type": "updated"}
+    >>> a, b = dict(p, payload={"price": "9.50"}), dict(p, payload={"price": "9.5"})
+    >>> compare_changes(ChangeSet((a,), (a,)))
+    []
+    >>> other = ChangeSet((a,), (b,))
+    >>> [(d.path, d.monolith_value, d.service_value) for d in compare_changes(other)]
+    [('changes.store.Product:7.updated.payload.price', '9.50', '9.5')]
+    """
+    collector = out if out is not None else _Collector(DEFAULT_RULES.max_differences)
+    if changes.error:
+        collector.add("changes", CHANGE, None, changes.error)
+        return collector.items
+    service_count = changes.service_total if changes.service_truncated else len(changes.service)
+    if len(changes.monolith) != service_count:
+        collector.add("changes", CHANGE, f"{len(changes.monolith)} events",
+                      f"{service_count} events")
+    keys: dict[str, str] = {}  # the service's key of a created row -> the monolith's
+    for m_event, s_event in _paired(changes.monolith, changes.service):
+        if m_event is None or s_event is None:
+            if s_event is None and changes.service_truncated:
+                continue  # cut from the service's header: not compared
+            event = m_event if s_event is None else s_event
+            assert event is not None
+            collector.add(_change_path(event), CHANGE, _summary(m_event), _summary(s_event))
+            continue
+        if m_event.get("type") == "created":
+            keys[str(s_event.get("aggregate_id"))] = str(m_event.get("aggregate_id"))
+        _compare_payloads(m_event, s_event, keys, collector)
+    return collector.items
+
+
+def _paired(monolith: Sequence[Mapping[str, Any]], service: Sequence[Mapping[str, Any]]
+            ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
+    def key(event: Mapping[str, Any]) -> tuple[str, str, str]:
+        kind = str(event.get("type", ""))
+        return (str(event.get("aggregate_type", "")), kind,
+                "" if kind == "created" else str(event.get("aggregate_id", "")))
+
+    sides: dict[tuple[str, str, str], tuple[list[Any], list[Any]]] = defaultdict(
+        lambda: ([], []))
+    for event in monolith:
+        sides[key(event)][0].append(event)
+    for event in service:
+        sides[key(event)][1].append(event)
+    # created first: their keys are needed to read the other events' foreign keys
+    order = sorted(sides, key=lambda k: (k[1] != "created", ))
+    return [pair for k in order for pair in zip_longest(*sides[k])]
+
+
+def _compare_payloads(m_event: Mapping[str, Any], s_event: Mapping[str, Any],
+                      keys: Mapping[str, str], out: _Collector) -> None:
+    m_payload, s_payload = m_event.get("payload") or {}, s_event.get("payload") or {}
+    if not isinstance(m_payload, Mapping) or not isinstance(s_payload, Mapping):
+        if m_payload != s_payload:
+            out.add(_change_path(m_event) + ".payload", CHANGE, m_payload, s_payload)
+        return
+    for name, m_value in m_payload.items():
+        if name not in s_payload:
+            continue
+        s_value = s_payload[name]
+        if _same_change_value(name, m_value, s_value, keys):
+            continue
+        out.add(f"{_change_path(m_event)}.payload.{name}", CHANGE, m_value, s_value)
+
+
+def _same_change_value(name: str, m_value: Any, s_value: Any, keys: Mapping[str, str]) -> bool:
+    if _same(m_value, s_value):
+        return True
+    if isinstance(m_value, str) and isinstance(s_value, str) \
+            and _TIMESTAMP.fullmatch(m_value) and _TIMESTAMP.fullmatch(s_value):
+        return _close_in_time(m_value, s_value)
+    return name.endswith("_id") and s_value is not None \
+        and keys.get(str(s_value)) == str(m_value)
+
+
+def _close_in_time(a: str, b: str) -> bool:
+    """Two ISO-8601 times within :data:`WRITE_TIME_SECONDS` (naive ones read as UTC).
+
+    >>> _close_in_time("2026-12-05T10:00:00.5Z", "2026-12-05T10:00:02+00:00")
+    True
+    >>> _close_in_time("2026-12-05T10:00:00Z", "2026-12-06T10:00:00Z")
+    False
+    """
+    try:
+        times = [datetime.fromisoformat(t) for t in (a, b)]
+    except ValueError:
+        return False
+    first, second = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in times)
+    return abs((first - second).total_seconds()) < WRITE_TIME_SECONDS
+
+
+def _change_path(event: Mapping[str, Any]) -> str:
+    kind = str(event.get("type", ""))
+    key = "new" if kind == "created" else str(event.get("aggregate_id", ""))
+    return f"changes.{event.get('aggregate_type', '')}:{key}.{kind}"
+
+
+def _summary(event: Mapping[str, Any] | None) -> object:
+    if event is None:
+        return None
+    return {"aggregate_type": event.get("aggregate_type"),
+            "aggregate_id": event.get("aggregate_id"), "type": event.get("type")}
 
 
 # -- headers ----------------------------------------------------------------------------------

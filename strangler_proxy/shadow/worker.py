@@ -44,8 +44,9 @@ from strangler_proxy.exchange import (
     offer_from_message,
 )
 from strangler_proxy.headers import SHADOW_HEADER
+from strangler_proxy.shadow.changes import changes_for, open_outbox, split_changes
 from strangler_proxy.shadow.client import ConnectError, HttpClient
-from strangler_proxy.shadow.compare import Comparison, compare, decode_body
+from strangler_proxy.shadow.compare import ChangeSet, Comparison, compare, decode_body
 from strangler_proxy.shadow.cpu_budget import CpuBudget
 from strangler_proxy.shadow.noise import template_for
 from strangler_proxy.shadow.rules import Rules, compile_rules
@@ -262,6 +263,9 @@ class ShadowRunner:
         s = config.shadow
         self._redaction = Redaction.from_settings(s.redact_headers, s.redact_fields)
         self._secret = s.resolve_marker_secret(os.environ)
+        outbox, current = open_outbox(config), getattr(self, "_outbox", None)
+        same = outbox and current and outbox.location == current.location
+        self._outbox = current if same else outbox  # a replaced one closes when collected
 
     # the hot path
     def offer(self, offer: ShadowOffer) -> bool:
@@ -341,6 +345,8 @@ class ShadowRunner:
         await self._flush(self._drain_records())
         if self._client is not None:
             await self._client.aclose()
+        if self._outbox is not None:
+            await asyncio.to_thread(self._outbox.close)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self._queue = self._records = None
@@ -406,13 +412,15 @@ class ShadowRunner:
             self._count(offer.route, "dropped_worker_starved")
             return
         rules = self._rules.get(offer.route) or compile_rules()
-        self._finish(offer, answers[0], rules, "service")
+        answer, reported = split_changes(answers[0])  # the header is never stored nor compared
+        changes = await changes_for(self._outbox, offer, reported, s.changes_wait)
+        self._finish(offer, answer, rules, "service", changes)
         if len(answers) > 1 and not answers[1].error:  # (a starved repeat is skipped too)
             self._finish(offer, answers[1], rules, "self")
 
     def _finish(self, offer: ShadowOffer, answer: RecordedResponse, rules: Rules,
-                kind: str) -> None:
-        comparison = compare(offer.primary, answer, rules)
+                kind: str, changes: ChangeSet | None = None) -> None:
+        comparison = compare(offer.primary, answer, rules, changes)
         if answer.error:  # why there was no answer; the verdict below counts it as an error
             self._count(offer.route, "service_timeout" if answer.error == "timeout"
                         else "service_call_failed")

@@ -8,9 +8,9 @@ worker; only the interleaving of workers varies. It stops at ``requests`` reques
 
 With ``visitor_header`` set, every request says who sends it in that header, as a site's
 session or user id would: a signed-in journey as its user (``alice``), an anonymous one as
-one of ``VISITORS`` visitors per worker (``visitor-0-17``), drawn from a random stream of its own so the
-requests themselves stay the same. A proxy's canary that is sticky by that header then sees
-stable visitors, some on each side, instead of one client address.
+one of ``VISITORS`` visitors per worker (``visitor-0-17``), drawn from a random stream of
+its own so the requests themselves stay the same. A proxy's canary that is sticky by that
+header then sees stable visitors, some on each side, instead of one client address.
 """
 
 from __future__ import annotations

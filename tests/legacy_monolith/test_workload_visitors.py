@@ -3,8 +3,8 @@
 The shop here is a small recording HTTP server on 127.0.0.1 (port 0), not the monolith: the
 test is about what the workload *sends* (its headers), which the monolith does not record.
 It answers the product discovery and the sign-in like the shop and 404 to the rest, which
-the workload takes in its stride (journeys go on). The walkthrough runs the same option against the real
-shop behind the real proxy (docs/walkthrough.md, step 11).
+the workload takes in its stride (journeys go on). The walkthrough runs the same option
+against the real shop behind the real proxy (docs/walkthrough.md, step 11).
 """
 
 from __future__ import annotations

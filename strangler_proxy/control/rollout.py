@@ -36,6 +36,7 @@ from strangler_proxy.config import ProxyConfig, Route
 from strangler_proxy.control.audit import AuditRecord, append_audit, now_iso
 from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ProxyError
+from strangler_proxy.export.log_windows import LogWindows, engine_log_path
 from strangler_proxy.live_evidence import EvidenceRing, Window, sample
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.rollout_checks import (
@@ -138,6 +139,7 @@ class RolloutDriver:
         for state in self.states.values():
             state.step_started = now  # evidence was in memory: the window starts afresh
         self.lock = asyncio.Lock()
+        self.engine_log: LogWindows | None = None  # read when an exported nginx serves
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -206,13 +208,25 @@ class RolloutDriver:
                                                    state.step_started))
             enough = True
         else:
-            window = self.ring.between(route.name, state.step_started)
+            # on the loop, not a thread: view() reads the same log (a tick reads a second of it)
+            window = self._window(route.name, state.step_started)
             results += [check_error_rate(window, plan.error_rate),
                         check_latency(window, plan.latency, plan.min_requests)]
             enough = _enough(window, step, plan.min_requests)
         if plan.prometheus.enabled:
             results.append(await asyncio.to_thread(prometheus_check, plan, route.name))
         return results, enough
+
+    def _window(self, route: str, since: float) -> Window:
+        """A step's live evidence: the proxy's own counters, or, when an exported nginx
+        serves the clients (``[export] engine = "nginx"``), its access log."""
+        path = engine_log_path(self.app.config)
+        if path is None:
+            return self.ring.between(route, since)
+        if self.engine_log is None or self.engine_log.path != path:
+            self.engine_log = LogWindows(path)
+        self.engine_log.read_new()
+        return self.engine_log.between(route, since, time.time())
 
     def _shadow_check(self, route: Route, plan: RolloutPlan, since: float) -> CheckResult:
         gate = self.app.config.gate
@@ -288,6 +302,9 @@ class RolloutDriver:
         self.app.reload(force=True)
         self._note(state, "rollback", f"{change.describe()}: {reason}",
                    [r.as_json() for r in results or []])
+        route = self.app.config.route(state.route)
+        steps = route.rollout.steps if route is not None and route.rollout else ()
+        state.step = steps.index(mode) if mode in steps else -1  # where the route is now
         state.retry = ""
         await self._stop(state, status, reason)
 
@@ -368,7 +385,7 @@ class RolloutDriver:
                 continue
             route = config.route(route_name)
             steps = list(route.rollout.steps) if route and route.rollout else []
-            window = self.ring.between(route_name, state.step_started)
+            window = self._window(route_name, state.step_started)
             out[route_name] = asdict(state) | {
                 "steps": steps, "current": (show_step(steps[state.step])
                                             if 0 <= state.step < len(steps) else None),

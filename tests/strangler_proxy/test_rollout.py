@@ -154,6 +154,7 @@ def test_a_faulty_service_is_rolled_back_within_one_interval(tmp_path: Path) -> 
         time.sleep(0.3)
     # then the rollout rolled the route back by itself, within one interval of its first step
     assert view["status"] == "rolled_back", view["history"]
+    assert view["current"] is None  # back before its first step: the route is the monolith's
     assert took < INTERVAL + 0.5, took
     assert load_config(running.config_path).route("catalog").mode == "monolith"
     rollback = [h for h in view["history"] if h["kind"] == "rollback"][0]

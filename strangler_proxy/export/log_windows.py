@@ -9,9 +9,10 @@ and answers the same :class:`~strangler_proxy.live_evidence.Window` the proxy's 
 give, so the checks do not know where the evidence came from.
 
 Known gaps: nginx buffers the log (``buffer=64k flush=1s``), so the newest second may be
-missing; it logs the side that *answered*, so a service failure it covered for with the
-monolith (``proxy_next_upstream``) counts as a monolith request, not as a service error
-(the proxy's own counters do count it); a request's time is when nginx logged it, to the
+missing; on a route with ``fallback = true`` a service failure nginx covered with the
+monolith (its backup server, ``proxy_next_upstream``) is logged with the monolith's status
+on the service side, so it counts as a success, not as a service error (the proxy's own
+counters do count it); a request's time is when nginx logged it, to the
 second (``$time_iso8601``). HAProxy logs to its standard output and Envoy is not a flip
 engine: only nginx is read here.
 """

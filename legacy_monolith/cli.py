@@ -189,13 +189,17 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
               help="Stop after this many seconds even if requests remain.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--concurrency", type=int, default=2, show_default=True)
+@click.option("--visitor-header", default=None, metavar="NAME",
+              help="Say who sends each request in this header (the user, or one of 100 "
+                   "anonymous visitors per worker), for a canary sticky by it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def workload(base_url: str, n_requests: int, duration: float, seed_value: int,
-             concurrency: int, as_json: bool) -> None:
+             concurrency: int, visitor_header: str | None, as_json: bool) -> None:
     """Drive the shop like shoppers and staff: browse, search, buy, ship, review, moderate."""
     from legacy_monolith.workload import WorkloadSpec, format_summary, run_workload
 
-    spec = WorkloadSpec(base_url.rstrip("/"), n_requests, duration, seed_value, concurrency)
+    spec = WorkloadSpec(base_url.rstrip("/"), n_requests, duration, seed_value, concurrency,
+                        visitor_header=visitor_header)
     summary: dict[str, Any] = run_workload(spec).summary()
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 

@@ -5,11 +5,18 @@ journeys (browse, search, shop = add to cart + checkout + pay, review, staff = s
 moderate + report, account). The same seed sends the same requests in the same order per
 worker; only the interleaving of workers varies. It stops at ``requests`` requests or
 ``duration`` seconds, whichever comes first, so it is safe to point at any base URL.
+
+With ``visitor_header`` set, every request says who sends it in that header, as a site's
+session or user id would: a signed-in journey as its user (``alice``), an anonymous one as
+one of ``VISITORS`` visitors per worker (``visitor-0-17``), drawn from a random stream of
+its own so the requests themselves stay the same. A proxy's canary that is sticky by that
+header then sees stable visitors, some on each side, instead of one client address.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import statistics
 import threading
 import time
@@ -30,6 +37,8 @@ SEARCH_WORDS = ("kettle", "lamp", "pro", "eco", "chair", "camera", "mini", "watc
 JOURNEYS: tuple[tuple[str, int], ...] = (
     ("browse", 40), ("search", 15), ("shop", 20), ("review", 8), ("staff", 10), ("account", 7),
 )
+VISITORS = 100  # anonymous visitors per worker, with --visitor-header
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP token (RFC 9110)
 
 
 class WorkloadError(MonolithError):
@@ -46,6 +55,7 @@ class WorkloadSpec:
     seed: int = 42
     concurrency: int = 2
     timeout: float = 10.0
+    visitor_header: str | None = None
 
     def validate(self) -> None:
         """Raise WorkloadError naming the first bad field."""
@@ -57,6 +67,9 @@ class WorkloadSpec:
             raise WorkloadError(f"--duration must be more than 0 seconds (got {self.duration})")
         if not 1 <= self.concurrency <= 64:
             raise WorkloadError(f"--concurrency must be between 1 and 64 (got {self.concurrency})")
+        if self.visitor_header is not None and not HEADER_NAME.match(self.visitor_header):
+            raise WorkloadError(f"--visitor-header {self.visitor_header!r} is not an HTTP "
+                                "header name; use e.g. --visitor-header X-User-Id")
 
 
 @dataclass(frozen=True)
@@ -130,12 +143,22 @@ class Actor:
         self.samples: list[Sample] = []
         self.tokens: dict[str, str] = {}
         self.worker = worker
+        self.visitor_header = spec.visitor_header
+        # a stream of its own: drawing visitors must not change the requests of a seed
+        self.visitor_rng = random.Random(f"visitors-{spec.seed}-{worker}")
+        self.visitor = ""
+
+    def new_visitor(self) -> None:
+        """The next journey is an anonymous visitor's, one of ``VISITORS`` per worker."""
+        self.visitor = f"visitor-{self.worker}-{self.visitor_rng.randrange(VISITORS)}"
 
     def call(self, kind: str, method: str, url: str, user: str | None = None,
              **kwargs: Any) -> httpx.Response:
         if not self.budget.take():
             raise OutOfBudget
         headers = {"X-Request-ID": f"wl-{self.worker}-{len(self.samples)}"}
+        if self.visitor_header:
+            headers[self.visitor_header] = user or self.visitor
         if user is not None:
             headers["Authorization"] = f"Token {self.token(user)}"
         start = time.perf_counter()
@@ -234,6 +257,7 @@ def _play(actor: Actor) -> None:
     weights = [w for _, w in JOURNEYS]
     try:
         while True:
+            actor.new_visitor()
             PLAYS[actor.rng.choices(names, weights)[0]](actor)
     except OutOfBudget:
         return

@@ -159,12 +159,19 @@ def parse_rollout(reader: Reader, path: Path, data: Any, target: str) -> Rollout
         raise reader.error(path, "the route's target is the monolith; a rollout moves "
                            "traffic to a service, set target = \"SERVICE\" first")
     d = RolloutPlan()
+    steps = _steps(reader, (*path, "steps"), table.get("steps", list(d.steps)))
+    cutover = reader.text(table, path, "cutover", None)
+    if cutover is not None and steps[-1] != "service":
+        last = steps[-1] if isinstance(steps[-1], str) else f"canary {steps[-1]:g}%"
+        raise reader.error((*path, "cutover"), f"{cutover!r} names the cutover that ends the "
+                           f"rollout, but the last step is {last}, not \"service\"; "
+                           "end steps with \"service\" or drop cutover")
     return RolloutPlan(
-        steps=_steps(reader, (*path, "steps"), table.get("steps", list(d.steps))),
+        steps=steps,
         interval=reader.number(table, path, "interval", d.interval, 0.1),
         min_requests=reader.number(table, path, "min_requests", d.min_requests, 1,
                                    integer=True),
-        cutover=reader.text(table, path, "cutover", None),
+        cutover=cutover,
         error_rate=_error_rate(reader, (*path, "error_rate"), table.get("error_rate", {})),
         latency=_latency(reader, (*path, "latency"), table.get("latency", {})),
         shadow_match=_shadow_match(reader, (*path, "shadow_match"),

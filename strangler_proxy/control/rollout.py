@@ -36,6 +36,7 @@ from strangler_proxy.config import ProxyConfig, Route
 from strangler_proxy.control.audit import AuditRecord, append_audit, now_iso
 from strangler_proxy.control.routes_edit import apply_route_change
 from strangler_proxy.errors import ProxyError
+from strangler_proxy.export.log_windows import LogWindows, engine_log_path
 from strangler_proxy.live_evidence import EvidenceRing, Window, sample
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.rollout_checks import (
@@ -52,6 +53,10 @@ from strangler_proxy.write_atomic import write_atomic
 
 ACTIONS = ("start", "pause", "resume", "promote", "abort")
 SAFE = ("monolith", "shadow")
+# the statuses in which each action makes sense (start: see RolloutDriver._start)
+ALLOWED = {"pause": ("running",), "resume": ("paused",), "promote": ("running", "paused"),
+           "abort": ("running", "paused", "awaiting_cutover", "rolling_back")}
+STOPPED = ("done", "aborted", "rolled_back")
 HISTORY = 50  # decisions kept per rollout in the state file
 
 
@@ -64,7 +69,8 @@ class RolloutState:
     """One route's rollout, as the state file keeps it."""
 
     route: str
-    status: str  # running | paused | done | rolled_back | aborted | awaiting_cutover
+    status: str  # running | paused | awaiting_cutover | rolling_back (a failed rollback, retried)
+    #              | done | rolled_back | aborted
     step: int  # index into the plan's steps; -1 before the first flip
     step_started: float
     safe: dict[str, Any]  # the last safe {"mode", "percent"} passed through
@@ -72,6 +78,7 @@ class RolloutState:
     updated: float = 0.0
     checks: list[dict[str, Any]] = field(default_factory=list)  # the latest verdicts
     history: list[dict[str, Any]] = field(default_factory=list)  # flips and actions
+    retry: str = ""  # rolling_back: the reason of the rollback to try again next tick
 
 
 def state_path(config_path: str | Path) -> Path:
@@ -132,6 +139,7 @@ class RolloutDriver:
         for state in self.states.values():
             state.step_started = now  # evidence was in memory: the window starts afresh
         self.lock = asyncio.Lock()
+        self.engine_log: LogWindows | None = None  # read when an exported nginx serves
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -168,6 +176,16 @@ class RolloutDriver:
             for state in list(self.states.values()):
                 if state.status == "running":
                     await self._drive(state)
+                elif state.status == "rolling_back":
+                    await self._rollback(state, state.retry)
+                elif state.status == "awaiting_cutover":
+                    await self._cutover_done(state)
+
+    async def _cutover_done(self, state: RolloutState) -> None:
+        """``strangler cutover`` moved the route to service: the rollout is done."""
+        route = self.app.config.route(state.route)
+        if route is not None and route.mode == "service":
+            await self._stop(state, "done", "strangler cutover moved the route to service")
 
     async def _drive(self, state: RolloutState) -> None:
         route = self.app.config.route(state.route)
@@ -199,13 +217,25 @@ class RolloutDriver:
                                                    state.step_started))
             enough = True
         else:
-            window = self.ring.between(route.name, state.step_started)
+            # on the loop, not a thread: view() reads the same log (a tick reads a second of it)
+            window = self._window(route.name, state.step_started)
             results += [check_error_rate(window, plan.error_rate),
                         check_latency(window, plan.latency, plan.min_requests)]
             enough = _enough(window, step, plan.min_requests)
         if plan.prometheus.enabled:
             results.append(await asyncio.to_thread(prometheus_check, plan, route.name))
         return results, enough
+
+    def _window(self, route: str, since: float) -> Window:
+        """A step's live evidence: the proxy's own counters, or, when an exported nginx
+        serves the clients (``[export] engine = "nginx"``), its access log."""
+        path = engine_log_path(self.app.config)
+        if path is None:
+            return self.ring.between(route, since)
+        if self.engine_log is None or self.engine_log.path != path:
+            self.engine_log = LogWindows(path)
+        self.engine_log.read_new()
+        return self.engine_log.between(route, since, time.time())
 
     def _shadow_check(self, route: Route, plan: RolloutPlan, since: float) -> CheckResult:
         gate = self.app.config.gate
@@ -257,15 +287,34 @@ class RolloutDriver:
     async def _rollback(self, state: RolloutState, reason: str,
                         results: list[CheckResult] | None = None, status: str = "rolled_back",
                         who: str = "rollout") -> None:
-        safe = state.safe
-        mode = str(safe.get("mode", "monolith"))
-        with contextlib.suppress(ProxyError):
+        """Flip the route to the last safe mode, then stop with ``status``.
+
+        A flip that fails (the file cannot be written, the edit is refused) leaves the
+        rollout ``rolling_back``: the proxy tries again every tick, since the service that
+        failed a check must not keep its share of clients. An abort by a person raises
+        instead, with the reason, and changes nothing.
+        """
+        mode = str(state.safe.get("mode", "monolith"))
+        try:
             change = await asyncio.to_thread(
                 apply_route_change, self.app.config_path, state.route, mode, None, reason,
                 False, who, "rollout")
-            self.app.reload(force=True)
-            self._note(state, "rollback", f"{change.describe()}: {reason}",
-                       [r.as_json() for r in results or []])
+        except (ProxyError, OSError) as exc:
+            if status == "aborted":
+                raise RolloutError(f"{state.route}: the abort could not move the route to "
+                                   f"{mode} ({exc}); nothing changed") from None
+            if state.status != "rolling_back":
+                state.status, state.retry = "rolling_back", reason
+                self._note(state, "rollback failed", f"{exc}; retrying every tick")
+                self._save()
+            return
+        self.app.reload(force=True)
+        self._note(state, "rollback", f"{change.describe()}: {reason}",
+                   [r.as_json() for r in results or []])
+        route = self.app.config.route(state.route)
+        steps = route.rollout.steps if route is not None and route.rollout else ()
+        state.step = steps.index(mode) if mode in steps else -1  # where the route is now
+        state.retry = ""
         await self._stop(state, status, reason)
 
     async def _stop(self, state: RolloutState, status: str, why: str) -> None:
@@ -300,10 +349,8 @@ class RolloutDriver:
             before = state.status if state else "none"
             if action == "start":
                 state = self._start(route, who, state)
-            elif state is None or (action != "abort" and state.status in
-                                   ("done", "aborted", "rolled_back")):
-                raise RolloutError(f"{name}: no rollout in progress ({before}); start one "
-                                   f"with `strangler rollout {name} start`")
+            elif state is None or state.status not in ALLOWED[action]:
+                raise RolloutError(_refusal(name, action, before, route.rollout))
             elif action == "pause":
                 state.status = "paused"
             elif action == "resume":
@@ -324,9 +371,14 @@ class RolloutDriver:
             return self.view(name)
 
     def _start(self, route: Route, who: str, state: RolloutState | None) -> RolloutState:
-        if state is not None and state.status in ("running", "paused"):
+        if state is not None and state.status not in STOPPED:
             raise RolloutError(f"{route.name}: a rollout is already {state.status}; pause, "
                                "resume, promote or abort it")
+        if route.mode == "service":
+            raise RolloutError(f"{route.name} is already in service mode; a rollout moves a "
+                               "route towards service. To go back, use `strangler routes set "
+                               f"{route.name} --mode shadow` (or `strangler cutover CONTEXT "
+                               "--undo` after a cutover)")
         mode = route.mode if route.mode in SAFE else "monolith"
         state = RolloutState(route.name, "running", -1, time.time(),
                              {"mode": mode, "percent": 0}, started_by=who)
@@ -342,7 +394,7 @@ class RolloutDriver:
                 continue
             route = config.route(route_name)
             steps = list(route.rollout.steps) if route and route.rollout else []
-            window = self.ring.between(route_name, state.step_started)
+            window = self._window(route_name, state.step_started)
             out[route_name] = asdict(state) | {
                 "steps": steps, "current": (show_step(steps[state.step])
                                             if 0 <= state.step < len(steps) else None),
@@ -351,6 +403,22 @@ class RolloutDriver:
             raise RolloutError(f"{name}: no rollout recorded; start one with "
                                f"`strangler rollout {name} start`")
         return {"rollouts": out}
+
+
+def _refusal(name: str, action: str, status: str, plan: RolloutPlan) -> str:
+    """Why ``action`` makes no sense for a rollout that is ``status``, and what does."""
+    start = f"start one with `strangler rollout {name} start`"
+    if status == "none" or status in STOPPED:
+        return f"{name}: no rollout in progress ({status}); {start}"
+    if status == "awaiting_cutover":
+        return (f"{name}: the rollout waits for `strangler cutover {plan.cutover}` (the step "
+                f"to service moves data ownership, which only the cutover does); it cannot "
+                f"{action}; abort it to go back")
+    if status == "rolling_back":
+        return f"{name}: the rollout is rolling back (retried every tick); it cannot {action}"
+    if action == "resume":
+        return f"{name}: the rollout is {status}, not paused; nothing to resume"
+    return f"{name}: the rollout is already {status}; nothing to {action}"
 
 
 def _enough(window: Window, step: Step, min_requests: int) -> bool:

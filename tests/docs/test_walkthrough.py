@@ -171,7 +171,7 @@ MARK = "=== strangler-walkthrough block {} ==="
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
 def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
     if not DOC.exists():
         pytest.fail("docs/walkthrough.md is missing")
@@ -208,7 +208,7 @@ def test_walkthrough_runs_as_written(tmp_path: Path) -> None:
         text=True, env=env, cwd=copy, start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=220)
+        output, _ = proc.communicate(timeout=380)
         time.sleep(0.5)  # the doc's last block waits for its jobs; give the OS a moment
         left_running = [pid for pid in _marked_pids(marker) if pid != proc.pid]
     except subprocess.TimeoutExpired:

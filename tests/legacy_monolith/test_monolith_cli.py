@@ -68,6 +68,8 @@ def test_workload_bad_arguments_and_unreachable_shop(tmp_path: Path) -> None:
     _one_line_error(strangler(env, "workload", "--base-url", "http://127.0.0.1:1",
                               "--requests", "0"), "--requests")
     _one_line_error(strangler(env, "workload", "--base-url", "localhost"), "--base-url")
+    _one_line_error(strangler(env, "workload", "--base-url", "http://127.0.0.1:1",
+                              "--visitor-header", "X User"), "--visitor-header 'X User'")
     _one_line_error(strangler(env, "workload", "--base-url", f"http://127.0.0.1:{free_port()}",
                               "--requests", "5"), "cannot reach", "strangler monolith serve")
 

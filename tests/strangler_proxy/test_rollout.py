@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from strangler.cli import main
 from strangler_proxy.config import load_config
 from strangler_proxy.control.audit import read_audit
 from strangler_proxy.control.rollout import load_states, state_path
+from strangler_proxy.control.routes_edit import apply_route_change
 
 INTERVAL = 0.5
 
@@ -152,6 +154,7 @@ def test_a_faulty_service_is_rolled_back_within_one_interval(tmp_path: Path) -> 
         time.sleep(0.3)
     # then the rollout rolled the route back by itself, within one interval of its first step
     assert view["status"] == "rolled_back", view["history"]
+    assert view["current"] is None  # back before its first step: the route is the monolith's
     assert took < INTERVAL + 0.5, took
     assert load_config(running.config_path).route("catalog").mode == "monolith"
     rollback = [h for h in view["history"] if h["kind"] == "rollback"][0]
@@ -258,3 +261,101 @@ def test_the_cli_starts_and_shows_a_rollout(tmp_path: Path,
     assert view["status"] == "running"
     assert view["started_by"]
     assert "no [routes.rollout] plan" in refused or "no route" in refused
+
+
+def test_actions_are_refused_where_they_make_no_sense(tmp_path: Path) -> None:
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=rollout_routes()) as running:
+        def act(action: str) -> tuple[int, Any]:
+            return admin(running, "POST", "/rollouts/catalog", {"action": action})
+
+        # given: no rollout yet
+        assert act("resume") == (409, {"error": "catalog: no rollout in progress (none); "
+                                                "start one with `strangler rollout catalog "
+                                                "start`"})
+        assert act("start")[0] == 200  # no traffic: it holds at its first step
+        # then: each action only where it means something
+        assert "running, not paused; nothing to resume" in act("resume")[1]["error"]
+        assert act("pause")[0] == 200
+        assert "already paused; nothing to pause" in act("pause")[1]["error"]
+        assert "already paused" in act("start")[1]["error"]
+        assert act("abort")[0] == 200
+        status, body = act("abort")
+        assert status == 409
+        assert "no rollout in progress (aborted)" in body["error"]
+        assert act("promote")[0] == 409
+    # and the refusals changed nothing: only start, pause and abort are audited
+    actions = [r["new"]["rollout"] for r in read_audit(running.config_path)
+               if "rollout" in r["new"]]
+    assert actions == ["running", "paused", "aborted"]
+
+
+def test_a_route_already_in_service_is_not_rolled_out(tmp_path: Path) -> None:
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=rollout_routes(mode="service")) as running:
+        status, body = admin(running, "POST", "/rollouts/catalog", {"action": "start"})
+    assert status == 409
+    assert "catalog is already in service mode" in body["error"]
+    assert load_config(running.config_path).route("catalog").mode == "service"
+
+
+def test_a_rollback_that_failed_is_retried(tmp_path: Path) -> None:
+    handlers = {"monolith": answer_with("monolith"), "catalog": failing_service()}
+    with running_proxy(tmp_path, handlers, routes=rollout_routes()) as running:
+        admin(running, "POST", "/rollouts/catalog", {"action": "start"})
+        wait_for_current(running, "canary 10%")
+        # given: the routes file cannot be edited (the proxy keeps its last good config)
+        good = running.config_path.read_text()
+        running.config_path.write_text(good + "\nthis is not TOML\n")
+        # when: the faulty service fails the checks
+        with traffic(running) as clients:
+            view = wait_for_status(running, {"rolling_back"}, timeout=10)
+            assert any(h["kind"] == "rollback failed" for h in view["history"])
+            # then: the proxy keeps trying, and the flip lands once the file can be edited
+            running.config_path.write_text(good)
+            view = wait_for_status(running, {"rolled_back"}, timeout=10)
+            time.sleep(0.3)
+            after = len(clients.results)
+            time.sleep(0.3)
+    assert load_config(running.config_path).route("catalog").mode == "monolith"
+    assert all("target=monolith" in r[1] for r in clients.results[after:])
+    assert [h["kind"] for h in view["history"]][-3:] == ["rollback failed", "rollback",
+                                                         "rolled_back"]
+
+
+def test_awaiting_cutover_ends_when_the_cutover_moves_the_route(tmp_path: Path) -> None:
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    routes = rollout_routes(steps='[10, 100, "service"]', extra='cutover = "catalog"')
+    with running_proxy(tmp_path, handlers, routes=routes) as running:
+        with traffic(running):
+            admin(running, "POST", "/rollouts/catalog", {"action": "start"})
+            view = wait_for_status(running, {"awaiting_cutover", "rolled_back"}, timeout=20)
+        assert view["status"] == "awaiting_cutover", view["history"]
+        # the proxy never moves data ownership: the route waits at canary 100%
+        assert load_config(running.config_path).route("catalog").mode == "canary"
+        status, body = admin(running, "POST", "/rollouts/catalog", {"action": "promote"})
+        assert status == 409
+        assert "waits for `strangler cutover catalog`" in body["error"]
+        # when: the cutover flips the route (as `strangler cutover` does, via="cutover")
+        apply_route_change(running.config_path, "catalog", "service", None, "cutover",
+                           via="cutover", gate=lambda *_: Allowed())
+        running.app.reload(force=True)
+        # then: the rollout is done
+        view = wait_for_status(running, {"done"}, timeout=5)
+    assert view["history"][-1]["text"] == "strangler cutover moved the route to service"
+
+
+@dataclass(frozen=True)
+class Allowed:
+    allowed: bool = True
+    reason: str = "the cutover's own checks"
+
+
+def wait_for_current(running: Running, current: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if admin(running, "GET", "/rollouts/catalog")[1]["rollouts"]["catalog"]["current"] \
+                == current:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the rollout did not reach {current} in {timeout} s")

@@ -67,6 +67,9 @@ def test_a_plan_loads_under_the_route_above_it() -> None:
     ('prometheus = { url = "http://p:9090", query = "up" }\n',
      "routes[1].rollout.prometheus: needs max = N and/or min = N"),
     ('interval = 0\n', "routes[1].rollout.interval: 0 is not at least 0.1"),
+    ('cutover = "catalog"\nsteps = [5, 100]\n', "routes[1].rollout.cutover: 'catalog' names "
+                                               "the cutover that ends the rollout, but the "
+                                               "last step is canary 100%, not \"service\""),
 ])
 def test_bad_plans_are_refused_with_key_and_line(body: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:

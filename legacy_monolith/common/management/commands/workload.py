@@ -19,11 +19,13 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=60.0)
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--concurrency", type=int, default=2)
+        parser.add_argument("--visitor-header", default=None)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = WorkloadSpec(options["base_url"].rstrip("/"), options["requests"],
-                            options["duration"], options["seed"], options["concurrency"])
+                            options["duration"], options["seed"], options["concurrency"],
+                            visitor_header=options["visitor_header"])
         try:
             summary = run_workload(spec).summary()
         except WorkloadError as exc:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from extracted.servicekit.apply import apply_partitions, partition_stream
 from extracted.catalog.models import Brand, DeadLetter, StreamPosition
+from extracted.servicekit.apply import apply_partitions, partition_stream
 from extracted.sync import OutboxEvent
 
 pytestmark = pytest.mark.django_db

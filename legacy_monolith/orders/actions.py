@@ -25,6 +25,7 @@ from legacy_monolith.orders.models import (
     ShipmentLine,
     TrackingEvent,
 )
+from legacy_monolith.outbox import publish as outbox
 from legacy_monolith.store.actions import available_quantity
 from legacy_monolith.utils import apply_percent_off, audit, money, order_number, tracking_number
 
@@ -38,7 +39,7 @@ def cart_for(user: Any) -> Cart:
 def _coupon(code: str) -> Coupon | None:
     if not code:
         return None
-    coupon = Coupon.objects.filter(code=code, active=True).first()
+    coupon: Coupon | None = Coupon.objects.filter(code=code, active=True).first()
     if coupon is None:
         raise serializers.ValidationError({"coupon": [f"Unknown or inactive coupon {code!r}."]})
     return coupon
@@ -62,12 +63,14 @@ def checkout(user: Any, address_id: int, coupon_code: str = "") -> Order:
     coupon = _coupon(coupon_code)
     subtotal = sum((i.product.price * i.quantity for i in items), Decimal(0))
     total = apply_percent_off(subtotal, coupon.percent_off) if coupon else money(subtotal)
-    order = Order.objects.create(
-        number=f"TMP-{uuid.uuid4().hex[:16]}", user=user,
-        shipping_address=address, total=total, coupon=coupon,
-    )
-    order.number = order_number(order.pk)
-    order.save(update_fields=["number"])
+    with outbox.silenced({"orders.Order"}):  # published once, with its number
+        order = Order.objects.create(
+            number=f"TMP-{uuid.uuid4().hex[:16]}", user=user,
+            shipping_address=address, total=total, coupon=coupon,
+        )
+        order.number = order_number(order.pk)
+        order.save(update_fields=["number"])
+    outbox.record(order, "created")
     OrderLine.objects.bulk_create(
         OrderLine(order=order, product=i.product, product_name=i.product.name,
                   unit_price=i.product.price, quantity=i.quantity)

@@ -1,4 +1,9 @@
-"""Ordering, AND payments AND shipping: the legacy `orders` app holds all three."""
+"""Ordering, AND payments AND shipping: the legacy `orders` app holds all three.
+
+Ordering's rows (carts, cart items, orders, order lines, coupons) publish every change to
+the outbox (``OutboxModel``): the ordering service follows them while the monolith owns
+them, and its cutover drains them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ from django.conf import settings
 from django.db import models
 
 from legacy_monolith.common.models import TimeStampedModel
+from legacy_monolith.outbox.managers import OutboxModel
 
 # --- ordering --------------------------------------------------------------------------
 
 
-class Cart(TimeStampedModel):
+class Cart(OutboxModel, TimeStampedModel):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
         related_name="carts",
@@ -21,7 +27,7 @@ class Cart(TimeStampedModel):
         ordering = ["id"]
 
 
-class CartItem(models.Model):
+class CartItem(OutboxModel):
     cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="items")
     product = models.ForeignKey("store.Product", on_delete=models.CASCADE, related_name="+")
     quantity = models.PositiveIntegerField(default=1)
@@ -31,7 +37,7 @@ class CartItem(models.Model):
         unique_together = [("cart", "product")]
 
 
-class Order(TimeStampedModel):
+class Order(OutboxModel, TimeStampedModel):
     class Status(models.TextChoices):
         PENDING = "pending"
         PAID = "paid"
@@ -59,7 +65,7 @@ class Order(TimeStampedModel):
         return self.number
 
 
-class OrderLine(models.Model):
+class OrderLine(OutboxModel):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
     product = models.ForeignKey("store.Product", on_delete=models.PROTECT, related_name="+")
     product_name = models.CharField(max_length=200)
@@ -70,7 +76,7 @@ class OrderLine(models.Model):
         ordering = ["id"]
 
 
-class Coupon(models.Model):
+class Coupon(OutboxModel):
     code = models.CharField(max_length=30, unique=True)
     percent_off = models.PositiveSmallIntegerField()
     active = models.BooleanField(default=True)

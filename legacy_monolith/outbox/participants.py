@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from rest_framework.exceptions import APIException
 
 from legacy_monolith.outbox.models import ConsumedEvent, ConsumerPosition, OutboxEvent
-from legacy_monolith.outbox.publish import next_sequence
+from legacy_monolith.outbox.publish import ORDERING, next_sequence, silenced
 
 REQUESTS = "ordering.CheckoutSaga"
 REPLIES = "payments.CheckoutReply"
@@ -54,7 +54,8 @@ def apply_saga_events(stream: str, events: list[dict[str, Any]], position: int
                 counts["duplicates"] += 1
                 continue
             seen.add(str(event["id"]))
-            counts[_handle(event)] += 1
+            with silenced(ORDERING):  # the service's orders: it publishes them, not us
+                counts[_handle(event)] += 1
             ConsumedEvent.objects.create(event_id=str(event["id"]), stream=stream,
                                          position=int(event["position"]))
         current, _ = ConsumerPosition.objects.select_for_update().get_or_create(stream=stream)

@@ -1,9 +1,17 @@
-"""Write outbox events for catalog changes, inside the caller's transaction.
+"""Write outbox events for the changes of the extracted contexts, inside the caller's
+transaction.
 
-``record`` handles one saved or deleted row; ``record_rows`` many (bulk operations). Rows
-of stock levels and reviews are not catalog rows, but the catalog shows facts derived from
-them (``in_stock``, ``rating``), so a change to one publishes that product's fact as the
-aggregate ``inventory.ProductStock`` or ``reviews.ProductRating``.
+``record`` handles one saved or deleted row; ``record_rows`` many (bulk operations). The
+rows published are the catalog's and ordering's (carts, cart items, orders, order lines,
+coupons): each context's service follows them while the monolith owns them, and a cutover
+drains them. Rows of stock levels and reviews are not catalog rows, but the catalog shows
+facts derived from them (``in_stock``, ``rating``), so a change to one publishes that
+product's fact as the aggregate ``inventory.ProductStock`` or ``reviews.ProductRating``.
+
+``silenced`` writes some models' rows without publishing them: the saga's participant
+writes the ordering service's own orders (the service publishes them), the seed loads
+orders before any service exists (the backfill copies them), and checkout publishes its
+order once, with its number.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from strangler.shadow_changes import current_request_id
 
 CATALOG = frozenset({"store.Category", "store.Brand", "store.Product", "store.ProductImage",
                      "store.PriceHistory", "store.ProductTag", "common.Tag"})
+ORDERING = frozenset({"orders.Cart", "orders.CartItem", "orders.Order", "orders.OrderLine",
+                      "orders.Coupon"})
+PUBLISHED = CATALOG | ORDERING
 STOCK, RATING = "inventory.ProductStock", "reviews.ProductRating"
 DERIVED = {"store.StockLevel": STOCK, "reviews.Review": RATING}
 
@@ -35,6 +46,7 @@ UPSERT = (
 
 
 _REPLAYING: ContextVar[bool] = ContextVar("outbox_replaying", default=False)
+_SILENCED: ContextVar[frozenset[str]] = ContextVar("outbox_silenced", default=frozenset())
 
 
 @contextmanager
@@ -51,6 +63,16 @@ def replaying() -> Iterator[None]:
         _REPLAYING.reset(token)
 
 
+@contextmanager
+def silenced(labels: Iterable[str]) -> Iterator[None]:
+    """Write rows of these models (``app_label.Model``) without publishing them."""
+    token = _SILENCED.set(_SILENCED.get() | frozenset(labels))
+    try:
+        yield
+    finally:
+        _SILENCED.reset(token)
+
+
 class OutboxError(Exception):
     """A change that cannot be published (so it is refused rather than lost)."""
 
@@ -59,7 +81,7 @@ class OutboxError(Exception):
 
 def publishes(model: type[models.Model]) -> bool:
     """True for models whose changes reach the outbox (directly or as a derived fact)."""
-    return model._meta.label in CATALOG or model._meta.label in DERIVED
+    return model._meta.label in PUBLISHED or model._meta.label in DERIVED
 
 
 def next_sequence(aggregate_type: str, aggregate_id: str) -> int:
@@ -103,10 +125,10 @@ def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_t
                 ) -> None:
     """Publish many rows' changes with one insert of events."""
     label = model._meta.label
-    if _REPLAYING.get():
+    if _REPLAYING.get() or label in _SILENCED.get():
         return
     rows = list(rows)
-    if label in CATALOG:
+    if label in PUBLISHED:
         events = [_event(label, r.pk, event_type, payload_of(r)) for r in rows]
     elif label in DERIVED:
         events = derived_events(DERIVED[label], {r.product_id for r in rows})  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.db.models.signals import post_delete, pre_delete
 
-from legacy_monolith.outbox.publish import CATALOG, DERIVED, record, record_rows
+from legacy_monolith.outbox.publish import DERIVED, PUBLISHED, record, record_rows
 
 
 def _deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -24,7 +24,7 @@ def _orphaned_children(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 def connect() -> None:
     """Connect a ``post_delete`` receiver for every publishing model (once)."""
-    for label in sorted(CATALOG | set(DERIVED)):
+    for label in sorted(PUBLISHED | set(DERIVED)):
         model = apps.get_model(label)
         post_delete.connect(_deleted, sender=model, dispatch_uid=f"outbox-delete-{label}")
     category = apps.get_model("store.Category")

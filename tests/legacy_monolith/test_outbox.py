@@ -15,6 +15,7 @@ from django.db.models import F
 from rest_framework.test import APIClient
 
 from legacy_monolith.common.models import Tag
+from legacy_monolith.orders.models import Order
 from legacy_monolith.outbox.consumer import apply_catalog_events, product_snapshot
 from legacy_monolith.outbox.models import CatalogProductCopy, OutboxEvent
 from legacy_monolith.outbox.publish import OutboxError
@@ -275,3 +276,63 @@ def test_concurrent_stock_changes_publish_the_final_fact_last(shop: Any) -> None
         id__gt=mark, aggregate_type="inventory.ProductStock",
         aggregate_id=str(product.pk)).order_by("sequence")]
     assert facts[-1][1] is False, facts
+
+
+# -- ordering's rows (carts, orders, coupons) ---------------------------------------------------
+
+
+def test_a_checkout_publishes_its_order_once_its_lines_and_the_emptied_cart(
+        shop: Any, alice_client: APIClient, django_assert_num_queries: Any) -> None:
+    # given a cart of two products, whose adds published the cart and its items
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    for product in shop.products[:2]:
+        alice_client.post("/api/cart/items/", {"product": product.pk, "quantity": 1})
+    cart = [e[:3] for e in events_since(mark)]
+    assert [(t, k) for t, _, k in cart] == [
+        ("orders.Cart", "created"), ("orders.CartItem", "created"),
+        ("orders.CartItem", "created")]
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    # when it is checked out (the count pins what publishing costs, 9 of the 33 for two
+    # lines: the order's sequence and event; a sequence per line and one insert of the
+    # lines' events; a sequence and an event per deleted cart item; bounded by the lines)
+    with django_assert_num_queries(33):
+        answer = alice_client.post("/api/checkout/", {"shipping_address": shop.alice_address.pk},
+                                   HTTP_X_REQUEST_ID="checkout-1")
+    # then the order is published once, with its number; then its lines; then the cart's
+    # items as deleted, all under the request's id
+    assert answer.status_code == 201, answer.content
+    order = answer.json()
+    published = list(OutboxEvent.objects.filter(id__gt=mark).order_by("id"))
+    assert [(e.aggregate_type, e.event_type) for e in published] == [
+        ("orders.Order", "created"), ("orders.OrderLine", "created"),
+        ("orders.OrderLine", "created"), ("orders.CartItem", "deleted"),
+        ("orders.CartItem", "deleted")]
+    assert {e.request_id for e in published} == {"checkout-1"}
+    first = published[0]
+    assert (first.aggregate_id, first.sequence) == (str(order["id"]), 1)
+    assert first.payload["number"] == order["number"]
+    stored = Order.objects.get(pk=order["id"])
+    assert first.payload["updated_at"] == stored.updated_at.isoformat()  # the row as stored
+    assert published[1].payload["order_id"] == order["id"]
+
+
+def test_paying_and_cancelling_an_order_publish_its_status(
+        shop: Any, alice_client: APIClient) -> None:
+    alice_client.post("/api/cart/items/", {"product": shop.products[0].pk, "quantity": 1})
+    order = alice_client.post("/api/checkout/",
+                              {"shipping_address": shop.alice_address.pk}).json()
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    assert alice_client.post(f"/api/orders/{order['id']}/pay/",
+                             {"method": "card"}).status_code == 200
+    assert alice_client.post(f"/api/orders/{order['id']}/cancel/").status_code == 200
+    statuses = [(e.sequence, e.payload["status"]) for e in OutboxEvent.objects.filter(
+        id__gt=mark, aggregate_type="orders.Order").order_by("id")]
+    assert statuses == [(2, "paid"), (3, "cancelled")]
+
+
+def test_coupons_publish(shop: Any, mark: int, staff_client: APIClient) -> None:
+    made = staff_client.post("/api/coupons/", {"code": "NEW15", "percent_off": 15})
+    assert made.status_code == 201, made.content
+    assert staff_client.delete(f"/api/coupons/{made.json()['id']}/").status_code == 204
+    assert [e.event_type for e in OutboxEvent.objects.filter(
+        id__gt=mark, aggregate_type="orders.Coupon").order_by("id")] == ["created", "deleted"]

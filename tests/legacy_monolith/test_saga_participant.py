@@ -99,3 +99,13 @@ def test_the_services_row_events_are_acknowledged_not_applied(shop: Any) -> None
     row = dict(request("x", 1, {}), aggregate_type="orders.Order")
     assert deliver([row])["stale"] == 1
     assert replies() == []
+
+
+def test_the_services_orders_written_here_are_not_published_back(shop: Any) -> None:
+    # the order copy and its payment belong to the service: only the reply and the stock
+    # fact (the catalog's in_stock) are published, never an orders.* row
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    deliver([pay_request(shop, 1)])
+    published = {e.aggregate_type for e in OutboxEvent.objects.filter(id__gt=mark)}
+    assert "payments.CheckoutReply" in published
+    assert not {t for t in published if t.startswith("orders.")}, published

@@ -244,3 +244,13 @@ def test_the_owner_refuses_a_backfill_and_the_producers_events(sync: APIClient) 
     assert post(sync, [event("inventory.ProductStock", 3, 1, 2, {"in_stock": True})]).json()[
         "applied"] == 1
     assert list(SyncAudit.objects.values_list("action", flat=True)) == ["ownership"]
+
+
+def test_orderings_rows_and_the_sagas_replies_on_the_same_stream_are_ignored(
+        sync: APIClient) -> None:
+    # the monolith's outbox carries ordering's rows too (the ordering service follows them)
+    order = event("orders.Order", 3, 1, 1, {"number": "ORD-00000003"}, "created")
+    reply = event("payments.CheckoutReply", 3, 1, 2, {"step": "paid"})
+    brand = event("store.Brand", 7, 1, 3, BRAND, "created")
+    answer = post(sync, [order, reply, brand]).json()
+    assert (answer["applied"], answer["ignored"], answer["dead_letters"]) == (1, 2, 0), answer

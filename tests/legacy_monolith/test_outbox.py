@@ -336,3 +336,16 @@ def test_coupons_publish(shop: Any, mark: int, staff_client: APIClient) -> None:
     assert staff_client.delete(f"/api/coupons/{made.json()['id']}/").status_code == 204
     assert [e.event_type for e in OutboxEvent.objects.filter(
         id__gt=mark, aggregate_type="orders.Coupon").order_by("id")] == ["created", "deleted"]
+
+
+def test_deleting_a_used_coupon_publishes_the_orders_that_lose_it(
+        shop: Any, alice_client: APIClient, staff_client: APIClient) -> None:
+    alice_client.post("/api/cart/items/", {"product": shop.products[0].pk, "quantity": 1})
+    order = alice_client.post("/api/checkout/", {"shipping_address": shop.alice_address.pk,
+                                                 "coupon": shop.coupon.code}).json()
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    assert staff_client.delete(f"/api/coupons/{shop.coupon.pk}/").status_code == 204
+    published = [(e.aggregate_type, e.aggregate_id, e.event_type, e.payload.get("coupon_id"))
+                 for e in OutboxEvent.objects.filter(id__gt=mark).order_by("id")]
+    assert published == [("orders.Order", str(order["id"]), "updated", None),
+                         ("orders.Coupon", str(shop.coupon.pk), "deleted", None)]

@@ -5,8 +5,12 @@ Two kinds of share, both from plain data:
 - **traffic**: share of requests the services answered, per route and overall, over time
   (from ``live_evidence.EvidenceRing.share_series``);
 - **ownership**: share of routes (endpoints) in ``service`` mode, and, given an analysis
-  ``report.json``, of its contexts' endpoints, models and tables whose route (the route named
-  after the context, as the analysis drafts it) is in ``service`` mode.
+  ``report.json``, of its contexts' endpoints, models and tables that services took. A context
+  is taken (``contexts_owned``) when its route (the route named after the context, as the
+  analysis drafts it) is in ``service`` mode, or, given the routes' matches, when every route
+  that can serve each of its endpoints is: a service carved along other lines (the demo's
+  ``ordering`` takes the report's ``cart`` context) is counted by what it serves. Endpoints
+  are counted one by one the same way.
 
 :func:`chart_svg` draws the traffic series as an inline SVG (no script, no CDN): one line per
 route, a thick one for the overall share, a 0–100% axis.
@@ -14,38 +18,71 @@ route, a thick one for the overall share, a 0–100% axis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
+
+from strangler_proxy.match import Match, match_regex
 
 Series = Sequence[tuple[float, Mapping[str, float | None]]]
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
 def ownership(modes: Mapping[str, str], report: Mapping[str, Any] | None = None,
-              ) -> dict[str, Any]:
+              matches: Mapping[str, Match] | None = None) -> dict[str, Any]:
     """Share of routes in ``service`` mode and, with a report, of its endpoints/models/tables.
 
-    ``modes`` maps each route to its mode.
+    ``modes`` maps each route to its mode; ``matches`` (in the routes file's order) each
+    route to its match, to find which routes serve a context's endpoints.
 
     >>> ownership({"catalog": "service", "orders": "monolith"})["routes"]
     {'owned': 1, 'total': 2, 'share': 0.5}
     >>> r = {"contexts": [{"name": "catalog", "models": ["a.B"], "tables": ["t", "u"],
     ...                    "endpoints": ["/p/"]}, {"name": "orders", "models": ["a.C"],
-    ...                    "tables": ["v"], "endpoints": ["/o/", "/q/"]}]}
+    ...                    "tables": ["v"], "endpoints": ["/o/", "/o/{pk}/pay/"]}]}
     >>> ownership({"catalog": "service"}, r)["tables"]
     {'owned': 2, 'total': 3, 'share': 0.667}
+    >>> m = {"pay": Match(path_template="/o/{id}/pay/"), "ordering": Match(path_prefix="/o/")}
+    >>> taken = ownership({"pay": "monolith", "ordering": "service"}, r, m)
+    >>> taken["endpoints"], taken["contexts_owned"]
+    ({'owned': 1, 'total': 3, 'share': 0.333}, [])
+    >>> ownership({"pay": "service", "ordering": "service"}, r, m)["contexts_owned"]
+    ['orders']
     """
     out: dict[str, Any] = {"routes": _share(sum(m == "service" for m in modes.values()),
                                             len(modes))}
     if report is not None:
         contexts = [c for c in report.get("contexts", []) if isinstance(c, Mapping)]
-        owned = [c for c in contexts if modes.get(str(c.get("name"))) == "service"]
-        for key in ("endpoints", "models", "tables"):
+        served = {str(c.get("name")): [_taken(str(e), modes, matches or {})
+                                       for e in c.get("endpoints", [])] for c in contexts}
+        owned = [c for c in contexts if modes.get(str(c.get("name"))) == "service"
+                 or (matches and served[str(c.get("name"))]
+                     and all(served[str(c.get("name"))]))]
+        for key in ("models", "tables"):
             out[key] = _share(sum(len(c.get(key, [])) for c in owned),
                               sum(len(c.get(key, [])) for c in contexts))
-        out["contexts_owned"] = sorted(str(c.get("name")) for c in owned)
+        whole = {str(c.get("name")) for c in owned}
+        out["endpoints"] = _share(
+            sum(len(c.get("endpoints", [])) if str(c.get("name")) in whole
+                else sum(served[str(c.get("name"))]) for c in contexts),
+            sum(len(c.get("endpoints", [])) for c in contexts))
+        out["contexts_owned"] = sorted(whole)
     return out
+
+
+def _taken(endpoint: str, modes: Mapping[str, str], matches: Mapping[str, Match]) -> bool:
+    """True when every route that can serve the endpoint's path is in service mode: the
+    first route whose path matches without method or header filters, and the filtered
+    ones before it."""
+    path = re.sub(r"\{[^}]*\}|<[^>]*>", "1", endpoint)
+    serving = []
+    for name, match in matches.items():
+        if re.match(match_regex(match), path):
+            serving.append(name)
+            if not match.methods and not match.headers:
+                break
+    return bool(serving) and all(modes.get(name) == "service" for name in serving)
 
 
 def _share(owned: int, total: int) -> dict[str, Any]:

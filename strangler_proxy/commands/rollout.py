@@ -115,7 +115,8 @@ def status(config_path: Path, report_path: Path | None, as_json: bool) -> None:
             raise ProxyError(f"{report_path}: cannot read the analysis report ({exc}); "
                              "pass the report.json `strangler analyze` wrote") from None
     meter: dict[str, Any] = {"ownership": ownership({r.name: r.mode for r in config.routes},
-                                                    report)}
+                                                    report,
+                                                    {r.name: r.match for r in config.routes})}
     try:
         live = call_admin(config, "GET", "/meter")
         meter |= {"overall": live["overall"], "routes": live["routes"], "proxy": True}
@@ -149,6 +150,9 @@ def _print_meter(meter: dict[str, Any]) -> None:
         if isinstance(share, dict):
             click.echo(f"{key} owned by services: {share['owned']}/{share['total']} "
                        f"({share['share']:.1%})")
+    if "contexts_owned" in meter["ownership"]:
+        click.echo("contexts the services took: "
+                   + (", ".join(meter["ownership"]["contexts_owned"]) or "none yet"))
 
 
 __all__ = ["rollout", "status"]

@@ -289,7 +289,8 @@ class ProxyApp:
             "routes": {r.name: (r.mode, latest[r.name].service_share if
                                 latest[r.name].monolith.requests +
                                 latest[r.name].service.requests else None) for r in routes},
-            "ownership": ownership({r.name: r.mode for r in routes}, report),
+            "ownership": ownership({r.name: r.mode for r in routes}, report,
+                                   {r.name: r.match for r in routes}),
             "series": [[t, dict(s)] for t, s in ring.share_series(step, [r.name
                                                                       for r in routes])],
         }

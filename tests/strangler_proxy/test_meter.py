@@ -134,6 +134,86 @@ def test_status_without_a_proxy_shows_ownership_only(tmp_path: Path,
     assert "routes owned by services: 1/2 (50.0%)" in out
 
 
+BOTH_MOVED = '''
+[[routes]]
+name = "catalog"
+match = { path_prefix = "/api/products/" }
+mode = "service"
+target = "catalog"
+
+[[routes]]
+name = "order-pay"
+match = { path_template = "/api/orders/{id}/pay/" }
+mode = "PAY"
+target = "ordering"
+
+[[routes]]
+name = "order-ship"
+match = { path_template = "/api/orders/{id}/ship/" }
+
+[[routes]]
+name = "ordering-writes"
+match = { path_prefix = "/api/orders/", methods = ["POST"] }
+mode = "service"
+target = "ordering"
+
+[[routes]]
+name = "ordering"
+match = { path_prefix = "/api/orders/" }
+mode = "service"
+target = "ordering"
+
+[[routes]]
+name = "ordering-cart"
+match = { path_prefix = "/api/cart/" }
+mode = "service"
+target = "ordering"
+
+[[routes]]
+name = "ordering-checkout"
+match = { path = "/api/checkout/" }
+mode = "service"
+target = "ordering"
+'''
+
+
+@pytest.mark.parametrize(("pay", "taken", "endpoints"), [
+    ("monolith", ["cart", "product"], "8/10"), ("service", ["cart", "order", "product"], "9/10")])
+def test_status_counts_the_contexts_a_service_took_by_what_its_routes_serve(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], pay: str, taken: list[str],
+        endpoints: str) -> None:
+    # given the report's contexts (named by the analysis) and routes named after the services
+    # that took them (the demo: catalog took `product`, ordering took `cart` and `order`)
+    from proxy_harness import config_text, free_port
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"contexts": [
+        {"name": "product", "models": ["store.Product"], "tables": ["store_product"],
+         "endpoints": ["/api/products/", "/api/products/{pk}/"]},
+        {"name": "cart", "models": ["orders.Cart"], "tables": ["orders_cart"],
+         "endpoints": ["/api/cart/", "/api/cart/items/<int:pk>/", "/api/checkout/"]},
+        {"name": "order", "models": ["orders.Order"], "tables": ["orders_order"],
+         "endpoints": ["/api/orders/", "/api/orders/{pk}/", "/api/orders/{pk}/pay/",
+                       "/api/orders/{pk}/cancel/"]},
+        {"name": "shipment", "models": ["orders.Shipment"], "tables": ["orders_shipment"],
+         "endpoints": ["/api/orders/{pk}/ship/"]}]}))
+    path = tmp_path / "strangler.toml"
+    path.write_text(config_text({"monolith": "http://127.0.0.1:1", "catalog": "http://127.0.0.1:2",
+                                 "ordering": "http://127.0.0.1:3"},
+                                BOTH_MOVED.replace("PAY", pay)).replace(
+        'listen = "127.0.0.1:0"\ntoken', f'listen = "127.0.0.1:{free_port()}"\ntoken'))
+    # when the meter is read
+    main(["status", "--config", str(path), "--report", str(report), "--json"])
+    meter = json.loads(capsys.readouterr().out)
+    main(["status", "--config", str(path), "--report", str(report)])
+    table = capsys.readouterr().out
+    # then a context counts as taken when every route serving its endpoints is a service's
+    # (order's pay moves last, at cutover; shipping's endpoint stays in the monolith)
+    assert meter["ownership"]["contexts_owned"] == taken
+    owned = meter["ownership"]["endpoints"]
+    assert f"{owned['owned']}/{owned['total']}" == endpoints
+    assert f"contexts the services took: {', '.join(taken)}" in table
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian chromium at "
                     f"{CHROMIUM} (apt-get install -y chromium)")

@@ -195,6 +195,7 @@ class RolloutDriver:
         plan = route.rollout
         if state.step < 0:
             await self._flip(state, route, 0, "rollout started")
+            self._save()  # durable at once: a restart before the next tick keeps the step
             return
         results, enough = await self._checks(state, route, plan)
         state.checks = [r.as_json() for r in results]

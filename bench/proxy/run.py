@@ -416,6 +416,12 @@ def report(results: dict[str, object], args: argparse.Namespace) -> None:
         ratios = [r.rps / n.rps for r, n in zip(runs, rounds["nginx"], strict=True)]
         print(f"| {name} | {statistics.median(ratios):.0%} | {min(ratios):.0%} | "
               f"{max(ratios):.0%} |")
+    if "strangler, baseline tree" in rounds:
+        # the "within 5% of before": CPU per request, paired round by round
+        diffs = [r.cpu_us_per_request / b.cpu_us_per_request - 1 for r, b in zip(
+            rounds["strangler"], rounds["strangler, baseline tree"], strict=True)]
+        print(f"\nCPU µs per request vs the baseline tree, paired per round: median "
+              f"{statistics.median(diffs):+.1%} (spread {min(diffs):+.1%} … {max(diffs):+.1%})")
     one, fifty = throughput["strangler"], throughput["strangler, 50 routes"]
     print(f"\n50-route table vs 1 route: {fifty.rps / one.rps:.1%} of the 1-route req/s, "
           f"CPU per request {fifty.cpu_us_per_request / one.cpu_us_per_request:.1%} of "

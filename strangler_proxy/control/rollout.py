@@ -195,6 +195,7 @@ class RolloutDriver:
         plan = route.rollout
         if state.step < 0:
             await self._flip(state, route, 0, "rollout started")
+            self._save()  # durable at once: a restart before the next tick keeps the step
             return
         results, enough = await self._checks(state, route, plan)
         state.checks = [r.as_json() for r in results]
@@ -270,6 +271,7 @@ class RolloutDriver:
             state.safe = {"mode": route.mode, "percent": route.percent}
         state.step = index
         state.step_started = time.time()
+        state.checks = []  # the new step has no verdict yet
         self._note(state, "flip", f"{change.describe()}: {reason}")
         if step == "service":
             await self._stop(state, "done", "reached service")
@@ -395,7 +397,18 @@ class RolloutDriver:
             route = config.route(route_name)
             steps = list(route.rollout.steps) if route and route.rollout else []
             window = self._window(route_name, state.step_started)
+            checks = state.checks
+            if route and route.rollout and 0 <= state.step < len(steps) and \
+                    steps[state.step] != "shadow" and state.status in ("running", "paused"):
+                # The current step's checks as of now, also while paused or between ticks
+                # (the stored verdicts are the last tick's, possibly the previous step's).
+                plan = route.rollout
+                live = [check_error_rate(window, plan.error_rate),
+                        check_latency(window, plan.latency, plan.min_requests)]
+                checks = [r.as_json() for r in live] + \
+                    [c for c in state.checks if c.get("check") == "prometheus"]
             out[route_name] = asdict(state) | {
+                "checks": checks,
                 "steps": steps, "current": (show_step(steps[state.step])
                                             if 0 <= state.step < len(steps) else None),
                 "window": window.as_json()}

@@ -173,12 +173,13 @@ class ContextSpec:
         return frozenset(t.aggregate_type for t in self.tables)
 
 
-# The monolith's outbox also carries ordering's rows and the saga's replies: not the catalog's
-# business (acknowledged, never dead letters).
+# The monolith's outbox also carries ordering's rows, the saga's replies and the availability
+# fact: not the catalog's business (acknowledged, never dead letters).
 CATALOG = ContextSpec("catalog", CATALOG_TABLES, SIGNAL_SPECS,
                       ignores=frozenset({"orders.Coupon", "orders.Cart", "orders.CartItem",
                                          "orders.Order", "orders.OrderLine",
-                                         "payments.CheckoutReply"}),
+                                         "payments.CheckoutReply",
+                                         "inventory.ProductAvailability"}),
                       routes=("catalog", "catalog-categories", "catalog-brands"))
 
 

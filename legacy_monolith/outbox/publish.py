@@ -36,7 +36,9 @@ ORDERING = frozenset({"orders.Cart", "orders.CartItem", "orders.Order", "orders.
                       "orders.Coupon"})
 PUBLISHED = CATALOG | ORDERING
 STOCK, RATING = "inventory.ProductStock", "reviews.ProductRating"
-DERIVED = {"store.StockLevel": STOCK, "reviews.Review": RATING}
+AVAILABLE = "inventory.ProductAvailability"  # units on hand: ordering's checkout pre-check
+DERIVED: dict[str, tuple[str, ...]] = {"store.StockLevel": (STOCK, AVAILABLE),
+                                       "reviews.Review": (RATING,)}
 
 UPSERT = (
     "INSERT INTO outbox_aggregatesequence (aggregate_type, aggregate_id, last) "
@@ -131,14 +133,18 @@ def record_rows(model: type[models.Model], rows: Iterable[models.Model], event_t
     if label in PUBLISHED:
         events = [_event(label, r.pk, event_type, payload_of(r)) for r in rows]
     elif label in DERIVED:
-        events = derived_events(DERIVED[label], {r.product_id for r in rows})  # type: ignore[attr-defined]
+        products = {r.product_id for r in rows}  # type: ignore[attr-defined]
+        events = [e for fact in DERIVED[label] for e in derived_events(fact, products)]
     else:
         return
     OutboxEvent.objects.bulk_create(events)
 
 
 def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[OutboxEvent]:
-    """The current stock or rating fact of each product, as events.
+    """The current stock, availability or rating fact of each product, as events.
+
+    Availability is the units on hand (the rule of ``store.actions.available_quantity``):
+    the ordering service's checkout checks a cart against it.
 
     The sequences are taken (and their rows locked) *before* the fact is read: a concurrent
     change of another stock level of the same product then waits for this transaction to
@@ -146,6 +152,8 @@ def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[Outb
     fresh snapshot), so the event with the higher sequence always carries the later fact.
     Reading first let two concurrent changes both publish a stale ``in_stock`` (issue 13).
     """
+    from django.db.models import Sum
+
     from legacy_monolith.reviews.models import Review
     from legacy_monolith.store.models import StockLevel
 
@@ -155,6 +163,11 @@ def derived_events(aggregate_type: str, product_ids: Iterable[int]) -> list[Outb
         stocked = set(StockLevel.objects.filter(product_id__in=ids, quantity__gt=0)
                       .values_list("product_id", flat=True))
         facts: dict[int, dict[str, Any]] = {p: {"in_stock": p in stocked} for p in ids}
+    elif aggregate_type == AVAILABLE:
+        units = dict(StockLevel.objects.filter(product_id__in=ids, quantity__gt=0).order_by()
+                     .values("product_id").annotate(units=Sum("quantity"))
+                     .values_list("product_id", "units"))
+        facts = {p: {"available": int(units.get(p) or 0)} for p in ids}
     else:
         averages = dict(Review.objects.filter(product_id__in=ids, status="approved")
                         .order_by().values("product_id").annotate(avg=Avg("rating"))

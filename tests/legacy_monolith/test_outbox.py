@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import F
 from rest_framework.test import APIClient
@@ -122,12 +123,27 @@ def test_deleting_a_category_publishes_its_orphaned_children(shop: Any, mark: in
     assert events_since(mark)[-1][2] == "deleted"
 
 
-def test_stock_changes_by_f_expression_publish_the_in_stock_fact(shop: Any, mark: int) -> None:
+def test_stock_changes_by_f_expression_publish_the_in_stock_and_availability_facts(
+        shop: Any, mark: int) -> None:
     level = StockLevel.objects.get(product=shop.products[1])
     StockLevel.objects.filter(pk=level.pk).update(quantity=F("quantity") - 10)
-    event = OutboxEvent.objects.get(id__gt=mark)
-    assert (event.aggregate_type, event.aggregate_id, event.payload) == (
-        "inventory.ProductStock", str(shop.products[1].pk), {"in_stock": False})
+    published = [(e.aggregate_type, e.aggregate_id, e.payload)
+                 for e in OutboxEvent.objects.filter(id__gt=mark).order_by("id")]
+    assert published == [
+        ("inventory.ProductStock", str(shop.products[1].pk), {"in_stock": False}),
+        ("inventory.ProductAvailability", str(shop.products[1].pk), {"available": 0})]
+
+
+def test_the_availability_fact_is_the_units_on_hand(shop: Any, mark: int) -> None:
+    from legacy_monolith.store.actions import available_quantity
+
+    product = shop.products[0]
+    level = StockLevel.objects.filter(product=product).first()
+    assert level is not None
+    level.quantity += 3
+    level.save()
+    event = OutboxEvent.objects.get(id__gt=mark, aggregate_type="inventory.ProductAvailability")
+    assert event.payload == {"available": available_quantity(product.pk)} != {"available": 0}
 
 
 def test_approving_a_review_publishes_the_new_rating(shop: Any, mark: int) -> None:
@@ -292,6 +308,7 @@ def test_a_checkout_publishes_its_order_once_its_lines_and_the_emptied_cart(
         ("orders.Cart", "created"), ("orders.CartItem", "created"),
         ("orders.CartItem", "created")]
     mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    ContentType.objects.clear_cache()  # the audit entry reads its content type, as when fresh
     # when it is checked out (the count pins what publishing costs, 9 of the 33 for two
     # lines: the order's sequence and event; a sequence per line and one insert of the
     # lines' events; a sequence and an event per deleted cart item; bounded by the lines)

@@ -170,3 +170,17 @@ def test_the_shared_apply_follows_products_and_ignores_the_rest_of_the_catalog(
         "applied", "dead_letter", "ignored", "ignored"]
     # a type nobody declared is still a dead letter, not silence (contract 5)
     assert "not part of the ordering context" in DeadLetter.objects.get().reason
+
+
+def test_the_monolith_s_availability_events_keep_checkout_s_pre_check_current(
+        products: list[Product], sync: APIClient) -> None:
+    # given product 2 with 1 unit on hand, then the monolith's stock rises to 5 (an event)
+    alice = client_for(ALICE)
+    alice.post("/api/cart/items/", {"product": 2, "quantity": 3})
+    event = _event("inventory.ProductAvailability", 2, 1, 1, {"available": 5})
+    answer = sync.post("/internal/events/", {"stream": "monolith", "events": [event]},
+                       format="json")
+    assert answer.json()["applied"] == 1, answer.json()
+    # then the service's copy follows, and a cart of 3 passes checkout's stock check
+    assert ProductAvailability.objects.get(product_id=2).available == 5
+    assert alice.post("/api/checkout/", {"shipping_address": 7}).status_code == 201

@@ -16,6 +16,7 @@ ordering needs) is kept as before. At most once by event id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -37,9 +38,21 @@ DELETES = ("deleted", "repair_deleted")
 def apply_catalog_events(stream: str, events: list[dict[str, Any]], position: int
                          ) -> dict[str, int]:
     """Apply a batch in one transaction; returns the counts the relay expects."""
+    with replaying():
+        return consume_batch(stream, events, position, "catalog", _apply)
+
+
+def consume_batch(stream: str, events: list[dict[str, Any]], position: int, context: str,
+                  handle: Callable[[dict[str, Any]], str]) -> dict[str, int]:
+    """The relay protocol's receiving end, for every stream the monolith consumes.
+
+    One transaction: the fence of ``context`` opened for it alone (``extracted/sync/
+    fence.py``), each event handled at most once by id (``ConsumedEvent``; ``handle`` says
+    ``"applied"`` or ``"stale"``), the stream's position moved forward only.
+    """
     counts = {"applied": 0, "duplicates": 0, "stale": 0}
-    with transaction.atomic(), replaying():
-        _open_fence(True)
+    with transaction.atomic():
+        _open_fence(context, True)
         seen = set(ConsumedEvent.objects.filter(event_id__in=[str(e["id"]) for e in events])
                    .values_list("event_id", flat=True))
         for event in events:
@@ -47,21 +60,21 @@ def apply_catalog_events(stream: str, events: list[dict[str, Any]], position: in
                 counts["duplicates"] += 1
                 continue
             seen.add(str(event["id"]))
-            counts[_apply(event)] += 1
+            counts[handle(event)] += 1
             ConsumedEvent.objects.create(event_id=str(event["id"]), stream=stream,
                                          position=int(event["position"]))
         current, _ = ConsumerPosition.objects.select_for_update().get_or_create(stream=stream)
         if position > current.position:
             current.position = position
             current.save(update_fields=["position"])
-        _open_fence(False)
+        _open_fence(context, False)
     return dict(counts, position=max(position, current.position))
 
 
-def _open_fence(open_: bool) -> None:
+def _open_fence(context: str, open_: bool) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = 'catalog'",
-                       [1 if open_ else 0])
+        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = %s",
+                       [1 if open_ else 0, context])
 
 
 def _apply(event: dict[str, Any]) -> str:

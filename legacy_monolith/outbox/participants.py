@@ -28,10 +28,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from rest_framework.exceptions import APIException
 
-from legacy_monolith.outbox.models import ConsumedEvent, ConsumerPosition, OutboxEvent
+from legacy_monolith.outbox.consumer import consume_batch
+from legacy_monolith.outbox.models import OutboxEvent
 from legacy_monolith.outbox.publish import ORDERING, next_sequence, silenced
 
 REQUESTS = "ordering.CheckoutSaga"
@@ -43,34 +44,10 @@ def apply_saga_events(stream: str, events: list[dict[str, Any]], position: int
     """Handle a batch of the ordering service's events in one transaction (relay protocol).
 
     Events other than saga requests (the service's own rows) are acknowledged as stale.
+    After the ordering cutover ``orders_order`` is fenced: only this consumer writes it.
     """
-    counts = {"applied": 0, "duplicates": 0, "stale": 0}
-    with transaction.atomic():
-        _open_fence(True)
-        seen = set(ConsumedEvent.objects.filter(event_id__in=[str(e["id"]) for e in events])
-                   .values_list("event_id", flat=True))
-        for event in events:
-            if str(event["id"]) in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(str(event["id"]))
-            with silenced(ORDERING):  # the service's orders: it publishes them, not us
-                counts[_handle(event)] += 1
-            ConsumedEvent.objects.create(event_id=str(event["id"]), stream=stream,
-                                         position=int(event["position"]))
-        current, _ = ConsumerPosition.objects.select_for_update().get_or_create(stream=stream)
-        if position > current.position:
-            current.position = position
-            current.save(update_fields=["position"])
-        _open_fence(False)
-    return dict(counts, position=max(position, current.position))
-
-
-def _open_fence(open_: bool) -> None:
-    """After the ordering cutover ``orders_order`` is fenced: only this consumer writes it."""
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE strangler_fence SET open = %s WHERE context = 'ordering'",
-                       [1 if open_ else 0])
+    with silenced(ORDERING):  # the service's orders: it publishes them, not us
+        return consume_batch(stream, events, position, "ordering", _handle)
 
 
 def _handle(event: dict[str, Any]) -> str:

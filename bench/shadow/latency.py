@@ -38,7 +38,8 @@ def json_server(port: int, body: str) -> str:
 
 
 def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, percent: float,
-                store: Path, worker_cpu: float = 100.0) -> str:
+                store: Path | str, worker_cpu: float = 100.0, shadow_extra: str = "") -> str:
+    """The routes file of the shadow benchmarks (``shadow_extra``: more ``[shadow]`` keys)."""
     return f"""[proxy]
 listen = "127.0.0.1:{port}"
 access_log = "off"
@@ -50,7 +51,7 @@ token = "bench"
 store = "{store}"
 noise_percent = 5
 worker_cpu_percent = {worker_cpu}
-[upstreams.monolith]
+{shadow_extra}[upstreams.monolith]
 url = "http://127.0.0.1:{monolith}"
 [upstreams.catalog]
 url = "http://127.0.0.1:{service}"

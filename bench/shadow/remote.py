@@ -44,6 +44,7 @@ from bench.proxy.openloop import native_client, open_loop
 from bench.proxy.run import cpu_seconds, free_port, nginx_conf
 from bench.proxy.run import process as running
 from bench.shadow.latency import MONOLITH_BODY, SERVICE_BODY, json_server, wrk_rps
+from bench.shadow.latency import routes_text as latency_routes
 from strangler_proxy.shadow.store import open_store
 
 OUT = Path(__file__).resolve().parents[1] / "out"
@@ -57,29 +58,9 @@ SETUPS = (("shadow off", "off"), ("comparator on core 1", "normal"),
 def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, store: str,
                 comparator: int) -> str:
     """The routes file proxy and comparator share."""
-    return f"""[proxy]
-listen = "127.0.0.1:{port}"
-access_log = "off"
-reload_interval = 0
-[admin]
-listen = "127.0.0.1:{admin}"
-token = "bench"
-[shadow]
-store = "{store}"
-noise_percent = 5
-marker_secret = "{SECRET}"
-proxy_sends_to = "comparator"
-comparator_url = "http://127.0.0.1:{comparator}"
-[upstreams.monolith]
-url = "http://127.0.0.1:{monolith}"
-[upstreams.catalog]
-url = "http://127.0.0.1:{service}"
-[[routes]]
-name = "products"
-match = {{ path_prefix = "/api/products/" }}
-mode = "{mode}"
-target = "catalog"
-"""
+    return latency_routes(port, admin, monolith, service, mode, 100.0, store, shadow_extra=(
+        f'marker_secret = "{SECRET}"\nproxy_sends_to = "comparator"\n'
+        f'comparator_url = "http://127.0.0.1:{comparator}"\n'))
 
 
 def pinned(core: str, argv: list[str], idle: bool = False) -> list[str]:

@@ -26,8 +26,11 @@ MIRROR_ROUTE_HEADER = "X-Strangler-Mirror-Route"  # on copies sent to the compar
 MIRROR_TARGET_HEADER = "X-Strangler-Mirror-Target"
 # Every X-Strangler-* name the toolkit reads or writes. Engines that strip by prefix strip all
 # of them; nginx and Istio can only strip by name, so they strip these (see scale-out.md).
+# Stripped by the exported engines both ways, as our proxy strips headers.OWNED (kept in step
+# by tests/strangler_proxy/export/test_export_plan.py).
 KNOWN_STRANGLER_HEADERS = ("X-Strangler-Route", "X-Strangler-Side", "X-Strangler-Shadow",
-                           "X-Strangler-Mirror-Route", "X-Strangler-Mirror-Target")
+                           "X-Strangler-Mirror-Route", "X-Strangler-Mirror-Target",
+                           "X-Strangler-Shadow-Rolled-Back", "X-Strangler-Shadow-Changes")
 ON_OUR_PROXY = "keep this route on our proxy (`strangler proxy`) in front of the engine"
 
 

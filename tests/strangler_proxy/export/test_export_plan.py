@@ -93,3 +93,10 @@ def test_nginx_render_is_deterministic_and_quotes_regexes() -> None:
     assert '"~^[^ ]+ /api/items/[^/ ]+/detail\\\\.json $" item;' in first
     assert "split_clients \"catalog $strangler_key0\" $strangler_canary0 " \
            "{ 12.50% service; * monolith; }" in first
+
+
+def test_engines_strip_every_header_our_proxy_owns() -> None:
+    from strangler_proxy.export.plan import KNOWN_STRANGLER_HEADERS
+    from strangler_proxy.headers import OWNED
+
+    assert OWNED <= {name.lower().encode() for name in KNOWN_STRANGLER_HEADERS}

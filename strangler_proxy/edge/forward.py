@@ -27,12 +27,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
-from strangler_proxy.edge.upstream import (
-    Downstream,
-    PoolTimeout,
-    UpstreamConnection,
-    UpstreamPool,
-)
+from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
+from strangler_proxy.errors import PoolTimeout
 from strangler_proxy.exchange import NullSink, ShadowSink
 from strangler_proxy.headers import (
     NO_BODY_STATUSES,
@@ -61,6 +57,8 @@ FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to 
 # the standard one rather than relaying the upstream's, which saves a parser callback.
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
 REQUEST_DROP_HOST = REQUEST_DROP | {b"host"}
+NO_HEADERS: RawHeaders = []  # shared by every exchange until replaced: never mutated
+NO_TOKENS: frozenset[bytes] = frozenset()
 # Method names as str without a decode per request (others are decoded as they come).
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                     "OPTIONS", "TRACE", "CONNECT")}
@@ -135,7 +133,7 @@ class Exchange:
     """
 
     decision: Decision | None = None
-    upstream = MONOLITH
+    upstream: str  # set in __init__ (a compiled class takes only literal defaults)
     conn: UpstreamConnection | None = None
     head_bytes = b""
     request_done = False
@@ -171,11 +169,11 @@ class Exchange:
     pending_bytes = 0
     spool: IO[bytes] | None = None  # a buffered body past request_buffer_bytes, on disk
     fallen_back = ""
-    response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
+    response_headers: RawHeaders  # set in __init__; replaced, never mutated
     host = b""
     path = "/"
     raw_query = b""
-    tokens: frozenset[bytes] = frozenset()
+    tokens: frozenset[bytes]  # set in __init__
 
     def __init__(self, client: Client, method: bytes, url: bytes,
                  headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes],
@@ -191,6 +189,9 @@ class Exchange:
         self.hmap = hmap  # shared with other requests with the same headers: never mutated
         self.blocks = blocks  # forwarded header lines by host rewrite, filled by build_head
         self.pending: list[bytes] = []
+        self.upstream = MONOLITH
+        self.response_headers = NO_HEADERS
+        self.tokens = NO_TOKENS
 
     def loop_time(self) -> float:
         """Monotonic time of the event loop."""

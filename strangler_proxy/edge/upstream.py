@@ -23,6 +23,7 @@ from typing import IO, Protocol
 import httptools
 
 from strangler_proxy.config import ProxyConfig, Upstream
+from strangler_proxy.errors import PoolTimeout
 from strangler_proxy.headers import RawHeaders
 from strangler_proxy.metrics import Metrics
 
@@ -61,10 +62,6 @@ class ResponseReceiver(Protocol):
     def response_complete(self, tunnel: bool = False) -> None: ...
     def upstream_failed(self, kind: str, message: str) -> None: ...
     def upstream_closed(self) -> None: ...
-
-
-class PoolTimeout(TimeoutError):
-    """No connection to the upstream became free within its ``pool_timeout``."""
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

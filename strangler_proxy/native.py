@@ -111,7 +111,7 @@ def activate() -> None:
 
 def describe() -> str:
     """One line for the proxy's start-up log."""
-    return f"hot path: {mode} ({reason})"
+    return f"hot path: {'compiled' if mode == 'compiled' else 'pure Python'}, {reason}"
 
 
 activate()  # on import, which strangler_proxy/__init__.py does first

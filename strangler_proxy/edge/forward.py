@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
 from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
@@ -52,15 +52,16 @@ from strangler_proxy.headers import (
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import Decision, RouteTable
 
-FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
+FALLBACK_BODY_LIMIT: Final = 64 * 1024  # request bodies kept for a possible replay to the monolith
 # Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
 # the standard one rather than relaying the upstream's, which saves a parser callback.
-STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
-REQUEST_DROP_HOST = REQUEST_DROP | {b"host"}
-NO_HEADERS: RawHeaders = []  # shared by every exchange until replaced: never mutated
-NO_TOKENS: frozenset[bytes] = frozenset()
+STATUS_LINES: Final = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason)
+                       for code, reason in REASONS.items()}
+REQUEST_DROP_HOST: Final = REQUEST_DROP | {b"host"}
+NO_HEADERS: Final[RawHeaders] = []  # shared by every exchange until replaced: never mutated
+NO_TOKENS: Final[frozenset[bytes]] = frozenset()
 # Method names as str without a decode per request (others are decoded as they come).
-METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                     "OPTIONS", "TRACE", "CONNECT")}
 
 
@@ -722,14 +723,14 @@ HeadLines = tuple[bytes, bytes | None, bool, bool, bool]
 # Built response header blocks by upstream header list: an upstream answers with the same
 # headers over and over (only Date changes, once a second), so filtering and joining them is
 # done once per distinct list. Bounded: cleared when full.
-HEAD_CACHE: dict[tuple[tuple[bytes, bytes], ...], HeadLines] = {}
+HEAD_CACHE: Final[dict[tuple[tuple[bytes, bytes], ...], HeadLines]] = {}
 # The same for request heads (a client sends the same headers on every request of a
 # connection): lower-cased names, name -> value, and the forwarded lines built from them.
 # names, map, forwarded blocks, and whether the head carries framing or Expect (server.py)
-REQUEST_CACHE: dict[tuple[tuple[bytes, bytes], ...],
-                    tuple[list[bytes], dict[bytes, bytes], dict[bool, bytes], bool]] = {}
-HEAD_CACHE_SIZE = 512
-HEAD_CACHE_ENTRY_BYTES = 4096  # larger blocks are rebuilt each time
+REQUEST_CACHE: Final[dict[tuple[tuple[bytes, bytes], ...],
+                          tuple[list[bytes], dict[bytes, bytes], dict[bool, bytes], bool]]] = {}
+HEAD_CACHE_SIZE: Final = 512
+HEAD_CACHE_ENTRY_BYTES: Final = 4096  # larger blocks are rebuilt each time
 
 
 def cached_response_lines(headers: RawHeaders) -> HeadLines:

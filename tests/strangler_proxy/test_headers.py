@@ -137,3 +137,16 @@ def test_a_request_slower_than_the_last_bucket_does_not_skew_the_sum() -> None:
     assert 'strangler_request_duration_seconds_sum{route="r",target="monolith"} 20.000000' \
         in text
     assert 'strangler_request_duration_seconds_count{route="r",target="monolith"} 1' in text
+
+
+def test_request_ids_count_in_hex_across_the_cached_blocks() -> None:
+    # the counter's digits are formatted once per 256 ids: crossing blocks must not skip,
+    # repeat or mis-format one
+    from strangler_proxy.headers import new_request_id_bytes  # noqa: PLC0415
+
+    ids = [new_request_id_bytes() for _ in range(700)]
+    prefix, _, first = ids[0].rpartition(b"-")
+    start = int(first, 16)
+    assert ids == [prefix + b"-%08x" % (start + k) for k in range(700)]
+    assert len(first) == 8
+    assert new_request_id().startswith(prefix.decode())

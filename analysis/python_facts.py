@@ -39,7 +39,8 @@ _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
 # (which steps through every byte of every file); a false hit only costs a full parse.
 _MATTERS = (b"class", b".objects", b"_meta", b"execute", b".raw(", b"RawSQL", b"RunSQL",
             b".extra(", b"get_model", b"get_user_model", b"urlpatterns", b".register(",
-            b"AUTH_USER_MODEL", b"ROOT_URLCONF", b"include(", b"path(", b"url(")
+            b"AUTH_USER_MODEL", b"ROOT_URLCONF", b"include(", b"path(", b"url(",
+            b"ATOMIC_REQUESTS", b"atomic", b"receiver(", b".connect(")
 _IMPORT = re.compile(rb"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+[\w.])[^\n]*",
                      re.M)
 
@@ -402,8 +403,13 @@ def _signal_pairs(signal: ast.AST | None, sender: ast.AST | None) -> list[tuple[
     signals = signal.elts if isinstance(signal, ast.List | ast.Tuple) else [signal]
     if isinstance(sender, ast.Constant) and isinstance(sender.value, str):
         who = sender.value
+    elif isinstance(sender, ast.Call) and (dotted(sender.func) or "").endswith(
+            "get_user_model"):
+        who = "@settings.AUTH_USER_MODEL"
+    elif sender is None:
+        who = ""  # any sender
     else:
-        who = f"@{d}" if sender is not None and (d := dotted(sender)) else ""
+        who = f"@{d}" if (d := dotted(sender)) else "?"  # a sender we cannot name
     return [(name, who) for s in signals if s is not None and (name := dotted(s))]
 
 

@@ -115,8 +115,10 @@ class _CallGraph:
                     self._receiver(f.module, signal, sender, q)
 
     def _receiver(self, module: str, signal: str, sender: str, unit: str) -> None:
-        self.receivers[(self._signal(module, signal), self._model(module, sender) or "")
-                       ].append(unit)
+        model = self._model(module, sender)
+        if sender and model is None:
+            return  # a sender we cannot resolve: better unseen than fired for every model
+        self.receivers[(self._signal(module, signal), model or "")].append(unit)
 
     def _signal(self, module: str, signal: str) -> str:
         last = signal.rsplit(".", 1)[-1]
@@ -125,6 +127,8 @@ class _CallGraph:
         return self.r.resolve(module, signal) or f"{module}.{signal}"
 
     def _model(self, module: str, ref: str) -> str | None:
+        if ref == "@settings.AUTH_USER_MODEL":
+            return self.a.auth_user if self.a.auth_user in self.a.models else None
         if ref.startswith("@"):
             return self.by_qual.get(self.r.resolve(module, ref[1:]) or "")
         return self.keys.get(ref.lower()) if ref else None

@@ -214,7 +214,7 @@ def transaction_lines(step: dict[str, Any], shown: int = 4) -> list[str]:
     ... # doctest: +NORMALIZE_WHITESPACE
     ['- transactions that span contexts: 1, shared with stock (each becomes a saga: a step
       and a compensation per context)',
-     '  - shop/orders.py:12 (transaction.atomic, shop.orders.pay): also writes stock']
+     '  - shop/orders.py:12 (transaction.atomic, shop.orders.pay): may also write stock']
     """
     t = _txs(step)
     if not t["total"]:
@@ -223,9 +223,12 @@ def transaction_lines(step: dict[str, Any], shown: int = 4) -> list[str]:
            f"{', '.join(t['partners'])} (each becomes a saga: a step and a compensation per "
            f"context)"]
     for e in t["evidence"][:shown]:
-        seen = f", {e['count']} seen" if e["how"] == "query log" else ""
-        out.append(f"  - {e['where']} ({e['how']}, {e['unit']}{seen}): also writes "
-                   f"{', '.join(e['with'])}")
+        if e["how"] == "query log":  # what ran
+            out.append(f"  - {e['where']} (query log, {e['unit']}, {e['count']} seen): also "
+                       f"wrote {', '.join(e['with'])}")
+        else:  # every branch the code reaches: what may run
+            out.append(f"  - {e['where']} ({e['how']}, {e['unit']}): may also write "
+                       f"{', '.join(e['with'])}")
     if t["total"] > shown:
         out.append(f"  - and {t['total'] - shown} more (report.json)")
     return out

@@ -196,12 +196,15 @@ def context_transactions(a: Analysis, names: dict[int, str]
     per: dict[int, list[dict[str, Any]]] = defaultdict(list)
     owner = {t: a.partition[ms[0]] for t, ms in a.table_models.items()
              if ms and ms[0] in a.partition}
-    for tx, contexts in spanning_transactions(a):
+    # what ran first (a log's transactions, most often seen first), then what the code may do
+    found = sorted(spanning_transactions(a), key=lambda x: (
+        x[0].how != "query log", -x[0].count, x[0].where))
+    for tx, contexts in found:
         for c in contexts:
             per[c].append({
                 "where": tx.where, "how": tx.how, "unit": tx.unit, "count": tx.count,
                 "contexts": [names[x] for x in contexts],
-                "with": [names[x] for x in contexts if x != c],
+                "with": sorted(names[x] for x in contexts if x != c),
                 "tables": sorted(t for t in tx.tables if owner.get(t) is not None),
                 "via": list(tx.via[:8]),
             })

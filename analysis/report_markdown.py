@@ -205,7 +205,7 @@ def _txs(step: dict[str, Any]) -> dict[str, Any]:
                                                       "total": 0}
 
 
-def transaction_lines(step: dict[str, Any], shown: int = 4) -> list[str]:
+def transaction_lines(step: dict[str, Any], shown: int = 6) -> list[str]:
     """The plan step's transactions that span contexts, with where each one is.
 
     >>> transaction_lines({"cross_context_transactions": {"partners": ["stock"], "total": 1,

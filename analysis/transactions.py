@@ -198,14 +198,20 @@ def context_transactions(a: Analysis, names: dict[int, str]
              if ms and ms[0] in a.partition}
     # what ran first (a log's transactions, most often seen first), then what the code may do
     found = sorted(spanning_transactions(a), key=lambda x: (
-        x[0].how != "query log", -x[0].count, x[0].where))
+        x[0].how != "query log", -x[0].count, _place(x[0].where)))
     for tx, contexts in found:
         for c in contexts:
             per[c].append({
                 "where": tx.where, "how": tx.how, "unit": tx.unit, "count": tx.count,
-                "contexts": [names[x] for x in contexts],
+                "contexts": sorted(names[x] for x in contexts),
                 "with": sorted(names[x] for x in contexts if x != c),
                 "tables": sorted(t for t in tx.tables if owner.get(t) is not None),
                 "via": list(tx.via[:8]),
             })
     return per
+
+
+def _place(where: str) -> tuple[str, int]:
+    """``file:line`` in file order, then line order (``a.py:9`` before ``a.py:10``)."""
+    path, _, line = where.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (where, 0)

@@ -108,12 +108,13 @@ def status(config_path: Path, report_path: Path | None, as_json: bool) -> None:
     ownership shares from the routes file (and the report) are shown.
     """
     config = load_config(config_path)
-    report = None
-    report_path = report_path or config.admin.report_path(config_path)  # [admin] report
+    report, error = None, None
     if report_path is not None:
         report, error = read_report(report_path)
         if error:
             raise ProxyError(error)
+    elif (configured := config.admin.report_path(config_path)) is not None:
+        report, error = read_report(configured)  # [admin] report: a note when unreadable
     meter: dict[str, Any] = {"ownership": ownership({r.name: r.mode for r in config.routes},
                                                     report,
                                                     {r.name: r.match for r in config.routes})}
@@ -127,6 +128,8 @@ def status(config_path: Path, report_path: Path | None, as_json: bool) -> None:
         rollouts = {}
     meter["rollouts"] = {n: {"status": s["status"], "current": s["current"]}
                          for n, s in rollouts.items()}
+    if error:
+        meter["report_error"] = error
     if as_json:
         click.echo(json.dumps(meter, indent=2))
         return
@@ -153,6 +156,8 @@ def _print_meter(meter: dict[str, Any]) -> None:
     if "contexts_owned" in meter["ownership"]:
         click.echo("contexts the services took: "
                    + (", ".join(meter["ownership"]["contexts_owned"]) or "none yet"))
+    if meter.get("report_error"):
+        click.echo(f"no contexts: {meter['report_error']}")
     for c in meter["ownership"].get("contexts", []):
         click.echo(f"context {c['name']}: {'moved' if c['moved'] else 'not yet'} (routes in "
                    f"service {c['routes']['in_service']}/{c['routes']['total']}, endpoints "

@@ -339,3 +339,10 @@ def test_status_reads_the_report_named_in_the_routes_file(
     assert "contexts the services took: product" in out
     assert "context order: not yet (routes in service 0/1, endpoints 0/3)" in out
     assert "context product: moved (routes in service 1/1, endpoints 2/2)" in out
+    # a report named in the file but not written yet (`strangler demo --no-report`) is a note,
+    # not an error
+    (tmp_path / "report.json").unlink()
+    main(["status", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert "no contexts: " in out
+    assert "report.json: cannot read the analysis report" in out

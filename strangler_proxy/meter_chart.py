@@ -207,7 +207,8 @@ def meter_page(series: Series, latest: Mapping[str, Any]) -> str:
     contexts = _contexts_table(latest)
     return ("<!doctype html><html><head><meta charset=utf-8><title>strangulation meter</title>"
             "<style>body{font:14px system-ui,sans-serif;margin:24px}td,th{padding:2px 10px;"
-            "text-align:left}</style></head><body><h1>Strangulation meter</h1>"
+            "text-align:left}</style></head><body><p><a href='/dashboard'>← dashboard</a></p>"
+            "<h1>Strangulation meter</h1>"
             f"<p id=overall>Services answer <b>{'-' if overall is None else f'{overall:.1%}'}"
             f"</b> of requests; {owned.get('owned', 0)} of {owned.get('total', 0)} routes are "
             f"in service mode.</p>{chart_svg(series)}"

@@ -557,7 +557,9 @@ def python_facts(source: str | bytes, module: str, is_package: bool = False,
     except (ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
         return _unreadable(path, module, is_package, exc)
     text_lines = (source.count(b"\n") if isinstance(source, bytes) else source.count("\n")) + 1
-    return _file_facts(tree, module, is_package, path, text_lines, parser)
+    settings = (b"ATOMIC_REQUESTS" in source) if isinstance(source, bytes) else (
+        "ATOMIC_REQUESTS" in source)  # only then walk the module's assignments for it
+    return _file_facts(tree, module, is_package, path, text_lines, parser, settings)
 
 
 def _unreadable(path: str, module: str, is_package: bool, exc: Exception) -> FileFacts:
@@ -566,7 +568,7 @@ def _unreadable(path: str, module: str, is_package: bool, exc: Exception) -> Fil
 
 
 def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, lines: int,
-                parser: str = "ast") -> FileFacts:
+                parser: str = "ast", settings: bool = True) -> FileFacts:
     c = _Collector(module, is_package)
     body = module_level(tree.body)
     c.module_consts(ast.Module(body=body, type_ignores=[]))
@@ -588,7 +590,7 @@ def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, line
         classes=classes, units=tuple(units), urls=tuple(urls), routers=tuple(routers),
         consts=tuple(sorted(c.consts.items())), uses_django=c.uses_django,
         stars=tuple(c.stars), exports=_exports(body), parser=parser,
-        atomic_requests=_atomic_requests(body), connects=tuple(connects),
+        atomic_requests=settings and _atomic_requests(body), connects=tuple(connects),
     )
 
 

@@ -291,3 +291,30 @@ def test_real_project_event_wizard_creates_event_and_team_in_one_transaction(
         assert wizard[0]["where"].startswith("src/pretalx/orga/views/event.py:")
         assert other in wizard[0]["with"]
         assert step["cost"]["breakdown"]["transaction_partners"] >= 1
+
+
+def test_raw_sql_in_one_transaction_spans_the_contexts_of_its_tables(tmp_path: Path) -> None:
+    # given two statements of raw SQL in one atomic block, one per context, and the same
+    # two outside any transaction in another function
+    jobs = """
+        from django.db import connection, transaction
+
+        def archive(pk):
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("UPDATE events_room SET event_id = NULL WHERE id = %s", [pk])
+                    cursor.execute("DELETE FROM teams_member WHERE id = %s", [pk])
+
+        def loose(pk):
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE events_room SET event_id = NULL WHERE id = %s", [pk])
+                cursor.execute("DELETE FROM teams_member WHERE id = %s", [pk])
+        """
+    root = _project(tmp_path / "p", {**MODELS, "events/jobs.py": jobs})
+    a = analyze(Options(root=root, out=tmp_path / "r"), passes=UP_TO_PLAN)
+    # then only the atomic one is a transaction that spans both contexts, on both
+    found = {(s["context"], e["where"], tuple(e["tables"])) for s in a.plan
+             for e in s["cross_context_transactions"]["evidence"]}
+    events, teams = _context_of(a, "events.Room"), _context_of(a, "teams.Member")
+    assert found == {(c, "events/jobs.py:5", ("events_room", "teams_member"))
+                     for c in (events, teams)}

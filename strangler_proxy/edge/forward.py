@@ -81,10 +81,13 @@ class ProxyState:
     # the sink's hot-path entry points, bound once
     shadow_admit: Callable[[str, str], bool] = field(init=False)
     shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
+    clock: Callable[[], float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.shadow_admit = self.sink.admit
         self.shadow_offer = self.sink.offer_raw
+        # the loop's clock, bound once (a stored callable is cheaper than a method lookup)
+        self.clock = self.loop.time if self.loop is not None else time.monotonic
 
     @property
     def config(self) -> ProxyConfig:
@@ -311,7 +314,7 @@ class Exchange:
         if self.buffered and not self.request_done:
             return
         self.started = True
-        self.start = self.last_activity = self.client.loop.time()
+        self.start = self.last_activity = self.state.clock()
         if self.tee_request is not None:
             # the loop's clock ticks in whole ms under uvloop; the service's latency is
             # measured with perf_counter, so the monolith's must be too
@@ -399,7 +402,7 @@ class Exchange:
             return  # answered already (an early response): the rest of the body is dropped
         self.body_bytes += len(chunk)
         if self.started:
-            self.last_activity = self.client.loop.time()
+            self.last_activity = self.state.clock()
         tee = self.tee_request
         if tee is not None:
             self._tee(tee, chunk)
@@ -599,7 +602,7 @@ class Exchange:
         self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"
-        elapsed = self.client.loop.time() - self.start
+        elapsed = self.state.clock() - self.start
         self.state.metrics.observe(route, self.upstream, self.status, elapsed)
         if self.client.access_log:
             self.client.log_access(self, route, elapsed)

@@ -79,6 +79,7 @@ class UpstreamPool:
                  metrics: Metrics) -> None:
         self.upstream = upstream
         self.loop = loop
+        self.clock = loop.time  # bound once: a stored callable is cheaper than a method lookup
         self.metrics = metrics
         self.idle: list[UpstreamConnection] = []
         self.open = 0
@@ -185,6 +186,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.replace_parser = False
         self.head_read = 0  # bytes read while a response head is incomplete (set by attach)
         self.head_limit = 65536  # proxy.max_response_header_bytes (set by attach)
+        self.status = 0  # of the response being parsed
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -199,7 +201,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:  # an idle connection should not speak: drop it
             self.close()
             return
-        exchange.last_activity = self.pool.loop.time()
+        exchange.last_activity = self.pool.clock()
         if self.replace_parser:
             self.parser = httptools.HttpResponseParser(self)
             self.replace_parser = False
@@ -273,7 +275,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        status = self.status = self.parser.get_status_code()  # on_message_complete reads it
         headers = self.headers
         self.headers = []
         if 100 <= status < 200 and status != 101:
@@ -300,7 +302,7 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.response_body(body)
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
+        status = self.status  # of this message: on_headers_complete always came first
         if 100 <= status < 200:
             return  # interim, or 101 whose tunnel starts in data_received
         if self.exchange is not None:

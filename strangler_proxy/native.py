@@ -79,7 +79,7 @@ def check() -> tuple[str, str]:
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     missing = [m for m in MODULES if not (ROOT / (m.replace(".", "/") + suffix)).exists()]
     if missing or not MANIFEST.exists():
-        return "pure", "not compiled (run make install)"
+        return "pure", "not compiled (make install compiles it with mypyc)"
     try:
         built = json.loads(MANIFEST.read_text()).get("digest")
     except (OSError, ValueError):

@@ -170,7 +170,7 @@ def request_head(start: bytes, headers: Sequence[tuple[bytes, bytes]], lowers: S
 
 def serialize_lines(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Header lines, each ending with CRLF (no start line, no final empty line)."""
-    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
+    return b"".join([b"%s: %s\r\n" % (n, v) for n, v in headers])
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -284,7 +284,7 @@ def serialize_head(start_line: bytes, headers: Iterable[tuple[bytes, bytes]]) ->
     b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n'
     """
     return b"".join([start_line, b"\r\n",
-                     *(b"%s: %s\r\n" % (n, v) for n, v in headers), b"\r\n"])
+                     *[b"%s: %s\r\n" % (n, v) for n, v in headers], b"\r\n"])
 
 
 REASONS: Final[dict[int, bytes]] = {

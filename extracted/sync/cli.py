@@ -413,7 +413,8 @@ def _print_reconcile(report: Any, max_keys: int) -> None:
 @click.option("--route", "route_names", multiple=True, metavar="NAME",
               help="A route of the context in that file (repeat it); default: the context "
                    "spec's routes (catalog: catalog, catalog-categories, catalog-brands; "
-                   "ordering: ordering, ordering-cart, ordering-checkout, order-pay).")
+                   "ordering: ordering, ordering-cart, ordering-checkout, ordering-coupons, "
+                   "order-pay).")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(".demo/cutover-audit.jsonl"), show_default=True)
 @click.option("--wait-timeout", default=60.0, show_default=True, type=click.FloatRange(0),

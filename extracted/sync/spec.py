@@ -227,7 +227,7 @@ ORDERING = ContextSpec(
     ignores=frozenset(t.aggregate_type for t in CATALOG.specs) - {"store.Product"},
     service_outbox_table="ordering_outboxevent",
     service_sequence_table="ordering_aggregateversion",
-    routes=("ordering", "ordering-cart", "ordering-checkout", "order-pay"),
+    routes=("ordering", "ordering-cart", "ordering-checkout", "ordering-coupons", "order-pay"),
     reverse_path="/internal/saga-events/",  # the saga's requests and the service's rows
 )
 CONTEXTS: dict[str, ContextSpec] = {c.name: c for c in (CATALOG, ORDERING)}

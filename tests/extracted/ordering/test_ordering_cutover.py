@@ -34,7 +34,7 @@ from extracted.sync.database import Database
 
 pytestmark = pytest.mark.slow
 ROUTES = (("ordering", "/api/orders/"), ("ordering-cart", "/api/cart/"),
-          ("ordering-checkout", "/api/checkout/"))
+          ("ordering-checkout", "/api/checkout/"), ("ordering-coupons", "/api/coupons/"))
 
 
 def routes_text(monolith: str, service: str) -> str:
@@ -106,7 +106,7 @@ def test_cutover_of_ordering_moves_the_writes_and_undo_loses_nothing(
         # then the routes point at the service, comments kept
         text = routes.read_text()
         assert text.startswith("# kept by the edit")
-        assert text.count('mode = "service"') == 4
+        assert text.count('mode = "service"') == 5
         # and the monolith refuses ordering writes, through its API and raw SQL
         refused = on_monolith.post("/api/cart/items/", json={"product": 2, "quantity": 1})
         assert (refused.status_code, refused.json()["code"]) == (503, "fenced"), refused.text
@@ -164,7 +164,7 @@ def test_cutover_of_ordering_moves_the_writes_and_undo_loses_nothing(
         assert raw.query("SELECT quantity FROM orders_cartitem WHERE id = ?",
                          [item]) == [{"quantity": 2}]
         assert report["drained"]["reverse"] >= 1
-        assert routes.read_text().count('mode = "monolith"') == 4
+        assert routes.read_text().count('mode = "monolith"') == 5
         again = on_monolith.post("/api/cart/items/", json={"product": 6, "quantity": 1})
         assert again.status_code == 201, again.text
         assert item not in [i["id"] for i in again.json()["items"] if i["product"]["id"] == 6]

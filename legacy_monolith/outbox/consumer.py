@@ -1,4 +1,7 @@
-"""After cutover: apply the catalog service's events to the monolith's own catalog tables.
+"""After cutover: apply a service's events to the monolith's own tables (the reverse stream).
+
+The catalog's here; ordering's rows go through ``apply_row`` too, from the saga's endpoint
+(``participants``), which shares ``consume_batch``.
 
 Same protocol as the service's ``/internal/events/`` (docs/data-sync.md), so the same
 ``strangler relay`` delivers both directions. Once the service owns the catalog, the

@@ -7,10 +7,13 @@ environment variable ``STRANGLER_SHADOW_SECRET``) and whose time is within
 ``STRANGLER_SHADOW_SKEW`` seconds (default 30) counts: an unsigned, forged or stale marker is
 logged and ignored, and the request is served as a normal one, so no client can have its
 writes silently undone. The monolith and every extracted service install
-:class:`ShadowRollbackMiddleware`, so such a copy cannot change data: a write
-(any method but the safe ones) runs in one transaction that is always rolled back, so
-validation, status codes and bodies are real but nothing is stored, outbox rows included (the
-outbox is written in the same transaction, so shadow traffic publishes no events). The answer
+:class:`ShadowRollbackMiddleware`, so such a copy cannot change data: it runs in one
+transaction that is always rolled back, so validation, status codes and bodies are real but
+nothing is stored, outbox rows included (the outbox is written in the same transaction, so
+shadow traffic publishes no events). Safe methods too: a GET should write nothing, but the
+shop's ``GET /api/cart/`` creates the cart on the first look, in the monolith and in the
+ordering service alike, and a committed copy of it made the service allocate a cart of its
+own beside the monolith's (same id, two rows) while the monolith still owned ordering. The answer
 carries ``X-Strangler-Shadow-Rolled-Back: 1`` and, in ``X-Strangler-Shadow-Changes``, the
 rows and outbox events the write made before they were undone (``shadow_changes``), for the
 proxy to compare with the monolith's. Every request, shadow or not, runs with its
@@ -33,15 +36,15 @@ from strangler_proxy import ROLLED_BACK_HEADER, SHADOW_HEADER, check_marker, sec
 
 log = logging.getLogger("strangler.shadow_marker")
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1: no rollback
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1
 
 
 def is_shadow_write(request: HttpRequest) -> bool:
-    """True for an unsafe method carrying a valid signed shadow marker (see
-    ``strangler_proxy.shadow_marker``); an unsigned, forged or stale marker is logged and
-    ignored, so the write is a normal one."""
+    """True for a request carrying a valid signed shadow marker, whatever its method (see
+    ``strangler_proxy.shadow_marker``; a safe method that writes is rolled back too); an
+    unsigned, forged or stale marker is logged and ignored, so the request is a normal one."""
     value = request.headers.get(SHADOW_HEADER)
-    if value is None or request.method in SAFE_METHODS:
+    if value is None:
         return False
     secret = secret_from(getattr(settings, "STRANGLER_SHADOW_SECRET", None), os.environ)
     why = check_marker(value, secret, request.method or "", request.path,

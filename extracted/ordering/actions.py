@@ -159,11 +159,12 @@ def cancel(order: Order) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in (Order.Status.PENDING, Order.Status.PAID):
         raise Conflict(f"Order {order.number} is {order.status}; it can no longer be cancelled.")
+    was_paid = order.status == Order.Status.PAID
     order.status = Order.Status.CANCELLED
     order.updated_at = timezone.now()
     order.save(update_fields=["status", "updated_at"])
     publish(order, "updated")
-    saga.on_cancel(order)  # a paid order is refunded by the saga's compensation
+    saga.on_cancel(order, was_paid)  # a paid order is refunded by the saga's compensation
     return order
 
 

@@ -74,11 +74,18 @@ def request_payment(order: Order, method: str) -> CheckoutSaga:
     return saga
 
 
-def on_cancel(order: Order) -> None:
-    """Called in the cancel's transaction: a paid order's charge must be given back."""
+def on_cancel(order: Order, was_paid: bool = False) -> None:
+    """Called in the cancel's transaction: a paid order's charge must be given back.
+
+    An order paid in the monolith before the cutover has no saga here: one is started for
+    the compensation alone (the monolith's participant refunds the charge it holds).
+    """
     saga = CheckoutSaga.objects.select_for_update().filter(order_id=order.pk).first()
     if saga is not None and saga.state == "paid":
         _compensate(saga, "cancelled after payment")
+    elif saga is None and was_paid:
+        saga = CheckoutSaga.objects.create(order_id=order.pk, state="paid", method="")
+        _compensate(saga, "cancelled after payment (paid before the cutover)")
 
 
 def _compensate(saga: CheckoutSaga, reason: str) -> None:

@@ -405,13 +405,16 @@ def _print_reconcile(report: Any, max_keys: int) -> None:
               help="The service's database URL (env CATALOG_DATABASE_URL).")
 @click.option("--service-url", default="http://127.0.0.1:8001", show_default=True)
 @click.option("--monolith-url", default="http://127.0.0.1:8000", show_default=True,
-              help="Where the monolith takes the reverse stream (/internal/catalog-events/).")
+              help="Where the monolith takes the reverse stream (the context spec's path: "
+              "/internal/catalog-events/, /internal/saga-events/ for ordering).")
 @_token()
 @click.option("--routes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The routes file whose CONTEXT routes are switched last (skipped without).")
 @click.option("--route", "route_names", multiple=True, metavar="NAME",
               help="A route of the context in that file (repeat it); default: the context "
-                   "spec's routes (catalog, catalog-categories, catalog-brands).")
+                   "spec's routes (catalog: catalog, catalog-categories, catalog-brands; "
+                   "ordering: ordering, ordering-cart, ordering-checkout, ordering-coupons, "
+                   "order-pay).")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(".demo/cutover-audit.jsonl"), show_default=True)
 @click.option("--wait-timeout", default=60.0, show_default=True, type=click.FloatRange(0),

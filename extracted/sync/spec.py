@@ -125,7 +125,9 @@ class ContextSpec:
     fence, the cutover and the services' apply (``extracted.servicekit``) all read it.
     ``references`` are other contexts' rows the service keeps a read-only copy of (never
     moved at cutover); ``ignores`` are aggregate types on the same stream that are not the
-    context's business (acknowledged, never applied, never dead letters).
+    context's business (acknowledged, never applied, never dead letters). ``reverse_path``
+    is where the monolith takes the service's outbox (the reverse stream, named after the
+    context), which the cutover drains.
     """
 
     name: str
@@ -138,6 +140,7 @@ class ContextSpec:
     service_outbox_table: str = "catalog_outboxevent"
     service_sequence_table: str = "catalog_aggregateversion"
     routes: tuple[str, ...] = ()
+    reverse_path: str = "/internal/catalog-events/"
 
     @property
     def specs(self) -> tuple[TableSpec, ...]:
@@ -224,7 +227,8 @@ ORDERING = ContextSpec(
     ignores=frozenset(t.aggregate_type for t in CATALOG.specs) - {"store.Product"},
     service_outbox_table="ordering_outboxevent",
     service_sequence_table="ordering_aggregateversion",
-    routes=("ordering-cart", "ordering-checkout", "ordering-orders"),
+    routes=("ordering", "ordering-cart", "ordering-checkout", "ordering-coupons", "order-pay"),
+    reverse_path="/internal/saga-events/",  # the saga's requests and the service's rows
 )
 CONTEXTS: dict[str, ContextSpec] = {c.name: c for c in (CATALOG, ORDERING)}
 

@@ -1,4 +1,7 @@
-"""After cutover: apply the catalog service's events to the monolith's own catalog tables.
+"""After cutover: apply a service's events to the monolith's own tables (the reverse stream).
+
+The catalog's here; ordering's rows go through ``apply_row`` too, from the saga's endpoint
+(``participants``), which shares ``consume_batch``.
 
 Same protocol as the service's ``/internal/events/`` (docs/data-sync.md), so the same
 ``strangler relay`` delivers both directions. Once the service owns the catalog, the
@@ -81,6 +84,26 @@ def _apply(event: dict[str, Any]) -> str:
     kind = str(event["aggregate_type"])
     if kind not in CATALOG:
         return "stale"  # acknowledged: not a catalog row
+    outcome = apply_row(event)
+    if outcome == "applied" and kind == "store.Product":
+        _copy_product(int(event["aggregate_id"]), int(event["sequence"]), event)
+    return outcome
+
+
+# Given the row's model, key and decoded values, drop the values the monolith must keep
+Keep = Callable[[type[models.Model], str, dict[str, Any]], dict[str, Any]]
+
+
+def apply_row(event: dict[str, Any], keep: Keep | None = None) -> str:
+    """Write one row event of a context the monolith follows (catalog, ordering).
+
+    ``"stale"`` when its sequence is not above the aggregate's counter; otherwise the row is
+    upserted (or deleted, with its cascades) without signals, and the counter moves to the
+    event's sequence, so after an undo the monolith's next change continues the service's
+    sequence. ``keep`` may drop values the monolith must not take from the event (see
+    ``participants``: the status of an order whose charge the monolith holds).
+    """
+    kind = str(event["aggregate_type"])
     key, sequence = str(event["aggregate_id"]), int(event["sequence"])
     counter = (AggregateSequence.objects.select_for_update()
                .filter(aggregate_type=kind, aggregate_id=key).first())
@@ -90,18 +113,19 @@ def _apply(event: dict[str, Any]) -> str:
     if event["type"] in DELETES:
         _delete(model, key)
     else:
-        _upsert(model, key, event["payload"])
+        _upsert(model, key, event["payload"], keep)
     AggregateSequence.objects.update_or_create(aggregate_type=kind, aggregate_id=key,
                                                defaults={"last": sequence})
-    if kind == "store.Product":
-        _copy_product(int(key), sequence, event)
     return "applied"
 
 
-def _upsert(model: type[models.Model], key: str, payload: dict[str, Any]) -> None:
+def _upsert(model: type[models.Model], key: str, payload: dict[str, Any],
+            keep: Keep | None = None) -> None:
     columns = {f.attname: f for f in model._meta.concrete_fields if not f.primary_key}
     values = {name: None if payload[name] is None else columns[name].to_python(payload[name])
               for name in payload if name in columns}
+    if keep is not None:
+        values = keep(model, key, values)
     rows = model._base_manager.filter(pk=int(key))
     if not rows.update(**values):  # a plain UPDATE: auto_now must not replace the owner's time
         model._base_manager.bulk_create([model(pk=int(key), **values)])

@@ -21,6 +21,18 @@ step an ``updated`` event whose payload names the ``step``:
 At most once per event id (``ConsumedEvent``), so a redelivered request neither charges nor
 reserves twice; a request for an order already in the wanted state replies again without
 acting (the process manager ignores a reply it no longer waits for).
+
+The same stream carries the service's ordering rows (carts, items, orders, lines, coupons):
+they are written into the monolith's own tables (``consumer.apply_row``), so after a cutover
+of ordering the monolith keeps a faithful copy and an undo loses nothing (the reverse
+stream). The participant's working copy is the same ``orders_order`` row, and the service
+publishes an order's ``cancelled`` row *before* the ``refund_requested`` that follows it (one
+transaction, in that order). So the money decides, not the row: while the monolith holds a
+succeeded charge of an order, the order's status is the participant's (a row from the
+service does not change it), and ``refund_requested`` refunds whatever charge is held,
+whatever the row says, then keeps the service's ``updated_at``. Otherwise a ``cancelled``
+row arriving first made the participant answer "refunded 0.00" and keep the money and the
+reservations.
 """
 
 from __future__ import annotations
@@ -28,10 +40,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from rest_framework.exceptions import APIException
 
-from legacy_monolith.outbox.consumer import consume_batch
+from legacy_monolith.outbox.consumer import apply_row, consume_batch
 from legacy_monolith.outbox.models import OutboxEvent
 from legacy_monolith.outbox.publish import ORDERING, next_sequence, silenced
 
@@ -43,14 +55,17 @@ def apply_saga_events(stream: str, events: list[dict[str, Any]], position: int
                       ) -> dict[str, int]:
     """Handle a batch of the ordering service's events in one transaction (relay protocol).
 
-    Events other than saga requests (the service's own rows) are acknowledged as stale.
-    After the ordering cutover ``orders_order`` is fenced: only this consumer writes it.
+    Saga requests go to the participant, the service's ordering rows into the monolith's
+    tables; other events are acknowledged as stale. After the ordering cutover the
+    ``orders_*`` tables are fenced: only this consumer writes them.
     """
-    with silenced(ORDERING):  # the service's orders: it publishes them, not us
+    with silenced(ORDERING):  # the service's rows: it publishes them, not us
         return consume_batch(stream, events, position, "ordering", _handle)
 
 
 def _handle(event: dict[str, Any]) -> str:
+    if event["aggregate_type"] in ORDERING:
+        return apply_row(event, _keep_charged_status)
     if event["aggregate_type"] != REQUESTS:
         return "stale"
     payload = event["payload"]
@@ -87,30 +102,51 @@ def _refund(order_id: int) -> tuple[str, dict[str, Any]]:
     from legacy_monolith.orders.models import Order
 
     order = Order.objects.filter(pk=order_id).select_related("user").first()
-    if order is None or order.status == Order.Status.CANCELLED:
+    if order is None or not _charged(order_id):
         return "refunded", {"refunded": "0.00"}  # never charged here, or refunded already
+    stamp = order.updated_at  # the service's, from its row: the copy stays equal to it
     with transaction.atomic():
-        actions.cancel(order, order.user)
+        actions.cancel(order, order.user)  # refund + release the reservations (signal)
+    Order.objects.filter(pk=order_id).update(updated_at=stamp)
     refunded = sum(r.amount for p in order.payments.all() for r in p.refunds.all())
     return "refunded", {"refunded": str(refunded)}
 
 
+def _charged(order_id: int) -> bool:
+    """True while the monolith holds a succeeded charge of the order (payments' own rows)."""
+    from legacy_monolith.orders.models import PaymentIntent
+
+    return PaymentIntent.objects.filter(order_id=order_id,
+                                        status=PaymentIntent.Status.SUCCEEDED).exists()
+
+
+def _keep_charged_status(model: type[models.Model], key: str, values: dict[str, Any]
+                         ) -> dict[str, Any]:
+    """An order row from the service does not change the status of an order whose charge
+    the monolith holds: only ``refund_requested`` does, with the refund (module doc)."""
+    if model._meta.label == "orders.Order" and "status" in values and _charged(int(key)):
+        values = {k: v for k, v in values.items() if k != "status"}
+    return values
+
+
 def _copy_order(data: dict[str, Any], lines: list[dict[str, Any]]) -> Any:
     """The monolith's copy of the service's order and lines, created once (without the
-    ``paid`` signal: bulk inserts send none), then left to ``pay`` and ``cancel``."""
+    ``paid`` signal: bulk inserts send none), then left to ``pay`` and ``cancel``. The
+    service's rows usually made it already (they precede the request on the stream); what
+    is missing is made from the request."""
     from legacy_monolith.orders.models import Order, OrderLine
 
-    order = Order.objects.filter(pk=data["id"]).first()
-    if order is not None:
-        return order
-    Order.objects.bulk_create([Order(
-        pk=data["id"], number=data["number"], user_id=data["user_id"], status="pending",
-        shipping_address_id=data.get("shipping_address_id"), total=data["total"],
-        currency=data.get("currency", "EUR"))])
+    if not Order.objects.filter(pk=data["id"]).exists():
+        Order.objects.bulk_create([Order(
+            pk=data["id"], number=data["number"], user_id=data["user_id"], status="pending",
+            shipping_address_id=data.get("shipping_address_id"), total=data["total"],
+            currency=data.get("currency", "EUR"))])
+    present = set(OrderLine.objects.filter(pk__in=[line["id"] for line in lines])
+                  .values_list("pk", flat=True))
     OrderLine.objects.bulk_create(OrderLine(
         pk=line["id"], order_id=data["id"], product_id=line["product_id"],
         product_name=line["product_name"], unit_price=line["unit_price"],
-        quantity=line["quantity"]) for line in lines)
+        quantity=line["quantity"]) for line in lines if line["id"] not in present)
     return Order.objects.get(pk=data["id"])
 
 

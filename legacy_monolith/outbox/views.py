@@ -1,5 +1,6 @@
-"""The relay's endpoints on the monolith: ``/internal/catalog-events/`` (after the catalog's
-cutover) and ``/internal/saga-events/`` (the ordering service's saga requests)."""
+"""The relay's endpoints on the monolith: ``/internal/catalog-events/`` (the catalog
+service's outbox) and ``/internal/saga-events/`` (the ordering service's outbox: the saga's
+requests and its ordering rows, the reverse stream of ``strangler cutover ordering``)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,6 @@ class CatalogEventsView(APIView):
 
 
 class SagaEventsView(CatalogEventsView):
-    """The same protocol for the ordering service's saga requests (``participants``)."""
+    """The same protocol for the ordering service's outbox (``participants``)."""
 
     apply = staticmethod(apply_saga_events)

@@ -33,7 +33,7 @@ DEMO_PORTS = (8000, 8002, 8080, 8081)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(330)
 def test_walkthrough_2_runs_as_written(tmp_path: Path) -> None:
     blocks = parse_blocks(DOC.read_text())
     assert len(blocks) >= 6, "part 2 should carry a reader from analysis to the saga"
@@ -62,7 +62,7 @@ def test_walkthrough_2_runs_as_written(tmp_path: Path) -> None:
         text=True, env=env, cwd=copy, start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=180)
+        output, _ = proc.communicate(timeout=300)
         time.sleep(0.5)
         left_running = [pid for pid in _marked_pids(marker) if pid != proc.pid]
     except subprocess.TimeoutExpired:

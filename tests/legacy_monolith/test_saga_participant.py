@@ -95,10 +95,51 @@ def test_refund_gives_the_money_and_the_stock_back(shop: Any) -> None:
     assert replies()[-1] == {"step": "refunded", "refunded": "0.00", "order_id": 900}
 
 
-def test_the_services_row_events_are_acknowledged_not_applied(shop: Any) -> None:
-    row = dict(request("x", 1, {}), aggregate_type="orders.Order")
-    assert deliver([row])["stale"] == 1
+def order_row(shop: Any, status: str, sequence: int, updated_at: str) -> dict[str, Any]:
+    """The service's ``orders.Order`` row event for order 900, as its outbox writes it."""
+    product = shop.products[0]
+    return {"id": str(uuid.uuid4()), "position": 100 + sequence,
+            "aggregate_type": "orders.Order", "aggregate_id": "900", "sequence": sequence,
+            "type": "created" if sequence == 1 else "updated",
+            "payload": {"number": "ORD-00000900", "user_id": shop.alice.pk, "status": status,
+                        "shipping_address_id": shop.alice_address.pk,
+                        "total": str(product.price * 2), "currency": "EUR",
+                        "coupon_id": None, "created_at": "2026-12-05T10:00:00+00:00",
+                        "updated_at": updated_at},
+            "occurred_at": "2026-12-05T10:00:00Z"}
+
+
+def test_the_services_rows_are_written_into_the_monolith_tables(shop: Any) -> None:
+    # the reverse stream: the service's order reaches orders_order, at most once, in order
+    created = order_row(shop, "pending", 1, "2026-12-05T10:00:00+00:00")
+    assert deliver([created])["applied"] == 1
+    assert Order.objects.get(pk=900).status == "pending"
+    later = order_row(shop, "cancelled", 2, "2026-12-05T10:05:00+00:00")
+    older = dict(order_row(shop, "paid", 1, "2026-12-05T10:01:00+00:00"), id=str(uuid.uuid4()))
+    assert deliver([later, older])["stale"] == 1  # sequence 1 again: stale
+    assert Order.objects.get(pk=900).status == "cancelled"
     assert replies() == []
+
+
+def test_a_cancelled_row_before_refund_requested_still_refunds(shop: Any) -> None:
+    # given order 900 paid through the saga (charge and reservations held here)
+    deliver([order_row(shop, "pending", 1, "2026-12-05T10:00:00+00:00"),
+             pay_request(shop, 2, position=2)])
+    assert (Order.objects.get(pk=900).status, reserved(shop)) == ("paid", 2)
+    # when the service cancels it: its outbox has the cancelled row, then refund_requested
+    # (one transaction, in that order), both in one batch of the relay
+    deliver([order_row(shop, "cancelled", 2, "2026-12-05T10:05:00+00:00"),
+             request("refund_requested", 3, {"order_id": 900, "reason": "cancelled"})])
+    # then the charge is refunded and the stock released, not "refunded 0.00"
+    intent = PaymentIntent.objects.get(order_id=900)
+    assert replies()[-1] == {"step": "refunded", "refunded": str(intent.amount),
+                             "order_id": 900}
+    assert intent.status == "refunded"
+    assert reserved(shop) == 0
+    # and the copy is the service's row: cancelled, with the service's updated_at
+    order = Order.objects.get(pk=900)
+    assert order.status == "cancelled"
+    assert order.updated_at.isoformat() == "2026-12-05T10:05:00+00:00"
 
 
 def test_the_services_orders_written_here_are_not_published_back(shop: Any) -> None:

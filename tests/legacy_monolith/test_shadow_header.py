@@ -71,6 +71,21 @@ def test_shadow_delete_and_cart_writes_are_undone(alice_client: APIClient,
     assert CartItem.objects.count() == 0
 
 
+def test_a_shadowed_read_that_writes_stores_nothing(alice_client: APIClient,
+                                                   shop: Any) -> None:
+    # GET /api/cart/ creates the cart on the first look: a copy of it must not, or the
+    # service allocates a cart of its own beside the monolith's (two rows, one id)
+    from legacy_monolith.orders.models import Cart
+
+    before = Cart.objects.count()
+    response = alice_client.get("/api/cart/", **shadow("GET", "/api/cart/"))
+    assert response.status_code == 200
+    assert response["X-Strangler-Shadow-Rolled-Back"] == "1"
+    assert Cart.objects.count() == before
+    assert alice_client.get("/api/cart/").status_code == 200  # a real read still does
+    assert Cart.objects.count() == before + 1
+
+
 def test_without_the_header_writes_stick(alice_client: APIClient, shop: Any) -> None:
     alice_client.post("/api/cart/items/", {"product": shop.products[1].pk},
                       HTTP_X_STRANGLER_SHADOW="0")

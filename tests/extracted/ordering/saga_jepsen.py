@@ -16,7 +16,10 @@ its own SQL (nothing from ``extracted`` or ``legacy_monolith``) and counts:
 * double reservation: a line whose unreleased reserved units are neither 0 nor its
   quantity, or do not match its order's state (paid: reserved; otherwise: none);
 * stock: a product whose units on hand moved by other than its unreleased reservations;
-* stuck: a saga still waiting.
+* stuck: a saga still waiting;
+* copy: once the reverse stream is drained, an order whose status in the monolith's copy
+  (``orders_order``, written by the reverse stream and the saga's participant) is not the
+  service's: what an undo of the cutover would lose or get wrong.
 """
 
 from __future__ import annotations
@@ -264,8 +267,20 @@ def saga_run(cluster: SagaCluster, seconds: float, seed: int, shoppers: int = 3,
     settle = time.monotonic() + 60
     while cluster.waiting_sagas() and time.monotonic() < settle:
         time.sleep(0.5)
+    while not reverse_drained(cluster) and time.monotonic() < settle + 30:
+        time.sleep(0.5)
     verdict = check(cluster.monolith.source_db, cluster.service.database_url, history, base)
     return verdict, faults, history, base
+
+
+def reverse_drained(cluster: SagaCluster) -> bool:
+    """The monolith has taken the service's outbox up to its head (the reverse stream)."""
+    [(head,)] = rows(cluster.service.database_url,
+                     "SELECT COALESCE(MAX(id), 0) FROM ordering_outboxevent")
+    [(taken,)] = rows(cluster.monolith.source_db, "SELECT COALESCE(MAX(position), 0) FROM "
+                                                  "outbox_consumerposition WHERE stream = ?",
+                      ("ordering",))
+    return int(taken) >= int(head)
 
 
 @dataclass
@@ -280,20 +295,22 @@ class Verdict:
     double_reservation: list[str] = field(default_factory=list)
     stock: list[str] = field(default_factory=list)
     stuck: list[int] = field(default_factory=list)
+    copy: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.charge_without_order or self.paid_without_charge
-                    or self.double_reservation or self.stock or self.stuck)
+                    or self.double_reservation or self.stock or self.stuck or self.copy)
 
     def summary(self) -> dict[str, Any]:
         return {"orders": self.orders, "sagas": dict(self.sagas), "lost": len(self.lost),
                 "charge_without_order": len(self.charge_without_order),
                 "paid_without_charge": len(self.paid_without_charge),
                 "double_reservation": len(self.double_reservation),
-                "stock": len(self.stock), "stuck": len(self.stuck),
+                "stock": len(self.stock), "stuck": len(self.stuck), "copy": len(self.copy),
                 "examples": (self.lost + self.charge_without_order + self.paid_without_charge
-                             + self.double_reservation + self.stock + self.stuck)[:5]}
+                             + self.double_reservation + self.stock + self.stuck
+                             + self.copy)[:5]}
 
 
 def check(monolith_db: str, service_db: str, history: History, base: Baseline) -> Verdict:
@@ -319,6 +336,10 @@ def check(monolith_db: str, service_db: str, history: History, base: Baseline) -
     verdict.paid_without_charge = sorted(
         k for k, s in status.items() if s == "paid" and charges.get(k) != ["succeeded"])
     _check_reservations(monolith_db, service_db, status, base, verdict)
+    copy = {int(k): str(s) for k, s in rows(
+        monolith_db, "SELECT id, status FROM orders_order WHERE id > ?", (base.last_order,))}
+    verdict.copy = sorted(f"order {k}: {s} in the service, {copy.get(k)} in the monolith"
+                          for k, s in status.items() if copy.get(k) != s)
     return verdict
 
 

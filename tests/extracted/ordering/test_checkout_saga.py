@@ -106,6 +106,22 @@ def test_a_cancel_after_or_during_payment_is_compensated(
     assert Order.objects.get(pk=order["id"]).status == "cancelled"
 
 
+def test_a_cancel_of_an_order_paid_before_the_cutover_is_compensated(
+        alice: APIClient, sync: APIClient, order: dict[str, Any]) -> None:
+    # given an order the monolith charged before the cutover: paid here, and no saga
+    Order.objects.filter(pk=order["id"]).update(status="paid")
+    # when it is cancelled, the monolith is asked to give the charge back
+    assert alice.post(f"/api/orders/{order['id']}/cancel/").json()["status"] == "cancelled"
+    assert [k for k, _ in requests_sent()] == ["refund_requested"]
+    reply(sync, order["id"], "refunded", 1, refunded="19.00")
+    assert CheckoutSaga.objects.get().state == "refunded"
+    # and a pending order cancelled asks nothing
+    Order.objects.filter(pk=order["id"]).update(status="pending")
+    CheckoutSaga.objects.all().delete()
+    alice.post(f"/api/orders/{order['id']}/cancel/")
+    assert [k for k, _ in requests_sent()] == ["refund_requested"]
+
+
 def test_a_reply_for_an_unknown_saga_is_a_dead_letter(sync: APIClient) -> None:
     counts = reply(sync, 424242, "paid", 1)
     assert counts["dead_letters"] == 1

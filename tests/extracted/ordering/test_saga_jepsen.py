@@ -42,3 +42,4 @@ def test_no_lost_order_no_double_reservation_no_charge_without_order_under_fault
     again = check(cluster.monolith.source_db, cluster.service.database_url, history, base)
     assert len(again.charge_without_order) == 1, again.summary()
     assert again.double_reservation, again.summary()
+    assert len(again.copy) == 1, again.summary()  # the monolith's copy still says paid

@@ -26,20 +26,46 @@ import logging
 import os
 import ssl
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
 
-from strangler_proxy.config import ProxyConfig
+from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import StartupError
+from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY
+from strangler_proxy.shadow.copies import COPY_KIND, RECORD, RECORD_FIXED
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
-from strangler_proxy.shadow.sink import ProcessSink, encode_frame
+from strangler_proxy.shadow.sink import BATCH_SECONDS, SAFE_METHODS, ProcessSink, encode_frame
+
+if TYPE_CHECKING:
+    from strangler_proxy.edge.forward import Exchange
 
 log = logging.getLogger("strangler.shadow")
 
 _CONNECT_SECONDS: Final = 2.0
 _LOG_EVERY_SECONDS: Final = 10.0
+FLUSH_BYTES: Final = 256 * 1024  # a batch goes when this much is waiting, or after BATCH_SECONDS
+
+
+class _Plan(NamedTuple):
+    """A route's copy decisions, worked out at each reload so ``admit`` only looks them up."""
+
+    percent: float
+    writes: bool  # shadow.writes: unsafe methods are copied, whole (the primary's answer too)
+    cap: int  # body bytes at most
+    name: bytes  # the route's name as it goes in each record
+    handed: tuple[str, str]  # the counter key of a copy sent
+
+
+def _plan(config: ProxyConfig, route: Route) -> _Plan | None:
+    """None when the route has no service to copy to (``skipped_no_service``)."""
+    if route.target == MONOLITH or route.target not in config.upstreams:
+        return None
+    cap = route.shadow.max_body_bytes
+    return _Plan(route.shadow.percent, route.shadow.writes,
+                 config.shadow.max_body_bytes if cap is None else int(cap),
+                 route.name.encode(), (route.name, "handed_to_worker"))
 
 
 class _RemoteLink(asyncio.Protocol):
@@ -85,6 +111,8 @@ class _RemoteLink(asyncio.Protocol):
 class RemoteSink(ProcessSink):
     """A :class:`ProcessSink` whose far end is the standalone comparator, not a local worker."""
 
+    _records: bytearray | None = None  # request-only copies waiting for the next batch
+
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
         """New routes file: new checks and secret here (the comparator reads its own copy)."""
         previous = getattr(self, "config", None)
@@ -95,6 +123,9 @@ class RemoteSink(ProcessSink):
                         "proxy's next start")
             config = _keep_destination(config, previous)
         super().reconfigure(config, notify=False)
+        self._plans = {route.name: _plan(config, route) for route in config.routes}
+        if self._records is None:
+            self._records = bytearray()
         self._secret = config.shadow.resolve_marker_secret(os.environ)
         url = urlsplit(config.shadow.comparator_url or "")
         self._origin = (url.scheme, url.hostname or "", url.port or
@@ -107,17 +138,105 @@ class RemoteSink(ProcessSink):
         scheme, host, port = self._origin
         return f"{scheme}://{host}:{port}"
 
+    def admit(self, route: str, method: str) -> int:
+        """Before the proxy copies a byte: service, method, sampling, room for the copy.
+
+        A safe method is copied as its request alone (:data:`COPY_REQUEST_ONLY`, see
+        :meth:`copy`): the comparator asks the monolith for the answer. A write, on a route
+        with ``shadow.writes = true``, cannot be asked again: it goes whole
+        (:data:`COPY_EXCHANGE`), with the primary's answer, as before.
+        """
+        try:
+            plan = self._plans.get(route)
+            if plan is None:
+                reason = "skipped_no_service"
+            else:
+                how = COPY_REQUEST_ONLY if method in SAFE_METHODS or \
+                    method.upper() in SAFE_METHODS else COPY_EXCHANGE
+                if how == COPY_EXCHANGE and not plan.writes:
+                    reason = "skipped_unsafe_method"
+                elif plan.percent < 100 and self._rng() * 100 >= plan.percent:
+                    reason = "skipped_sampling"
+                else:
+                    reason = self._no_room()
+                    if not reason:
+                        return how
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow admission failed")
+            reason = "dropped_internal_error"
+        self._count(route, reason)
+        return 0
+
+    def copy(self, exchange: Exchange) -> bool:
+        """A safe request whose primary has answered: one record appended, nothing else.
+
+        The record (:mod:`.copies`) is the head the proxy sent the monolith and the body it
+        teed, both already in hand; the batch is signed and sent by :meth:`_flush`, on a
+        timer or when :data:`FLUSH_BYTES` are waiting.
+        """
+        name = "-"
+        try:
+            decision = exchange.decision
+            assert decision is not None
+            name = decision.route.name
+            plan = self._plans[name]  # a route gone since admit (a reload): internal error
+            assert plan is not None
+            body = exchange.tee_request
+            assert body is not None
+            records = self._records
+            assert records is not None
+            if exchange.tee_truncated or len(body) > plan.cap:
+                reason = "skipped_body_too_large"
+            else:
+                reason = self._no_room()
+            if not reason:
+                head = exchange.head_bytes
+                route = plan.name
+                records += RECORD.pack(RECORD_FIXED + len(route) + len(head) + len(body),
+                                       COPY_KIND, 0, len(route), len(head), time.time())
+                records += route
+                records += head
+                if body:
+                    records += body
+                self.counts[plan.handed] += 1
+                if len(records) >= FLUSH_BYTES:
+                    if self._flush_at is not None:
+                        self._flush_at.cancel()
+                    self._flush()
+                elif self._flush_at is None and self._loop is not None:
+                    self._flush_at = self._loop.call_later(BATCH_SECONDS, self._flush)
+                return True
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow copy failed")
+            reason = "dropped_internal_error"
+        self._count(name, reason)
+        return False
+
     def _no_room(self) -> str:
-        reason = super()._no_room()
-        return "dropped_comparator_down" if reason == "dropped_worker_down" else reason
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return "dropped_comparator_down"
+        records = self._records
+        waiting = self._batch_bytes + (len(records) if records is not None else 0)
+        if transport.get_write_buffer_size() + waiting > self._buffer_bytes:
+            return "dropped_queue_full"
+        return ""
 
     def _flush(self) -> None:
+        """Send what waits as one signed batch: whole offers' frames, then copy records."""
         self._flush_at = None
         batch, self._batch, self._batch_bytes = self._batch, [], 0
+        records = self._records
+        if records:
+            self._records = bytearray()
+            if batch:
+                batch.append(bytes(records))
         if batch:
             self._post(OFFERS_PATH, b"".join(batch))
+        elif records:
+            self._post(OFFERS_PATH, records)
 
-    def _post(self, path: str, body: bytes,
+    def _post(self, path: str, body: bytes | bytearray,
               waiter: asyncio.Future[bytes] | None = None) -> bool:
         transport, link = self._transport, self._link
         if transport is None or transport.is_closing() or not self._secret or \

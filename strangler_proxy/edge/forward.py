@@ -322,7 +322,7 @@ class Exchange:
             return
         self.started = True
         self.start = self.last_activity = self.client.loop.time()
-        if self.tee_request is not None:
+        if self.tee_request is not None and not self.request_only:
             # the loop's clock ticks in whole ms under uvloop; the service's latency is
             # measured with perf_counter, so the monolith's must be too
             self.tee_started = time.perf_counter()
@@ -618,7 +618,7 @@ class Exchange:
 
     def _admit_shadow(self, route: str) -> int:
         try:
-            admitted = int(self.state.shadow_admit(route, self.method))
+            admitted = self.state.shadow_admit(route, self.method)
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
             admitted = 0
         if not admitted:

@@ -38,6 +38,7 @@ FLAG_TRUNCATED: Final = 1
 # the frame's own 4-byte length first, then the fields it counts
 RECORD: Final = struct.Struct("!IBBHId")
 RECORD_FIXED: Final = RECORD.size - 4  # bytes of the fixed fields the length counts
+_NAME_SIZE: Final = struct.Struct("!H")  # at offset 2 of a record (after kind and flags)
 
 
 class BadRecord(ValueError):
@@ -57,6 +58,14 @@ def encode(route: bytes, head: bytes, body: bytes, sent_at: float, flags: int = 
     """One record (the proxy appends the same fields in place; this is for tests and tools)."""
     return RECORD.pack(RECORD_FIXED + len(route) + len(head) + len(body), COPY_KIND, flags,
                        len(route), len(head), sent_at) + route + head + body
+
+
+def route_of(frame: bytes | bytearray | memoryview) -> str:
+    """The route name of a record (``frame`` without its 4-byte length), nothing else read."""
+    if len(frame) < RECORD_FIXED:
+        raise BadRecord(f"a copy record of {len(frame)} bytes (at least {RECORD_FIXED})")
+    (name_size,) = _NAME_SIZE.unpack_from(frame, 2)
+    return bytes(frame[RECORD_FIXED:RECORD_FIXED + name_size]).decode("utf-8", "replace")
 
 
 def decode(frame: bytes | memoryview, base_path: str = "",
@@ -126,4 +135,4 @@ def parse_head(head: bytes, body: bytes, truncated: bool, base_path: str = "",
 
 
 __all__ = ["COPY_KIND", "RECORD", "RECORD_FIXED", "BadRecord", "Copy", "decode", "encode",
-           "parse_head"]
+           "parse_head", "route_of"]

@@ -23,6 +23,7 @@ import collections
 import contextlib
 import json
 import logging
+import marshal
 import os
 import ssl
 import time
@@ -34,9 +35,15 @@ import httptools
 from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import StartupError
 from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY
-from strangler_proxy.shadow.copies import COPY_KIND, RECORD, RECORD_FIXED
+from strangler_proxy.shadow.copies import COPY_KIND, RECORD, RECORD_FIXED, route_of
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
-from strangler_proxy.shadow.sink import BATCH_SECONDS, SAFE_METHODS, ProcessSink, encode_frame
+from strangler_proxy.shadow.sink import (
+    BATCH_SECONDS,
+    FRAME_HEADER,
+    SAFE_METHODS,
+    ProcessSink,
+    encode_frame,
+)
 
 if TYPE_CHECKING:
     from strangler_proxy.edge.forward import Exchange
@@ -45,6 +52,7 @@ log = logging.getLogger("strangler.shadow")
 
 _CONNECT_SECONDS: Final = 2.0
 _LOG_EVERY_SECONDS: Final = 10.0
+_wall = time.time
 FLUSH_BYTES: Final = 256 * 1024  # a batch goes when this much is waiting, or after BATCH_SECONDS
 
 
@@ -111,7 +119,9 @@ class _RemoteLink(asyncio.Protocol):
 class RemoteSink(ProcessSink):
     """A :class:`ProcessSink` whose far end is the standalone comparator, not a local worker."""
 
-    _records: bytearray | None = None  # request-only copies waiting for the next batch
+    def __init__(self, config: ProxyConfig, *args: Any, **kwargs: Any) -> None:
+        self._records = bytearray()  # request-only copies waiting for the next batch
+        super().__init__(config, *args, **kwargs)
 
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
         """New routes file: new checks and secret here (the comparator reads its own copy)."""
@@ -124,8 +134,6 @@ class RemoteSink(ProcessSink):
             config = _keep_destination(config, previous)
         super().reconfigure(config, notify=False)
         self._plans = {route.name: _plan(config, route) for route in config.routes}
-        if self._records is None:
-            self._records = bytearray()
         self._secret = config.shadow.resolve_marker_secret(os.environ)
         url = urlsplit(config.shadow.comparator_url or "")
         self._origin = (url.scheme, url.hostname or "", url.port or
@@ -158,8 +166,13 @@ class RemoteSink(ProcessSink):
                 elif plan.percent < 100 and self._rng() * 100 >= plan.percent:
                     reason = "skipped_sampling"
                 else:
-                    reason = self._no_room()
-                    if not reason:
+                    transport = self._transport
+                    if transport is None or transport.is_closing():
+                        reason = "dropped_comparator_down"
+                    elif transport.get_write_buffer_size() + len(self._records) + \
+                            self._batch_bytes > self._buffer_bytes:
+                        reason = "dropped_queue_full"
+                    else:
                         return how
         except Exception:  # noqa: BLE001 - the client's path must never see our failures
             log.exception("shadow admission failed")
@@ -172,37 +185,31 @@ class RemoteSink(ProcessSink):
 
         The record (:mod:`.copies`) is the head the proxy sent the monolith and the body it
         teed, both already in hand; the batch is signed and sent by :meth:`_flush`, on a
-        timer or when :data:`FLUSH_BYTES` are waiting.
+        timer or when :data:`FLUSH_BYTES` are waiting. :meth:`admit` checked the connection
+        and its buffer; this checks only what came since: the body, and the records' bound.
         """
         name = "-"
         try:
-            decision = exchange.decision
-            assert decision is not None
-            name = decision.route.name
-            plan = self._plans[name]  # a route gone since admit (a reload): internal error
-            assert plan is not None
-            body = exchange.tee_request
-            assert body is not None
+            name = exchange.decision.route.name  # type: ignore[union-attr]
+            # a route gone since admit (a reload): KeyError, counted as an internal error
+            _, _, cap, route, handed = self._plans[name]  # type: ignore[misc]
+            body: bytearray = exchange.tee_request  # type: ignore[assignment]
             records = self._records
-            assert records is not None
-            if exchange.tee_truncated or len(body) > plan.cap:
+            if exchange.tee_truncated or len(body) > cap:
                 reason = "skipped_body_too_large"
+            elif len(records) > self._buffer_bytes:
+                reason = "dropped_queue_full"
             else:
-                reason = self._no_room()
-            if not reason:
                 head = exchange.head_bytes
-                route = plan.name
                 records += RECORD.pack(RECORD_FIXED + len(route) + len(head) + len(body),
-                                       COPY_KIND, 0, len(route), len(head), time.time())
+                                       COPY_KIND, 0, len(route), len(head), _wall())
                 records += route
                 records += head
                 if body:
                     records += body
-                self.counts[plan.handed] += 1
+                self.counts[handed] += 1
                 if len(records) >= FLUSH_BYTES:
-                    if self._flush_at is not None:
-                        self._flush_at.cancel()
-                    self._flush()
+                    self._flush_now()
                 elif self._flush_at is None and self._loop is not None:
                     self._flush_at = self._loop.call_later(BATCH_SECONDS, self._flush)
                 return True
@@ -212,18 +219,26 @@ class RemoteSink(ProcessSink):
         self._count(name, reason)
         return False
 
+    def _flush_now(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush()
+
     def _no_room(self) -> str:
         transport = self._transport
         if transport is None or transport.is_closing():
             return "dropped_comparator_down"
-        records = self._records
-        waiting = self._batch_bytes + (len(records) if records is not None else 0)
+        waiting = self._batch_bytes + len(self._records)
         if transport.get_write_buffer_size() + waiting > self._buffer_bytes:
             return "dropped_queue_full"
         return ""
 
     def _flush(self) -> None:
-        """Send what waits as one signed batch: whole offers' frames, then copy records."""
+        """Send what waits as one signed batch: whole offers' frames, then copy records.
+
+        A batch that cannot be sent (the comparator went away since its copies were
+        admitted) is counted, per route, as ``dropped_comparator_down``.
+        """
         self._flush_at = None
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         records = self._records
@@ -231,10 +246,14 @@ class RemoteSink(ProcessSink):
             self._records = bytearray()
             if batch:
                 batch.append(bytes(records))
+        sent = True
         if batch:
-            self._post(OFFERS_PATH, b"".join(batch))
+            sent = self._post(OFFERS_PATH, b"".join(batch))
         elif records:
-            self._post(OFFERS_PATH, records)
+            sent = self._post(OFFERS_PATH, records)
+        if not sent:
+            for route in _routes_of(b"".join(batch) if batch else records or b""):
+                self._count(route, "dropped_comparator_down")
 
     def _post(self, path: str, body: bytes | bytearray,
               waiter: asyncio.Future[bytes] | None = None) -> bool:
@@ -346,6 +365,21 @@ class RemoteSink(ProcessSink):
                 time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self._reap()
+
+
+def _routes_of(batch: bytes | bytearray) -> list[str]:
+    """The route of each frame in a batch (records and offers; counters are not copies)."""
+    routes, at = [], 0
+    while at + FRAME_HEADER.size <= len(batch):
+        (size,) = FRAME_HEADER.unpack_from(batch, at)
+        start, at = at + FRAME_HEADER.size, at + FRAME_HEADER.size + size
+        if size and batch[start] == COPY_KIND:
+            routes.append(route_of(memoryview(batch)[start:at]))
+        elif size:
+            message = marshal.loads(batch[start:at])
+            if message and message[0] == "offer":
+                routes.append(str(message[1]))
+    return routes
 
 
 def _keep_destination(config: ProxyConfig, previous: ProxyConfig) -> ProxyConfig:

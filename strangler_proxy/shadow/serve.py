@@ -52,7 +52,7 @@ from strangler_proxy.exchange import (
     offer_from_message,
 )
 from strangler_proxy.routing import RouteTable
-from strangler_proxy.shadow.copies import COPY_KIND, Copy, decode
+from strangler_proxy.shadow.copies import COPY_KIND, Copy, decode, route_of
 from strangler_proxy.shadow.sink import FRAME_HEADER, SAFE_METHODS
 from strangler_proxy.shadow.store import DiffStore, open_config_store
 from strangler_proxy.shadow.worker import (
@@ -156,6 +156,15 @@ class ComparatorRunner(ShadowRunner):
                                           {_FETCH_BASELINE: "1"}))
         self._count(copy.route, reason)
         return False
+
+    def full(self) -> bool:
+        """Whether the next offer would be dropped for want of room in the queue."""
+        queue = self._queue
+        return queue is not None and queue.full()
+
+    def count_drop(self, route: str, reason: str) -> None:
+        """Count a copy dropped before it was decoded."""
+        self._count(route, reason)
 
     def _route_of(self, request: RecordedRequest, route_name: str) -> Route | None:
         if route_name:
@@ -280,7 +289,11 @@ class Comparator:
                     raise ValueError(f"a frame of {size} bytes, {len(frame)} in the batch")
                 at += FRAME_HEADER.size + size
                 if size and frame[0] == COPY_KIND:  # a request-only copy (copies.py)
-                    self.runner.copied(decode(frame, base_path, config.proxy.trusted_proxies))
+                    if self.runner.full():  # no room: not even decoded (the proxy sends all)
+                        self.runner.count_drop(route_of(frame), "dropped_queue_full")
+                    else:
+                        self.runner.copied(decode(frame, base_path,
+                                                  config.proxy.trusted_proxies))
                     continue
                 message = marshal.loads(frame)
                 if not isinstance(message, tuple) or not message:

@@ -205,8 +205,10 @@ def test_copies_are_dropped_and_counted_when_the_comparator_is_slow_or_away(
         kept = len(records)
         slow = dict(proxy.sink.counts)
         proxy.flush()
-        proxy.wire.closing = True  # the comparator went away
-        proxy.request(GET)
+        proxy.request(GET)  # admitted: its record waits for the batch
+        proxy.wire.closing = True  # the comparator went away before the batch left
+        assert proxy.flush() == []  # nothing sent: the waiting copy is counted
+        proxy.request(GET)  # not admitted
         return slow, kept, dict(proxy.sink.counts)
 
     slow, kept, away = asyncio.run(main())
@@ -215,7 +217,7 @@ def test_copies_are_dropped_and_counted_when_the_comparator_is_slow_or_away(
     assert slow[("products", "handed_to_worker")] + slow[("products", "dropped_queue_full")] \
         == 10
     assert slow[("products", "dropped_queue_full")] >= 5
-    assert away[("products", "dropped_comparator_down")] == 1
+    assert away[("products", "dropped_comparator_down")] == 2
 
 
 def test_a_batch_goes_at_flush_bytes_without_waiting_for_the_timer(
@@ -256,8 +258,15 @@ def test_the_comparator_takes_records_beside_frames_and_refuses_a_bad_one_naming
     assert answer.startswith(b"HTTP/1.1 400")
     assert f"bad frame at byte {len(record)}".encode() in answer
     assert b"run past its end" in answer
+    assert len(taken) == 3  # the good record before it was taken
     bad = copies.encode(b"products", b"hello\r\n\r\n", b"", 1.0)
     assert b"request line" in comparator._offers(bad)  # noqa: SLF001
+    # a full queue: the record is counted by its route name, not decoded
+    runner._queue = asyncio.Queue(maxsize=1)  # noqa: SLF001
+    runner._queue.put_nowait(None)  # type: ignore[arg-type]  # noqa: SLF001
+    assert comparator._offers(record).startswith(b"HTTP/1.1 204")  # noqa: SLF001
+    assert len(taken) == 3
+    assert runner.counts[("products", "dropped_queue_full")] == 1
 
 
 def test_the_comparator_refuses_a_record_it_cannot_ask_the_monolith_again(

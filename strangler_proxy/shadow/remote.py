@@ -63,6 +63,7 @@ class _Plan(NamedTuple):
     writes: bool  # shadow.writes: unsafe methods are copied, whole (the primary's answer too)
     cap: int  # body bytes at most
     name: bytes  # the route's name as it goes in each record
+    fixed: int  # a record's size without head and body (fixed fields and name)
     handed: tuple[str, str]  # the counter key of a copy sent
 
 
@@ -71,9 +72,10 @@ def _plan(config: ProxyConfig, route: Route) -> _Plan | None:
     if route.target == MONOLITH or route.target not in config.upstreams:
         return None
     cap = route.shadow.max_body_bytes
+    name = route.name.encode()
     return _Plan(route.shadow.percent, route.shadow.writes,
                  config.shadow.max_body_bytes if cap is None else int(cap),
-                 route.name.encode(), (route.name, "handed_to_worker"))
+                 name, RECORD_FIXED + len(name), (route.name, "handed_to_worker"))
 
 
 class _RemoteLink(asyncio.Protocol):
@@ -121,6 +123,7 @@ class RemoteSink(ProcessSink):
 
     def __init__(self, config: ProxyConfig, *args: Any, **kwargs: Any) -> None:
         self._records = bytearray()  # request-only copies waiting for the next batch
+        self._stamp = _wall()  # the wall clock at the batch's first record
         super().__init__(config, *args, **kwargs)
 
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
@@ -192,7 +195,7 @@ class RemoteSink(ProcessSink):
         try:
             name = exchange.decision.route.name  # type: ignore[union-attr]
             # a route gone since admit (a reload): KeyError, counted as an internal error
-            _, _, cap, route, handed = self._plans[name]  # type: ignore[misc]
+            _, _, cap, route, fixed, handed = self._plans[name]  # type: ignore[misc]
             body: bytearray = exchange.tee_request  # type: ignore[assignment]
             records = self._records
             if exchange.tee_truncated or len(body) > cap:
@@ -200,9 +203,13 @@ class RemoteSink(ProcessSink):
             elif len(records) > self._buffer_bytes:
                 reason = "dropped_queue_full"
             else:
+                if self._flush_at is None and self._loop is not None:
+                    # the first record of a batch: stamp the batch's records with this time
+                    self._stamp = _wall()
+                    self._flush_at = self._loop.call_later(BATCH_SECONDS, self._flush)
                 head = exchange.head_bytes
-                records += RECORD.pack(RECORD_FIXED + len(route) + len(head) + len(body),
-                                       COPY_KIND, 0, len(route), len(head), _wall())
+                records += RECORD.pack(fixed + len(head) + len(body), COPY_KIND, 0,
+                                       fixed - RECORD_FIXED, len(head), self._stamp)
                 records += route
                 records += head
                 if body:
@@ -210,8 +217,6 @@ class RemoteSink(ProcessSink):
                 self.counts[handed] += 1
                 if len(records) >= FLUSH_BYTES:
                     self._flush_now()
-                elif self._flush_at is None and self._loop is not None:
-                    self._flush_at = self._loop.call_later(BATCH_SECONDS, self._flush)
                 return True
         except Exception:  # noqa: BLE001 - the client's path must never see our failures
             log.exception("shadow copy failed")

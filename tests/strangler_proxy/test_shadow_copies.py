@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import marshal
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,7 @@ def test_a_safe_request_becomes_one_record_the_comparator_reads_back_as_the_clie
     copy = copies.decode(frame, "/base")
     request = copy.request
     assert copy.route == "products"
+    assert abs(copy.sent_at - time.time()) < 60  # the proxy's wall clock
     # the client's request: the monolith's base path gone, the client's Host back, the
     # proxy's own headers (forwarding, Via, X-Request-ID, X-Strangler-*) and hop-by-hop gone
     assert (request.method, request.path, request.query) == ("GET", "/api/products/7/", "q=1")

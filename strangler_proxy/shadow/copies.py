@@ -18,7 +18,7 @@ starts with it)::
 
 flags: bit 0, the body was cut (never sent: the proxy refuses cut bodies; kept for the
 format). ``time`` is the proxy's wall clock when the batch's first copy was made (so within
-``sink.BATCH_SECONDS`` of this one's; one clock read per batch, not per copy).
+``remote.RECORD_SECONDS`` of this one's; one clock read per batch, not per copy).
 """
 
 from __future__ import annotations

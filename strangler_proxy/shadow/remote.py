@@ -2,14 +2,21 @@
 
 ::
 
-    proxy process (RemoteSink)                           strangler shadow serve (serve.py)
-    admit / offer_raw: the ProcessSink's cheap checks    verify the signature, decode, compare,
-    batch for 2 ms ──POST /_strangler/offers──────────▶  store in the routes file's diff store
-      one keep-alive connection, frames as for the worker, signed (marker secret, body hash)
+    proxy process (RemoteSink)                            strangler shadow serve (serve.py)
+    admit: a table lookup, "request only" for a safe      verify the signature, decode the
+      method; copy: one record appended to a bytearray    records (copies.py), ask the monolith
+    every 5 ms or 256 KiB ──POST /_strangler/offers────▶  for the baseline, compare, redact,
+      one keep-alive connection, one write, signed        store in the routes file's diff store
 
-Everything on the client's path is the :class:`~strangler_proxy.shadow.sink.ProcessSink`'s:
-the same checks, the same bounded buffer (the socket's write buffer; full: dropped and counted),
-the same batching, so the proxy's cost per copy does not grow; only the far end differs. A
+The client's path does the least it can (measured with ``bench.proxy.hotpath --sink remote``):
+``admit`` looks the route up in a table made at each reload and checks the connection's
+room; for a safe method the proxy then tees no response, and once the primary has answered
+``copy`` appends one record: fixed fields, the route's name, the request head as sent to the
+monolith and the body (:mod:`.copies`). No dict, tuple, JSON, marshal or hash per request;
+the batch is signed and written once per :data:`RECORD_SECONDS` or :data:`FLUSH_BYTES`. A
+write (``shadow.writes = true``) cannot be asked of the monolith again, so it goes whole, as
+the local worker's frame with the primary's answer, in the same batches. Memory is bounded
+(records, frames and the socket's write buffer together; full: dropped and counted). A
 comparator that is down or restarting costs nothing but the copies
 (``dropped_comparator_down``): the sink reconnects with the worker's back-off and never blocks
 the proxy's start or stop. Answers are read only for their status: a refusal (wrong secret,
@@ -38,7 +45,6 @@ from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY
 from strangler_proxy.shadow.copies import COPY_KIND, RECORD, RECORD_FIXED, route_of
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
 from strangler_proxy.shadow.sink import (
-    BATCH_SECONDS,
     FRAME_HEADER,
     SAFE_METHODS,
     ProcessSink,
@@ -53,7 +59,12 @@ log = logging.getLogger("strangler.shadow")
 _CONNECT_SECONDS: Final = 2.0
 _LOG_EVERY_SECONDS: Final = 10.0
 _wall = time.time
-FLUSH_BYTES: Final = 256 * 1024  # a batch goes when this much is waiting, or after BATCH_SECONDS
+# Copy records go as one batch every RECORD_SECONDS, or as soon as FLUSH_BYTES wait. A batch
+# costs a timer, a signature, a write and the comparator's answer, whatever its size: at
+# 20,000 copies/s, 5 ms makes that 200 times a second instead of 500. Copies are not
+# latency-sensitive (the comparator times its own calls).
+RECORD_SECONDS: Final = 0.005
+FLUSH_BYTES: Final = 256 * 1024
 
 
 class _Plan(NamedTuple):
@@ -188,8 +199,9 @@ class RemoteSink(ProcessSink):
 
         The record (:mod:`.copies`) is the head the proxy sent the monolith and the body it
         teed, both already in hand; the batch is signed and sent by :meth:`_flush`, on a
-        timer or when :data:`FLUSH_BYTES` are waiting. :meth:`admit` checked the connection
-        and its buffer; this checks only what came since: the body, and the records' bound.
+        timer (:data:`RECORD_SECONDS`) or when :data:`FLUSH_BYTES` are waiting.
+        :meth:`admit` checked the connection and its buffer; this checks only what came
+        since: the body, and the records' bound.
         """
         name = "-"
         try:
@@ -206,7 +218,7 @@ class RemoteSink(ProcessSink):
                 if self._flush_at is None and self._loop is not None:
                     # the first record of a batch: stamp the batch's records with this time
                     self._stamp = _wall()
-                    self._flush_at = self._loop.call_later(BATCH_SECONDS, self._flush)
+                    self._flush_at = self._loop.call_later(RECORD_SECONDS, self._flush)
                 head = exchange.head_bytes
                 records += RECORD.pack(fixed + len(head) + len(body), COPY_KIND, 0,
                                        fixed - RECORD_FIXED, len(head), self._stamp)

@@ -69,6 +69,30 @@ COPY_EXCHANGE: Final = 1
 COPY_REQUEST_ONLY: Final = 2
 
 
+class CopySource(Protocol):
+    """What a sink's ``copy`` reads of an exchange (``edge.forward.Exchange`` is one)."""
+
+    @property
+    def decision(self) -> Any:
+        """The routing decision (``decision.route.name`` names the route)."""
+        ...
+
+    @property
+    def head_bytes(self) -> bytes:
+        """The request head as the proxy sent it upstream."""
+        ...
+
+    @property
+    def tee_request(self) -> bytearray | None:
+        """The request body read so far (None: not teed)."""
+        ...
+
+    @property
+    def tee_truncated(self) -> bool:
+        """Whether the body went past the shadow cap."""
+        ...
+
+
 class ShadowSink(Protocol):
     """Where the proxy hands finished exchanges: every hook the proxy calls, none optional.
 

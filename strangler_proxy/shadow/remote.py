@@ -34,14 +34,14 @@ import marshal
 import os
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
 
 from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY
+from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY, CopySource
 from strangler_proxy.shadow.copies import COPY_KIND, RECORD, RECORD_FIXED, route_of
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
 from strangler_proxy.shadow.sink import (
@@ -50,9 +50,6 @@ from strangler_proxy.shadow.sink import (
     ProcessSink,
     encode_frame,
 )
-
-if TYPE_CHECKING:
-    from strangler_proxy.edge.forward import Exchange
 
 log = logging.getLogger("strangler.shadow")
 
@@ -194,7 +191,7 @@ class RemoteSink(ProcessSink):
         self._count(route, reason)
         return 0
 
-    def copy(self, exchange: Exchange) -> bool:
+    def copy(self, exchange: CopySource) -> bool:
         """A safe request whose primary has answered: one record appended, nothing else.
 
         The record (:mod:`.copies`) is the head the proxy sent the monolith and the body it

@@ -298,9 +298,11 @@ class RemoteSink(ProcessSink):
         now = time.monotonic()
         if now - self._last_refusal >= _LOG_EVERY_SECONDS:
             self._last_refusal = now
-            log.error("the comparator at %s refused shadow copies (HTTP %s); check that it "
-                      "and this proxy have the same shadow.marker_secret", self.comparator,
-                      status or "garbled answer")
+            fix = "check that it and this proxy have the same shadow.marker_secret" \
+                if status == 401 else "it could not read them: run the same strangler " \
+                "version on both ends (copy records need this proxy's comparator)"
+            log.error("the comparator at %s refused shadow copies (HTTP %s); %s",
+                      self.comparator, status or "garbled answer", fix)
 
     async def start(self) -> None:
         """Connect to the comparator; if it is not up yet, keep trying in the background."""

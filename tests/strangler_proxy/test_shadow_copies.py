@@ -9,6 +9,7 @@ frames, records). Live proxy → comparator runs are in test_comparator.py.
 from __future__ import annotations
 
 import asyncio
+import doctest
 import marshal
 import struct
 import time
@@ -263,6 +264,12 @@ def test_the_comparator_takes_records_beside_frames_and_refuses_a_bad_one_naming
     assert len(taken) == 3  # the good record before it was taken
     bad = copies.encode(b"products", b"hello\r\n\r\n", b"", 1.0)
     assert b"request line" in comparator._offers(bad)  # noqa: SLF001
+    # the message names the line, never its bytes (a head may carry credentials)
+    secret = copies.encode(b"products", b"GET / HTTP/1.1\r\nAuthorization Bearer s3cret\r\n"
+                           b"\r\n", b"", 1.0)
+    answer = comparator._offers(secret)  # noqa: SLF001
+    assert b"line 2 of a copy record's head" in answer
+    assert b"s3cret" not in answer
     # a full queue: the record is counted by its route name, not decoded
     runner._queue = asyncio.Queue(maxsize=1)  # noqa: SLF001
     runner._queue.put_nowait(None)  # type: ignore[arg-type]  # noqa: SLF001
@@ -282,3 +289,7 @@ def test_the_comparator_refuses_a_record_it_cannot_ask_the_monolith_again(
     assert not runner.copied(nowhere)
     assert runner.counts[("products", "skipped_unsafe_method")] == 1
     assert runner.counts[("gone", "skipped_no_service")] == 1
+
+
+def test_the_doctests_of_the_record_format_pass() -> None:
+    assert doctest.testmod(copies).failed == 0

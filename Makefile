@@ -59,7 +59,10 @@ test-latest:
 	.venv-latest/bin/python -m pip install -q --upgrade -e . --group dev
 	$(MAKE) test VENV=.venv-latest STAMP=.venv-latest/bin/python SYSDEPS_STAMP=.venv-latest/.sysdeps
 
+# The proxy's hot path compiled with mypyc (strangler_proxy/native.py); quick when up to date,
+# and pure Python still runs if it cannot compile.
 install: $(STAMP)
+	@$(BIN)/python -m strangler_proxy.native_build build --if-stale
 
 # System tools some tests drive for real (headless chromium for the dashboard, nginx for the
 # differential framing corpus,
@@ -137,3 +140,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .venv-latest .demo build *.egg-info .mypy_cache .ruff_cache
+	find strangler_proxy -name '*.so' -delete; rm -f strangler_proxy/_native.json

@@ -150,14 +150,15 @@ def _print_table(r: dict[str, Any], summary: dict[str, Any]) -> None:
     table = Table(title=f"{len(r['contexts'])} proposed contexts "
                         f"({summary['models']} models)")
     for col in ("rank", "context", "models", "endpoints", "cost", "cross writes", "FKs",
-                "ambiguous"):
+                "ambiguous", "shared tx"):
         table.add_column(col)
     for c in sorted(r["contexts"], key=lambda c: plan[c["name"]]["rank"]):
         step = plan[c["name"]]
         table.add_row(str(step["rank"]), c["name"], ", ".join(m.split(".")[1] for m in
                       c["models"]), str(len(c["endpoints"])), str(step["cost"]["score"]),
                       str(step["cost"]["cross_context_writes"]),
-                      str(step["cost"]["foreign_keys"]), str(len(c["ambiguous"])))
+                      str(step["cost"]["foreign_keys"]), str(len(c["ambiguous"])),
+                      str(step["cost"]["breakdown"].get("transaction_partners", 0)))
     # A pipe has no width: rich would fold cells at 80 columns for grep and awk.
     console = Console() if sys.stdout.isatty() else Console(width=100_000, no_color=True)
     console.print(table)

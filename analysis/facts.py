@@ -12,6 +12,7 @@ A *reference* to another name is stored as written: ``"@Product"`` or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class SqlFact:
 
 
 @dataclass(frozen=True)
+class AtomicFact:
+    """A database transaction in code: ``@transaction.atomic`` on a function (or a method)
+    or a ``with transaction.atomic():`` block, outermost only (an inner one is a savepoint
+    of the same transaction). What runs inside: the names whose rows it writes, the names it
+    refers to (functions it calls, signals it sends) and the raw SQL it runs."""
+
+    line: int
+    how: str  # "decorator" | "with"
+    writes: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
+    sql: tuple[SqlFact, ...] = ()
+
+
+@dataclass(frozen=True)
 class UnitFact:
     """A top-level function or class (a *usage unit*) and the names it references."""
 
@@ -63,6 +78,8 @@ class UnitFact:
     model_strings: tuple[str, ...] = ()  # apps.get_model("app", "Model"), get_user_model()
     sql: tuple[SqlFact, ...] = ()
     writes: tuple[str, ...] = ()  # names whose rows it writes (create, save, update, delete)
+    atomic: tuple[AtomicFact, ...] = ()  # transactions it opens
+    receives: tuple[tuple[str, str], ...] = ()  # (signal, sender or "") of @receiver(...)
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,8 @@ class FileFacts:
     stars: tuple[str, ...] = ()  # modules star-imported (``from .models import *``)
     exports: tuple[str, ...] | None = None  # ``__all__``, when the module declares it
     parser: str = "ast"  # "ast", or the fallback parser for syntax newer than ours
+    atomic_requests: bool = False  # sets a database's ATOMIC_REQUESTS to True (settings)
+    connects: tuple[tuple[str, str, str], ...] = ()  # signal.connect(receiver, sender=...)
 
 
 @dataclass(frozen=True)
@@ -205,3 +224,7 @@ class SqlSummary:
     endpoint_tables: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     endpoint_shape: dict[str, str] = field(default_factory=dict)  # an example fingerprint
     shape_source: dict[str, str] = field(default_factory=dict)  # where a shape was first seen
+    # transactions of a log that wrote two tables or more, by (endpoint, tables written):
+    # [how many, where the first one began]
+    transactions: dict[tuple[str | None, frozenset[str]], list[Any]] = field(
+        default_factory=dict)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from itertools import chain
+from typing import Any
 
 from analysis.errors import UnknownDialect
 from analysis.facts import SqlSummary, Statement, TableAccess
@@ -24,6 +25,8 @@ _PLACEHOLDER = re.compile(r"%\(\w+\)s|%s|\$\d+|:\w+\b|\?")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _VALUES = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
 _SPACE = re.compile(r"\s+")
+# where a transaction begins or ends (a savepoint is inside one)
+_EDGE = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK|END)\b(?!.*\bTO\b)", re.I)
 _CONTROL = re.compile(r"^\s*(SET|SHOW|SAVEPOINT|RELEASE|ROLLBACK|BEGIN|START\s+TRANSACTION|COMMIT|"
                       r"END|DEALLOCATE|DISCARD)\b", re.I)
 
@@ -98,6 +101,27 @@ class _Miner:
         self.new_shapes = 0
         self.progress = progress
         self.lone: Counter[tuple[str | None, frozenset[str], frozenset[str]]] = Counter()
+        self.open: dict[str, list[Any]] = {}  # request -> [endpoint, tables written, source]
+
+    def transaction(self, st: Statement, writes: frozenset[str]) -> None:
+        """Fold a statement into its request's open transaction: the statements a request
+        runs inside a transaction, one after the other (a statement outside one, a BEGIN,
+        COMMIT or ROLLBACK ends it); a log grouped by transaction gives each its own id."""
+        request = st.request or ""
+        if not st.in_transaction:
+            self.end_transaction(request)
+            return
+        tx = self.open.get(request)
+        if tx is None:
+            tx = self.open[request] = [st.endpoint, set(), st.source]
+        tx[1].update(writes)
+
+    def end_transaction(self, request: str) -> None:
+        tx = self.open.pop(request, None)
+        if tx is None or len(tx[1]) < 2:
+            return
+        seen = self.summary.transactions.setdefault((tx[0], frozenset(tx[1])), [0, tx[2]])
+        seen[0] += 1
 
     def access(self, fp: str, sql: str) -> TableAccess:
         key = f"{self.dialect}|{fp}"
@@ -119,6 +143,8 @@ class _Miner:
                 continue
             if _CONTROL.match(st.sql):  # transaction control and session settings: no tables
                 s.control += 1
+                if st.request is not None and _EDGE.match(st.sql):
+                    self.end_transaction(st.request)
                 continue
             fp = fingerprint(st.sql)
             acc = shapes.get(fp)
@@ -131,6 +157,8 @@ class _Miner:
             counts[fp] = counts.get(fp, 0) + 1
             if acc.error or not (acc.reads or acc.writes):
                 continue
+            if st.request is not None:
+                self.transaction(st, acc.writes)
             if st.request is None:
                 self.lone[(st.endpoint, acc.reads, acc.writes)] += 1
             else:
@@ -144,6 +172,8 @@ class _Miner:
                 per["reads"] |= acc.reads
                 per["writes"] |= acc.writes
                 s.endpoint_shape.setdefault(st.endpoint, fp)
+        for request in list(self.open):
+            self.end_transaction(request)
         shapes_out: Counter[tuple[str | None, frozenset[str], frozenset[str]]] = Counter(self.lone)
         for endpoint, reads, writes in requests.values():
             shapes_out[(endpoint, frozenset(reads), frozenset(writes))] += 1

@@ -8,7 +8,11 @@ context can leave the monolith, weighted by direction:
   or an event), keys it holds to other contexts' models and calls its code makes into other
   contexts' models (each becomes an API call or a replicated read model in the service);
 * what others need from it is cheap: other contexts' keys to its models stay valid ids
-  (they lose the database constraint), and their reads need replicated data or an API.
+  (they lose the database constraint), and their reads need replicated data or an API;
+* a database transaction that writes its tables and another context's (in code, or
+  between BEGIN and COMMIT in a query log) is the dearest of all: it becomes a saga, with
+  a step and a compensation per context; priced per context it shares one with
+  (:mod:`analysis.transactions`).
 
 For each context: the routes to divert (prefixes where a whole URL subtree belongs to the
 context, templates otherwise), the tables that move, the keys that become API calls or
@@ -26,6 +30,7 @@ from typing import Any
 from analysis.context_access import code_access
 from analysis.propose_contexts import endpoint_contexts
 from analysis.state import Analysis
+from analysis.transactions import MAX_SHOWN, context_transactions
 
 RELATION_KINDS = ("fk", "o2o", "m2m", "through", "generic")
 COST_WEIGHTS = {  # per item; documented in docs/analysis.md
@@ -35,6 +40,7 @@ COST_WEIGHTS = {  # per item; documented in docs/analysis.md
     "calls_out": 1.0,  # another context's model its code uses
     "keys_in": 0.5,  # another context's key to its model (stays a plain id)
     "calls_in": 0.25,  # a model of its own another context's code uses (read replica / API)
+    "transaction_partners": 4.0,  # a context it shares a database transaction with (saga step)
 }
 
 
@@ -58,7 +64,9 @@ def plan_extraction(a: Analysis) -> Analysis:
         for c in cs:
             reads_by_ctx[c].add(t)
     calls = code.calls
-    steps = [_step(a, ctx, ep_ctx, owner, writers, reads_by_ctx, calls) for ctx in a.contexts]
+    txs = context_transactions(a, {c["id"]: c["name"] for c in a.contexts})
+    steps = [_step(a, ctx, ep_ctx, owner, writers, reads_by_ctx, calls, txs.get(ctx["id"], []))
+             for ctx in a.contexts]
     steps.sort(key=lambda s: (s["cost"]["score"], s["cost"]["calls_per_endpoint"],
                               s["context"]))
     for i, s in enumerate(steps, 1):
@@ -88,7 +96,8 @@ def unsplittable(a: Analysis) -> list[str]:
 
 def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[str, int],
           writers: dict[str, set[int]], reads_by_ctx: dict[int, set[str]],
-          calls: set[tuple[int, str]]) -> dict[str, Any]:
+          calls: set[tuple[int, str]], transactions: list[dict[str, Any]]
+          ) -> dict[str, Any]:
     c = ctx["id"]
     part = a.partition
     names = {x["id"]: x["name"] for x in a.contexts}
@@ -119,12 +128,14 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
     events = sorted({fk["to"] for fk in out_fk} | {
         m for t in foreign_reads for m in a.table_models.get(t, ())[:1]})
     endpoints = [t for t, x in ep_ctx.items() if x == c]
+    partners = sorted({x for tx in transactions for x in tx["with"]})
     usage = sum(d["signals"].get("usage", 0.0) for m in ctx["models"]
                 for _, v, d in a.graph.edges(m, data=True) if part.get(v, c) != c)
     breakdown = {"writes_to_others": len(writes_to_others),
                  "written_by_others": len(written_by_others),
                  "keys_out": len(out_fk), "calls_out": len(calls_out),
-                 "keys_in": len(in_fk), "calls_in": len(calls_in)}
+                 "keys_in": len(in_fk), "calls_in": len(calls_in),
+                 "transaction_partners": len(partners)}
     score = sum(COST_WEIGHTS[k] * n for k, n in breakdown.items())
     return {
         "context": ctx["name"],
@@ -141,6 +152,12 @@ def _step(a: Analysis, ctx: dict[str, Any], ep_ctx: dict[str, int], owner: dict[
                       for m in calls_out],
         "calls_in": [{"model": m, "becomes": "read replica in the monolith or an API call"}
                      for m in calls_in],
+        # database transactions that also write other contexts' tables: each becomes a
+        # saga (a step and a compensation per context), code sites first, then query logs
+        "cross_context_transactions": {
+            "partners": partners,
+            "becomes": "a saga: one step and one compensation per context, driven by events",
+            "evidence": transactions[:MAX_SHOWN], "total": len(transactions)},
         "cost": {
             "score": round(score, 3),
             "breakdown": breakdown,

@@ -13,7 +13,16 @@ import re
 from collections import deque
 from collections.abc import Iterator
 
-from analysis.facts import ClassFact, FieldFact, FileFacts, RouterFact, SqlFact, UnitFact, UrlFact
+from analysis.facts import (
+    AtomicFact,
+    ClassFact,
+    FieldFact,
+    FileFacts,
+    RouterFact,
+    SqlFact,
+    UnitFact,
+    UrlFact,
+)
 from analysis.parse_newer import parse_newer
 
 RELATION_KINDS = frozenset(
@@ -30,7 +39,8 @@ _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
 # (which steps through every byte of every file); a false hit only costs a full parse.
 _MATTERS = (b"class", b".objects", b"_meta", b"execute", b".raw(", b"RawSQL", b"RunSQL",
             b".extra(", b"get_model", b"get_user_model", b"urlpatterns", b".register(",
-            b"AUTH_USER_MODEL", b"ROOT_URLCONF", b"include(", b"path(", b"url(")
+            b"AUTH_USER_MODEL", b"ROOT_URLCONF", b"include(", b"path(", b"url(",
+            b"ATOMIC_REQUESTS", b"atomic", b"receiver(", b".connect(")
 _IMPORT = re.compile(rb"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import\b|import[ \t]+[\w.])[^\n]*",
                      re.M)
 
@@ -294,11 +304,14 @@ def walk(node: ast.AST) -> Iterator[ast.AST]:
 
 
 def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
-          imports: list[ast.Import | ast.ImportFrom]) -> UnitFact:
-    """One walk over a unit: names it references, SQL it runs, imports it makes."""
+          imports: list[ast.Import | ast.ImportFrom],
+          connects: list[tuple[str, str, str]] | None = None) -> UnitFact:
+    """One walk over a unit: names it references, SQL it runs, imports it makes, the
+    transactions it opens and the signals it receives."""
     refs: set[str] = set()
     calls: list[ast.Call] = []
     binds: list[ast.AST] = []  # assignments and for-loops, in walk order, for _orm_writes
+    regions: list[tuple[ast.AST, str]] = []  # transaction.atomic functions and blocks
     scope = dict(consts)
     for child in walk(node):
         t = type(child)
@@ -311,6 +324,16 @@ def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
                 refs.update(".".join(parts[:i]) for i in range(2, min(len(parts), 4) + 1))
         elif t is ast.Call:
             calls.append(child)  # type: ignore[arg-type]
+            func = child.func  # type: ignore[attr-defined]
+            if connects is not None and isinstance(func, ast.Attribute) \
+                    and func.attr == "connect":
+                connects.extend(_connect(child))  # type: ignore[arg-type]
+        elif t is ast.FunctionDef or t is ast.AsyncFunctionDef:
+            if any(_is_atomic(d) for d in child.decorator_list):  # type: ignore[attr-defined]
+                regions.append((child, "decorator"))
+        elif t is ast.With or t is ast.AsyncWith:
+            if any(_is_atomic(i.context_expr) for i in child.items):  # type: ignore[attr-defined]
+                regions.append((child, "with"))
         elif t is ast.Assign:
             binds.append(child)
             target = child.targets[0]  # type: ignore[attr-defined]
@@ -325,9 +348,89 @@ def _unit(node: ast.AST, name: str, kind: str, consts: dict[str, str],
     sql = [fact for call in calls for fact in _sql_from_call(call, scope)]
     model_strings = [m for call in calls for m in _model_strings(call)]
     line = getattr(node, "lineno", 1)
+    receives = _receives(node) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
+        else ()
     return UnitFact(name=name, line=line, kind=kind, refs=tuple(sorted(refs)),
                     model_strings=tuple(model_strings), sql=tuple(sql),
-                    writes=_orm_writes(binds, calls))
+                    writes=_orm_writes(binds, calls),
+                    atomic=_atomic_facts(regions, binds, scope), receives=receives)
+
+
+def _is_atomic(node: ast.AST) -> bool:
+    """``transaction.atomic``, ``atomic``, ``transaction.atomic(using=...)``."""
+    target = node.func if isinstance(node, ast.Call) else node
+    return (dotted(target) or "").rsplit(".", 1)[-1] == "atomic"
+
+
+def _atomic_facts(regions: list[tuple[ast.AST, str]], binds: list[ast.AST],
+                  scope: dict[str, str]) -> tuple[AtomicFact, ...]:
+    """The outermost transactions of a unit, with what runs inside each.
+
+    >>> f = python_facts("from django.db import transaction\\n"
+    ...                  "def pay(o):\\n    with transaction.atomic():\\n        o.save()\\n"
+    ...                  "        Stock.objects.filter(p=1).update(n=0)\\n        notify(o)\\n",
+    ...                  "shop.actions")
+    >>> [(t.line, t.how, t.writes, "notify" in t.refs) for t in f.units[0].atomic]
+    [(3, 'with', ('Stock', 'o'), True)]
+    """
+    spans = [(getattr(n, "lineno", 0), getattr(n, "end_lineno", 0) or 0) for n, _ in regions]
+    out: list[AtomicFact] = []
+    for (node, how), (start, end) in zip(regions, spans, strict=True):
+        if any(s <= start and end <= e and (s, e) != (start, end) for s, e in spans):
+            continue  # a savepoint inside another transaction
+        body = node.body if isinstance(node, ast.With | ast.AsyncWith) else node  # type: ignore[attr-defined]
+        refs: set[str] = set()
+        calls: list[ast.Call] = []
+        for part in body if isinstance(body, list) else [body]:
+            for child in walk(part):
+                if isinstance(child, ast.Name):
+                    refs.add(child.id)
+                elif isinstance(child, ast.Attribute) and (d := dotted(child)):
+                    parts = d.split(".")
+                    refs.update(".".join(parts[:i]) for i in range(2, min(len(parts), 4) + 1))
+                elif isinstance(child, ast.Call):
+                    calls.append(child)
+        out.append(AtomicFact(
+            line=start, how=how, writes=_orm_writes(binds, calls), refs=tuple(sorted(refs)),
+            sql=tuple(f for call in calls for f in _sql_from_call(call, scope))))
+    return tuple(out)
+
+
+_MODEL_SIGNALS = ("pre_save", "post_save", "pre_delete", "post_delete", "m2m_changed")
+
+
+def _signal_pairs(signal: ast.AST | None, sender: ast.AST | None) -> list[tuple[str, str]]:
+    signals = signal.elts if isinstance(signal, ast.List | ast.Tuple) else [signal]
+    if isinstance(sender, ast.Constant) and isinstance(sender.value, str):
+        who = sender.value
+    elif isinstance(sender, ast.Call) and (dotted(sender.func) or "").endswith(
+            "get_user_model"):
+        who = "@settings.AUTH_USER_MODEL"
+    elif sender is None:
+        who = ""  # any sender
+    else:
+        who = f"@{d}" if (d := dotted(sender)) else "?"  # a sender we cannot name
+    return [(name, who) for s in signals if s is not None and (name := dotted(s))]
+
+
+def _receives(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[tuple[str, str], ...]:
+    """``@receiver(post_save, sender=Order)`` -> ``(("post_save", "@Order"),)``."""
+    out: list[tuple[str, str]] = []
+    for d in node.decorator_list:
+        if isinstance(d, ast.Call) and (dotted(d.func) or "").rsplit(".", 1)[-1] == "receiver":
+            out += _signal_pairs(d.args[0] if d.args else _kwarg(d, "signal"),
+                                 _kwarg(d, "sender"))
+    return tuple(out)
+
+
+def _connect(call: ast.Call) -> list[tuple[str, str, str]]:
+    """``post_save.connect(handler, sender=Order)`` -> ``[("post_save", "handler", "@Order")]``."""
+    signal = call.func.value if isinstance(call.func, ast.Attribute) else None
+    handler = call.args[0] if call.args else _kwarg(call, "receiver")
+    name = dotted(handler) if handler is not None else None
+    if signal is None or not name:
+        return []
+    return [(s, name, who) for s, who in _signal_pairs(signal, _kwarg(call, "sender"))]
 
 
 WRITE_METHODS = frozenset({
@@ -454,7 +557,9 @@ def python_facts(source: str | bytes, module: str, is_package: bool = False,
     except (ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
         return _unreadable(path, module, is_package, exc)
     text_lines = (source.count(b"\n") if isinstance(source, bytes) else source.count("\n")) + 1
-    return _file_facts(tree, module, is_package, path, text_lines, parser)
+    settings = (b"ATOMIC_REQUESTS" in source) if isinstance(source, bytes) else (
+        "ATOMIC_REQUESTS" in source)  # only then walk the module's assignments for it
+    return _file_facts(tree, module, is_package, path, text_lines, parser, settings)
 
 
 def _unreadable(path: str, module: str, is_package: bool, exc: Exception) -> FileFacts:
@@ -463,19 +568,20 @@ def _unreadable(path: str, module: str, is_package: bool, exc: Exception) -> Fil
 
 
 def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, lines: int,
-                parser: str = "ast") -> FileFacts:
+                parser: str = "ast", settings: bool = True) -> FileFacts:
     c = _Collector(module, is_package)
     body = module_level(tree.body)
     c.module_consts(ast.Module(body=body, type_ignores=[]))
     classes = tuple(_class_fact(n) for n in body if isinstance(n, ast.ClassDef))
     imports: list[ast.Import | ast.ImportFrom] = []
     defs = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    connects: list[tuple[str, str, str]] = []
     units = [_unit(n, n.name, "class" if isinstance(n, ast.ClassDef) else "function", c.consts,
-                   imports) for n in body if isinstance(n, defs)]
+                   imports, connects) for n in body if isinstance(n, defs)]
     # the module unit: what is left of the body once defs (at any module level) are units
     rest = ast.Module(body=[_without_defs(n) for n in tree.body if not isinstance(n, defs)],
                       type_ignores=[])
-    units.append(_unit(rest, "<module>", "module", c.consts, imports))
+    units.append(_unit(rest, "<module>", "module", c.consts, imports, connects))
     c.imports(imports)
     urls, routers = _urls(tree, c.consts) if _looks_like_urls(module, c) else ([], [])
     return FileFacts(
@@ -484,7 +590,32 @@ def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, line
         classes=classes, units=tuple(units), urls=tuple(urls), routers=tuple(routers),
         consts=tuple(sorted(c.consts.items())), uses_django=c.uses_django,
         stars=tuple(c.stars), exports=_exports(body), parser=parser,
+        atomic_requests=settings and _atomic_requests(body), connects=tuple(connects),
     )
+
+
+def _atomic_requests(body: list[ast.stmt]) -> bool:
+    """True when a module-level assignment sets ``ATOMIC_REQUESTS`` to True: a settings
+    module whose views each run in one transaction.
+
+    >>> f = python_facts("DATABASES = {'default': {'ATOMIC_REQUESTS': True}}", "settings")
+    >>> f.atomic_requests
+    True
+    """
+    for node in body:
+        if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+            continue
+        for child in ast.walk(node):
+            if isinstance(child, ast.Dict) and any(
+                    isinstance(k, ast.Constant) and k.value == "ATOMIC_REQUESTS"
+                    and isinstance(v, ast.Constant) and v.value is True
+                    for k, v in zip(child.keys, child.values, strict=True)):
+                return True
+            if (isinstance(child, ast.Subscript) and isinstance(child.slice, ast.Constant)
+                    and child.slice.value == "ATOMIC_REQUESTS" and isinstance(
+                        node.value, ast.Constant) and node.value.value is True):
+                return True
+    return False
 
 
 def module_level(body: list[ast.stmt]) -> list[ast.stmt]:

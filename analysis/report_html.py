@@ -14,7 +14,7 @@ from collections import defaultdict
 from html import escape
 from typing import Any
 
-from analysis.report_markdown import _anchor, _cell
+from analysis.report_markdown import _anchor, _cell, transaction_lines
 from analysis.report_sections import MATRIX_FROM, METRIC_LEGEND, coupling_matrix, cut_rows, more
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -231,12 +231,14 @@ def _plan(r: dict[str, Any]) -> str:
              s["cost"]["cross_context_writes"],
              s["cost"]["foreign_keys"], s["cost"]["calls_per_endpoint"],
              ", ".join(next(iter(x.values())) for x in s["routes"]),
-             ", ".join(s["events_to_publish"]), ", ".join(s["blocking_shared_tables"])]
+             ", ".join(s["events_to_publish"]), ", ".join(s["blocking_shared_tables"]),
+             "; ".join(line.strip("- ") for line in transaction_lines(s, 6))]
             for s in r["extraction_plan"]]
     return "<h2>Extraction plan</h2>" + _table(
         ["rank", "context", "cost", "cost breakdown (docs/analysis.md)", "cross writes", "FKs",
          "calls/endpoint", "routes to divert",
-         "events to publish", "blocking shared tables"], rows)
+         "events to publish", "blocking shared tables",
+         "transactions that span contexts (each becomes a saga)"], rows)
 
 
 def _sql(r: dict[str, Any]) -> str:

@@ -158,21 +158,23 @@ def _conflicts(r: dict[str, Any]) -> list[str]:
 
 def _plan(r: dict[str, Any]) -> list[str]:
     out = ["", "## Extraction plan", "",
-           "| rank | context | cross-context writes | FKs | cost | out: writes, keys, calls "
-           "| in: written, keys, calls | routes |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| rank | context | cross-context writes | FKs | cost | shares a transaction with "
+           "| out: writes, keys, calls | in: written, keys, calls | routes |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["extraction_plan"]:
         shown, note = more(s["routes"], 5)
         routes = " ".join([", ".join(next(iter(x.values())) for x in shown), note]).strip()
         b = s["cost"]["breakdown"]
         out.append(f"| {s['rank']} | {s['context']} | {s['cost']['cross_context_writes']} | "
                    f"{s['cost']['foreign_keys']} | {s['cost']['score']} | "
+                   f"{len(_txs(s)['partners'])} | "
                    f"{b['writes_to_others']}, {b['keys_out']}, {b['calls_out']} | "
                    f"{b['written_by_others']}, {b['keys_in']}, {b['calls_in']} | "
                    f"{routes or '-'} |")
     out += ["", "Ranked by cost, lowest first (docs/analysis.md, \"Extraction order\"): what "
             "a context needs from others (writes, keys, calls out) weighs more than what "
-            "others need from it (keys and calls in)."]
+            "others need from it (keys and calls in), and a database transaction shared "
+            "with another context (it becomes a saga) weighs most."]
     for s in r["extraction_plan"]:
         out += ["", f"### {s['rank']}. {s['context']}", "",
                 f"- cost {s['cost']['score']}: " + ", ".join(
@@ -192,6 +194,41 @@ def _plan(r: dict[str, Any]) -> list[str]:
                 f"- other contexts' models its code uses: "
                 f"{', '.join(c['model'] for c in s['calls_out']) or 'none'}",
                 f"- events the monolith must publish: {', '.join(s['events_to_publish']) or '-'}",
+                *transaction_lines(s),
                 f"- shared tables blocking the move: "
                 f"{', '.join(s['blocking_shared_tables']) or 'none'}"]
+    return out
+
+
+def _txs(step: dict[str, Any]) -> dict[str, Any]:
+    return step.get("cross_context_transactions") or {"partners": [], "evidence": [],
+                                                      "total": 0}
+
+
+def transaction_lines(step: dict[str, Any], shown: int = 6) -> list[str]:
+    """The plan step's transactions that span contexts, with where each one is.
+
+    >>> transaction_lines({"cross_context_transactions": {"partners": ["stock"], "total": 1,
+    ...     "evidence": [{"where": "shop/orders.py:12", "how": "transaction.atomic",
+    ...                   "unit": "shop.orders.pay", "with": ["stock"], "count": 1}]}})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['- transactions that span contexts: 1, shared with stock (each becomes a saga: a step
+      and a compensation per context)',
+     '  - shop/orders.py:12 (transaction.atomic, shop.orders.pay): may also write stock']
+    """
+    t = _txs(step)
+    if not t["total"]:
+        return ["- transactions that span contexts: none"]
+    out = [f"- transactions that span contexts: {t['total']}, shared with "
+           f"{', '.join(t['partners'])} (each becomes a saga: a step and a compensation per "
+           f"context)"]
+    for e in t["evidence"][:shown]:
+        if e["how"] == "query log":  # what ran
+            out.append(f"  - {e['where']} (query log, {e['unit']}, {e['count']} seen): also "
+                       f"wrote {', '.join(e['with'])}")
+        else:  # every branch the code reaches: what may run
+            out.append(f"  - {e['where']} ({e['how']}, {e['unit']}): may also write "
+                       f"{', '.join(e['with'])}")
+    if t["total"] > shown:
+        out.append(f"  - and {t['total'] - shown} more (report.json)")
     return out

@@ -107,6 +107,8 @@ listen = "127.0.0.1:{ports.proxy}"
 [admin]
 listen = "127.0.0.1:{ports.admin}"
 token_env = "STRANGLER_ADMIN_TOKEN"
+# the analysis report: the dashboard's meter and `strangler status` show its contexts
+report = "report/report.json"
 
 [shadow]
 store = "strangler-diffs.sqlite3"

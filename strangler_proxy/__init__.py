@@ -11,6 +11,8 @@ file, diff records, the shadow marker).
 
 from __future__ import annotations
 
+# First: loads the compiled hot path only if it was built from these very sources (native.py).
+from strangler_proxy import native  # noqa: F401 - activates on import
 from strangler_proxy.config import ProxyConfig, load_config, parse_config
 from strangler_proxy.errors import ConfigError, ProxyError
 from strangler_proxy.exchange import (

@@ -124,6 +124,14 @@ class AdminSettings:
     token_name: str = field(default="admin", metadata=key_doc(
         "who flips made through the admin API are attributed to in the audit log",
         kind="string"))
+    report: str | None = field(default=None, metadata=key_doc(
+        "an analysis `report.json` (relative to the routes file): the strangulation meter "
+        "(`GET /meter`, the dashboard's `/dashboard/meter`, `strangler status`) shows its "
+        "contexts, moved or not", kind="path"))
+
+    def report_path(self, config_path: Path) -> Path | None:
+        """``report`` resolved against the routes file's folder (None when unset)."""
+        return config_path.parent / self.report if self.report else None
 
     def resolve_token(self, environ: Mapping[str, str]) -> str | None:
         """The bearer token: ``token`` if set, else the value of ``token_env`` in ``environ``."""
@@ -826,6 +834,7 @@ def _parse_admin(reader: _Reader, data: Any) -> AdminSettings:
         token=reader.text(table, path, "token", None),
         token_env=reader.text(table, path, "token_env", None),
         token_name=reader.text(table, path, "token_name", d.token_name),
+        report=reader.text(table, path, "report", None),
     )
     if not settings.token and not settings.token_env:
         raise reader.error(path, "needs token = \"...\" or token_env = \"ENV_VAR\"; the admin "

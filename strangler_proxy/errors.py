@@ -37,4 +37,12 @@ class StartupError(ProxyError):
     """The proxy cannot start as configured."""
 
 
-__all__ = ["ConfigError", "ProxyError", "RouteEditError", "StartupError"]
+class PoolTimeout(TimeoutError):  # noqa: N818 - reads as what happened, like TimeoutError
+    """No connection to an upstream became free within its ``pool_timeout`` (edge/upstream.py).
+
+    Not a :class:`ProxyError`: it never reaches a user, the exchange answers 504. Defined here
+    because the edge modules are compiled, and a compiled class cannot subclass a builtin.
+    """
+
+
+__all__ = ["ConfigError", "PoolTimeout", "ProxyError", "RouteEditError", "StartupError"]

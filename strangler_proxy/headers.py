@@ -19,48 +19,66 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from itertools import count
+from typing import Final
 
 RawHeaders = list[tuple[bytes, bytes]]
 
-HOP_BY_HOP = frozenset({
+HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"trailers",
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
-FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-FORWARDING = frozenset({
+FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
+FORWARDING: Final = frozenset({
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
     b"x-real-ip", b"forwarded",
 })
 # Headers the proxy owns: a client may not send them (a client's X-Strangler-Shadow would make
 # a service roll back a real write; see shadow_marker.py).
-OWNED = frozenset({b"x-strangler-shadow", b"x-strangler-route",
+OWNED: Final = frozenset({b"x-strangler-shadow", b"x-strangler-route",
                    b"x-strangler-shadow-rolled-back", b"x-strangler-shadow-changes"})
-REQUEST_DROP = HOP_BY_HOP | FRAMING | FORWARDING | OWNED | frozenset({
+REQUEST_DROP: Final = HOP_BY_HOP | FRAMING | FORWARDING | OWNED | frozenset({
     b"expect", b"x-request-id", b"via"})
 # A shadowed write's changes (strangler.shadow_changes) are for the shadow worker only: never
 # passed on to a client, even if a service sends them outside shadow mode.
-RESPONSE_DROP = HOP_BY_HOP | FRAMING | frozenset({b"x-strangler-shadow-changes"})
-VIA = b"1.1 strangler"
-NO_BODY_STATUSES = frozenset({204, 304})  # answers that never have a body (and HEAD's)
+RESPONSE_DROP: Final = HOP_BY_HOP | FRAMING | frozenset({b"x-strangler-shadow-changes"})
+VIA: Final = b"1.1 strangler"
+NO_BODY_STATUSES: Final = frozenset({204, 304})  # answers that never have a body (and HEAD's)
 # The shadow marker (ARCHITECTURE.md, contract 7): the proxy's shadow copies carry
 # ``X-Strangler-Shadow: 1``; a service answers ``...-Rolled-Back: 1`` when it undid the write
 # (``strangler.shadow_rollback``, the Django side).
 SHADOW_HEADER = "X-Strangler-Shadow"
 ROLLED_BACK_HEADER = f"{SHADOW_HEADER}-Rolled-Back"
-_KEPT_WHEN_TRUSTED = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),
-                      (b"x-forwarded-port", b"X-Forwarded-Port"))
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,200}")
-_ID_COUNTER = count(1)
-_ID_PREFIX: list[bytes] = []  # per process: random bytes and the pid, reset after fork
+_KEPT_WHEN_TRUSTED: Final = ((b"forwarded", b"Forwarded"), (b"x-real-ip", b"X-Real-IP"),
+                             (b"x-forwarded-port", b"X-Forwarded-Port"))
+_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,200}")
+_HEX2: Final = [b"%02x" % i for i in range(256)]
 
 
-def _reset_id_prefix() -> None:
-    _ID_PREFIX[:] = [f"{os.urandom(6).hex()}{os.getpid():x}-".encode()]
+class _RequestIds:
+    """A per-process prefix (random bytes and the pid, new after a fork), then a counter in
+    at least 8 hex digits; the counter's formatting is done once per 256 ids (per request,
+    one concatenation)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.prefix = b""
+        self.block = b""  # prefix + the counter's digits but the last two, for n >> 8
+
+    def reset(self) -> None:
+        self.prefix = f"{os.urandom(6).hex()}{os.getpid():x}-".encode()
+        self.block = self.prefix + b"%06x" % (self.n >> 8)
+
+    def next(self) -> bytes:
+        n = self.n = self.n + 1
+        low = n & 255
+        if low == 0:
+            self.block = self.prefix + b"%06x" % (n >> 8)
+        return self.block + _HEX2[low]
 
 
-_reset_id_prefix()
-os.register_at_fork(after_in_child=_reset_id_prefix)
+_IDS: Final = _RequestIds()
+_IDS.reset()
+os.register_at_fork(after_in_child=_IDS.reset)
 
 
 def new_request_id() -> str:
@@ -73,7 +91,7 @@ def new_request_id() -> str:
 
 def new_request_id_bytes() -> bytes:
     """:func:`new_request_id` as bytes, ready for the wire (what the forwarder uses)."""
-    return b"%s%08x" % (_ID_PREFIX[0], next(_ID_COUNTER))
+    return _IDS.next()
 
 
 def sane_request_id(value: bytes) -> bool:
@@ -152,7 +170,7 @@ def request_head(start: bytes, headers: Sequence[tuple[bytes, bytes]], lowers: S
 
 def serialize_lines(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Header lines, each ending with CRLF (no start line, no final empty line)."""
-    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
+    return b"".join([b"%s: %s\r\n" % (n, v) for n, v in headers])
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -266,10 +284,10 @@ def serialize_head(start_line: bytes, headers: Iterable[tuple[bytes, bytes]]) ->
     b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n'
     """
     return b"".join([start_line, b"\r\n",
-                     *(b"%s: %s\r\n" % (n, v) for n, v in headers), b"\r\n"])
+                     *[b"%s: %s\r\n" % (n, v) for n, v in headers], b"\r\n"])
 
 
-REASONS: dict[int, bytes] = {
+REASONS: Final[dict[int, bytes]] = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created",
     204: b"No Content", 301: b"Moved Permanently", 302: b"Found", 304: b"Not Modified",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
@@ -283,7 +301,7 @@ REASONS: dict[int, bytes] = {
 
 # Names a client's Connection header may not remove (they are end-to-end, and the upstream
 # needs them); framing headers are re-derived anyway.
-PROTECTED_HEADERS = frozenset({b"host"})
+PROTECTED_HEADERS: Final = frozenset({b"host"})
 
 
 def normalize_path(path: bytes) -> bytes:

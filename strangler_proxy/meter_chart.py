@@ -18,15 +18,45 @@ route, a thick one for the overall share, a 0–100% axis.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from strangler_proxy.match import Match, match_regex
 
 Series = Sequence[tuple[float, Mapping[str, float | None]]]
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def read_report(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """An analysis ``report.json`` for the meter, or why it cannot be read (one line).
+
+    Read again only when its size or modification time changed (the admin API asks on
+    every request).
+
+    >>> read_report(Path("/nonexistent/report.json"))[1].startswith("/nonexistent")
+    True
+    """
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in _REPORTS:
+            return _REPORTS[key], None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("contexts", []), list):
+            raise ValueError("no list of contexts")
+    except (OSError, ValueError) as exc:
+        return None, (f"{path}: cannot read the analysis report ({exc}); point [admin] "
+                      "report (or --report) at the report.json `strangler analyze` wrote")
+    _REPORTS.clear()  # one report at a time: the cache never grows
+    _REPORTS[key] = data
+    return data, None
+
+
+_REPORTS: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 
 def ownership(modes: Mapping[str, str], report: Mapping[str, Any] | None = None,
@@ -47,8 +77,11 @@ def ownership(modes: Mapping[str, str], report: Mapping[str, Any] | None = None,
     >>> taken = ownership({"pay": "monolith", "ordering": "service"}, r, m)
     >>> taken["endpoints"], taken["contexts_owned"]
     ({'owned': 1, 'total': 3, 'share': 0.333}, [])
-    >>> ownership({"pay": "service", "ordering": "service"}, r, m)["contexts_owned"]
+    >>> moved = ownership({"pay": "service", "ordering": "service"}, r, m)
+    >>> moved["contexts_owned"]
     ['orders']
+    >>> [(c["name"], c["moved"], c["routes"]["in_service"]) for c in moved["contexts"]]
+    [('catalog', False, 0), ('orders', True, 2)]
     """
     out: dict[str, Any] = {"routes": _share(sum(m == "service" for m in modes.values()),
                                             len(modes))}
@@ -68,13 +101,30 @@ def ownership(modes: Mapping[str, str], report: Mapping[str, Any] | None = None,
                 else sum(served[str(c.get("name"))]) for c in contexts),
             sum(len(c.get("endpoints", [])) for c in contexts))
         out["contexts_owned"] = sorted(whole)
+        out["contexts"] = [_context_row(c, modes, matches or {}, whole, served)
+                           for c in contexts]
     return out
 
 
-def _taken(endpoint: str, modes: Mapping[str, str], matches: Mapping[str, Match]) -> bool:
-    """True when every route that can serve the endpoint's path is in service mode: the
-    first route whose path matches without method or header filters, and the filtered
-    ones before it."""
+def _context_row(c: Mapping[str, Any], modes: Mapping[str, str], matches: Mapping[str, Match],
+                 whole: set[str], served: Mapping[str, list[bool]]) -> dict[str, Any]:
+    """One context of the report: moved or not, and its routes and endpoints in service."""
+    name = str(c.get("name"))
+    endpoints = [str(e) for e in c.get("endpoints", [])]
+    routes = {r for e in endpoints for r in _serving(e, matches)}
+    if name in modes:
+        routes.add(name)
+    return {"name": name, "moved": name in whole,
+            "routes": {"in_service": sum(modes.get(r) == "service" for r in routes),
+                       "total": len(routes)},
+            "endpoints": {"taken": len(endpoints) if name in whole else sum(served[name]),
+                          "total": len(endpoints)},
+            "models": len(c.get("models", [])), "tables": len(c.get("tables", []))}
+
+
+def _serving(endpoint: str, matches: Mapping[str, Match]) -> list[str]:
+    """The routes that can serve the endpoint's path: the first route whose path matches
+    without method or header filters, and the filtered ones before it."""
     path = re.sub(r"\{[^}]*\}|<[^>]*>", "1", endpoint)
     serving = []
     for name, match in matches.items():
@@ -82,6 +132,12 @@ def _taken(endpoint: str, modes: Mapping[str, str], matches: Mapping[str, Match]
             serving.append(name)
             if not match.methods and not match.headers:
                 break
+    return serving
+
+
+def _taken(endpoint: str, modes: Mapping[str, str], matches: Mapping[str, Match]) -> bool:
+    """True when every route that can serve the endpoint's path is in service mode."""
+    serving = _serving(endpoint, matches)
     return bool(serving) and all(modes.get(name) == "service" for name in serving)
 
 
@@ -148,14 +204,37 @@ def meter_page(series: Series, latest: Mapping[str, Any]) -> str:
         for name, (mode, share) in sorted(latest.get("routes", {}).items()))
     overall = latest.get("overall")
     owned = latest.get("ownership", {}).get("routes", {})
+    contexts = _contexts_table(latest)
     return ("<!doctype html><html><head><meta charset=utf-8><title>strangulation meter</title>"
             "<style>body{font:14px system-ui,sans-serif;margin:24px}td,th{padding:2px 10px;"
-            "text-align:left}</style></head><body><h1>Strangulation meter</h1>"
+            "text-align:left}</style></head><body><p><a href='/dashboard'>← dashboard</a></p>"
+            "<h1>Strangulation meter</h1>"
             f"<p id=overall>Services answer <b>{'-' if overall is None else f'{overall:.1%}'}"
             f"</b> of requests; {owned.get('owned', 0)} of {owned.get('total', 0)} routes are "
             f"in service mode.</p>{chart_svg(series)}"
             "<table id=meter-routes><tr><th>route</th><th>mode</th><th>served by service "
-            f"(last 5 min)</th></tr>{rows}</table></body></html>")
+            f"(last 5 min)</th></tr>{rows}</table>{contexts}</body></html>")
 
 
-__all__ = ["chart_svg", "meter_page", "ownership"]
+def _contexts_table(latest: Mapping[str, Any]) -> str:
+    """The report's contexts: which moved (every route serving them is in service mode),
+    with their routes and endpoints in service; or why there is no report."""
+    own = latest.get("ownership", {})
+    if "contexts" not in own:
+        why = latest.get("report_error") or ("no analysis report: set [admin] report = "
+                                             "\"report/report.json\" in the routes file")
+        return f"<h2>Contexts</h2><p id=meter-contexts-missing>{escape(str(why))}</p>"
+    rows = "".join(
+        f"<tr data-context='{escape(c['name'])}' data-moved='{str(c['moved']).lower()}'>"
+        f"<td>{escape(c['name'])}</td><td class=moved>{'moved' if c['moved'] else 'not yet'}"
+        f"</td><td class=routes>{c['routes']['in_service']}/{c['routes']['total']}</td>"
+        f"<td class=endpoints>{c['endpoints']['taken']}/{c['endpoints']['total']}</td></tr>"
+        for c in own["contexts"])
+    taken = own.get("contexts_owned", [])
+    return (f"<h2>Contexts</h2><p id=contexts-owned>{len(taken)} of {len(own['contexts'])} "
+            f"contexts moved: {escape(', '.join(taken) or 'none yet')}</p>"
+            "<table id=meter-contexts><tr><th>context</th><th>moved</th><th>routes in "
+            f"service</th><th>endpoints taken</th></tr>{rows}</table>")
+
+
+__all__ = ["chart_svg", "meter_page", "ownership", "read_report"]

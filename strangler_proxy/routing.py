@@ -19,6 +19,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Final
 
 from strangler_proxy.config import DEFAULT_ROUTE_NAME, MONOLITH, SERVICE, ProxyConfig, Route
 from strangler_proxy.match import (
@@ -27,10 +28,10 @@ from strangler_proxy.match import (
     match_regex,
 )
 
-BUCKETS = 10_000
-BUCKET_CACHE = 65_536  # remembered (salt, key) -> bucket pairs per route table
-MATCH_CACHE = 16_384  # remembered (method, path) -> route pairs per route table
-CACHED_KEY_CHARS = 256  # longer paths / sticky keys are not cached: bounds the caches' memory
+BUCKETS: Final = 10_000
+BUCKET_CACHE: Final = 65_536  # remembered (salt, key) -> bucket pairs per route table
+MATCH_CACHE: Final = 16_384  # remembered (method, path) -> route pairs per route table
+CACHED_KEY_CHARS: Final = 256  # longer paths / sticky keys are not cached: bounds the memory
 DEFAULT_ROUTE = Route(name=DEFAULT_ROUTE_NAME, match=Match(path_prefix="/"))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from strangler_proxy import native
 from strangler_proxy.commands.options import config_option
 from strangler_proxy.config import load_config
 from strangler_proxy.control import ProxyApp, WorkerGroup
@@ -47,6 +48,11 @@ async def serve(config_path: Path, proxy_sock: socket.socket | None,
                    f"route table version {app.reloader.status.version}, pid {os.getpid()}")
         for warning in config.warnings:
             click.echo(f"warning: {warning}", err=True)
+        if native.mode == "compiled" or os.environ.get(native.PURE_ENV):
+            click.echo(f"strangler proxy: {native.describe()}")
+        else:
+            click.echo(f"warning: {native.describe()}; about 40 % more CPU per request",
+                       err=True)
         sys.stdout.flush()
     await stop.wait()
     await app.stop()

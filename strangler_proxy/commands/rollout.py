@@ -21,7 +21,7 @@ from strangler_proxy.commands.options import config_option, output_console
 from strangler_proxy.config import ProxyConfig, load_config
 from strangler_proxy.control import current_user
 from strangler_proxy.errors import ProxyError
-from strangler_proxy.meter_chart import ownership
+from strangler_proxy.meter_chart import ownership, read_report
 
 ACTIONS = ("start", "status", "pause", "resume", "promote", "abort")
 
@@ -98,7 +98,8 @@ def _step(step: Any, current: bool) -> str:
 @config_option
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="An analysis report.json: also count its contexts' "
-                                 "endpoints, models and tables owned by services.")
+                                 "endpoints, models and tables owned by services "
+                                 "(default: [admin] report of the routes file).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 def status(config_path: Path, report_path: Path | None, as_json: bool) -> None:
     """The strangulation meter: how much of the monolith the services have taken.
@@ -107,13 +108,13 @@ def status(config_path: Path, report_path: Path | None, as_json: bool) -> None:
     ownership shares from the routes file (and the report) are shown.
     """
     config = load_config(config_path)
-    report = None
+    report, error = None, None
     if report_path is not None:
-        try:
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ProxyError(f"{report_path}: cannot read the analysis report ({exc}); "
-                             "pass the report.json `strangler analyze` wrote") from None
+        report, error = read_report(report_path)
+        if error:
+            raise ProxyError(error)
+    elif (configured := config.admin.report_path(config_path)) is not None:
+        report, error = read_report(configured)  # [admin] report: a note when unreadable
     meter: dict[str, Any] = {"ownership": ownership({r.name: r.mode for r in config.routes},
                                                     report,
                                                     {r.name: r.match for r in config.routes})}
@@ -127,6 +128,8 @@ def status(config_path: Path, report_path: Path | None, as_json: bool) -> None:
         rollouts = {}
     meter["rollouts"] = {n: {"status": s["status"], "current": s["current"]}
                          for n, s in rollouts.items()}
+    if error:
+        meter["report_error"] = error
     if as_json:
         click.echo(json.dumps(meter, indent=2))
         return
@@ -153,6 +156,12 @@ def _print_meter(meter: dict[str, Any]) -> None:
     if "contexts_owned" in meter["ownership"]:
         click.echo("contexts the services took: "
                    + (", ".join(meter["ownership"]["contexts_owned"]) or "none yet"))
+    if meter.get("report_error"):
+        click.echo(f"no contexts: {meter['report_error']}")
+    for c in meter["ownership"].get("contexts", []):
+        click.echo(f"context {c['name']}: {'moved' if c['moved'] else 'not yet'} (routes in "
+                   f"service {c['routes']['in_service']}/{c['routes']['total']}, endpoints "
+                   f"{c['endpoints']['taken']}/{c['endpoints']['total']})")
 
 
 __all__ = ["rollout", "status"]

@@ -47,7 +47,7 @@ from strangler_proxy.edge import (
 )
 from strangler_proxy.errors import StartupError
 from strangler_proxy.exchange import ShadowSink
-from strangler_proxy.meter_chart import meter_page, ownership
+from strangler_proxy.meter_chart import meter_page, ownership, read_report
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
 from strangler_proxy.shadow import build_sink
@@ -281,6 +281,9 @@ class ProxyApp:
         """Admin ``GET /meter``: service share now and over time, and route ownership."""
         ring = self._driver().ring
         routes = self.config.routes
+        error = None
+        if report is None and (path := self.config.admin.report_path(self.config_path)):
+            report, error = read_report(path)  # [admin] report: the same file status reads
         latest = {r.name: ring.window(r.name, 300.0) for r in routes}
         served = sum(w.service.requests for w in latest.values())
         total = served + sum(w.monolith.requests for w in latest.values())
@@ -293,7 +296,7 @@ class ProxyApp:
                                    {r.name: r.match for r in routes}),
             "series": [[t, dict(s)] for t, s in ring.share_series(step, [r.name
                                                                       for r in routes])],
-        }
+        } | ({"report_error": error} if error else {})
 
     def meter_html(self) -> str:
         """The dashboard's meter page (``GET /dashboard/meter``)."""

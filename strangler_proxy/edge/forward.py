@@ -24,15 +24,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
-from strangler_proxy.edge.upstream import (
-    Downstream,
-    PoolTimeout,
-    UpstreamConnection,
-    UpstreamPool,
-)
+from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
+from strangler_proxy.errors import PoolTimeout
 from strangler_proxy.exchange import COPY_REQUEST_ONLY, NullSink, ShadowSink
 from strangler_proxy.headers import (
     NO_BODY_STATUSES,
@@ -56,13 +52,16 @@ from strangler_proxy.headers import (
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import Decision, RouteTable
 
-FALLBACK_BODY_LIMIT = 64 * 1024  # request bodies kept for a possible replay to the monolith
+FALLBACK_BODY_LIMIT: Final = 64 * 1024  # request bodies kept for a possible replay to the monolith
 # Status lines by code: the reason phrase is informational (RFC 9112 §4), so the proxy sends
 # the standard one rather than relaying the upstream's, which saves a parser callback.
-STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
-REQUEST_DROP_HOST = REQUEST_DROP | {b"host"}
+STATUS_LINES: Final = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason)
+                       for code, reason in REASONS.items()}
+REQUEST_DROP_HOST: Final = REQUEST_DROP | {b"host"}
+NO_HEADERS: Final[RawHeaders] = []  # shared by every exchange until replaced: never mutated
+NO_TOKENS: Final[frozenset[bytes]] = frozenset()
 # Method names as str without a decode per request (others are decoded as they come).
-METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
+METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                     "OPTIONS", "TRACE", "CONNECT")}
 
 
@@ -88,12 +87,15 @@ class ProxyState:
     shadow_admit: Callable[[str, str], int] = field(init=False)
     shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
     shadow_copy: Callable[[Exchange], bool] = field(init=False)
+    clock: Callable[[], float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.shadow_admit = self.sink.admit
         self.shadow_offer = self.sink.offer_raw
         # a sink whose admit answers COPY_REQUEST_ONLY takes the request alone (shadow/remote.py)
         self.shadow_copy = getattr(self.sink, "copy", _no_copy)
+        # the loop's clock, bound once (a stored callable is cheaper than a method lookup)
+        self.clock = self.loop.time if self.loop is not None else time.monotonic
 
     @property
     def config(self) -> ProxyConfig:
@@ -143,7 +145,7 @@ class Exchange:
     """
 
     decision: Decision | None = None
-    upstream = MONOLITH
+    upstream: str  # set in __init__ (a compiled class takes only literal defaults)
     conn: UpstreamConnection | None = None
     head_bytes = b""
     request_done = False
@@ -180,11 +182,11 @@ class Exchange:
     pending_bytes = 0
     spool: IO[bytes] | None = None  # a buffered body past request_buffer_bytes, on disk
     fallen_back = ""
-    response_headers: RawHeaders = []  # noqa: RUF012 - replaced, never mutated
+    response_headers: RawHeaders  # set in __init__; replaced, never mutated
     host = b""
     path = "/"
     raw_query = b""
-    tokens: frozenset[bytes] = frozenset()
+    tokens: frozenset[bytes]  # set in __init__
 
     def __init__(self, client: Client, method: bytes, url: bytes,
                  headers: RawHeaders, lowers: list[bytes], hmap: dict[bytes, bytes],
@@ -200,6 +202,9 @@ class Exchange:
         self.hmap = hmap  # shared with other requests with the same headers: never mutated
         self.blocks = blocks  # forwarded header lines by host rewrite, filled by build_head
         self.pending: list[bytes] = []
+        self.upstream = MONOLITH
+        self.response_headers = NO_HEADERS
+        self.tokens = NO_TOKENS
 
     def loop_time(self) -> float:
         """Monotonic time of the event loop."""
@@ -321,7 +326,7 @@ class Exchange:
         if self.buffered and not self.request_done:
             return
         self.started = True
-        self.start = self.last_activity = self.client.loop.time()
+        self.start = self.last_activity = self.state.clock()
         if self.tee_request is not None and not self.request_only:
             # the loop's clock ticks in whole ms under uvloop; the service's latency is
             # measured with perf_counter, so the monolith's must be too
@@ -409,7 +414,7 @@ class Exchange:
             return  # answered already (an early response): the rest of the body is dropped
         self.body_bytes += len(chunk)
         if self.started:
-            self.last_activity = self.client.loop.time()
+            self.last_activity = self.state.clock()
         tee = self.tee_request
         if tee is not None:
             self._tee(tee, chunk)
@@ -611,7 +616,7 @@ class Exchange:
         self.state.inflight.discard(self)
         decision = self.decision
         route = decision.route.name if decision else "none"
-        elapsed = self.client.loop.time() - self.start
+        elapsed = self.state.clock() - self.start
         self.state.metrics.observe(route, self.upstream, self.status, elapsed)
         if self.client.access_log:
             self.client.log_access(self, route, elapsed)
@@ -744,14 +749,14 @@ HeadLines = tuple[bytes, bytes | None, bool, bool, bool]
 # Built response header blocks by upstream header list: an upstream answers with the same
 # headers over and over (only Date changes, once a second), so filtering and joining them is
 # done once per distinct list. Bounded: cleared when full.
-HEAD_CACHE: dict[tuple[tuple[bytes, bytes], ...], HeadLines] = {}
+HEAD_CACHE: Final[dict[tuple[tuple[bytes, bytes], ...], HeadLines]] = {}
 # The same for request heads (a client sends the same headers on every request of a
 # connection): lower-cased names, name -> value, and the forwarded lines built from them.
 # names, map, forwarded blocks, and whether the head carries framing or Expect (server.py)
-REQUEST_CACHE: dict[tuple[tuple[bytes, bytes], ...],
-                    tuple[list[bytes], dict[bytes, bytes], dict[bool, bytes], bool]] = {}
-HEAD_CACHE_SIZE = 512
-HEAD_CACHE_ENTRY_BYTES = 4096  # larger blocks are rebuilt each time
+REQUEST_CACHE: Final[dict[tuple[tuple[bytes, bytes], ...],
+                          tuple[list[bytes], dict[bytes, bytes], dict[bool, bytes], bool]]] = {}
+HEAD_CACHE_SIZE: Final = 512
+HEAD_CACHE_ENTRY_BYTES: Final = 4096  # larger blocks are rebuilt each time
 
 
 def cached_response_lines(headers: RawHeaders) -> HeadLines:

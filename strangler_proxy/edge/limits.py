@@ -9,6 +9,7 @@ side applies per request head (see ``docs/proxy.md``, HTTP correctness).
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from strangler_proxy.edge.forward import Client
 
@@ -34,9 +35,9 @@ def version_refusal(version: str, hmap: dict[bytes, bytes]) -> tuple[int, str] |
 
 # A Host value: reg-name / IP literal and port (RFC 3986 §3.2.2), non-empty; what nginx
 # accepts too. No whitespace, "/", "\", "?" or "#": those would make it a different URL.
-HOST = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%:@\[\]-]+")
+HOST: Final = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%:@\[\]-]+")
 # CONNECT tunnels and TRACE reflects requests (cookies included); nginx refuses both (405).
-REFUSED_METHODS = frozenset({b"CONNECT", b"TRACE"})
+REFUSED_METHODS: Final = frozenset({b"CONNECT", b"TRACE"})
 
 
 def check_client(conn: Client, now: float) -> None:

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from itertools import chain
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -44,7 +44,7 @@ from strangler_proxy.edge.limits import HOST, REFUSED_METHODS, check_client, ver
 from strangler_proxy.edge.upstream import UpstreamConnection, set_nodelay
 from strangler_proxy.headers import RawHeaders, error_response, header_map, is_trusted
 
-HEAD_SLACK = 256 * 1024  # see ClientConnection.data_received
+HEAD_SLACK: Final = 256 * 1024  # see ClientConnection.data_received
 
 
 class ClientConnection(asyncio.Protocol):

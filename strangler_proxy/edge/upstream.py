@@ -23,6 +23,7 @@ from typing import IO, Protocol
 import httptools
 
 from strangler_proxy.config import ProxyConfig, Upstream
+from strangler_proxy.errors import PoolTimeout
 from strangler_proxy.headers import RawHeaders
 from strangler_proxy.metrics import Metrics
 
@@ -63,10 +64,6 @@ class ResponseReceiver(Protocol):
     def upstream_closed(self) -> None: ...
 
 
-class PoolTimeout(TimeoutError):
-    """No connection to the upstream became free within its ``pool_timeout``."""
-
-
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """Turn off Nagle on a TCP transport: heads and small bodies go out at once."""
     sock = transport.get_extra_info("socket")
@@ -82,6 +79,7 @@ class UpstreamPool:
                  metrics: Metrics) -> None:
         self.upstream = upstream
         self.loop = loop
+        self.clock = loop.time  # bound once: a stored callable is cheaper than a method lookup
         self.metrics = metrics
         self.idle: list[UpstreamConnection] = []
         self.open = 0
@@ -188,6 +186,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.replace_parser = False
         self.head_read = 0  # bytes read while a response head is incomplete (set by attach)
         self.head_limit = 65536  # proxy.max_response_header_bytes (set by attach)
+        self.status = 0  # of the response being parsed
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -202,7 +201,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:  # an idle connection should not speak: drop it
             self.close()
             return
-        exchange.last_activity = self.pool.loop.time()
+        exchange.last_activity = self.pool.clock()
         if self.replace_parser:
             self.parser = httptools.HttpResponseParser(self)
             self.replace_parser = False
@@ -276,7 +275,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        status = self.status = self.parser.get_status_code()  # on_message_complete reads it
         headers = self.headers
         self.headers = []
         if 100 <= status < 200 and status != 101:
@@ -303,7 +302,7 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.response_body(body)
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
+        status = self.status  # of this message: on_headers_complete always came first
         if 100 <= status < 200:
             return  # interim, or 101 whose tunnel starts in data_received
         if self.exchange is not None:

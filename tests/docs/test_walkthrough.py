@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from strangler_proxy import native
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "walkthrough.md"
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
@@ -114,6 +116,10 @@ def copy_repository(dest: Path) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+    # the compiled hot path `make install` built (ignored by git): the copy runs what users run
+    for source in [*native.extensions(), native.MANIFEST]:
+        if source.exists():
+            shutil.copy2(source, dest / source.relative_to(ROOT))
     return dest
 
 

@@ -255,3 +255,94 @@ def test_the_meter_chart_in_headless_chromium(tmp_path: Path) -> None:
                 assert (tmp_path / "meter.png").stat().st_size > 1000
             finally:
                 browser.close()
+
+
+TWO_CONTEXTS = {"contexts": [
+    {"name": "product", "models": ["store.Product"], "tables": ["store_product"],
+     "endpoints": ["/api/products/", "/api/products/{pk}/"]},
+    {"name": "order", "models": ["orders.Order", "orders.Line"],
+     "tables": ["orders_order", "orders_line"],
+     "endpoints": ["/api/orders/", "/api/orders/{pk}/", "/api/orders/{pk}/pay/"]}]}
+
+
+def _admin_get(address: str, path: str, token: str | None = "secret-token",
+               ) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://{address}{path}", headers=headers), timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_dashboard_shows_each_context_of_the_report_moved_or_not(tmp_path: Path) -> None:
+    # given a proxy (real sockets on 127.0.0.1, port 0) whose routes file names the analysis
+    # report in [admin] report, relative to the routes file; catalog is in service
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "report.json").write_text(json.dumps(TWO_CONTEXTS))
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=ROUTES,
+                       extra='report = "report/report.json"') as running:
+        admin = running.app.admin_address
+        # when the dashboard's meter page and the admin API's meter are read
+        status, page = _admin_get(admin, "/dashboard/meter")
+        _, meter = _admin_get(admin, "/meter")
+        # then every context of the report is on the page: product moved, order not yet
+        assert status == 200
+        assert "<tr data-context='product' data-moved='true'>" in page
+        assert "<tr data-context='order' data-moved='false'>" in page
+        assert "1 of 2 contexts moved: product" in page
+        rows = {c["name"]: c for c in json.loads(meter)["ownership"]["contexts"]}
+        assert rows["product"]["routes"] == {"in_service": 1, "total": 1}
+        assert rows["order"]["moved"] is False
+        # when the order context's route goes to service (reload reads the file again)
+        text = running.config_path.read_text()
+        running.config_path.write_text(text.rstrip() + '\nmode = "service"\ntarget = "catalog"\n')
+        running.loop.run(_reload(running))
+        status, page = _admin_get(admin, "/dashboard/meter")
+        # then both contexts moved, and the same numbers reach `strangler status`
+        assert "<tr data-context='order' data-moved='true'>" in page
+        assert "2 of 2 contexts moved: order, product" in page
+        # and the admin rules hold: no token, or a token in the URL, sees nothing
+        assert _admin_get(admin, "/dashboard/meter", token=None)[0] == 401
+        assert _admin_get(admin, "/dashboard/meter?token=secret-token", token=None)[0] == 401
+        assert admin.startswith("127.0.0.1:")
+
+
+async def _reload(running: Running) -> None:
+    ok, message = running.app.reload(force=True)
+    assert ok, message
+
+
+def test_the_dashboard_says_why_there_are_no_contexts(tmp_path: Path) -> None:
+    handlers = {"monolith": answer_with("monolith"), "catalog": answer_with("catalog")}
+    with running_proxy(tmp_path, handlers, routes=ROUTES,
+                       extra='report = "missing.json"') as running:
+        status, page = _admin_get(running.app.admin_address, "/dashboard/meter")
+    assert status == 200
+    assert "id=meter-contexts-missing" in page
+    assert "missing.json: cannot read the analysis report" in page
+
+
+def test_status_reads_the_report_named_in_the_routes_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy_harness import config_text, free_port
+    (tmp_path / "report.json").write_text(json.dumps(TWO_CONTEXTS))
+    path = tmp_path / "strangler.toml"
+    path.write_text(config_text({"monolith": "http://127.0.0.1:1",
+                                 "catalog": "http://127.0.0.1:2"}, ROUTES,
+                                extra='report = "report.json"').replace(
+        'listen = "127.0.0.1:0"\ntoken', f'listen = "127.0.0.1:{free_port()}"\ntoken'))
+    main(["status", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert "contexts the services took: product" in out
+    assert "context order: not yet (routes in service 0/1, endpoints 0/3)" in out
+    assert "context product: moved (routes in service 1/1, endpoints 2/2)" in out
+    # a report named in the file but not written yet (`strangler demo --no-report`) is a note,
+    # not an error
+    (tmp_path / "report.json").unlink()
+    main(["status", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert "no contexts: " in out
+    assert "report.json: cannot read the analysis report" in out

@@ -24,13 +24,17 @@ format). ``time`` is the proxy's wall clock when the batch's first copy was made
 from __future__ import annotations
 
 import ipaddress
+import logging
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from strangler_proxy.exchange import RecordedRequest
+from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY, CopySource, RecordedRequest
 from strangler_proxy.headers import REQUEST_DROP, client_address, connection_tokens
+
+log = logging.getLogger("strangler.shadow")
 
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
@@ -40,6 +44,140 @@ FLAG_TRUNCATED: Final = 1
 RECORD: Final = struct.Struct("!IBBHId")
 RECORD_FIXED: Final = RECORD.size - 4  # bytes of the fixed fields the length counts
 _NAME_SIZE: Final = struct.Struct("!H")  # at offset 2 of a record (after kind and flags)
+
+
+SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})  # sink.SAFE_METHODS (no import: compiled)
+FLUSH_BYTES: Final = 256 * 1024  # a batch goes when this much waits (or on the sink's timer)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A route's copy decisions, worked out at each reload so ``admit`` only looks them up."""
+
+    percent: float
+    writes: bool  # shadow.writes: unsafe methods are copied, whole (the primary's answer too)
+    cap: int  # body bytes at most
+    name: bytes  # the route's name as it goes in each record
+    fixed: int  # a record's size without head and body (fixed fields and name)
+    handed: tuple[str, str]  # the counter key of a copy sent
+
+
+def plan(name: str, percent: float, writes: bool, cap: int) -> Plan:
+    """The plan of a route that has a service to copy to."""
+    raw = name.encode()
+    return Plan(percent, writes, cap, raw, RECORD_FIXED + len(raw), (name, "handed_to_worker"))
+
+
+class CopyBuffer:
+    """The proxy's two calls on the client's path, ``admit`` and ``copy``, and the records.
+
+    Kept apart from the sink (remote.py), which owns the connection, the timer and the
+    batches, so that this small class is compiled with the hot path (strangler_proxy/native.py)
+    while the sink stays plain Python. The sink sets :attr:`transport` (None while there is
+    no connection), :attr:`plans` at each reload and :attr:`waiting` (whole frames' bytes);
+    ``arm`` is called at a batch's first record, ``flush`` when :attr:`flush_bytes` wait,
+    ``count`` for each refusal.
+    """
+
+    def __init__(self, buffer_bytes: int, rng: Callable[[], float],
+                 counts: dict[tuple[str, str], int], count: Callable[[str, str], None],
+                 arm: Callable[[], None], flush: Callable[[], None]) -> None:
+        self.buffer_bytes = buffer_bytes
+        self.flush_bytes = FLUSH_BYTES
+        self.rng = rng
+        self.counts = counts
+        self.count = count
+        self.arm = arm
+        self.flush = flush
+        self.plans: dict[str, Plan | None] = {}
+        self.records = bytearray()
+        self.transport: Any = None
+        self.waiting = 0
+        self.armed = False
+        self.stamp = 0.0
+
+    def admit(self, route: str, method: str) -> int:
+        """Before the proxy copies a byte: service, method, sampling, room for the copy.
+
+        A safe method is copied as its request alone (:data:`COPY_REQUEST_ONLY`); a write,
+        on a route with ``shadow.writes = true``, cannot be asked of the monolith again, so
+        it goes whole (:data:`COPY_EXCHANGE`), with the primary's answer.
+        """
+        try:
+            found = self.plans.get(route)
+            if found is None:
+                reason = "skipped_no_service"
+            else:
+                how = COPY_REQUEST_ONLY if method in SAFE or method.upper() in SAFE \
+                    else COPY_EXCHANGE
+                if how == COPY_EXCHANGE and not found.writes:
+                    reason = "skipped_unsafe_method"
+                elif found.percent < 100 and self.rng() * 100 >= found.percent:
+                    reason = "skipped_sampling"
+                else:
+                    transport = self.transport
+                    if transport is None or transport.is_closing():
+                        reason = "dropped_comparator_down"
+                    elif transport.get_write_buffer_size() + len(self.records) + \
+                            self.waiting > self.buffer_bytes:
+                        reason = "dropped_queue_full"
+                    else:
+                        return how
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow admission failed")
+            reason = "dropped_internal_error"
+        self.count(route, reason)
+        return 0
+
+    def copy(self, exchange: CopySource) -> bool:
+        """A safe request whose primary has answered: one record appended, nothing else.
+
+        :meth:`admit` checked the connection and its buffer; this checks only what came
+        since: the body, and the records' own bound.
+        """
+        name = "-"
+        try:
+            name = exchange.decision.route.name
+            # a route gone since admit (a reload): an error, counted as an internal one
+            found = self.plans[name]
+            assert found is not None
+            body = exchange.tee_request
+            assert body is not None
+            records = self.records
+            if exchange.tee_truncated or len(body) > found.cap:
+                reason = "skipped_body_too_large"
+            elif len(records) > self.buffer_bytes:
+                reason = "dropped_queue_full"
+            else:
+                if not self.armed:  # a batch's first record: one clock read per batch
+                    self.armed = True
+                    self.stamp = time.time()
+                    self.arm()
+                head = exchange.head_bytes
+                fixed = found.fixed
+                records += RECORD.pack(fixed + len(head) + len(body), COPY_KIND, 0,
+                                       fixed - RECORD_FIXED, len(head), self.stamp)
+                records += found.name
+                records += head
+                if body:
+                    records += body
+                counts = self.counts
+                counts[found.handed] = counts.get(found.handed, 0) + 1
+                if len(records) >= self.flush_bytes:
+                    self.flush()
+                return True
+        except Exception:  # noqa: BLE001 - the client's path must never see our failures
+            log.exception("shadow copy failed")
+            reason = "dropped_internal_error"
+        self.count(name, reason)
+        return False
+
+    def take(self) -> bytearray:
+        """The records waiting, handed over for a batch (the buffer starts again empty)."""
+        records = self.records
+        self.records = bytearray()
+        self.armed = False
+        return records
 
 
 class BadRecord(ValueError):
@@ -140,5 +278,5 @@ def parse_head(head: bytes, body: bytes, truncated: bool, base_path: str = "",
                            client)
 
 
-__all__ = ["COPY_KIND", "RECORD", "RECORD_FIXED", "BadRecord", "Copy", "decode", "encode",
-           "parse_head", "route_of"]
+__all__ = ["COPY_KIND", "FLUSH_BYTES", "RECORD", "RECORD_FIXED", "BadRecord", "Copy",
+           "CopyBuffer", "Plan", "decode", "encode", "parse_head", "plan", "route_of"]

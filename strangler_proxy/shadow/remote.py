@@ -13,7 +13,7 @@ The client's path does the least it can (measured with ``bench.proxy.hotpath --s
 room; for a safe method the proxy then tees no response, and once the primary has answered
 ``copy`` appends one record: fixed fields, the route's name, the request head as sent to the
 monolith and the body (:mod:`.copies`). No dict, tuple, JSON, marshal or hash per request;
-the batch is signed and written once per :data:`RECORD_SECONDS` or :data:`FLUSH_BYTES`. A
+the batch is signed and written once per :data:`RECORD_SECONDS` or ``copies.FLUSH_BYTES``. A
 write (``shadow.writes = true``) cannot be asked of the monolith again, so it goes whole, as
 the local worker's frame with the primary's answer, in the same batches. Memory is bounded
 (records, frames and the socket's write buffer together; full: dropped and counted). A
@@ -32,21 +32,29 @@ import json
 import logging
 import marshal
 import os
+import random
 import ssl
 import time
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httptools
 
 from strangler_proxy.config import MONOLITH, ProxyConfig, Route
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY, CopySource
-from strangler_proxy.shadow.copies import COPY_KIND, RECORD, RECORD_FIXED, route_of
+from strangler_proxy.exchange import CopySource
+from strangler_proxy.shadow.copies import (
+    COPY_KIND,
+    CopyBuffer,
+    Plan,
+    plan,
+    route_of,
+)
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
 from strangler_proxy.shadow.sink import (
     FRAME_HEADER,
-    SAFE_METHODS,
+    IPC_BUFFER_BYTES,
     ProcessSink,
     encode_frame,
 )
@@ -55,35 +63,20 @@ log = logging.getLogger("strangler.shadow")
 
 _CONNECT_SECONDS: Final = 2.0
 _LOG_EVERY_SECONDS: Final = 10.0
-_wall = time.time
 # Copy records go as one batch every RECORD_SECONDS, or as soon as FLUSH_BYTES wait. A batch
 # costs a timer, a signature, a write and the comparator's answer, whatever its size: at
 # 20,000 copies/s, 5 ms makes that 200 times a second instead of 500. Copies are not
 # latency-sensitive (the comparator times its own calls).
 RECORD_SECONDS: Final = 0.005
-FLUSH_BYTES: Final = 256 * 1024
 
 
-class _Plan(NamedTuple):
-    """A route's copy decisions, worked out at each reload so ``admit`` only looks them up."""
-
-    percent: float
-    writes: bool  # shadow.writes: unsafe methods are copied, whole (the primary's answer too)
-    cap: int  # body bytes at most
-    name: bytes  # the route's name as it goes in each record
-    fixed: int  # a record's size without head and body (fixed fields and name)
-    handed: tuple[str, str]  # the counter key of a copy sent
-
-
-def _plan(config: ProxyConfig, route: Route) -> _Plan | None:
+def _plan(config: ProxyConfig, route: Route) -> Plan | None:
     """None when the route has no service to copy to (``skipped_no_service``)."""
     if route.target == MONOLITH or route.target not in config.upstreams:
         return None
     cap = route.shadow.max_body_bytes
-    name = route.name.encode()
-    return _Plan(route.shadow.percent, route.shadow.writes,
-                 config.shadow.max_body_bytes if cap is None else int(cap),
-                 name, RECORD_FIXED + len(name), (route.name, "handed_to_worker"))
+    return plan(route.name, route.shadow.percent, route.shadow.writes,
+                config.shadow.max_body_bytes if cap is None else int(cap))
 
 
 class _RemoteLink(asyncio.Protocol):
@@ -129,10 +122,39 @@ class _RemoteLink(asyncio.Protocol):
 class RemoteSink(ProcessSink):
     """A :class:`ProcessSink` whose far end is the standalone comparator, not a local worker."""
 
-    def __init__(self, config: ProxyConfig, *args: Any, **kwargs: Any) -> None:
-        self._records = bytearray()  # request-only copies waiting for the next batch
-        self._stamp = _wall()  # the wall clock at the batch's first record
-        super().__init__(config, *args, **kwargs)
+    copy: Callable[[CopySource], bool]
+
+    def __init__(self, config: ProxyConfig, rng: Callable[[], float] = random.random,
+                 buffer_bytes: int = IPC_BUFFER_BYTES) -> None:
+        # the records and the hot path's two calls; compiled with the hot path (copies.py)
+        self._copies = CopyBuffer(buffer_bytes, rng, {}, self._count, self._arm,
+                                  self._flush_now)
+        super().__init__(config, rng, buffer_bytes)
+        self._copies.counts = self.counts
+        # the proxy binds these once (ProxyState): straight to the buffer, no Python between
+        self.admit = self._copies.admit  # type: ignore[method-assign]
+        self.copy = self._copies.copy
+
+    # the sink's connection and waiting frames, kept where the buffer's checks read them
+    @property
+    def _transport(self) -> Any:
+        return self._copies.transport
+
+    @_transport.setter
+    def _transport(self, value: Any) -> None:
+        self._copies.transport = value
+
+    @property
+    def _batch_bytes(self) -> int:
+        return self._copies.waiting
+
+    @_batch_bytes.setter
+    def _batch_bytes(self, value: int) -> None:
+        self._copies.waiting = value
+
+    @property
+    def _records(self) -> bytearray:
+        return self._copies.records
 
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
         """New routes file: new checks and secret here (the comparator reads its own copy)."""
@@ -144,7 +166,7 @@ class RemoteSink(ProcessSink):
                         "proxy's next start")
             config = _keep_destination(config, previous)
         super().reconfigure(config, notify=False)
-        self._plans = {route.name: _plan(config, route) for route in config.routes}
+        self._copies.plans = {route.name: _plan(config, route) for route in config.routes}
         self._secret = config.shadow.resolve_marker_secret(os.environ)
         url = urlsplit(config.shadow.comparator_url or "")
         self._origin = (url.scheme, url.hostname or "", url.port or
@@ -157,81 +179,10 @@ class RemoteSink(ProcessSink):
         scheme, host, port = self._origin
         return f"{scheme}://{host}:{port}"
 
-    def admit(self, route: str, method: str) -> int:
-        """Before the proxy copies a byte: service, method, sampling, room for the copy.
-
-        A safe method is copied as its request alone (:data:`COPY_REQUEST_ONLY`, see
-        :meth:`copy`): the comparator asks the monolith for the answer. A write, on a route
-        with ``shadow.writes = true``, cannot be asked again: it goes whole
-        (:data:`COPY_EXCHANGE`), with the primary's answer, as before.
-        """
-        try:
-            plan = self._plans.get(route)
-            if plan is None:
-                reason = "skipped_no_service"
-            else:
-                how = COPY_REQUEST_ONLY if method in SAFE_METHODS or \
-                    method.upper() in SAFE_METHODS else COPY_EXCHANGE
-                if how == COPY_EXCHANGE and not plan.writes:
-                    reason = "skipped_unsafe_method"
-                elif plan.percent < 100 and self._rng() * 100 >= plan.percent:
-                    reason = "skipped_sampling"
-                else:
-                    transport = self._transport
-                    if transport is None or transport.is_closing():
-                        reason = "dropped_comparator_down"
-                    elif transport.get_write_buffer_size() + len(self._records) + \
-                            self._batch_bytes > self._buffer_bytes:
-                        reason = "dropped_queue_full"
-                    else:
-                        return how
-        except Exception:  # noqa: BLE001 - the client's path must never see our failures
-            log.exception("shadow admission failed")
-            reason = "dropped_internal_error"
-        self._count(route, reason)
-        return 0
-
-    def copy(self, exchange: CopySource) -> bool:
-        """A safe request whose primary has answered: one record appended, nothing else.
-
-        The record (:mod:`.copies`) is the head the proxy sent the monolith and the body it
-        teed, both already in hand; the batch is signed and sent by :meth:`_flush`, on a
-        timer (:data:`RECORD_SECONDS`) or when :data:`FLUSH_BYTES` are waiting.
-        :meth:`admit` checked the connection and its buffer; this checks only what came
-        since: the body, and the records' bound.
-        """
-        name = "-"
-        try:
-            name = exchange.decision.route.name  # type: ignore[union-attr]
-            # a route gone since admit (a reload): KeyError, counted as an internal error
-            _, _, cap, route, fixed, handed = self._plans[name]  # type: ignore[misc]
-            body: bytearray = exchange.tee_request  # type: ignore[assignment]
-            records = self._records
-            if exchange.tee_truncated or len(body) > cap:
-                reason = "skipped_body_too_large"
-            elif len(records) > self._buffer_bytes:
-                reason = "dropped_queue_full"
-            else:
-                if self._flush_at is None and self._loop is not None:
-                    # the first record of a batch: stamp the batch's records with this time
-                    self._stamp = _wall()
-                    self._flush_at = self._loop.call_later(RECORD_SECONDS, self._flush)
-                head = exchange.head_bytes
-                records += RECORD.pack(fixed + len(head) + len(body), COPY_KIND, 0,
-                                       fixed - RECORD_FIXED, len(head), self._stamp)
-                records += route
-                records += head
-                if body:
-                    records += body
-                self.counts[handed] += 1
-                if len(records) >= FLUSH_BYTES:
-                    self._flush_now()
-                return True
-        except Exception:  # noqa: BLE001 - the client's path must never see our failures
-            log.exception("shadow copy failed")
-            reason = "dropped_internal_error"
-        self._count(name, reason)
-        return False
+    def _arm(self) -> None:
+        """A batch's first record: send the batch in :data:`RECORD_SECONDS`."""
+        if self._flush_at is None and self._loop is not None:
+            self._flush_at = self._loop.call_later(RECORD_SECONDS, self._flush)
 
     def _flush_now(self) -> None:
         if self._flush_at is not None:
@@ -242,7 +193,7 @@ class RemoteSink(ProcessSink):
         transport = self._transport
         if transport is None or transport.is_closing():
             return "dropped_comparator_down"
-        waiting = self._batch_bytes + len(self._records)
+        waiting = self._batch_bytes + len(self._copies.records)
         if transport.get_write_buffer_size() + waiting > self._buffer_bytes:
             return "dropped_queue_full"
         return ""
@@ -255,9 +206,8 @@ class RemoteSink(ProcessSink):
         """
         self._flush_at = None
         batch, self._batch, self._batch_bytes = self._batch, [], 0
-        records = self._records
+        records = self._copies.take()
         if records:
-            self._records = bytearray()
             if batch:
                 batch.append(bytes(records))
         sent = True

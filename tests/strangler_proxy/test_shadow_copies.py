@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from shadow_testkit import routes_toml
 
 from strangler_proxy.config import load_config
@@ -26,7 +25,7 @@ from strangler_proxy.edge.upstream import UpstreamConnection, build_pools
 from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
-from strangler_proxy.shadow import copies, remote
+from strangler_proxy.shadow import copies
 from strangler_proxy.shadow.remote import RemoteSink, _RemoteLink
 from strangler_proxy.shadow.serve import (
     AUTH_HEADER,
@@ -223,12 +222,10 @@ def test_copies_are_dropped_and_counted_when_the_comparator_is_slow_or_away(
     assert away[("products", "dropped_comparator_down")] == 2
 
 
-def test_a_batch_goes_at_flush_bytes_without_waiting_for_the_timer(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(remote, "FLUSH_BYTES", 600)
-
+def test_a_batch_goes_at_flush_bytes_without_waiting_for_the_timer(tmp_path: Path) -> None:
     async def main() -> tuple[list[bytes], list[bytes]]:
         proxy = Proxy(_config(tmp_path))
+        proxy.sink._copies.flush_bytes = 600  # noqa: SLF001
         for _ in range(10):
             proxy.request(GET)
         early = batches(proxy.wire)

@@ -63,34 +63,11 @@ class ShadowOffer:
 
 
 # What ``ShadowSink.admit`` answers (any true value copies): the whole exchange, request and
-# primary answer, for ``offer_raw``; or the request alone for the sink's ``copy(exchange)``
+# primary answer, for ``offer_raw``; or the request alone for the sink's
+# ``copy(route, head, body, truncated)``: the request head as sent upstream and the body teed
 # (the far end asks the monolith itself; remote.py, for safe methods).
 COPY_EXCHANGE: Final = 1
 COPY_REQUEST_ONLY: Final = 2
-
-
-class CopySource(Protocol):
-    """What a sink's ``copy`` reads of an exchange (``edge.forward.Exchange`` is one)."""
-
-    @property
-    def decision(self) -> Any:
-        """The routing decision (``decision.route.name`` names the route)."""
-        ...
-
-    @property
-    def head_bytes(self) -> bytes:
-        """The request head as the proxy sent it upstream."""
-        ...
-
-    @property
-    def tee_request(self) -> bytearray | None:
-        """The request body read so far (None: not teed)."""
-        ...
-
-    @property
-    def tee_truncated(self) -> bool:
-        """Whether the body went past the shadow cap."""
-        ...
 
 
 class ShadowSink(Protocol):
@@ -110,7 +87,7 @@ class ShadowSink(Protocol):
 
         0 (or False): no; :data:`COPY_EXCHANGE` (or True): the whole exchange, to
         ``offer_raw``; :data:`COPY_REQUEST_ONLY`: the request alone, to the sink's
-        ``copy(exchange)`` once the primary has answered.
+        ``copy(route, head, body, truncated)`` once the primary has answered.
         """
         ...
 

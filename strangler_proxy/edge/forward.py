@@ -66,7 +66,7 @@ METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH",
 
 
 
-def _no_copy(exchange: Exchange) -> bool:
+def _no_copy(route: str, head: bytes, body: bytearray | None, truncated: bool) -> bool:
     """The copy entry point of a sink that never admits a request alone."""
     return False
 
@@ -86,7 +86,7 @@ class ProxyState:
     # the sink's hot-path entry points, bound once
     shadow_admit: Callable[[str, str], int] = field(init=False)
     shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
-    shadow_copy: Callable[[Exchange], bool] = field(init=False)
+    shadow_copy: Callable[[str, bytes, bytearray | None, bool], bool] = field(init=False)
     clock: Callable[[], float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -651,12 +651,16 @@ class Exchange:
 
     def copy_shadow(self) -> None:
         """Hand the request alone to the sink (its head as sent upstream, and its body)."""
+        decision = self.decision
+        if decision is None:
+            return
+        route = decision.route.name
         try:
-            accepted = bool(self.state.shadow_copy(self))
+            accepted = bool(self.state.shadow_copy(route, self.head_bytes, self.tee_request,
+                                                   self.tee_truncated))
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
             accepted = False
-        if self.decision is not None:
-            self.state.metrics.shadow_offer(self.decision.route.name, accepted)
+        self.state.metrics.shadow_offer(route, accepted)
 
     # -- failures --------------------------------------------------------------------------
 

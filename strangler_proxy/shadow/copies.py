@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY, CopySource, RecordedRequest
+from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY, RecordedRequest
 from strangler_proxy.headers import REQUEST_DROP, client_address, connection_tokens
 
 log = logging.getLogger("strangler.shadow")
@@ -59,13 +59,13 @@ class Plan:
     cap: int  # body bytes at most
     name: bytes  # the route's name as it goes in each record
     fixed: int  # a record's size without head and body (fixed fields and name)
-    handed: tuple[str, str]  # the counter key of a copy sent
+    index: int  # its slot in CopyBuffer.sent
 
 
-def plan(name: str, percent: float, writes: bool, cap: int) -> Plan:
-    """The plan of a route that has a service to copy to."""
+def plan(name: str, percent: float, writes: bool, cap: int, index: int) -> Plan:
+    """The plan of a route that has a service to copy to (``index``: its counter's slot)."""
     raw = name.encode()
-    return Plan(percent, writes, cap, raw, RECORD_FIXED + len(raw), (name, "handed_to_worker"))
+    return Plan(percent, writes, cap, raw, RECORD_FIXED + len(raw), index)
 
 
 class CopyBuffer:
@@ -90,6 +90,8 @@ class CopyBuffer:
         self.arm = arm
         self.flush = flush
         self.plans: dict[str, Plan | None] = {}
+        self.sent: list[int] = []  # copies appended per plan index, folded into counts by take
+        self.names: list[str] = []  # route name per plan index
         self.records = bytearray()
         self.transport: Any = None
         self.waiting = 0
@@ -129,22 +131,27 @@ class CopyBuffer:
         self.count(route, reason)
         return 0
 
-    def copy(self, exchange: CopySource) -> bool:
+    def set_plans(self, plans: dict[str, Plan | None]) -> None:
+        """A reload's plans (their indexes count from 0); copies counted so far are kept."""
+        self.fold()
+        self.plans = plans
+        self.names = [name for name, found in plans.items() if found is not None]
+        self.sent = [0] * len(self.names)
+
+    def copy(self, route: str, head: bytes, body: bytearray | None, truncated: bool) -> bool:
         """A safe request whose primary has answered: one record appended, nothing else.
 
+        ``head`` is the request head as sent upstream, ``body`` what was teed of the body.
         :meth:`admit` checked the connection and its buffer; this checks only what came
         since: the body, and the records' own bound.
         """
-        name = "-"
         try:
-            name = exchange.decision.route.name
             # a route gone since admit (a reload): an error, counted as an internal one
-            found = self.plans[name]
+            found = self.plans[route]
             assert found is not None
-            body = exchange.tee_request
             assert body is not None
             records = self.records
-            if exchange.tee_truncated or len(body) > found.cap:
+            if truncated or len(body) > found.cap:
                 reason = "skipped_body_too_large"
             elif len(records) > self.buffer_bytes:
                 reason = "dropped_queue_full"
@@ -153,7 +160,6 @@ class CopyBuffer:
                     self.armed = True
                     self.stamp = time.time()
                     self.arm()
-                head = exchange.head_bytes
                 fixed = found.fixed
                 records += RECORD.pack(fixed + len(head) + len(body), COPY_KIND, 0,
                                        fixed - RECORD_FIXED, len(head), self.stamp)
@@ -161,19 +167,28 @@ class CopyBuffer:
                 records += head
                 if body:
                     records += body
-                counts = self.counts
-                counts[found.handed] = counts.get(found.handed, 0) + 1
+                self.sent[found.index] += 1
                 if len(records) >= self.flush_bytes:
                     self.flush()
                 return True
         except Exception:  # noqa: BLE001 - the client's path must never see our failures
             log.exception("shadow copy failed")
             reason = "dropped_internal_error"
-        self.count(name, reason)
+        self.count(route, reason)
         return False
+
+    def fold(self) -> None:
+        """Add the copies appended since the last fold to ``counts`` (``handed_to_worker``)."""
+        sent, counts = self.sent, self.counts
+        for index, value in enumerate(sent):
+            if value:
+                key = (self.names[index], "handed_to_worker")
+                counts[key] = counts.get(key, 0) + value
+                sent[index] = 0
 
     def take(self) -> bytearray:
         """The records waiting, handed over for a batch (the buffer starts again empty)."""
+        self.fold()
         records = self.records
         self.records = bytearray()
         self.armed = False

@@ -41,9 +41,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from strangler_proxy.config import MONOLITH, ProxyConfig, Route
+from strangler_proxy.config import MONOLITH, ProxyConfig
 from strangler_proxy.errors import StartupError
-from strangler_proxy.exchange import CopySource
 from strangler_proxy.shadow.copies import (
     COPY_KIND,
     CopyBuffer,
@@ -70,13 +69,18 @@ _LOG_EVERY_SECONDS: Final = 10.0
 RECORD_SECONDS: Final = 0.005
 
 
-def _plan(config: ProxyConfig, route: Route) -> Plan | None:
-    """None when the route has no service to copy to (``skipped_no_service``)."""
-    if route.target == MONOLITH or route.target not in config.upstreams:
-        return None
-    cap = route.shadow.max_body_bytes
-    return plan(route.name, route.shadow.percent, route.shadow.writes,
-                config.shadow.max_body_bytes if cap is None else int(cap))
+def _plans(config: ProxyConfig) -> dict[str, Plan | None]:
+    """Each route's plan; None for a route with no service to copy to (``skipped_no_service``)."""
+    plans: dict[str, Plan | None] = {}
+    for route in config.routes:
+        if route.target == MONOLITH or route.target not in config.upstreams:
+            plans[route.name] = None
+            continue
+        cap = route.shadow.max_body_bytes
+        plans[route.name] = plan(route.name, route.shadow.percent, route.shadow.writes,
+                                 config.shadow.max_body_bytes if cap is None else int(cap),
+                                 sum(found is not None for found in plans.values()))
+    return plans
 
 
 class _RemoteLink(asyncio.Protocol):
@@ -122,7 +126,7 @@ class _RemoteLink(asyncio.Protocol):
 class RemoteSink(ProcessSink):
     """A :class:`ProcessSink` whose far end is the standalone comparator, not a local worker."""
 
-    copy: Callable[[CopySource], bool]
+    copy: Callable[[str, bytes, bytearray | None, bool], bool]
 
     def __init__(self, config: ProxyConfig, rng: Callable[[], float] = random.random,
                  buffer_bytes: int = IPC_BUFFER_BYTES) -> None:
@@ -166,7 +170,7 @@ class RemoteSink(ProcessSink):
                         "proxy's next start")
             config = _keep_destination(config, previous)
         super().reconfigure(config, notify=False)
-        self._copies.plans = {route.name: _plan(config, route) for route in config.routes}
+        self._copies.set_plans(_plans(config))
         self._secret = config.shadow.resolve_marker_secret(os.environ)
         url = urlsplit(config.shadow.comparator_url or "")
         self._origin = (url.scheme, url.hostname or "", url.port or
@@ -241,6 +245,11 @@ class RemoteSink(ProcessSink):
             self._flush_at.cancel()
             self._flush()
         return self._post(OFFERS_PATH, encode_frame(message))
+
+    def prometheus_text(self) -> str:
+        """The sink's counters (copies appended so far included) in Prometheus text format."""
+        self._copies.fold()
+        return super().prometheus_text()
 
     def refused(self, status: int) -> None:
         """The comparator refused a batch (or garbled its answer): count it, log now and then."""

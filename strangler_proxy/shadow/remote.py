@@ -72,6 +72,7 @@ RECORD_SECONDS: Final = 0.005
 def _plans(config: ProxyConfig) -> dict[str, Plan | None]:
     """Each route's plan; None for a route with no service to copy to (``skipped_no_service``)."""
     plans: dict[str, Plan | None] = {}
+    index = 0  # the slot of the route's copy counter
     for route in config.routes:
         if route.target == MONOLITH or route.target not in config.upstreams:
             plans[route.name] = None
@@ -79,7 +80,8 @@ def _plans(config: ProxyConfig) -> dict[str, Plan | None]:
         cap = route.shadow.max_body_bytes
         plans[route.name] = plan(route.name, route.shadow.percent, route.shadow.writes,
                                  config.shadow.max_body_bytes if cap is None else int(cap),
-                                 sum(found is not None for found in plans.values()))
+                                 index)
+        index += 1
     return plans
 
 

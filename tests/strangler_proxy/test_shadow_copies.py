@@ -301,3 +301,27 @@ def test_the_doctest_of_parse_head_passes() -> None:
     runner.run(test)
     result = runner.summarize(verbose=False)
     assert (result.failed, result.attempted) == (0, 2)
+
+
+def test_the_buffer_samples_caps_bodies_and_keeps_its_counters_across_a_reload() -> None:
+    counts: dict[tuple[str, str], int] = {}
+    refused: list[tuple[str, str]] = []
+    buffer = copies.CopyBuffer(1 << 20, lambda: 0.5, counts,
+                               lambda route, why: refused.append((route, why)),
+                               lambda: None, lambda: None)
+    buffer.set_plans({"a": copies.plan("a", 100.0, False, 10, 0), "b": None,
+                      "c": copies.plan("c", 40.0, False, 10, 1)})
+    buffer.transport = MemoryTransport()
+    head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    # sampled out (0.5 * 100 >= 40), no service, a body over the route's cap
+    assert (buffer.admit("c", "GET"), buffer.admit("b", "GET")) == (0, 0)
+    assert buffer.admit("a", "GET") == COPY_REQUEST_ONLY
+    assert not buffer.copy("a", head, bytearray(b"x" * 11), False)
+    assert buffer.copy("a", head, bytearray(b"body"), False)
+    assert refused == [("c", "skipped_sampling"), ("b", "skipped_no_service"),
+                       ("a", "skipped_body_too_large")]
+    # a reload keeps what was counted; the record is still there to send
+    buffer.set_plans({"a": copies.plan("a", 100.0, False, 10, 0)})
+    assert counts == {("a", "handed_to_worker"): 1}
+    (frame,) = frames(bytes(buffer.take()))
+    assert copies.decode(frame).request.body == b"body"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from strangler_proxy.config import ProxyConfig
 from strangler_proxy.headers import end_to_end
@@ -62,6 +62,14 @@ class ShadowOffer:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+# What ``ShadowSink.admit`` answers (any true value copies): the whole exchange, request and
+# primary answer, for ``offer_raw``; or the request alone for the sink's
+# ``copy(route, head, body, truncated)``: the request head as sent upstream and the body teed
+# (the far end asks the monolith itself; remote.py, for safe methods).
+COPY_EXCHANGE: Final = 1
+COPY_REQUEST_ONLY: Final = 2
+
+
 class ShadowSink(Protocol):
     """Where the proxy hands finished exchanges: every hook the proxy calls, none optional.
 
@@ -74,8 +82,13 @@ class ShadowSink(Protocol):
     :class:`OfferSink` is the base for a sink that only needs ``offer``.
     """
 
-    def admit(self, route: str, method: str) -> bool:
-        """May the proxy copy this exchange? Asked before any byte is copied."""
+    def admit(self, route: str, method: str) -> int:
+        """May the proxy copy this exchange? Asked before any byte is copied.
+
+        0 (or False): no; :data:`COPY_EXCHANGE` (or True): the whole exchange, to
+        ``offer_raw``; :data:`COPY_REQUEST_ONLY`: the request alone, to the sink's
+        ``copy(route, head, body, truncated)`` once the primary has answered.
+        """
         ...
 
     def offer_raw(self, message: tuple[Any, ...]) -> bool:

@@ -40,6 +40,7 @@ MODULES = (
     "strangler_proxy.match",
     "strangler_proxy.headers",
     "strangler_proxy.metrics",
+    "strangler_proxy.shadow.copies",  # the shadow copy path's admit and copy (CopyBuffer)
 )
 GROUP = "strangler_proxy._native"  # mypyc's shared library: strangler_proxy/_native__mypyc*.so
 MANIFEST = PACKAGE / "_native.json"

@@ -29,7 +29,7 @@ from typing import IO, Any, Final, Protocol
 from strangler_proxy.config import IDEMPOTENT_METHODS, MONOLITH, ProxyConfig
 from strangler_proxy.edge.upstream import Downstream, UpstreamConnection, UpstreamPool
 from strangler_proxy.errors import PoolTimeout
-from strangler_proxy.exchange import NullSink, ShadowSink
+from strangler_proxy.exchange import COPY_REQUEST_ONLY, NullSink, ShadowSink
 from strangler_proxy.headers import (
     NO_BODY_STATUSES,
     PROTECTED_HEADERS,
@@ -66,6 +66,11 @@ METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH",
 
 
 
+def _no_copy(route: str, head: bytes, body: bytearray | None, truncated: bool) -> bool:
+    """The copy entry point of a sink that never admits a request alone."""
+    return False
+
+
 @dataclass(slots=True)
 class ProxyState:
     """What every connection reads per request; ``table`` is swapped atomically on reload."""
@@ -79,13 +84,16 @@ class ProxyState:
     clients: set[Client] = field(default_factory=set)
     now: float = 0.0  # the loop's time as of the watchdog's last tick (a coarse, free clock)
     # the sink's hot-path entry points, bound once
-    shadow_admit: Callable[[str, str], bool] = field(init=False)
+    shadow_admit: Callable[[str, str], int] = field(init=False)
     shadow_offer: Callable[[tuple[Any, ...]], bool] = field(init=False)
+    shadow_copy: Callable[[str, bytes, bytearray | None, bool], bool] = field(init=False)
     clock: Callable[[], float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.shadow_admit = self.sink.admit
         self.shadow_offer = self.sink.offer_raw
+        # a sink whose admit answers COPY_REQUEST_ONLY takes the request alone (shadow/remote.py)
+        self.shadow_copy = getattr(self.sink, "copy", _no_copy)
         # the loop's clock, bound once (a stored callable is cheaper than a method lookup)
         self.clock = self.loop.time if self.loop is not None else time.monotonic
 
@@ -156,6 +164,7 @@ class Exchange:
     tee_request: bytearray | None = None
     tee_response: bytearray | None = None
     tee_truncated = False
+    request_only = False  # the sink takes the request alone (the comparator asks the monolith)
     response_truncated = False
     tee_started = 0.0
     response_hash: Any = None  # SHA-256 of the whole response body once past the shadow cap
@@ -252,8 +261,11 @@ class Exchange:
         self.upstream = decision.upstream
         self.websocket = decision.route.websocket and \
             hmap.get(b"upgrade", b"").lower() == b"websocket"
-        if decision.shadow and self._admit_shadow(decision.route.name):
-            self.tee_request = bytearray()
+        if decision.shadow:
+            admitted = self._admit_shadow(decision.route.name)
+            if admitted:
+                self.tee_request = bytearray()
+                self.request_only = admitted == COPY_REQUEST_ONLY
         if decision.fallback:
             self.replay_body = []
         self.head_bytes = self.build_head(url, decision.upstream)
@@ -315,7 +327,7 @@ class Exchange:
             return
         self.started = True
         self.start = self.last_activity = self.state.clock()
-        if self.tee_request is not None:
+        if self.tee_request is not None and not self.request_only:
             # the loop's clock ticks in whole ms under uvloop; the service's latency is
             # measured with perf_counter, so the monolith's must be too
             self.tee_started = time.perf_counter()
@@ -486,7 +498,7 @@ class Exchange:
         if status >= 500 and self.may_fall_back(idempotent_only=True):
             self.fall_back(f"status_{status}")
             return
-        if self.tee_request is not None:
+        if self.tee_request is not None and not self.request_only:
             self.response_headers = list(headers)
             self.tee_response = bytearray()
         cached = HEAD_CACHE.get(tuple(headers))
@@ -587,6 +599,8 @@ class Exchange:
             self.state.pools[self.upstream].release(conn)
         if self.tee_response is not None:
             self.offer_shadow()
+        elif self.request_only:
+            self.copy_shadow()
         self.client.exchange_done(self, tunnel=tunnel)
 
     def drop_spool(self) -> None:
@@ -607,11 +621,11 @@ class Exchange:
         if self.client.access_log:
             self.client.log_access(self, route, elapsed)
 
-    def _admit_shadow(self, route: str) -> bool:
+    def _admit_shadow(self, route: str) -> int:
         try:
-            admitted = bool(self.state.shadow_admit(route, self.method))
+            admitted = self.state.shadow_admit(route, self.method)
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
-            admitted = False
+            admitted = 0
         if not admitted:
             self.state.metrics.shadow_offer(route, False)
         return admitted
@@ -634,6 +648,19 @@ class Exchange:
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
             accepted = False
         self.state.metrics.shadow_offer(route.name, accepted)
+
+    def copy_shadow(self) -> None:
+        """Hand the request alone to the sink (its head as sent upstream, and its body)."""
+        decision = self.decision
+        if decision is None:
+            return
+        route = decision.route.name
+        try:
+            accepted = bool(self.state.shadow_copy(route, self.head_bytes, self.tee_request,
+                                                   self.tee_truncated))
+        except Exception:  # noqa: BLE001 - shadow must never hurt the client path
+            accepted = False
+        self.state.metrics.shadow_offer(route, accepted)
 
     # -- failures --------------------------------------------------------------------------
 

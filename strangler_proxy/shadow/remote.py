@@ -2,14 +2,21 @@
 
 ::
 
-    proxy process (RemoteSink)                           strangler shadow serve (serve.py)
-    admit / offer_raw: the ProcessSink's cheap checks    verify the signature, decode, compare,
-    batch for 2 ms ──POST /_strangler/offers──────────▶  store in the routes file's diff store
-      one keep-alive connection, frames as for the worker, signed (marker secret, body hash)
+    proxy process (RemoteSink)                            strangler shadow serve (serve.py)
+    admit: a table lookup, "request only" for a safe      verify the signature, decode the
+      method; copy: one record appended to a bytearray    records (copies.py), ask the monolith
+    every 5 ms or 256 KiB ──POST /_strangler/offers────▶  for the baseline, compare, redact,
+      one keep-alive connection, one write, signed        store in the routes file's diff store
 
-Everything on the client's path is the :class:`~strangler_proxy.shadow.sink.ProcessSink`'s:
-the same checks, the same bounded buffer (the socket's write buffer; full: dropped and counted),
-the same batching, so the proxy's cost per copy does not grow; only the far end differs. A
+The client's path does the least it can (measured with ``bench.proxy.hotpath --sink remote``):
+``admit`` looks the route up in a table made at each reload and checks the connection's
+room; for a safe method the proxy then tees no response, and once the primary has answered
+``copy`` appends one record: fixed fields, the route's name, the request head as sent to the
+monolith and the body (:mod:`.copies`). No dict, tuple, JSON, marshal or hash per request;
+the batch is signed and written once per :data:`RECORD_SECONDS` or ``copies.FLUSH_BYTES``. A
+write (``shadow.writes = true``) cannot be asked of the monolith again, so it goes whole, as
+the local worker's frame with the primary's answer, in the same batches. Memory is bounded
+(records, frames and the socket's write buffer together; full: dropped and counted). A
 comparator that is down or restarting costs nothing but the copies
 (``dropped_comparator_down``): the sink reconnects with the worker's back-off and never blocks
 the proxy's start or stop. Answers are read only for their status: a refusal (wrong secret,
@@ -23,23 +30,59 @@ import collections
 import contextlib
 import json
 import logging
+import marshal
 import os
+import random
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httptools
 
-from strangler_proxy.config import ProxyConfig
+from strangler_proxy.config import MONOLITH, ProxyConfig
 from strangler_proxy.errors import StartupError
+from strangler_proxy.shadow.copies import (
+    COPY_KIND,
+    CopyBuffer,
+    Plan,
+    plan,
+    route_of,
+)
 from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
-from strangler_proxy.shadow.sink import ProcessSink, encode_frame
+from strangler_proxy.shadow.sink import (
+    FRAME_HEADER,
+    IPC_BUFFER_BYTES,
+    ProcessSink,
+    encode_frame,
+)
 
 log = logging.getLogger("strangler.shadow")
 
 _CONNECT_SECONDS: Final = 2.0
 _LOG_EVERY_SECONDS: Final = 10.0
+# Copy records go as one batch every RECORD_SECONDS, or as soon as FLUSH_BYTES wait. A batch
+# costs a timer, a signature, a write and the comparator's answer, whatever its size: at
+# 20,000 copies/s, 5 ms makes that 200 times a second instead of 500. Copies are not
+# latency-sensitive (the comparator times its own calls).
+RECORD_SECONDS: Final = 0.005
+
+
+def _plans(config: ProxyConfig) -> dict[str, Plan | None]:
+    """Each route's plan; None for a route with no service to copy to (``skipped_no_service``)."""
+    plans: dict[str, Plan | None] = {}
+    index = 0  # the slot of the route's copy counter
+    for route in config.routes:
+        if route.target == MONOLITH or route.target not in config.upstreams:
+            plans[route.name] = None
+            continue
+        cap = route.shadow.max_body_bytes
+        plans[route.name] = plan(route.name, route.shadow.percent, route.shadow.writes,
+                                 config.shadow.max_body_bytes if cap is None else int(cap),
+                                 index)
+        index += 1
+    return plans
 
 
 class _RemoteLink(asyncio.Protocol):
@@ -85,6 +128,40 @@ class _RemoteLink(asyncio.Protocol):
 class RemoteSink(ProcessSink):
     """A :class:`ProcessSink` whose far end is the standalone comparator, not a local worker."""
 
+    copy: Callable[[str, bytes, bytearray | None, bool], bool]
+
+    def __init__(self, config: ProxyConfig, rng: Callable[[], float] = random.random,
+                 buffer_bytes: int = IPC_BUFFER_BYTES) -> None:
+        # the records and the hot path's two calls; compiled with the hot path (copies.py)
+        self._copies = CopyBuffer(buffer_bytes, rng, {}, self._count, self._arm,
+                                  self._flush_now)
+        super().__init__(config, rng, buffer_bytes)
+        self._copies.counts = self.counts
+        # the proxy binds these once (ProxyState): straight to the buffer, no Python between
+        self.admit = self._copies.admit  # type: ignore[method-assign]
+        self.copy = self._copies.copy
+
+    # the sink's connection and waiting frames, kept where the buffer's checks read them
+    @property
+    def _transport(self) -> Any:
+        return self._copies.transport
+
+    @_transport.setter
+    def _transport(self, value: Any) -> None:
+        self._copies.transport = value
+
+    @property
+    def _batch_bytes(self) -> int:
+        return self._copies.waiting
+
+    @_batch_bytes.setter
+    def _batch_bytes(self, value: int) -> None:
+        self._copies.waiting = value
+
+    @property
+    def _records(self) -> bytearray:
+        return self._copies.records
+
     def reconfigure(self, config: ProxyConfig, notify: bool = True) -> None:
         """New routes file: new checks and secret here (the comparator reads its own copy)."""
         previous = getattr(self, "config", None)
@@ -95,6 +172,7 @@ class RemoteSink(ProcessSink):
                         "proxy's next start")
             config = _keep_destination(config, previous)
         super().reconfigure(config, notify=False)
+        self._copies.set_plans(_plans(config))
         self._secret = config.shadow.resolve_marker_secret(os.environ)
         url = urlsplit(config.shadow.comparator_url or "")
         self._origin = (url.scheme, url.hostname or "", url.port or
@@ -107,17 +185,47 @@ class RemoteSink(ProcessSink):
         scheme, host, port = self._origin
         return f"{scheme}://{host}:{port}"
 
+    def _arm(self) -> None:
+        """A batch's first record: send the batch in :data:`RECORD_SECONDS`."""
+        if self._flush_at is None and self._loop is not None:
+            self._flush_at = self._loop.call_later(RECORD_SECONDS, self._flush)
+
+    def _flush_now(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush()
+
     def _no_room(self) -> str:
-        reason = super()._no_room()
-        return "dropped_comparator_down" if reason == "dropped_worker_down" else reason
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return "dropped_comparator_down"
+        waiting = self._batch_bytes + len(self._copies.records)
+        if transport.get_write_buffer_size() + waiting > self._buffer_bytes:
+            return "dropped_queue_full"
+        return ""
 
     def _flush(self) -> None:
+        """Send what waits as one signed batch: whole offers' frames, then copy records.
+
+        A batch that cannot be sent (the comparator went away since its copies were
+        admitted) is counted, per route, as ``dropped_comparator_down``.
+        """
         self._flush_at = None
         batch, self._batch, self._batch_bytes = self._batch, [], 0
+        records = self._copies.take()
+        if records:
+            if batch:
+                batch.append(bytes(records))
+        sent = True
         if batch:
-            self._post(OFFERS_PATH, b"".join(batch))
+            sent = self._post(OFFERS_PATH, b"".join(batch))
+        elif records:
+            sent = self._post(OFFERS_PATH, records)
+        if not sent:
+            for route in _routes_of(b"".join(batch) if batch else records or b""):
+                self._count(route, "dropped_comparator_down")
 
-    def _post(self, path: str, body: bytes,
+    def _post(self, path: str, body: bytes | bytearray,
               waiter: asyncio.Future[bytes] | None = None) -> bool:
         transport, link = self._transport, self._link
         if transport is None or transport.is_closing() or not self._secret or \
@@ -140,15 +248,22 @@ class RemoteSink(ProcessSink):
             self._flush()
         return self._post(OFFERS_PATH, encode_frame(message))
 
+    def prometheus_text(self) -> str:
+        """The sink's counters (copies appended so far included) in Prometheus text format."""
+        self._copies.fold()
+        return super().prometheus_text()
+
     def refused(self, status: int) -> None:
         """The comparator refused a batch (or garbled its answer): count it, log now and then."""
         self.counts[("-", "comparator_refused")] += 1
         now = time.monotonic()
         if now - self._last_refusal >= _LOG_EVERY_SECONDS:
             self._last_refusal = now
-            log.error("the comparator at %s refused shadow copies (HTTP %s); check that it "
-                      "and this proxy have the same shadow.marker_secret", self.comparator,
-                      status or "garbled answer")
+            fix = "check that it and this proxy have the same shadow.marker_secret" \
+                if status == 401 else "it could not read them: run the same strangler " \
+                "version on both ends (copy records need this proxy's comparator)"
+            log.error("the comparator at %s refused shadow copies (HTTP %s); %s",
+                      self.comparator, status or "garbled answer", fix)
 
     async def start(self) -> None:
         """Connect to the comparator; if it is not up yet, keep trying in the background."""
@@ -227,6 +342,21 @@ class RemoteSink(ProcessSink):
                 time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self._reap()
+
+
+def _routes_of(batch: bytes | bytearray) -> list[str]:
+    """The route of each frame in a batch (records and offers; counters are not copies)."""
+    routes, at = [], 0
+    while at + FRAME_HEADER.size <= len(batch):
+        (size,) = FRAME_HEADER.unpack_from(batch, at)
+        start, at = at + FRAME_HEADER.size, at + FRAME_HEADER.size + size
+        if size and batch[start] == COPY_KIND:
+            routes.append(route_of(memoryview(batch)[start:at]))
+        elif size:
+            message = marshal.loads(batch[start:at])
+            if message and message[0] == "offer":
+                routes.append(str(message[1]))
+    return routes
 
 
 def _keep_destination(config: ProxyConfig, previous: ProxyConfig) -> ProxyConfig:

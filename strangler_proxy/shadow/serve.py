@@ -52,6 +52,7 @@ from strangler_proxy.exchange import (
     offer_from_message,
 )
 from strangler_proxy.routing import RouteTable
+from strangler_proxy.shadow.copies import COPY_KIND, Copy, decode, route_of
 from strangler_proxy.shadow.sink import FRAME_HEADER, SAFE_METHODS
 from strangler_proxy.shadow.store import DiffStore, open_config_store
 from strangler_proxy.shadow.worker import (
@@ -132,6 +133,38 @@ class ComparatorRunner(ShadowRunner):
             log.exception("mirror failed")
             self._count(route_name or "-", "dropped_internal_error")
             return False
+
+    def copied(self, copy: Copy) -> bool:
+        """Queue a request-only copy from our proxy (:mod:`.copies`), or count why not.
+
+        The proxy decided it was a shadowed, sampled, safe request; this side checks what it
+        can (the route and its service, the method, the body's size) and asks the monolith
+        for the baseline, as for a mirror.
+        """
+        route = self._routes.get(copy.route)
+        request = copy.request
+        if route is None or route.target == MONOLITH or route.target not in \
+                self.config.upstreams or MONOLITH not in self.config.upstreams:
+            reason = "skipped_no_service"
+        elif request.method.upper() not in SAFE_METHODS:  # never asked again: never taken
+            reason = "skipped_unsafe_method"
+        elif request.body_truncated or len(request.body) > body_limit(self.config, route):
+            reason = "skipped_body_too_large"
+        else:
+            return self.offer(ShadowOffer(route.name, route.match.describe, route.target,
+                                          request, RecordedResponse(0, ()),
+                                          {_FETCH_BASELINE: "1"}))
+        self._count(copy.route, reason)
+        return False
+
+    def full(self) -> bool:
+        """Whether the next offer would be dropped for want of room in the queue."""
+        queue = self._queue
+        return queue is not None and queue.full()
+
+    def count_drop(self, route: str, reason: str) -> None:
+        """Count a copy dropped before it was decoded."""
+        self._count(route, reason)
 
     def _route_of(self, request: RecordedRequest, route_name: str) -> Route | None:
         if route_name:
@@ -244,12 +277,25 @@ class Comparator:
 
     def _offers(self, body: bytes) -> bytes:
         view, at, start = memoryview(body), 0, 0
+        config = self.runner.config
+        monolith = config.upstreams.get(MONOLITH)
+        base_path = monolith.base_path if monolith is not None else ""
         try:
             while at < len(body):
                 start = at
                 (size,) = FRAME_HEADER.unpack_from(view, at)
-                message = marshal.loads(view[at + FRAME_HEADER.size:at + FRAME_HEADER.size + size])
+                frame = view[at + FRAME_HEADER.size:at + FRAME_HEADER.size + size]
+                if len(frame) < size:
+                    raise ValueError(f"a frame of {size} bytes, {len(frame)} in the batch")
                 at += FRAME_HEADER.size + size
+                if size and frame[0] == COPY_KIND:  # a request-only copy (copies.py)
+                    if self.runner.full():  # no room: not even decoded (the proxy sends all)
+                        self.runner.count_drop(route_of(frame), "dropped_queue_full")
+                    else:
+                        self.runner.copied(decode(frame, base_path,
+                                                  config.proxy.trusted_proxies))
+                    continue
+                message = marshal.loads(frame)
                 if not isinstance(message, tuple) or not message:
                     raise TypeError(f"a frame holds a tuple, not {type(message).__name__}")
                 if message[0] == "offer":

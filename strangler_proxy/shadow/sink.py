@@ -157,7 +157,7 @@ class ProcessSink:
         if notify:
             self._send(("reload", config.source))
 
-    def admit(self, route: str, method: str) -> bool:
+    def admit(self, route: str, method: str) -> int:
         """Before the proxy copies a byte: sampling, method, service, a worker with room."""
         try:
             reason = early_refusal(self.config, self._routes.get(route), method, self._rng) \

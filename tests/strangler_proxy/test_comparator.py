@@ -156,7 +156,8 @@ def test_our_proxy_sends_copies_to_the_comparator_and_the_report_reads_them(
                 async with httpx.AsyncClient(trust_env=False) as client:
                     # when clients ask for five products through the proxy
                     answers = [(await client.get(f"http://{app.proxy_address}/api/products/"
-                                                 f"{i}/")).json() for i in range(5)]
+                                                 f"{i}/", headers={"X-Request-ID": f"rid-{i}"}))
+                               .json() for i in range(5)]
                 assert await app.sink.wait_idle(timeout=SLOW_MACHINE_SECONDS)
                 return answers
             finally:
@@ -170,6 +171,13 @@ def test_our_proxy_sends_copies_to_the_comparator_and_the_report_reads_them(
     assert len(copies) == 5
     assert all(check_marker(s[2]["X-Strangler-Shadow"], SECRET, "GET", s[1]) == ""
                for s in copies)
+    assert sorted(s[2]["X-Request-ID"] for s in copies) == [f"rid-{i}" for i in range(5)]
+    # the proxy sent each GET as its request alone: the comparator asked the monolith for the
+    # baseline (and again, for noise), each a signed copy; clients made 5 requests
+    asked = [s for s in monolith.seen if "X-Strangler-Shadow" in s[2]]
+    assert (len(monolith.seen) - len(asked), len(asked)) == (5, 10)
+    assert all(check_marker(s[2]["X-Strangler-Shadow"], SECRET, "GET", s[1]) == ""
+               for s in asked)
     # and the report reads the comparator's records: 5 compared, all differing in $.price
     route = _report(config)
     assert (route["compared"], route["matched"], route["noise_samples"]) == (5, 0, 5)

@@ -61,7 +61,8 @@ def _python(code: str, env: dict[str, str] | None = None, path: Path = ROOT) -> 
     return done.stdout.strip()
 
 
-LOADED = ("import strangler_proxy.edge.server, strangler_proxy.native as n, sys; "
+LOADED = ("import importlib, strangler_proxy.native as n, sys; "
+          "[importlib.import_module(m) for m in n.MODULES]; "
           "print(n.mode, sorted({sys.modules[m].__file__.rsplit('.', 1)[-1] for m in n.MODULES}))")
 
 

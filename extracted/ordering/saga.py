@@ -26,6 +26,7 @@ while the money may already be taken; ``strangler ordering sagas`` lists the sag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -106,6 +107,9 @@ def on_reply(event: OutboxEvent) -> None:
         order_id = int(event.payload["order_id"])
     except (KeyError, TypeError, ValueError):
         raise BadEvent(f"{REPLIES}: payload.order_id missing or not an integer") from None
+    if event.payload.get("step") == "ship_requested":  # not the checkout's: no saga needed
+        ship_requested(order_id, event.payload)
+        return
     saga = CheckoutSaga.objects.select_for_update().filter(order_id=order_id).first()
     order = Order.objects.select_for_update().filter(pk=order_id).first()
     if saga is None or order is None:
@@ -127,6 +131,32 @@ def on_reply(event: OutboxEvent) -> None:
         return  # a reply the saga no longer waits for (sent again): nothing to do
     saga.updated_at = now
     saga.save(update_fields=["state", "reason", "updated_at"])
+
+
+def ship_requested(order_id: int, payload: Mapping[str, Any]) -> None:
+    """Shipping (still the monolith's) shipped a paid order: make it shipped, at most once.
+
+    The monolith wrote the shipment and this request in one transaction, after checking its
+    copy of the order said ``paid``; the copy lags this service by the reverse relay. So:
+    ``paid`` becomes ``shipped`` (published: the monolith's copy follows on the reverse
+    stream); ``shipped`` already (a second request for the order) changes nothing; any other
+    status (cancelled, or pending again, after the copy was read) is refused with
+    ``ship_rejected`` back to the monolith, which marks the shipment on its tracking. An order
+    this service does not have is a dead letter (``BadEvent``), listed like any other.
+    """
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise BadEvent(f"{REPLIES} ship_requested for order {order_id}, which is not here")
+    if order.status == Order.Status.PAID:
+        order.status, order.updated_at = Order.Status.SHIPPED, timezone.now()
+        order.save(update_fields=["status", "updated_at"])
+        publish(order, "updated")
+    elif order.status != Order.Status.SHIPPED:
+        _send(order_id, "ship_rejected", {
+            "order_id": order_id, "shipment_id": payload.get("shipment_id"),
+            "request_id": payload.get("request_id", ""),
+            "reason": f"Order {order.number} is {order.status}; only paid orders can be "
+                      "shipped."})
 
 
 def waiting(older_than: float = 0.0) -> list[dict[str, Any]]:

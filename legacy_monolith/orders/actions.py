@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -25,6 +25,7 @@ from legacy_monolith.orders.models import (
     ShipmentLine,
     TrackingEvent,
 )
+from legacy_monolith.outbox import participants
 from legacy_monolith.outbox import publish as outbox
 from legacy_monolith.store.actions import available_quantity
 from legacy_monolith.utils import apply_percent_off, audit, money, order_number, tracking_number
@@ -113,12 +114,31 @@ def cancel(order: Order, user: Any) -> Order:
     return order
 
 
+def ordering_moved() -> bool:
+    """True after ``strangler cutover ordering``: the fence refuses writes to the order's row
+    (``extracted/sync/fence.py``; the fence table is the monolith's own migration)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM strangler_fence WHERE table_name = 'orders_order'")
+        return cursor.fetchone() is not None
+
+
 @transaction.atomic
 def ship(order: Order, carrier: Carrier, user: Any) -> Shipment:
-    """Ship every line of a paid order with one carrier."""
+    """Ship every line of a paid order with one carrier.
+
+    After the ordering cutover the service owns the order's status: the shipment's rows
+    (shipping's own tables) are written here as before, and the status is asked of the owner
+    by a ``ship_requested`` event in the same transaction (``participants.request_ship``);
+    the service makes the order shipped and its row comes back on the reverse stream. The
+    ``paid`` check reads the monolith's copy, as current as the reverse relay.
+    """
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != Order.Status.PAID:
         raise Conflict(f"Order {order.number} is {order.status}; only paid orders can be shipped.")
+    moved = ordering_moved()
+    if moved and order.shipments.exclude(events__status=participants.SHIP_REJECTED).exists():
+        # the copy still says paid until the owner's shipped row comes back: one shipment
+        raise Conflict(f"Order {order.number} is being shipped already.")
     shipment = Shipment.objects.create(
         order=order, carrier=carrier, tracking_number=tracking_number(order.number, carrier.code)
     )
@@ -130,7 +150,10 @@ def ship(order: Order, carrier: Carrier, user: Any) -> Shipment:
         shipment=shipment, status="label_created", location="warehouse",
         happened_at=timezone.now(),
     )
-    order.status = Order.Status.SHIPPED
-    order.save(update_fields=["status", "updated_at"])
+    if moved:
+        participants.request_ship(order.pk, shipment.pk)
+    else:
+        order.status = Order.Status.SHIPPED
+        order.save(update_fields=["status", "updated_at"])
     audit(user, "order.ship", order)
     return shipment

@@ -18,6 +18,17 @@ step an ``updated`` event whose payload names the ``step``:
   paid): the monolith's own ``cancel``: refund the charge, release the reservations. Reply
   ``refunded``.
 
+After the cutover shipping asks the owner too, on the same two channels (kept, so every
+follower of the monolith's outbox knows them already: the catalog ignores the replies):
+
+* ``request_ship`` (from ``orders.actions.ship``, in the shipment's transaction): a
+  ``payments.CheckoutReply`` event whose step is ``ship_requested`` (the order, the shipment,
+  the request id). The service makes a paid order shipped, and that row comes back here.
+* ``ship_rejected`` (the service's answer when its order is no longer paid, e.g. cancelled
+  meanwhile): the shipment gets a ``ship_rejected`` tracking event with the reason, so staff
+  see it on the shipment's tracking (the parcel must not go out), and ``ship`` no longer
+  counts that shipment as the order's one.
+
 At most once per event id (``ConsumedEvent``), so a redelivered request neither charges nor
 reserves twice; a request for an order already in the wanted state replies again without
 acting (the process manager ignores a reply it no longer waits for).
@@ -46,9 +57,11 @@ from rest_framework.exceptions import APIException
 from legacy_monolith.outbox.consumer import apply_row, consume_batch
 from legacy_monolith.outbox.models import OutboxEvent
 from legacy_monolith.outbox.publish import ORDERING, next_sequence, silenced
+from strangler.shadow_changes import current_request_id
 
 REQUESTS = "ordering.CheckoutSaga"
 REPLIES = "payments.CheckoutReply"
+SHIP_REJECTED = "ship_rejected"
 
 
 def apply_saga_events(stream: str, events: list[dict[str, Any]], position: int
@@ -74,6 +87,8 @@ def _handle(event: dict[str, Any]) -> str:
         _reply(payload["order"]["id"], *_pay(payload))
     elif step == "refund_requested":
         _reply(payload["order_id"], *_refund(int(payload["order_id"])))
+    elif step == SHIP_REJECTED:
+        _ship_rejected(payload)
     else:
         return "stale"
     return "applied"
@@ -112,6 +127,26 @@ def _refund(order_id: int) -> tuple[str, dict[str, Any]]:
     return "refunded", {"refunded": str(refunded)}
 
 
+def request_ship(order_id: int, shipment_id: int) -> None:
+    """Ask the ordering service to make the order shipped (in the shipment's transaction)."""
+    request_id = current_request_id()
+    _reply(order_id, "ship_requested", {"shipment_id": shipment_id, "request_id": request_id},
+           request_id)
+
+
+def _ship_rejected(payload: dict[str, Any]) -> None:
+    """Mark the shipment the owner refused (at most once: the event id is consumed once)."""
+    from django.utils import timezone
+
+    from legacy_monolith.orders.models import Shipment, TrackingEvent
+
+    shipment = Shipment.objects.filter(pk=int(payload["shipment_id"])).first()
+    if shipment is not None:
+        TrackingEvent.objects.create(shipment=shipment, status=SHIP_REJECTED,
+                                     location=str(payload.get("reason", ""))[:100],
+                                     happened_at=timezone.now())
+
+
 def _charged(order_id: int) -> bool:
     """True while the monolith holds a succeeded charge of the order (payments' own rows)."""
     from legacy_monolith.orders.models import PaymentIntent
@@ -123,8 +158,10 @@ def _charged(order_id: int) -> bool:
 def _keep_charged_status(model: type[models.Model], key: str, values: dict[str, Any]
                          ) -> dict[str, Any]:
     """An order row from the service does not change the status of an order whose charge
-    the monolith holds: only ``refund_requested`` does, with the refund (module doc)."""
-    if model._meta.label == "orders.Order" and "status" in values and _charged(int(key)):
+    the monolith holds: only ``refund_requested`` does, with the refund (module doc). The
+    one exception is ``shipped``: the owner's answer to ``ship_requested``, charge kept."""
+    if (model._meta.label == "orders.Order" and "status" in values
+            and values["status"] != "shipped" and _charged(int(key))):
         values = {k: v for k, v in values.items() if k != "status"}
     return values
 
@@ -150,9 +187,10 @@ def _copy_order(data: dict[str, Any], lines: list[dict[str, Any]]) -> Any:
     return Order.objects.get(pk=data["id"])
 
 
-def _reply(order_id: Any, kind: str, payload: dict[str, Any]) -> None:
+def _reply(order_id: Any, kind: str, payload: dict[str, Any], request_id: str = "") -> None:
     key = str(order_id)
     OutboxEvent.objects.create(event_id=str(uuid.uuid4()), aggregate_type=REPLIES,
                                aggregate_id=key, sequence=next_sequence(REPLIES, key),
                                event_type="updated",
-                               payload=dict(payload, step=kind, order_id=int(key)))
+                               payload=dict(payload, step=kind, order_id=int(key)),
+                               request_id=request_id)

@@ -150,3 +150,73 @@ def test_the_services_orders_written_here_are_not_published_back(shop: Any) -> N
     published = {e.aggregate_type for e in OutboxEvent.objects.filter(id__gt=mark)}
     assert "payments.CheckoutReply" in published
     assert not {t for t in published if t.startswith("orders.")}, published
+
+
+@pytest.fixture
+def ordering_moved() -> None:
+    """The fence rows ``strangler cutover ordering`` writes (without its triggers)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("orders_order", "orders_orderline", "orders_cart", "orders_cartitem",
+                      "orders_coupon"):
+            cursor.execute("INSERT INTO strangler_fence (table_name, context, open) "
+                           "VALUES (%s, 'ordering', 0)", [table])
+
+
+def test_ship_after_the_cutover_asks_the_owner_and_keeps_the_status(
+        ordering_moved: None, staff_client: APIClient, paid_order: Order) -> None:
+    from legacy_monolith.orders.models import Shipment
+
+    mark = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    # when staff ship a paid order after the cutover
+    answer = staff_client.post(f"/api/orders/{paid_order.pk}/ship/", {"carrier": "dhl"},
+                               HTTP_X_REQUEST_ID="req-ship-1")
+    # then the shipment is made here, and the status is asked of the owner (202), not written
+    assert answer.status_code == 202, answer.content
+    shipment = Shipment.objects.get(pk=answer.json()["id"])
+    assert [e.status for e in shipment.events.all()] == ["label_created"]
+    assert shipment.lines.count() == paid_order.lines.count()
+    assert Order.objects.get(pk=paid_order.pk).status == "paid"
+    [event] = OutboxEvent.objects.filter(id__gt=mark)
+    assert (event.aggregate_type, event.aggregate_id, event.request_id) == (
+        "payments.CheckoutReply", str(paid_order.pk), "req-ship-1")
+    assert event.payload == {"step": "ship_requested", "order_id": paid_order.pk,
+                             "shipment_id": shipment.pk, "request_id": "req-ship-1"}
+    # and a second ship while the copy still says paid is refused: one shipment
+    again = staff_client.post(f"/api/orders/{paid_order.pk}/ship/", {"carrier": "dhl"})
+    assert again.status_code == 409, again.content
+    assert "being shipped already" in again.json()["detail"]
+
+
+def test_a_rejected_ship_marks_the_shipment_once(
+        ordering_moved: None, staff_client: APIClient, paid_order: Order) -> None:
+    shipment = staff_client.post(f"/api/orders/{paid_order.pk}/ship/", {"carrier": "dhl"}
+                                 ).json()["id"]
+    rejected = request("ship_rejected", 1, {
+        "order_id": paid_order.pk, "shipment_id": shipment, "request_id": "",
+        "reason": f"Order {paid_order.number} is cancelled; only paid orders can be shipped."})
+    # when the owner's rejection is delivered (twice: at least once)
+    assert deliver([rejected])["applied"] == 1
+    assert deliver([rejected])["duplicates"] == 1
+    # then the shipment carries it once, with the reason, on its tracking
+    tracking = staff_client.get(f"/api/shipments/{shipment}/tracking/").json()
+    assert [(t["status"], t["location"]) for t in tracking] == [
+        ("label_created", "warehouse"),
+        ("ship_rejected", f"Order {paid_order.number} is cancelled; only paid orders can be "
+                          "shipped.")]
+    # and it no longer counts as the order's shipment
+    assert staff_client.post(f"/api/orders/{paid_order.pk}/ship/", {"carrier": "dhl"}
+                             ).status_code == 202
+
+
+def test_a_shipped_row_from_the_owner_updates_a_charged_order(shop: Any) -> None:
+    # given order 900 paid through the saga (the charge is held here)
+    deliver([order_row(shop, "pending", 1, "2026-12-05T10:00:00+00:00"),
+             pay_request(shop, 2, position=2)])
+    # when the service's row says shipped (its answer to ship_requested)
+    deliver([order_row(shop, "shipped", 2, "2026-12-05T10:05:00+00:00")])
+    # then the copy follows, and the charge and the reservations are kept
+    assert Order.objects.get(pk=900).status == "shipped"
+    assert PaymentIntent.objects.get(order_id=900).status == "succeeded"
+    assert reserved(shop) == 2

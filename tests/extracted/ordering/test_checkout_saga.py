@@ -125,3 +125,59 @@ def test_a_cancel_of_an_order_paid_before_the_cutover_is_compensated(
 def test_a_reply_for_an_unknown_saga_is_a_dead_letter(sync: APIClient) -> None:
     counts = reply(sync, 424242, "paid", 1)
     assert counts["dead_letters"] == 1
+
+
+def ship_request(sync: APIClient, order_id: int, position: int, event_id: str = "") -> Any:
+    event = {"id": event_id or str(uuid.uuid4()), "position": position,
+             "aggregate_type": "payments.CheckoutReply", "aggregate_id": str(order_id),
+             "sequence": position, "type": "updated",
+             "payload": {"step": "ship_requested", "order_id": order_id, "shipment_id": 70,
+                         "request_id": "req-ship-1"},
+             "occurred_at": "2026-12-05T10:00:00Z"}
+    answer = sync.post("/internal/events/", {"stream": "monolith", "events": [event]},
+                       format="json")
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def order_events(order_id: int) -> list[str]:
+    return [e.payload["status"] for e in OutboxEvent.objects.filter(
+        aggregate_type="orders.Order", aggregate_id=str(order_id)).order_by("id")]
+
+
+def test_ship_requested_makes_a_paid_order_shipped_at_most_once(
+        sync: APIClient, order: dict[str, Any]) -> None:
+    # given an order paid before the cutover (no saga here)
+    Order.objects.filter(pk=order["id"]).update(status="paid")
+    # when the monolith's shipping asks, and the relay delivers it twice
+    first = ship_request(sync, order["id"], 1, event_id="e-ship-1")
+    assert first["applied"] == 1, first
+    assert ship_request(sync, order["id"], 1, event_id="e-ship-1")["duplicates"] == 1
+    # then the order is shipped and its row published once (the monolith's copy follows)
+    assert Order.objects.get(pk=order["id"]).status == "shipped"
+    assert order_events(order["id"]).count("shipped") == 1
+    # and another request for the order changes nothing and rejects nothing
+    assert ship_request(sync, order["id"], 2)["applied"] == 1
+    assert order_events(order["id"]).count("shipped") == 1
+    assert requests_sent() == []
+
+
+def test_ship_requested_for_an_order_no_longer_paid_is_rejected(
+        alice: APIClient, sync: APIClient, order: dict[str, Any]) -> None:
+    # given an order paid, then cancelled here before the monolith's copy knew it
+    Order.objects.filter(pk=order["id"]).update(status="paid")
+    assert alice.post(f"/api/orders/{order['id']}/cancel/").json()["status"] == "cancelled"
+    # when shipping asks
+    ship_request(sync, order["id"], 1)
+    # then the order stays cancelled, and the monolith is told which shipment and why
+    assert Order.objects.get(pk=order["id"]).status == "cancelled"
+    assert [k for k, _ in requests_sent()] == ["refund_requested", "ship_rejected"]
+    rejected = requests_sent()[-1][1]
+    assert (rejected["order_id"], rejected["shipment_id"], rejected["request_id"]) == (
+        order["id"], 70, "req-ship-1")
+    assert rejected["reason"] == (f"Order {order['number']} is cancelled; only paid orders "
+                                  "can be shipped.")
+
+
+def test_ship_requested_for_an_unknown_order_is_a_dead_letter(sync: APIClient) -> None:
+    assert ship_request(sync, 4242, 1)["dead_letters"] == 1

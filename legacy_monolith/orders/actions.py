@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -113,30 +113,23 @@ def cancel(order: Order, user: Any) -> Order:
     return order
 
 
-def ordering_moved() -> bool:
-    """True after ``strangler cutover ordering``: the fence refuses writes to the order's row
-    (``extracted/sync/fence.py``; the fence table is the monolith's own migration)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM strangler_fence WHERE table_name = 'orders_order'")
-        return cursor.fetchone() is not None
-
-
 @transaction.atomic
 def ship(order: Order, carrier: Carrier, user: Any) -> Shipment:
     """Ship every line of a paid order with one carrier.
 
-    After the ordering cutover the service owns the order's status: the shipment's rows
-    (shipping's own tables) are written here as before, and the status is asked of the owner
-    by a ``ship_requested`` event in the same transaction (``participants.request_ship``);
-    the service makes the order shipped and its row comes back on the reverse stream. The
-    ``paid`` check reads the monolith's copy, as current as the reverse relay.
+    After the ordering cutover the fence refuses the status write (``_mark_shipped``): the
+    service owns the order's status. The shipment's rows (shipping's own tables) are written
+    here as before, and the status is asked of the owner by a ``ship_requested`` event in the
+    same transaction (``participants.request_ship``); the service makes the order shipped and
+    its row comes back on the reverse stream. The ``paid`` check reads the monolith's copy,
+    as current as the reverse relay.
     """
     from legacy_monolith.outbox import participants  # here: walkthrough-2 quotes the lines above
 
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != Order.Status.PAID:
         raise Conflict(f"Order {order.number} is {order.status}; only paid orders can be shipped.")
-    moved = ordering_moved()
+    moved = not _mark_shipped(order)
     if moved and order.shipments.exclude(events__status=participants.SHIP_REJECTED).exists():
         # the copy still says paid until the owner's shipped row comes back: one shipment
         raise Conflict(f"Order {order.number} is being shipped already.")
@@ -153,8 +146,22 @@ def ship(order: Order, carrier: Carrier, user: Any) -> Shipment:
     )
     if moved:
         participants.request_ship(order.pk, shipment.pk)
-    else:
-        order.status = Order.Status.SHIPPED
-        order.save(update_fields=["status", "updated_at"])
     audit(user, "order.ship", order)
     return shipment
+
+
+def _mark_shipped(order: Order) -> bool:
+    """Write ``shipped``; False when the fence refuses it (``strangler cutover ordering``
+    moved the order's status to the service). In a savepoint: the refusal (PostgreSQL's
+    trigger) must not end the transaction. Asking the fence, rather than reading
+    ``strangler_fence`` first, keeps shipping's footprint before the cutover as it was."""
+    try:
+        with transaction.atomic():
+            order.status = Order.Status.SHIPPED
+            order.save(update_fields=["status", "updated_at"])
+    except DatabaseError as exc:
+        if "is fenced" not in str(exc):
+            raise
+        order.status = Order.Status.PAID
+        return False
+    return True

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from legacy_monolith.orders.models import Order, PaymentIntent
@@ -152,14 +153,32 @@ def test_the_services_orders_written_here_are_not_published_back(shop: Any) -> N
     assert not {t for t in published if t.startswith("orders.")}, published
 
 
-@pytest.fixture
-def ordering_moved() -> None:
-    """The fence rows ``strangler cutover ordering`` writes (without its triggers)."""
-    from django.db import connection
+class _Connection:
+    """Django's connection with the face ``extracted.sync.fence.install`` uses."""
 
+    vendor = property(lambda self: connection.vendor)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if cursor.description is None:
+                return []
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def ordering_moved(paid_order: Order) -> None:
+    """What ``strangler cutover ordering`` leaves in the monolith: the fence's triggers and
+    a fence row for each ordering table (the real ones, ``extracted/sync/fence.py``), after
+    the order was paid."""
+    from extracted.sync.fence import install
+
+    tables = ("orders_order", "orders_orderline", "orders_cart", "orders_cartitem",
+              "orders_coupon")
+    install(_Connection(), tables, "ordering")  # type: ignore[arg-type]
     with connection.cursor() as cursor:
-        for table in ("orders_order", "orders_orderline", "orders_cart", "orders_cartitem",
-                      "orders_coupon"):
+        for table in tables:
             cursor.execute("INSERT INTO strangler_fence (table_name, context, open) "
                            "VALUES (%s, 'ordering', 0)", [table])
 

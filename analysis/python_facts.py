@@ -540,7 +540,10 @@ class _UrlLists:
         self.splices: list[tuple[str, str]] = []
 
     def statement(self, stmt: ast.stmt) -> None:
-        if isinstance(stmt, ast.Assign):
+        if isinstance(stmt, ast.For | ast.AsyncFor | ast.While):  # plugins' patterns
+            for inner in module_level(stmt.body + stmt.orelse):
+                self.statement(inner)
+        elif isinstance(stmt, ast.Assign):
             for target in stmt.targets:
                 if isinstance(target, ast.Name):
                     self.value(stmt.value, target.id)

@@ -34,7 +34,7 @@ def _endpoints(root: Path, tmp: Path, files: dict[str, str]) -> set[str]:
 
 def test_a_local_list_is_walked_only_at_the_prefix_it_is_included_with(tmp_path: Path) -> None:
     # given a urls module with a local list mounted under api/, a router spliced into it,
-    # a pattern inserted later, and urlpatterns grown by +=, extend and + other_list
+    # a pattern inserted later, and urlpatterns grown by +=, extend, + other_list and in a loop
     urls = """
         from django.urls import include, path
         from rest_framework.routers import SimpleRouter
@@ -60,6 +60,8 @@ def test_a_local_list_is_walked_only_at_the_prefix_it_is_included_with(tmp_path:
         ] + [path("plus/", views.extra)]
         urlpatterns += [path("debug/", views.debug)]
         urlpatterns.extend([path("more/", views.extra)])
+        for name in ["loop"]:
+            urlpatterns.append(path("loop/", views.extra))
         """
     # when it is analysed
     found = _endpoints(tmp_path / "src", tmp_path / "out",
@@ -67,7 +69,8 @@ def test_a_local_list_is_walked_only_at_the_prefix_it_is_included_with(tmp_path:
     # then each list's patterns appear once, under the prefix it is included with
     assert found == {
         "/health/", "/api/", "/api/cart/", "/api/checkout/", "/api/products/",
-        "/api/products/{pk}/", "/ns/home/", "/inline/x/", "/plus/", "/debug/", "/more/"}
+        "/api/products/{pk}/", "/ns/home/", "/inline/x/", "/plus/", "/debug/", "/more/",
+        "/loop/"}
 
 
 def test_lists_of_another_module_and_a_module_without_urlpatterns(tmp_path: Path) -> None:

@@ -59,8 +59,9 @@ def _roots(a: Analysis, r: Resolver) -> list[str]:
         if conf and (mod := r.module(conf)):
             return [mod]
     url_modules = [f.module for f in a.facts if f.urls or f.routers]
-    included = {r.module(u.include) for f in a.facts for u in f.urls
-                if u.include and not u.include.startswith("@")}
+    included = {r.module(u.include) if not u.include.startswith("@")
+                else r.resolve(f.module, u.include[1:])  # include(api_urls), a module object
+                for f in a.facts for u in f.urls if u.include}
     return [m for m in url_modules if m not in included]
 
 

@@ -100,3 +100,26 @@ def test_lists_of_another_module_and_a_module_without_urlpatterns(tmp_path: Path
     found = _endpoints(tmp_path / "src", tmp_path / "out", files)
     # then the imported list and router land where they are mounted, nowhere else
     assert found == {"/r/products/", "/r/products/{pk}/", "/cart/", "/sub/checkout/"}
+
+
+def test_a_module_included_as_a_module_object_is_no_root(tmp_path: Path) -> None:
+    # given no settings (no ROOT_URLCONF), a urls module including another as a module object
+    files = {
+        "manage.py": "",
+        "shop/api_urls.py": """
+            from django.urls import path
+            from shop import views
+
+            urlpatterns = [path("cart/", views.cart)]
+            """,
+        "shop/urls.py": """
+            from django.urls import include, path
+            from shop import api_urls
+
+            urlpatterns = [path("api/", include(api_urls))]
+            """,
+    }
+    # when it is analysed
+    found = _endpoints(tmp_path / "src", tmp_path / "out", files)
+    # then the included module is walked under its prefix only, not as a root of its own
+    assert found == {"/api/cart/"}

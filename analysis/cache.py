@@ -18,7 +18,7 @@ from typing import Any
 from analysis.facts import FileFacts, TableAccess
 from analysis.state import Options
 
-VERSION = "facts-v3"
+VERSION = "facts-v4"
 
 
 def code_version(*names: str) -> str:

@@ -59,28 +59,78 @@ def _roots(a: Analysis, r: Resolver) -> list[str]:
         if conf and (mod := r.module(conf)):
             return [mod]
     url_modules = [f.module for f in a.facts if f.urls or f.routers]
-    included = {r.module(u.include) for f in a.facts for u in f.urls
-                if u.include and not u.include.startswith("@")}
+    included = {r.module(u.include) if not u.include.startswith("@")
+                else r.resolve(f.module, u.include[1:])  # include(api_urls), a module object
+                for f in a.facts for u in f.urls if u.include}
     return [m for m in url_modules if m not in included]
 
 
 def _walk(r: Resolver, module: str, prefix: str, out: list[Endpoint],
-          stack: tuple[str, ...], a: Analysis) -> None:
-    if module in stack or len(stack) > 10:
-        return
+          stack: tuple[str, ...], a: Analysis, url_list: str | None = None) -> None:
+    """The endpoints of one list of a urls module (``urlpatterns`` unless an include names
+    another); a module without ``urlpatterns`` has every list nobody includes walked."""
     f: FileFacts = r.modules[module]
-    for u in f.urls:
+    lists = {u.list for u in f.urls if u.list} | {name for name, _ in f.url_splices}
+    if url_list is None and "urlpatterns" in lists:
+        url_list = "urlpatterns"
+    key = f"{module}:{url_list or ''}"
+    if key in stack or len(stack) > 10:
+        return
+    stack = (*stack, key)
+    if url_list is None:  # no urlpatterns: the facts outside any list, and the lists' roots
+        used = {u.include[1:] for u in f.urls if u.include and u.include.startswith("@")}
+        used |= {spliced for _, spliced in f.url_splices}
+        facts = [u for u in f.urls if u.list is None or u.list not in used]
+        splices = [s for name, s in f.url_splices if name not in used]
+    else:
+        facts = [u for u in f.urls if u.list == url_list]
+        splices = [s for name, s in f.url_splices if name == url_list]
+    for u in facts:
         template, is_regex = route_template(u.route, u.regex)
         full = prefix + template
         if u.include and u.include.startswith("@"):
-            _routers(f, u.include[1:].rsplit(".", 1)[0], full, out, r)
+            _names(r, f, u.include[1:], full, out, stack, a, lists, fallback=True)
         elif u.include:
             target = r.module(u.include)
             if target is not None:
-                _walk(r, target, full, out, (*stack, module), a)
+                _walk(r, target, full, out, stack, a)
         elif u.view:
             view = r.resolve(module, u.view) or f"{module}.{u.view}"
             out.append(Endpoint(full, view, u.name, f.path, u.line, regex=is_regex))
+    for spliced in splices:
+        _names(r, f, spliced, prefix, out, stack, a, lists, fallback=False)
+
+
+def _names(r: Resolver, f: FileFacts, name: str, prefix: str, out: list[Endpoint],
+           stack: tuple[str, ...], a: Analysis, lists: set[str], fallback: bool) -> None:
+    """What a name included (``include(api)``, ``include(router.urls)``) or spliced into a
+    list (``*router.urls``, ``+ api``) holds: a list of this module, a router's URLs, or a
+    list of the module it is imported from. Only an include of a name nothing explains
+    falls back to every router of the module."""
+    if name in lists:
+        _walk(r, f.module, prefix, out, stack, a, name)
+        return
+    router = name[: -len(".urls")] if name.endswith(".urls") else None
+    if router is not None and any(x.router == router for x in f.routers):
+        _routers(f, router, prefix, out, r)
+        return
+    whole = r.resolve(f.module, name)
+    if whole is not None and whole in r.modules and whole != f.module:
+        _walk(r, whole, prefix, out, stack, a)  # include(api_urls), a module object
+        return
+    target = r.resolve(f.module, router or name)
+    owner, _, attr = (target or "").rpartition(".")
+    if owner in r.modules and owner != f.module:
+        g = r.modules[owner]
+        if router is not None and any(x.router == attr for x in g.routers):
+            _routers(g, attr, prefix, out, r)
+            return
+        if router is None and (any(u.list == attr for u in g.urls)
+                               or any(x == attr for x, _ in g.url_splices)):
+            _walk(r, owner, prefix, out, stack, a, attr)
+            return
+    if fallback and f.routers:
+        _routers(f, (router or name).rsplit(".", 1)[0], prefix, out, r)
 
 
 def _routers(f: FileFacts, router: str, prefix: str, out: list[Endpoint], r: Resolver) -> None:

@@ -89,9 +89,12 @@ class UrlFact:
     route: str
     regex: bool
     view: str | None  # dotted expression of the view, ``.as_view`` removed
-    include: str | None  # module name or "@router.urls"
+    include: str | None  # module name, "@router.urls", "@local_list" or "@<inline:LINE>"
     line: int
     name: str | None = None
+    # the module-level list it is written in ("urlpatterns", "api", "<inline:LINE>" for
+    # ``include([...])``), None outside any (a function's body)
+    list: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ class FileFacts:
     units: tuple[UnitFact, ...] = ()
     urls: tuple[UrlFact, ...] = ()
     routers: tuple[RouterFact, ...] = ()
+    # (list, name): the module-level list takes in whatever ``name`` holds (``*router.urls``,
+    # ``urlpatterns += api``, ``urlpatterns = [...] + other_list``); resolved when walked
+    url_splices: tuple[tuple[str, str], ...] = ()
     consts: tuple[tuple[str, str], ...] = ()
     uses_django: bool = False
     error: str | None = None

@@ -496,7 +496,21 @@ def _model_strings(call: ast.Call) -> list[str]:
     return []
 
 
-def _urls(tree: ast.Module, consts: dict[str, str]) -> tuple[list[UrlFact], list[RouterFact]]:
+def _urls(tree: ast.Module, consts: dict[str, str]
+          ) -> tuple[list[UrlFact], list[RouterFact], list[tuple[str, str]]]:
+    """URL facts, router registrations, and what each module-level list splices in.
+
+    >>> src = ("api = [path('cart/', cart), *router.urls]\\n"
+    ...        "urlpatterns = [path('api/', include(api))]\\n")
+    >>> urls, _, splices = _urls(ast.parse(src), {})
+    >>> [(u.list, u.route, u.include) for u in urls]
+    [('api', 'cart/', None), ('urlpatterns', 'api/', '@api')]
+    >>> splices
+    [('api', 'router.urls')]
+    """
+    lists = _UrlLists()
+    for stmt in module_level(tree.body):
+        lists.statement(stmt)
     urls: list[UrlFact] = []
     routers: list[RouterFact] = []
     for node in ast.walk(tree):
@@ -505,7 +519,7 @@ def _urls(tree: ast.Module, consts: dict[str, str]) -> tuple[list[UrlFact], list
         func = dotted(node.func) or ""
         short = func.rsplit(".", 1)[-1]
         if short in URL_FUNCS and node.args:
-            fact = _url_fact(node, short, consts)
+            fact = _url_fact(node, short, consts, lists.of.get(id(node)))
             if fact is not None:
                 urls.append(fact)
         elif short == "register" and "." in func and len(node.args) >= 2:
@@ -513,10 +527,82 @@ def _urls(tree: ast.Module, consts: dict[str, str]) -> tuple[list[UrlFact], list
             viewset = dotted(node.args[1])
             if prefix is not None and viewset:
                 routers.append(RouterFact(func.rsplit(".", 1)[0], prefix, viewset, node.lineno))
-    return urls, routers
+    return urls, routers, lists.splices
 
 
-def _url_fact(node: ast.Call, func: str, consts: dict[str, str]) -> UrlFact | None:
+class _UrlLists:
+    """Which module-level list each ``path()`` call is written in, and what the lists
+    splice in: ``NAME = [...]``, ``NAME += [...]``, ``NAME.extend(...)``, ``NAME.append()``,
+    ``NAME.insert(i, ...)``, ``NAME = [...] + other + router.urls``, ``*router.urls``."""
+
+    def __init__(self) -> None:
+        self.of: dict[int, str] = {}  # id of a path() call -> its list
+        self.splices: list[tuple[str, str]] = []
+
+    def statement(self, stmt: ast.stmt) -> None:
+        if isinstance(stmt, ast.For | ast.AsyncFor | ast.While):  # plugins' patterns
+            for inner in module_level(stmt.body + stmt.orelse):
+                self.statement(inner)
+        elif isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                if isinstance(target, ast.Name):
+                    self.value(stmt.value, target.id)
+        elif isinstance(stmt, ast.AnnAssign | ast.AugAssign):
+            if isinstance(stmt.target, ast.Name) and stmt.value is not None:
+                self.value(stmt.value, stmt.target.id)
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            func = stmt.value.func
+            if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                    and func.attr in ("append", "extend", "insert")):
+                args = stmt.value.args
+                for arg in args[1:] if func.attr == "insert" else args:
+                    self.value(arg, func.value.id)
+
+    def value(self, node: ast.AST, name: str) -> None:
+        if isinstance(node, ast.Call):
+            if _is_url_call(node):
+                self.of[id(node)] = name
+                self._inline_include(node)
+                return
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                self.value(arg, name)  # format_suffix_patterns([...]), i18n_patterns(...)
+        elif isinstance(node, ast.Name | ast.Attribute):
+            spliced = dotted(node)
+            if spliced and spliced != name:
+                self.splices.append((name, spliced))
+        else:  # lists, tuples, ``*x``, ``a + b``, comprehensions
+            for child in ast.iter_child_nodes(node):
+                self.value(child, name)
+
+    def _inline_include(self, call: ast.Call) -> None:
+        """``path("x/", include([path(...), ...]))``: the inner calls form a list of their own."""
+        target = call.args[1] if len(call.args) > 1 else _kwarg(call, "view")
+        arg = _include_arg(target)
+        if isinstance(arg, ast.List | ast.Tuple):
+            self.value(arg, _inline_name(call))
+
+
+def _inline_name(call: ast.Call) -> str:
+    return f"<inline:{call.lineno}:{call.col_offset}>"
+
+
+def _include_arg(target: ast.AST | None) -> ast.AST | None:
+    """What ``include(...)`` includes: its argument, the patterns of ``(patterns, "ns")``."""
+    if not (isinstance(target, ast.Call) and (dotted(target.func) or "").endswith("include")):
+        return None
+    arg = target.args[0] if target.args else _kwarg(target, "arg")
+    if isinstance(arg, ast.Tuple) and arg.elts and not _is_url_call(arg.elts[0]):
+        arg = arg.elts[0]  # (patterns, app_name)
+    return arg
+
+
+def _is_url_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and (
+        (dotted(node.func) or "").rsplit(".", 1)[-1] in URL_FUNCS)
+
+
+def _url_fact(node: ast.Call, func: str, consts: dict[str, str],
+              in_list: str | None = None) -> UrlFact | None:
     route = _const_str(node.args[0], consts)
     if route is None:
         return None
@@ -526,11 +612,11 @@ def _url_fact(node: ast.Call, func: str, consts: dict[str, str]) -> UrlFact | No
     include: str | None = None
     view: str | None = None
     if isinstance(target, ast.Call) and (dotted(target.func) or "").endswith("include"):
-        arg = target.args[0] if target.args else None
-        if isinstance(arg, ast.Tuple) and arg.elts:
-            arg = arg.elts[0]
+        arg = _include_arg(target)
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             include = arg.value
+        elif isinstance(arg, ast.List | ast.Tuple):
+            include = f"@{_inline_name(node)}"
         elif arg is not None and (d := dotted(arg)):
             include = f"@{d}"
     elif isinstance(target, ast.Call):
@@ -540,7 +626,7 @@ def _url_fact(node: ast.Call, func: str, consts: dict[str, str]) -> UrlFact | No
     elif target is not None:
         view = dotted(target)
     return UrlFact(route=route, regex=func != "path", view=view, include=include,
-                   line=node.lineno, name=name if isinstance(name, str) else None)
+                   line=node.lineno, name=name if isinstance(name, str) else None, list=in_list)
 
 
 def python_facts(source: str | bytes, module: str, is_package: bool = False,
@@ -583,11 +669,13 @@ def _file_facts(tree: ast.Module, module: str, is_package: bool, path: str, line
                       type_ignores=[])
     units.append(_unit(rest, "<module>", "module", c.consts, imports, connects))
     c.imports(imports)
-    urls, routers = _urls(tree, c.consts) if _looks_like_urls(module, c) else ([], [])
+    urls, routers, splices = (_urls(tree, c.consts) if _looks_like_urls(module, c)
+                              else ([], [], []))
     return FileFacts(
         path=path, module=module, is_package=is_package, lines=lines,
         bindings=tuple(sorted(c.bindings.items())), imported=tuple(c.imported),
         classes=classes, units=tuple(units), urls=tuple(urls), routers=tuple(routers),
+        url_splices=tuple(dict.fromkeys(splices)),
         consts=tuple(sorted(c.consts.items())), uses_django=c.uses_django,
         stars=tuple(c.stars), exports=_exports(body), parser=parser,
         atomic_requests=settings and _atomic_requests(body), connects=tuple(connects),

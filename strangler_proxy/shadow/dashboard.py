@@ -109,7 +109,8 @@ def _overview(config: ProxyConfig, route: str | None) -> str:
         "<h1>Strangler shadow dashboard</h1>",
         f"<p class=muted>diff store <code>{_e(data['store'])}</code> · gate: at least "
         f"{gate['min_compared']} compared and a 95% lower bound of at least "
-        f"{gate['min_match_rate']:.2%} · generated {_e(data['generated_at'])}</p>",
+        f"{gate['min_match_rate']:.2%} · generated {_e(data['generated_at'])} · "
+        "<a id=meter-link href='/dashboard/meter'>strangulation meter</a></p>",
         _routes_table(config, data["routes"]),
     ]
     for summary in data["routes"]:

@@ -37,6 +37,8 @@ from strangler_proxy.errors import StartupError
 from strangler_proxy.exchange import ShadowOffer, offer_message
 
 log = logging.getLogger("strangler.shadow")
+WORKER_ENTRY = ("import sys; from strangler_proxy.shadow.worker import _worker_main; "
+                "_worker_main(sys.argv[1:])")
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -268,8 +270,10 @@ class ProcessSink:
         """Start a worker process and wait for its "ready"; False when it did not come up."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            # -c rather than -m: the package imports the worker module, and runpy warns on
+            # every start when a module it runs as __main__ is already imported
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "strangler_proxy.shadow.worker", "--worker",
+                [sys.executable, "-c", WORKER_ENTRY, "--worker",
                  str(child.fileno()), "--config", str(self.config.source)],
                 pass_fds=(child.fileno(),))
         finally:

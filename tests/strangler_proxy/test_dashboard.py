@@ -58,6 +58,7 @@ def test_overview_lists_routes_modes_rates_and_diffs(config: ProxyConfig) -> Non
     assert "88.9%" in page  # 8 of 9 matched
     assert "$.items[*].price" in page
     assert "/dashboard/exchange/9" in page
+    assert "<a id=meter-link href='/dashboard/meter'>" in page  # the meter is one click away
     assert "<script" not in page
     assert "http" not in page.split("<body>")[1].replace("http-equiv", "")  # no CDN
 

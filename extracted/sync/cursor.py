@@ -92,15 +92,32 @@ class DeliveryCursor:
         1
         >>> c.advance(now=999.0, horizon=(105, 110))       # all ended: a rollback
         3
+
+        A gap settles as one: its positions were missing from the same fetches as its first
+        hole (the fetch reads in order), so they are as old (a pruned outbox of N events
+        would otherwise take N graces, one position at a time).
+
+        >>> c = DeliveryCursor(low_water=0, hole_grace=5.0)
+        >>> c.mark([4], now=100.0), c.advance(now=106.0)
+        (0, 4)
         """
         top = self.top
+        gap_seen: float | None = None  # when the gap being walked was first seen
+        gap_mark: int | None = None  # and its horizon mark
         while self.low_water < top:
             nxt = self.low_water + 1
             if nxt in self.delivered:
                 self.delivered.discard(nxt)
-            elif not self._settled(nxt, now, horizon):
-                break
+                gap_seen = gap_mark = None
             else:
+                if gap_seen is not None:
+                    self.holes_first_seen.setdefault(nxt, gap_seen)
+                if gap_mark is not None:
+                    self.hole_marks.setdefault(nxt, gap_mark)
+                if not self._settled(nxt, now, horizon):
+                    break
+                gap_seen = self.holes_first_seen.get(nxt)
+                gap_mark = self.hole_marks.get(nxt)
                 self.holes_skipped += 1
             self.low_water = nxt
         for marks in (self.holes_first_seen, self.hole_marks):

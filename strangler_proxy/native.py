@@ -78,7 +78,7 @@ def check() -> tuple[str, str]:
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         return "pure", f"{PURE_ENV} is set"
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    missing = [m for m in MODULES if not (ROOT / (m.replace(".", "/") + suffix)).exists()]
+    missing = [m for m in MODULES if not source_path(m).with_suffix(suffix).exists()]
     if missing or not MANIFEST.exists():
         return "pure", "not compiled (make install compiles it with mypyc)"
     try:

@@ -31,6 +31,7 @@ from strangler_proxy.exchange import NullSink  # noqa: E402
 from strangler_proxy.metrics import Metrics  # noqa: E402
 from strangler_proxy.routing import RouteTable  # noqa: E402
 from tests.strangler_proxy.conformance_corpus import CORPUS  # noqa: E402
+from tests.strangler_proxy.shadow_testkit import MemoryTransport  # noqa: E402
 
 RESPONSES = [
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
@@ -40,36 +41,6 @@ RESPONSES = [
     b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
 ]
 MASK = re.compile(rb"(X-Request-ID: )[^\r]*")
-
-
-class MemoryTransport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(bytes(data))
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 5555) if name == "peername" else None
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def set_write_buffer_limits(self, *args: Any) -> None: ...
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
 
 
 async def one(config: ProxyConfig, raw: bytes, split: int | None, answer: int) -> dict[str, str]:
@@ -92,7 +63,7 @@ async def one(config: ProxyConfig, raw: bytes, split: int | None, answer: int) -
     pieces = [raw] if split is None else [raw[:split], raw[split:]]
     answered: list[object] = []  # the exchanges themselves: an id() could be reused
     for piece in pieces:
-        if not client_transport.closed:
+        if not client_transport.closing:
             client.data_received(piece)
         for _ in range(50):  # answer every exchange handed to an upstream, in order
             progressed = False
@@ -110,7 +81,7 @@ async def one(config: ProxyConfig, raw: bytes, split: int | None, answer: int) -
             for name in state.pools}
     out = {f"to {name}": MASK.sub(rb"\1-", data).decode("latin-1") for name, data in sent.items()}
     out["to client"] = MASK.sub(rb"\1-", b"".join(client_transport.written)).decode("latin-1")
-    out["client closed"] = str(client_transport.closed)
+    out["client closed"] = str(client_transport.closing)
     return out
 
 

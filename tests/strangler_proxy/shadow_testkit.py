@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 Seen = tuple[str, str, dict[str, str], bytes]  # method, path, headers, body
 
@@ -132,3 +133,37 @@ def toml_value(value: object) -> str:
 def monolith_route(name: str, prefix: str) -> str:
     """A ``[[routes]]`` entry left on the monolith (the default mode)."""
     return f'[[routes]]\nname = "{name}"\nmatch = {{ path_prefix = "{prefix}" }}\n'
+
+
+class MemoryTransport:
+    """A transport in memory for driving the proxy's protocols without sockets: writes are
+    kept, the write buffer is as big as ``pending`` says, ``close``/``abort`` set ``closing``."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.pending = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 5555) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.pending
+
+    def set_write_buffer_limits(self, *args: Any) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True

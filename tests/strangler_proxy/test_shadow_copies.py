@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shadow_testkit import routes_toml
+from shadow_testkit import MemoryTransport, routes_toml
 
 from strangler_proxy.config import load_config
 from strangler_proxy.edge.forward import ProxyState
@@ -39,34 +39,6 @@ from strangler_proxy.shadow.sink import FRAME_HEADER
 
 SECRET = "copies-test-secret"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-
-
-class MemoryTransport:
-    """Writes are kept; the write buffer is as big as ``pending`` says."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.pending = 0
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(bytes(data))
-
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 5555) if name == "peername" else None
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def get_write_buffer_size(self) -> int:
-        return self.pending
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def close(self) -> None:
-        self.closing = True
 
 
 def _config(tmp_path: Path, route: str = "") -> Path:

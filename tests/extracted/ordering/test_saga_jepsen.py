@@ -23,7 +23,7 @@ def test_no_lost_order_no_double_reservation_no_charge_without_order_under_fault
     pg = databases.vendor == "postgresql"
     cluster = SagaCluster(tmp_path, databases("shop") if pg else "", databases("ordering"))
     try:
-        verdict, faults, history, base = saga_run(cluster, seconds=10, seed=17)
+        verdict, faults, history, base = saga_run(cluster, seconds=14, seed=17)
     finally:
         cluster.stop()
     report = dict(verdict.summary(), faults=vars(faults), calls=dict(history.calls))

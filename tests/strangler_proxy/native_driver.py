@@ -7,7 +7,10 @@ The connections' transports are in memory; each upstream answers every request i
 with one of a few canned responses (plain, chunked, HEAD-sized, an error), so nothing here
 depends on timing. Request ids are generated randomly and are masked.
 
-    python tests/strangler_proxy/native_driver.py ROUTES.toml > out.json
+    python tests/strangler_proxy/native_driver.py ROUTES.toml out.json
+
+It writes a file rather than stdout: once, in CI, the ~4 MB on a pipe arrived cut short
+(the process still exited 0), and the comparison failed on truncated JSON.
 """
 
 from __future__ import annotations
@@ -99,7 +102,11 @@ async def run(config_path: Path) -> dict[str, Any]:
 def main() -> None:
     import uvloop  # noqa: PLC0415 - as the proxy runs
 
-    print(json.dumps(uvloop.run(run(Path(sys.argv[1]))), indent=0, sort_keys=True))
+    results = uvloop.run(run(Path(sys.argv[1])))
+    out = Path(sys.argv[2])
+    partial = out.with_suffix(".partial")
+    partial.write_text(json.dumps(results, indent=0, sort_keys=True))
+    partial.replace(out)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,14 @@ ROUTES = ('[[routes]]\nname = "catalog"\nmatch = { path_prefix = "/api/products/
 
 
 def planned(interval: float) -> str:
-    """ROUTES with a rollout plan: canary 50%, then service, ``interval`` seconds a step."""
+    """ROUTES with a rollout plan: canary 50%, then service, ``interval`` seconds a step.
+
+    What these tests judge is whose evidence the leader steps on, not latency: with five
+    requests a side, the p99 is the slowest one, and one 241 ms stall on a busy CI machine
+    once rolled a rollout back, so the latency allowance is wide (2 s)."""
     return (ROUTES + 'sticky = "header:X-User-Id"\n\n[routes.rollout]\n'
             f'steps = [50, "service"]\ninterval = {interval}\nmin_requests = 5\n'
-            'latency = { max_ratio = 5, slack_ms = 200 }\n')
+            'latency = { max_ratio = 5, slack_ms = 2000 }\n')
 
 
 @dataclass

@@ -105,10 +105,11 @@ def test_compiled_and_pure_write_the_same_bytes_for_the_corpus(tmp_path: Path) -
     routes.write_text(ROUTES)
     runs = {}
     for label, env in (("compiled", {}), ("pure", {native.PURE_ENV: "1"})):
-        done = subprocess.run([sys.executable, str(DRIVER), str(routes)], capture_output=True,
-                              text=True, timeout=100, check=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), **env})
-        runs[label] = json.loads(done.stdout)
+        out = tmp_path / f"{label}.json"
+        subprocess.run([sys.executable, str(DRIVER), str(routes), str(out)], capture_output=True,
+                       text=True, timeout=100, check=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+        runs[label] = json.loads(out.read_text())
     compiled, pure = runs["compiled"], runs["pure"]
     assert (compiled.pop("mode"), pure.pop("mode")) == ("compiled", "pure")
     assert len(compiled) >= 300  # ~100 cases, three ways each

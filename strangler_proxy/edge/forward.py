@@ -263,7 +263,7 @@ class Exchange:
             hmap.get(b"upgrade", b"").lower() == b"websocket"
         if decision.shadow:
             admitted = self._admit_shadow(decision.route.name)
-            if admitted:
+            if admitted > 0:
                 self.tee_request = bytearray()
                 self.request_only = admitted == COPY_REQUEST_ONLY
         if decision.fallback:
@@ -626,7 +626,7 @@ class Exchange:
             admitted = self.state.shadow_admit(route, self.method)
         except Exception:  # noqa: BLE001 - shadow must never hurt the client path
             admitted = 0
-        if not admitted:
+        if admitted == 0:  # (a paced copy, below 0, is counted by the sink alone)
             self.state.metrics.shadow_offer(route, False)
         return admitted
 

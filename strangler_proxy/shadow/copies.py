@@ -46,6 +46,7 @@ RECORD_FIXED: Final = RECORD.size - 4  # bytes of the fixed fields the length co
 _NAME_SIZE: Final = struct.Struct("!H")  # at offset 2 of a record (after kind and flags)
 
 
+PACED: Final = -1  # admit's answer for a copy not made to match the comparator's pace
 SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})  # sink.SAFE_METHODS (no import: compiled)
 FLUSH_BYTES: Final = 256 * 1024  # a batch goes when this much waits (or on the sink's timer)
 
@@ -91,6 +92,9 @@ class CopyBuffer:
         self.flush = flush
         self.plans: dict[str, Plan | None] = {}
         self.sent: list[int] = []  # copies appended per plan index, folded into counts by take
+        self.paced: list[int] = []  # copies not made, to keep to the comparator's pace
+        # the share of admitted copies made: what the comparator has room for (remote.Pace)
+        self.fraction = 1.0
         self.names: list[str] = []  # route name per plan index
         self.records = bytearray()
         self.transport: Any = None
@@ -103,7 +107,9 @@ class CopyBuffer:
 
         A safe method is copied as its request alone (:data:`COPY_REQUEST_ONLY`); a write,
         on a route with ``shadow.writes = true``, cannot be asked of the monolith again, so
-        it goes whole (:data:`COPY_EXCHANGE`), with the primary's answer.
+        it goes whole (:data:`COPY_EXCHANGE`), with the primary's answer. :data:`PACED`: not
+        copied because the comparator takes fewer than it is sent (:attr:`fraction`); counted
+        here as ``skipped_comparator_busy``, with no other bookkeeping on the client's path.
         """
         try:
             found = self.plans.get(route)
@@ -116,6 +122,9 @@ class CopyBuffer:
                     reason = "skipped_unsafe_method"
                 elif found.percent < 100 and self.rng() * 100 >= found.percent:
                     reason = "skipped_sampling"
+                elif self.fraction < 1.0 and self.rng() >= self.fraction:
+                    self.paced[found.index] += 1
+                    return PACED
                 else:
                     transport = self.transport
                     if transport is None or transport.is_closing():
@@ -137,6 +146,7 @@ class CopyBuffer:
         self.plans = plans
         self.names = [name for name, found in plans.items() if found is not None]
         self.sent = [0] * len(self.names)
+        self.paced = [0] * len(self.names)
 
     def copy(self, route: str, head: bytes, body: bytearray | None, truncated: bool) -> bool:
         """A safe request whose primary has answered: one record appended, nothing else.
@@ -178,13 +188,18 @@ class CopyBuffer:
         return False
 
     def fold(self) -> None:
-        """Add the copies appended since the last fold to ``counts`` (``handed_to_worker``)."""
-        sent, counts = self.sent, self.counts
-        for index, value in enumerate(sent):
-            if value:
-                key = (self.names[index], "handed_to_worker")
-                counts[key] = counts.get(key, 0) + value
-                sent[index] = 0
+        """Add the copies counted since the last fold to ``counts``.
+
+        ``handed_to_worker`` for those appended, ``skipped_comparator_busy`` for those paced.
+        """
+        counts = self.counts
+        for event, tally in (("handed_to_worker", self.sent),
+                             ("skipped_comparator_busy", self.paced)):
+            for index, value in enumerate(tally):
+                if value:
+                    key = (self.names[index], event)
+                    counts[key] = counts.get(key, 0) + value
+                    tally[index] = 0
 
     def take(self) -> bytearray:
         """The records waiting, handed over for a batch (the buffer starts again empty)."""
@@ -293,5 +308,5 @@ def parse_head(head: bytes, body: bytes, truncated: bool, base_path: str = "",
                            client)
 
 
-__all__ = ["COPY_KIND", "FLUSH_BYTES", "RECORD", "RECORD_FIXED", "BadRecord", "Copy",
+__all__ = ["COPY_KIND", "FLUSH_BYTES", "PACED", "RECORD", "RECORD_FIXED", "BadRecord", "Copy",
            "CopyBuffer", "Plan", "decode", "encode", "parse_head", "plan", "route_of"]

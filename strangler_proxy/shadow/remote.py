@@ -50,7 +50,13 @@ from strangler_proxy.shadow.copies import (
     plan,
     route_of,
 )
-from strangler_proxy.shadow.serve import AUTH_HEADER, IDLE_PATH, OFFERS_PATH, batch_auth
+from strangler_proxy.shadow.serve import (
+    AUTH_HEADER,
+    IDLE_PATH,
+    OFFERS_PATH,
+    TOOK_HEADER,
+    batch_auth,
+)
 from strangler_proxy.shadow.sink import (
     FRAME_HEADER,
     IPC_BUFFER_BYTES,
@@ -67,6 +73,40 @@ _LOG_EVERY_SECONDS: Final = 10.0
 # 20,000 copies/s, 5 ms makes that 200 times a second instead of 500. Copies are not
 # latency-sensitive (the comparator times its own calls).
 RECORD_SECONDS: Final = 0.005
+_TOOK: Final = TOOK_HEADER.lower().encode()
+# Pacing (Pace): after a batch of which the comparator took all, the share of copies made
+# grows back by this factor a second; never below MIN_FRACTION, so that it keeps probing.
+GROWTH_PER_SECOND: Final = 2.0
+MIN_FRACTION: Final = 0.001
+
+
+class Pace:
+    """How many of the copies it admits the proxy makes: as many as the comparator takes.
+
+    A comparator has a capacity (its cores, the monolith's and the service's answers); past
+    it, its queue is full and it drops what it is sent. Each batch's answer says how many of
+    its copies were taken (``serve.TOOK_HEADER``); when some were not, the share of copies
+    made (``CopyBuffer.fraction``) is scaled by the share taken, and while every copy is
+    taken it grows back (×:data:`GROWTH_PER_SECOND` a second, up to 1). So at more traffic
+    than the comparator can compare, the proxy does not copy, batch and send what would be
+    dropped (counted ``skipped_comparator_busy``, per route): its cost per request falls
+    with the share made, and the comparator still gets all it can take.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.fraction = 1.0
+        self.at = clock()
+
+    def took(self, taken: int, sent: int) -> float:
+        """The new fraction after a batch's answer: ``taken`` of its ``sent`` copies."""
+        now = self.clock()
+        if sent > 0 and taken < sent:
+            self.fraction = max(MIN_FRACTION, self.fraction * max(taken, 0) / sent)
+        elif sent > 0 and self.fraction < 1.0:
+            self.fraction = min(1.0, self.fraction * GROWTH_PER_SECOND ** min(now - self.at, 1.0))
+        self.at = now
+        return self.fraction
 
 
 def _plans(config: ProxyConfig) -> dict[str, Plan | None]:
@@ -98,12 +138,17 @@ class _RemoteLink(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.waiters: collections.deque[asyncio.Future[bytes] | None] = collections.deque()
         self.body = bytearray()
+        self.took = b""
 
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.sink.refused(0)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == _TOOK:
+            self.took = value
 
     def on_body(self, body: bytes) -> None:
         self.body += body
@@ -112,6 +157,11 @@ class _RemoteLink(asyncio.Protocol):
         status = self.parser.get_status_code()
         waiter = self.waiters.popleft() if self.waiters else None
         body, self.body = bytes(self.body), bytearray()
+        if self.took:
+            taken, _, sent = self.took.partition(b" ")
+            self.took = b""
+            with contextlib.suppress(ValueError):
+                self.sink.took(int(taken), int(sent))
         if status >= 300:
             self.sink.refused(status)
         if waiter is not None and not waiter.done():
@@ -137,6 +187,7 @@ class RemoteSink(ProcessSink):
                                   self._flush_now)
         super().__init__(config, rng, buffer_bytes)
         self._copies.counts = self.counts
+        self.pace = Pace()
         # the proxy binds these once (ProxyState): straight to the buffer, no Python between
         self.admit = self._copies.admit  # type: ignore[method-assign]
         self.copy = self._copies.copy
@@ -251,7 +302,14 @@ class RemoteSink(ProcessSink):
     def prometheus_text(self) -> str:
         """The sink's counters (copies appended so far included) in Prometheus text format."""
         self._copies.fold()
-        return super().prometheus_text()
+        return super().prometheus_text() + (
+            "# HELP strangler_shadow_comparator_pace Share of admitted copies made: what the "
+            "comparator takes (1: all).\n# TYPE strangler_shadow_comparator_pace gauge\n"
+            f"strangler_shadow_comparator_pace {self._copies.fraction:.4g}\n")
+
+    def took(self, taken: int, sent: int) -> None:
+        """A batch's answer: the comparator took ``taken`` of its ``sent`` copies (see Pace)."""
+        self._copies.fraction = self.pace.took(taken, sent)
 
     def refused(self, status: int) -> None:
         """The comparator refused a batch (or garbled its answer): count it, log now and then."""
@@ -291,6 +349,8 @@ class RemoteSink(ProcessSink):
         except (OSError, TimeoutError):
             return False
         transport.set_write_buffer_limits(high=self._buffer_bytes)
+        self.pace = Pace()  # a comparator (re)started: it may have more room
+        self._copies.fraction = 1.0
         self._link = link  # type: ignore[assignment]
         self._transport = transport  # type: ignore[assignment]
         self._loop = loop
@@ -367,4 +427,4 @@ def _keep_destination(config: ProxyConfig, previous: ProxyConfig) -> ProxyConfig
     return replace(config, shadow=shadow)
 
 
-__all__ = ["RemoteSink"]
+__all__ = ["Pace", "RemoteSink"]

@@ -69,6 +69,8 @@ log = logging.getLogger("strangler.comparator")
 
 DEFAULT_LISTEN: Final = "127.0.0.1:8090"
 OFFERS_PATH: Final = "/_strangler/offers"
+# in the answer to a batch: "TAKEN SENT", of its copy records (what the proxy paces itself by)
+TOOK_HEADER: Final = "X-Strangler-Comparator-Took"
 IDLE_PATH: Final = "/_strangler/idle"
 HEALTH_PATH: Final = "/_strangler/health"
 METRICS_PATH: Final = "/_strangler/metrics"  # not /metrics: that may be a mirrored path
@@ -218,11 +220,12 @@ class ComparatorRunner(ShadowRunner):
 Reply = bytes | Awaitable[bytes]
 
 
-def reply(status: int, body: bytes = b"", content_type: str = "application/json") -> bytes:
-    """A complete HTTP/1.1 answer."""
+def reply(status: int, body: bytes = b"", content_type: str = "application/json",
+          extra: str = "") -> bytes:
+    """A complete HTTP/1.1 answer (``extra``: more header lines, each ending in CRLF)."""
     reason = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request",
               401: "Unauthorized", 404: "Not Found", 413: "Content Too Large"}.get(status, "")
-    head = f"HTTP/1.1 {status} {reason}\r\n"
+    head = f"HTTP/1.1 {status} {reason}\r\n{extra}"
     if status != 204:  # RFC 9110 §8.6: never on a 204
         head += f"Content-Length: {len(body)}\r\n"
     if body:
@@ -276,7 +279,12 @@ class Comparator:
                "shadow.marker_secret" if why else ""
 
     def _offers(self, body: bytes) -> bytes:
-        view, at, start = memoryview(body), 0, 0
+        """Take a batch; the answer says how many of its copies were taken (TOOK_HEADER).
+
+        The proxy scales how many copies it makes to that (``remote.Pace``), so that at
+        more traffic than this comparator can compare it does not copy what would be dropped.
+        """
+        view, at, start, copies, full = memoryview(body), 0, 0, 0, 0
         config = self.runner.config
         monolith = config.upstreams.get(MONOLITH)
         base_path = monolith.base_path if monolith is not None else ""
@@ -289,8 +297,10 @@ class Comparator:
                     raise ValueError(f"a frame of {size} bytes, {len(frame)} in the batch")
                 at += FRAME_HEADER.size + size
                 if size and frame[0] == COPY_KIND:  # a request-only copy (copies.py)
-                    if self.runner.full():  # no room: not even decoded (the proxy sends all)
+                    copies += 1
+                    if self.runner.full():  # no room: not even decoded
                         self.runner.count_drop(route_of(frame), "dropped_queue_full")
+                        full += 1
                     else:
                         self.runner.copied(decode(frame, base_path,
                                                   config.proxy.trusted_proxies))
@@ -304,7 +314,8 @@ class Comparator:
                     self.runner.add_counts(message[1])
         except (ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
             return _error(400, f"bad frame at byte {start}: {exc}")
-        return reply(204)
+        # copies skipped for other reasons (no service, say) count as taken: only room paces
+        return reply(204, extra=f"{TOOK_HEADER}: {copies - full} {copies}\r\n" if copies else "")
 
     async def _idle_answer(self, timeout: float) -> bytes:
         idle = await self.runner.wait_idle(timeout)
@@ -539,5 +550,5 @@ async def serve_until(server: ComparatorServer, stop: asyncio.Event,
 
 
 __all__ = ["AUTH_HEADER", "DEFAULT_LISTEN", "IDLE_PATH", "OFFERS_PATH", "TOKEN_HEADER",
-           "TOKEN_PREFIX", "Comparator", "ComparatorRunner", "ComparatorServer", "batch_auth",
-           "check_batch_auth", "mirror_token", "serve_until"]
+           "TOKEN_PREFIX", "TOOK_HEADER", "Comparator", "ComparatorRunner", "ComparatorServer",
+           "batch_auth", "check_batch_auth", "mirror_token", "serve_until"]

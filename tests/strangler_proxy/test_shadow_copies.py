@@ -27,10 +27,11 @@ from strangler_proxy.exchange import COPY_EXCHANGE, COPY_REQUEST_ONLY
 from strangler_proxy.metrics import Metrics
 from strangler_proxy.routing import RouteTable
 from strangler_proxy.shadow import copies
-from strangler_proxy.shadow.remote import RemoteSink, _RemoteLink
+from strangler_proxy.shadow.remote import MIN_FRACTION, Pace, RemoteSink, _RemoteLink
 from strangler_proxy.shadow.serve import (
     AUTH_HEADER,
     OFFERS_PATH,
+    TOOK_HEADER,
     Comparator,
     ComparatorRunner,
     check_batch_auth,
@@ -297,3 +298,62 @@ def test_the_buffer_samples_caps_bodies_and_keeps_its_counters_across_a_reload()
     assert counts == {("a", "handed_to_worker"): 1}
     (frame,) = frames(bytes(buffer.take()))
     assert copies.decode(frame).request.body == b"body"
+
+
+def test_the_comparator_says_how_many_copies_of_a_batch_it_took(tmp_path: Path) -> None:
+    runner = ComparatorRunner(load_config(_config(tmp_path)), prefiltered=True)
+    runner.copied = lambda copy: True  # type: ignore[assignment, method-assign]
+    comparator = Comparator(runner)
+    record = copies.encode(b"products", b"GET /base/a HTTP/1.1\r\nHost: h\r\n\r\n", b"", 1.0)
+    answer = comparator._offers(record * 3)  # noqa: SLF001
+    assert f"{TOOK_HEADER}: 3 3\r\n".encode() in answer
+    # with a queue of one free slot: the first is taken, the other two dropped
+    runner._queue = asyncio.Queue(maxsize=2)  # noqa: SLF001
+    runner._queue.put_nowait(None)  # type: ignore[arg-type]  # noqa: SLF001
+    runner.copied = lambda copy: runner._queue.put_nowait(None)  # type: ignore  # noqa: SLF001
+    answer = comparator._offers(record * 3)  # noqa: SLF001
+    assert f"{TOOK_HEADER}: 1 3\r\n".encode() in answer
+    # a batch of counters alone says nothing (no copy to pace)
+    counts = FRAME_HEADER.pack(len(m := marshal.dumps(("counts", {})))) + m
+    assert TOOK_HEADER.encode() not in comparator._offers(counts)  # noqa: SLF001
+
+
+def test_pace_cuts_to_the_share_taken_and_grows_back_while_all_are_taken() -> None:
+    now = [0.0]
+    pace = Pace(clock=lambda: now[0])
+    assert pace.took(10, 10) == 1.0  # all taken: stays at 1
+    now[0] = 0.01
+    assert pace.took(25, 100) == 0.25  # a quarter taken: a quarter made
+    now[0] = 0.02
+    assert pace.took(5, 10) == 0.125
+    now[0] = 1.02  # a second of batches all taken: doubled
+    assert abs(pace.took(10, 10) - 0.25) < 1e-9
+    now[0] = 60.0  # growth counts at most one second between answers
+    assert abs(pace.took(10, 10) - 0.5) < 1e-9
+    for _ in range(40):
+        pace.took(0, 10)
+    assert pace.fraction == MIN_FRACTION  # never 0: it keeps probing
+    assert pace.took(3, 0) == MIN_FRACTION  # an answer about no copy changes nothing
+
+
+def test_a_proxy_paced_by_the_comparator_copies_only_that_share_and_counts_the_rest(
+        tmp_path: Path) -> None:
+    async def main() -> tuple[int, dict[tuple[str, str], int], str, dict[Any, int]]:
+        proxy = Proxy(_config(tmp_path))
+        proxy.sink._copies.rng = iter([i / 100 for i in range(100)]).__next__  # noqa: SLF001
+        # the comparator answered a batch: it took 1 copy of 4
+        link = proxy.sink._link  # noqa: SLF001
+        link.data_received(f"HTTP/1.1 204 No Content\r\n{TOOK_HEADER}: 1 4\r\n\r\n".encode())
+        for _ in range(100):
+            proxy.request(GET)
+        sent = sum(len(frames(body)) for body in proxy.flush())
+        text = proxy.sink.prometheus_text()
+        return sent, proxy.sink.counts, text, dict(proxy.state.metrics.shadow_offers)
+
+    sent, counts, text, offers = asyncio.run(main())
+    assert sent == 25  # the draws under 0.25
+    assert counts[("products", "skipped_comparator_busy")] == 75
+    assert counts[("products", "handed_to_worker")] == 25
+    assert "strangler_shadow_comparator_pace 0.25" in text
+    # the proxy's own counter saw the 25 copies made; the paced ones cost it nothing
+    assert offers == {("products", "accepted"): 25}

@@ -294,6 +294,13 @@ class ShadowSettings:
         "sends its copies with `proxy_sends_to = \"comparator\"`. Without it, exporting a "
         "shadow route is refused",
         kind='`"http(s)://HOST:PORT"`'))
+    comparator_baseline_url: str | None = field(default=None, metadata=key_doc(
+        "the monolith instance the standalone comparator asks for baselines and noise "
+        "repeats, instead of `upstreams.monolith`: an instance that serves no clients (as "
+        "Diffy's primary and secondary), so that comparing adds no load to the one that does "
+        "([shadow.md](shadow.md#the-standalone-comparator)). Same code and database as the "
+        "monolith; its path prefix, timeouts and `Host` rule are the monolith's",
+        kind='`"http(s)://HOST:PORT"`'))
     proxy_sends_to: str = field(default="worker", metadata=key_doc(
         "where our proxy hands shadow copies: `worker` (its own worker process, same "
         "machine) or `comparator` (batched, signed with the marker secret, to "
@@ -908,6 +915,7 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
         worker_cpu_percent=reader.number(table, path, "worker_cpu_percent",
                                          d.worker_cpu_percent, 1, 100),
         comparator_url=_http_url(reader, table, path, "comparator_url"),
+        comparator_baseline_url=_http_url(reader, table, path, "comparator_baseline_url"),
         proxy_sends_to=_proxy_sends_to(reader, table, path),
         marker_secret=reader.text(table, path, "marker_secret", None),
         marker_secret_env=reader.text(table, path, "marker_secret_env", None),

@@ -3,19 +3,23 @@
     .venv/bin/python -m bench.shadow.remote            # ~3 minutes: 3 alternating rounds
     .venv/bin/python -m bench.shadow.remote --quick    # ~40 s: one round, shorter runs
 
-The machine is split in two, as two hosts would be: our proxy is pinned to core 0 (taskset);
-the monolith and the service (two nginx processes answering fixed JSON that differ in one
-field, so every copy is a mismatch compared and stored with bodies), the load client and the
-comparator (``strangler shadow serve``) share core 1. wrk finds the proxy's max throughput
-with shadow off; then an open-loop client (``bench/proxy/openloop``, latency from each
-request's due time) sends half that rate to each setup in alternating rounds:
+The machine is split in two, as two hosts would be (taskset). Core 0 is the primary's: our
+proxy, the monolith (nginx answering fixed JSON) and the load client. Core 1 is the
+comparator's: ``strangler shadow serve``, the service (nginx, JSON that differs from the
+monolith's in one field, so every copy is a mismatch compared and stored with bodies) and a
+second monolith instance that serves no client, which the comparator asks for baselines and
+noise repeats (``shadow.comparator_baseline_url``, as Diffy's primary/secondary). wrk finds the
+max throughput with shadow off; then an open-loop client (``bench/proxy/openloop``, latency
+from each request's due time) sends half that rate to each setup in alternating rounds:
 
 - shadow off: the route in ``monolith`` mode;
-- comparator: the route in ``shadow`` mode at 100%, ``proxy_sends_to = "comparator"``;
-- comparator, SCHED_IDLE: the same with the comparator at idle priority, so that on this
-  shared core it takes less time from the monolith or the client (a host of its own none);
-- batches to a discarding nginx: the proxy does all its shadow work (admit, copy, batch,
-  send) but nothing compares on core 1: the primary as with a comparator on another host.
+- comparator on core 1: the route in ``shadow`` mode at 100%, ``proxy_sends_to =
+  "comparator"``, baselines from the instance on core 1; the proxy makes only the copies the
+  comparator takes (``remote.Pace``);
+- comparator asking the clients' monolith: the same without ``comparator_baseline_url``: its
+  baselines and noise repeats load the monolith on core 0;
+- batches to a discarding nginx on core 1: nginx answers 204 without saying what it took, so
+  the proxy copies, batches and sends every request: its whole copy cost, unpaced.
 
 The proxy's CPU time per request (``/proc``) is printed too: on a machine shared with other
 work it moves far less than latency does.
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,25 +55,33 @@ from strangler_proxy.shadow.store import open_store
 OUT = Path(__file__).resolve().parents[1] / "out"
 PROXY_CORE, OTHER_CORE = "0", "1"
 SECRET = "bench-secret"
-SETUPS = (("shadow off", "off"), ("comparator on core 1", "normal"),
-          ("comparator on core 1, SCHED_IDLE", "idle"),
-          ("batches to a discarding nginx on core 1", "discard"))
+SETUPS = (("shadow off", "off"), ("comparator on core 1", "own"),
+          ("comparator on core 1 asking the clients' monolith", "shared"),
+          ("unpaced batches to a discarding nginx on core 1", "discard"))
 
 
-def routes_text(port: int, admin: int, monolith: int, service: int, mode: str, store: str,
-                comparator: int) -> str:
+def routes_text(port: int, admin: int, ports: Ports, mode: str, store: str, comparator: int,
+                baseline: bool = True) -> str:
     """The routes file proxy and comparator share."""
-    return latency_routes(port, admin, monolith, service, mode, 100.0, store, shadow_extra=(
-        f'marker_secret = "{SECRET}"\nproxy_sends_to = "comparator"\n'
-        f'comparator_url = "http://127.0.0.1:{comparator}"\n'))
+    own = f'comparator_baseline_url = "http://127.0.0.1:{ports.baseline}"\n' if baseline else ""
+    return latency_routes(port, admin, ports.monolith, ports.service, mode, 100.0, store,
+                          shadow_extra=(f'marker_secret = "{SECRET}"\nproxy_sends_to = '
+                                        f'"comparator"\ncomparator_url = '
+                                        f'"http://127.0.0.1:{comparator}"\n{own}'))
 
 
-def pinned(core: str, argv: list[str], idle: bool = False) -> list[str]:
-    """``argv`` pinned to ``core`` (and at SCHED_IDLE priority with ``idle``)."""
-    prefix = ["taskset", "-c", core]
-    if idle:
-        prefix += ["chrt", "--idle", "0"]
-    return prefix + argv
+@dataclass(frozen=True)
+class Ports:
+    """The backends' ports: the clients' monolith, the service, the comparator's monolith."""
+
+    monolith: int
+    service: int
+    baseline: int
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    """``argv`` pinned to ``core``."""
+    return ["taskset", "-c", core, *argv]
 
 
 def load_average() -> str:
@@ -78,24 +91,24 @@ def load_average() -> str:
 
 def run(seconds: float = 8.0, rounds: int = 3, store: str | None = None) -> dict[str, Any]:
     """Max throughput (shadow off), then p50/p99 per setup at half of it, alternating."""
-    missing = [t for t in ("nginx", "wrk", "taskset", "chrt") if shutil.which(t) is None]
+    missing = [t for t in ("nginx", "wrk", "taskset") if shutil.which(t) is None]
     if missing or (os.cpu_count() or 1) < 2:
         return {"skipped": f"needs 2 cores and {', '.join(missing) or 'nothing else'}: "
                            "apt-get install -y nginx-light wrk util-linux"}
     before = load_average()
     with tempfile.TemporaryDirectory(prefix="shadow-remote-") as tmp:
         work = Path(tmp)
-        mono, serv = free_port(), free_port()
-        with _backends(work, mono, serv):
-            max_rps = _proxy_max(work, mono, serv)
+        ports = Ports(free_port(), free_port(), free_port())
+        with _backends(work, ports):
+            max_rps = _proxy_max(work, ports)
             rate = max_rps / 2
             samples: dict[str, list[tuple[float, float, float]]] = {n: [] for n, _ in SETUPS}
             counts: dict[str, dict[str, int]] = {}
             for round_ in range(rounds):
                 for name, comparator in SETUPS:
                     location = store or str(work / f"diffs-{round_}-{comparator}.sqlite3")
-                    p50, p99, cpu, got = _measure(work, mono, serv, comparator, rate,
-                                                  seconds, location)
+                    p50, p99, cpu, got = _measure(work, ports, comparator, rate, seconds,
+                                                  location)
                     samples[name].append((p50, p99, cpu))
                     counts[name] = got
     rows = {name: {"p50_ms": statistics.median(x[0] for x in s),
@@ -109,13 +122,16 @@ def run(seconds: float = 8.0, rounds: int = 3, store: str | None = None) -> dict
 
 
 @contextlib.contextmanager
-def _backends(work: Path, mono: int, serv: int) -> Iterator[None]:
-    monolith_conf = nginx_conf(work, "monolith", json_server(mono, MONOLITH_BODY))
-    service_conf = nginx_conf(work, "service", json_server(serv, SERVICE_BODY))
-    with running(pinned(OTHER_CORE, ["nginx", "-c", str(monolith_conf)]), mono,
+def _backends(work: Path, ports: Ports) -> Iterator[None]:
+    monolith_conf = nginx_conf(work, "monolith", json_server(ports.monolith, MONOLITH_BODY))
+    service_conf = nginx_conf(work, "service", json_server(ports.service, SERVICE_BODY))
+    baseline_conf = nginx_conf(work, "baseline", json_server(ports.baseline, MONOLITH_BODY))
+    with running(pinned(PROXY_CORE, ["nginx", "-c", str(monolith_conf)]), ports.monolith,
                  work / "monolith.log"), \
-            running(pinned(OTHER_CORE, ["nginx", "-c", str(service_conf)]), serv,
-                    work / "service.log"):
+            running(pinned(OTHER_CORE, ["nginx", "-c", str(service_conf)]), ports.service,
+                    work / "service.log"), \
+            running(pinned(OTHER_CORE, ["nginx", "-c", str(baseline_conf)]), ports.baseline,
+                    work / "baseline.log"):
         yield
 
 
@@ -124,36 +140,37 @@ def _proxy(config: Path) -> list[str]:
                                str(config)])
 
 
-def _proxy_max(work: Path, mono: int, serv: int) -> float:
+def _proxy_max(work: Path, ports: Ports) -> float:
     port, admin = free_port(), free_port()
     config = work / "max.toml"
-    config.write_text(routes_text(port, admin, mono, serv, "monolith", str(work / "max.db"),
+    config.write_text(routes_text(port, admin, ports, "monolith", str(work / "max.db"),
                                   free_port()))
     url = f"http://127.0.0.1:{port}/api/products/1/"
     with running(_proxy(config), port, work / "max.log"):
-        with _on_other_core():
+        with _on_primary_core():
             wrk_rps(url, 2)  # warm-up
             return wrk_rps(url, 5)
 
 
 @contextlib.contextmanager
-def _on_other_core() -> Iterator[None]:
-    """Run this process (and the clients it starts) on the other core for a while."""
+def _on_primary_core() -> Iterator[None]:
+    """Run this process (and the clients it starts) on the primary's core for a while."""
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {int(OTHER_CORE)})
+    os.sched_setaffinity(0, {int(PROXY_CORE)})
     try:
         yield
     finally:
         os.sched_setaffinity(0, before)
 
 
-def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, seconds: float,
+def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: float,
              store: str) -> tuple[float, float, float, dict[str, int]]:
     """p50, p99, the proxy's CPU µs per request, and the store's counters for one setup."""
     port, admin, cport = free_port(), free_port(), free_port()
     config = work / f"run-{comparator}.toml"
     mode = "monolith" if comparator == "off" else "shadow"
-    config.write_text(routes_text(port, admin, mono, serv, mode, store, cport))
+    config.write_text(routes_text(port, admin, ports, mode, store, cport,
+                                  baseline=comparator != "shared"))
     started = time.time()
     far = None
     with contextlib.ExitStack() as stack:
@@ -166,10 +183,10 @@ def _measure(work: Path, mono: int, serv: int, comparator: str, rate: float, sec
         elif comparator != "off":
             far = stack.enter_context(running(pinned(OTHER_CORE, [
                 sys.executable, "-m", "strangler.cli", "shadow", "serve", "--config",
-                str(config), "--listen", f"127.0.0.1:{cport}"], idle=comparator == "idle"),
+                str(config), "--listen", f"127.0.0.1:{cport}"]),
                 cport, work / f"comparator-{comparator}.log"))
         proxy = stack.enter_context(running(_proxy(config), port, work / "run.log"))
-        with _on_other_core():
+        with _on_primary_core():
             open_loop("127.0.0.1", port, "/api/products/1/", rate=rate, seconds=1.0)  # warm-up
             cpu = cpu_seconds(proxy.pid)
             far_cpu = cpu_seconds(far.pid) if far else 0.0
@@ -200,22 +217,24 @@ def markdown(result: dict[str, Any]) -> str:
     if "skipped" in result:
         return f"skipped: {result['skipped']}"
     off = result["setups"]["shadow off"]
-    lines = [f"Proxy pinned to core 0; monolith, service, client and comparator on core 1. "
+    lines = [f"Core 0: proxy, monolith, client; core 1: comparator, service, the comparator's "
+             f"monolith instance. "
              f"Max throughput with shadow off: {result['max_rps_shadow_off']:,.0f} req/s; "
              f"open loop at {result['rate']:,.0f} req/s for {result['seconds']:.0f} s, median "
              f"of {result['rounds']} alternating rounds; client: {result['client']}; load "
              f"average {result['load_before']} before, {result['load_after']} after.", "",
              "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | proxy CPU µs/req | copies "
-             "compared / dropped (last round) | comparator CPU ms/copy |",
+             "compared / dropped / not made, paced (last round) | comparator CPU ms/copy |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in result["setups"].items():
         shadow = row["shadow"]
         compared = sum(v for k, v in shadow.items() if k.startswith("service_"))
         dropped = sum(v for k, v in shadow.items() if k.startswith("dropped_"))
+        paced = shadow.get("skipped_comparator_busy", 0)
         per_copy = shadow.get("comparator_cpu_ms", 0) / compared if compared else 0.0
         lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                      f"{row['p50_ms'] / off['p50_ms']:.2f} | {row['p99_ms'] / off['p99_ms']:.2f}"
-                     f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} | "
+                     f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} / {paced:,} | "
                      f"{per_copy:.2f} |")
     return "\n".join(lines)
 

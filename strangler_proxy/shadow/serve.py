@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httptools
 
@@ -116,9 +117,13 @@ class ComparatorRunner(ShadowRunner):
     """
 
     def reconfigure(self, config: ProxyConfig) -> None:
-        """The runner's reconfigure, plus the route table mirrors are matched against."""
-        super().reconfigure(config)
+        """The runner's reconfigure, plus the route table mirrors are matched against.
+
+        With ``shadow.comparator_baseline_url``, baselines and noise repeats go to that
+        instance: its URL takes the place of the monolith's (path prefix kept) here only.
+        """
         self.table = RouteTable(config)
+        super().reconfigure(baseline_config(config))
 
     def mirror(self, request: RecordedRequest, route_name: str) -> bool:
         """Queue a mirrored request for comparison, or count why not (never raises)."""
@@ -218,6 +223,18 @@ class ComparatorRunner(ShadowRunner):
 # -- the HTTP side -------------------------------------------------------------------------------
 
 Reply = bytes | Awaitable[bytes]
+
+
+def baseline_config(config: ProxyConfig) -> ProxyConfig:
+    """``config`` with the monolith at ``shadow.comparator_baseline_url``, when it is set."""
+    url = config.shadow.comparator_baseline_url
+    monolith = config.upstreams.get(MONOLITH)
+    if not url or monolith is None:
+        return config
+    parts = urlsplit(url)  # its own path, if any, gives way to the monolith's prefix
+    moved = f"{parts.scheme}://{parts.netloc}{monolith.base_path}"
+    upstreams = {**config.upstreams, MONOLITH: replace(monolith, url=moved)}
+    return replace(config, upstreams=upstreams)
 
 
 def reply(status: int, body: bytes = b"", content_type: str = "application/json",

@@ -138,14 +138,18 @@ def test_our_proxy_sends_copies_to_the_comparator_and_the_report_reads_them(
     from strangler_proxy.edge import listen_socket
     from strangler_proxy.shadow.remote import RemoteSink
 
+    baseline = JsonServer(price="9.50")  # a monolith instance that serves no client
     with monolith_and_service() as (monolith, service):
-        # given a comparator, and a proxy that sends it its copies (noise: every request)
+        # given a comparator that asks its own monolith instance for baselines, and a proxy
+        # that sends it its copies (noise: every request)
         config = tmp_path / "strangler.toml"
-        config.write_text(_routes(store_url, monolith.url, service.url, noise_percent=100))
+        config.write_text(_routes(store_url, monolith.url, service.url, noise_percent=100,
+                                  comparator_baseline_url=baseline.url))
         comparator = comparator_of(config)
         config.write_text(_routes(store_url, monolith.url, service.url, noise_percent=100,
                                   proxy_sends_to="comparator",
-                                  comparator_url=comparator.url))
+                                  comparator_url=comparator.url,
+                                  comparator_baseline_url=baseline.url))
 
         async def main() -> list[dict[str, Any]]:
             app = ProxyApp(config, environ={})
@@ -163,7 +167,10 @@ def test_our_proxy_sends_copies_to_the_comparator_and_the_report_reads_them(
             finally:
                 await app.stop(grace=1.0)
 
-        answers = asyncio.run(main())
+        try:
+            answers = asyncio.run(main())
+        finally:
+            baseline.close()
     # then the clients got the monolith's answers
     assert [a["price"] for a in answers] == ["9.50"] * 5
     # and the service got signed copies (from the comparator, with the proxy's secret)
@@ -172,10 +179,12 @@ def test_our_proxy_sends_copies_to_the_comparator_and_the_report_reads_them(
     assert all(check_marker(s[2]["X-Strangler-Shadow"], SECRET, "GET", s[1]) == ""
                for s in copies)
     assert sorted(s[2]["X-Request-ID"] for s in copies) == [f"rid-{i}" for i in range(5)]
-    # the proxy sent each GET as its request alone: the comparator asked the monolith for the
-    # baseline (and again, for noise), each a signed copy; clients made 5 requests
-    asked = [s for s in monolith.seen if "X-Strangler-Shadow" in s[2]]
-    assert (len(monolith.seen) - len(asked), len(asked)) == (5, 10)
+    # the proxy sent each GET as its request alone: the comparator asked its baseline instance
+    # (shadow.comparator_baseline_url) for the baseline and again, for noise, each a signed
+    # copy; the monolith that serves clients saw only their 5 requests
+    asked = baseline.seen
+    assert (len(monolith.seen), len(asked)) == (5, 10)
+    assert not any("X-Strangler-Shadow" in s[2] for s in monolith.seen)
     assert all(check_marker(s[2]["X-Strangler-Shadow"], SECRET, "GET", s[1]) == ""
                for s in asked)
     # and the report reads the comparator's records: 5 compared, all differing in $.price

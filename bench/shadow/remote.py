@@ -18,6 +18,9 @@ from each request's due time) sends half that rate to each setup in alternating 
   comparator takes (``remote.Pace``);
 - comparator asking the clients' monolith: the same without ``comparator_baseline_url``: its
   baselines and noise repeats load the monolith on core 0;
+- shadow off, core 1 busy: no copy at all, while a Python loop spins on core 1: how much
+  the primary's core feels its neighbour's work on this machine (a shared L3 cache, or
+  vCPUs that are one physical core's two threads), whatever that work is;
 - batches to a discarding nginx on core 1: nginx answers 204 without saying what it took, so
   the proxy copies, batches and sends every request: its whole copy cost, unpaced.
 
@@ -55,7 +58,8 @@ from strangler_proxy.shadow.store import open_store
 OUT = Path(__file__).resolve().parents[1] / "out"
 PROXY_CORE, OTHER_CORE = "0", "1"
 SECRET = "bench-secret"
-SETUPS = (("shadow off", "off"), ("comparator on core 1", "own"),
+SETUPS = (("shadow off", "off"), ("shadow off, core 1 busy (a Python spin loop)", "busy"),
+          ("comparator on core 1", "own"),
           ("comparator on core 1 asking the clients' monolith", "shared"),
           ("unpaced batches to a discarding nginx on core 1", "discard"))
 
@@ -113,7 +117,9 @@ def run(seconds: float = 8.0, rounds: int = 3, store: str | None = None) -> dict
                     counts[name] = got
     rows = {name: {"p50_ms": statistics.median(x[0] for x in s),
                    "p99_ms": statistics.median(x[1] for x in s),
-                   "proxy_cpu_us": statistics.median(x[2] for x in s), "shadow": counts[name]}
+                   "proxy_cpu_us": statistics.median(x[2] for x in s), "shadow": counts[name],
+                   "rounds": [{"p50_ms": round(x[0], 3), "p99_ms": round(x[1], 3),
+                               "proxy_cpu_us": round(x[2], 1)} for x in s]}
             for name, s in samples.items()}
     client = "C (bench/proxy/openloop.c)" if native_client() else "asyncio"
     return {"max_rps_shadow_off": max_rps, "rate": rate, "seconds": seconds, "rounds": rounds,
@@ -168,12 +174,14 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
     """p50, p99, the proxy's CPU µs per request, and the store's counters for one setup."""
     port, admin, cport = free_port(), free_port(), free_port()
     config = work / f"run-{comparator}.toml"
-    mode = "monolith" if comparator == "off" else "shadow"
+    mode = "monolith" if comparator in ("off", "busy") else "shadow"
     config.write_text(routes_text(port, admin, ports, mode, store, cport,
                                   baseline=comparator != "shared"))
     started = time.time()
     far = None
     with contextlib.ExitStack() as stack:
+        if comparator == "busy":  # core 1 busy with work that has nothing to do with us
+            stack.enter_context(_spinning(OTHER_CORE))
         if comparator == "discard":  # the proxy's whole cost, with no comparison on core 1
             conf = nginx_conf(work, f"discard-{time.monotonic_ns()}",
                               f"server {{ listen 127.0.0.1:{cport}; keepalive_requests "
@@ -198,6 +206,19 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
     counts = _counts(store, started)
     counts["comparator_cpu_ms"] = round(far_cpu * 1000)
     return result.percentile(50), result.percentile(99), cpu_us, counts
+
+
+@contextlib.contextmanager
+def _spinning(core: str) -> Iterator[None]:
+    import subprocess  # noqa: PLC0415
+
+    spin = subprocess.Popen(pinned(core, [sys.executable, "-c", "while True: pass"]))  # noqa: S603
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        spin.kill()
+        spin.wait(5)
 
 
 def _counts(store: str, since: float) -> dict[str, int]:
@@ -243,9 +264,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.shadow.remote")
     parser.add_argument("--quick", action="store_true", help="one round of 4 s per setup")
     parser.add_argument("--store", metavar="URL", help="diff store (default: SQLite files)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     args = parser.parse_args(argv)
-    result = run(seconds=4.0 if args.quick else 8.0, rounds=1 if args.quick else 3,
-                 store=args.store)
+    result = run(seconds=4.0 if args.quick else 8.0,
+                 rounds=1 if args.quick else args.rounds, store=args.store)
     print("## Primary latency: shadow off vs the standalone comparator\n")  # noqa: T201
     print(markdown(result))  # noqa: T201
     OUT.mkdir(exist_ok=True)

@@ -69,10 +69,11 @@ log = logging.getLogger("strangler.shadow")
 _CONNECT_SECONDS: Final = 2.0
 _LOG_EVERY_SECONDS: Final = 10.0
 # Copy records go as one batch every RECORD_SECONDS, or as soon as FLUSH_BYTES wait. A batch
-# costs a timer, a signature, a write and the comparator's answer, whatever its size: at
-# 20,000 copies/s, 5 ms makes that 200 times a second instead of 500. Copies are not
-# latency-sensitive (the comparator times its own calls).
-RECORD_SECONDS: Final = 0.005
+# costs a timer, a signature, a write, a wake-up of the comparator and its answer, whatever
+# its size: every 50 ms makes that 20 times a second (at 5 ms, bench.shadow.remote measured the
+# batches' fixed cost on the primary's core above the copies' own). Copies are not
+# latency-sensitive (the comparator times its own calls); the timestamps are per batch.
+RECORD_SECONDS: Final = 0.05
 _TOOK: Final = TOOK_HEADER.lower().encode()
 # Pacing (Pace): after a batch of which the comparator took all, the share of copies made
 # grows back by this factor a second; never below MIN_FRACTION, so that it keeps probing.

@@ -122,8 +122,10 @@ test-ordering: install
 	$(PYTEST) --ds=extracted.ordering.settings tests/extracted/ordering
 
 # Every suite runs even when one fails; one summary at the end, ending in
-# "total: N passed, N failed, N skipped"; non-zero exit if any suite failed.
-SUITES := lint typecheck contracts test-toolkit test-monolith test-monolith-pg test-extracted \
+# "total: N passed, N failed, N skipped"; non-zero exit if any suite failed. Suites joined by
+# "+" run at the same time (CPU-only checks and the monolith's suites, each on its own
+# database; the live, timing-sensitive suites run alone).
+SUITES := lint contracts typecheck+test-monolith+test-monolith-pg test-toolkit test-extracted \
 	test-ordering
 test: install sysdeps
 	@$(BIN)/python tests/run_suites.py $(SUITES)

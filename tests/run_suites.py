@@ -6,6 +6,9 @@ suite's counts and time, and the last line is ``total: N passed, N failed, N ski
 The exit status is 1 if any suite failed, else 0.
 
 Usage: ``python tests/run_suites.py TARGET [TARGET ...]`` (the Makefile passes the list).
+Targets joined by ``+`` (``typecheck+test-monolith``) run at the same time, for suites that
+only use the CPU and a database of their own (never the timing-sensitive live ones); their
+output is printed whole, one suite after the other, when the last ends.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -95,6 +99,28 @@ def run_suite(target: str) -> SuiteResult:
     return count_outcomes(target, lines, returncode, time.monotonic() - started)
 
 
+def run_together(targets: list[str]) -> list[SuiteResult]:
+    """Run several ``make TARGET`` at once; print each one's output whole, in order."""
+    print(f"\n━━ {' + '.join(targets)} (at the same time) ━━", flush=True)
+    started = time.monotonic()
+    running = []
+    for target in targets:
+        out = tempfile.TemporaryFile("w+", errors="replace")  # noqa: SIM115 - closed below
+        running.append((target, out, subprocess.Popen(
+            ["make", "--no-print-directory", target], stdout=out, stderr=subprocess.STDOUT,
+            text=True)))
+    results = []
+    for target, out, process in running:
+        returncode = process.wait()
+        seconds = time.monotonic() - started
+        out.seek(0)
+        text = out.read()
+        out.close()
+        print(f"\n━━ {target} ━━\n{text}", end="", flush=True)
+        results.append(count_outcomes(target, text.splitlines(), returncode, seconds))
+    return results
+
+
 def summary(results: list[SuiteResult]) -> str:
     """The closing table, then the one line CI and people read."""
     rows = [f"{'suite':<20} {'result':<7} {'passed':>7} {'failed':>7} {'skipped':>8} {'time':>8}"]
@@ -112,7 +138,12 @@ def summary(results: list[SuiteResult]) -> str:
 
 
 def main(targets: list[str]) -> int:
-    results = [run_suite(target) for target in targets]
+    results: list[SuiteResult] = []
+    for target in targets:
+        if "+" in target:
+            results += run_together(target.split("+"))
+        else:
+            results.append(run_suite(target))
     print("\n" + summary(results), flush=True)
     return 0 if all(r.ok for r in results) else 1
 

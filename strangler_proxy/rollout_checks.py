@@ -13,7 +13,9 @@ The statistics (named in ``docs/rollouts.md``):
   confidence. Small samples widen the bound, so a handful of unlucky requests does not roll
   back, while a service answering mostly 5xx fails within a few requests.
 - **latency**: the p99 of each side from the proxy's histogram (interpolated inside the bin,
-  like Prometheus's ``histogram_quantile``), judged once both sides have ``min_requests``.
+  like Prometheus's ``histogram_quantile``), judged once both sides have ``min_requests``;
+  under 200 requests a side, the quantile that leaves out its slowest two
+  (:func:`judged_quantile`), so one stall never decides a step.
 """
 
 from __future__ import annotations
@@ -103,13 +105,38 @@ def _rates(s: SideCounts, m: SideCounts) -> dict[str, float | int | None]:
             "monolith_requests": m.requests, "monolith_errors": m.errors}
 
 
+def judged_quantile(requests: int) -> float:
+    """The latency quantile judged on ``requests``: p99 from 200 on, else one that leaves
+    out the slowest two (at least the median).
+
+    The p99 of fewer than 100 requests is their slowest one, so a single stall would decide
+    a step (five requests, one 241 ms pause on a busy machine: rolled back). p99 leaves out
+    the slowest 1 %, and at least two requests, whatever the count.
+
+    >>> judged_quantile(1000), judged_quantile(200), judged_quantile(100), judged_quantile(5)
+    (0.99, 0.99, 0.98, 0.6)
+    >>> judged_quantile(3)
+    0.5
+    """
+    if requests >= 200:
+        return 0.99
+    return max(0.5, round(1 - 2 / max(requests, 1), 6))
+
+
 def check_latency(window: Window, check: LatencyCheck, min_requests: int) -> CheckResult:
-    """Service p99 against the monolith's p99 × ``max_ratio`` + ``slack_ms``, same window."""
+    """Service p99 against the monolith's p99 × ``max_ratio`` + ``slack_ms``, same window.
+
+    Below 200 requests a side, each side's quantile is :func:`judged_quantile` of its count
+    (``service_quantile``, ``monolith_quantile``; the ``*_p99_ms`` numbers are those
+    quantiles then).
+    """
     s, m = window.service, window.monolith
-    sp, mp = s.quantile(0.99), m.quantile(0.99)
+    sq, mq = judged_quantile(s.requests), judged_quantile(m.requests)
+    sp, mp = s.quantile(sq), m.quantile(mq)
     numbers: dict[str, float | int | None] = {
         "service_p99_ms": None if sp is None else round(sp * 1000, 3),
         "monolith_p99_ms": None if mp is None else round(mp * 1000, 3),
+        "service_quantile": sq, "monolith_quantile": mq,
         "max_ratio": check.max_ratio, "slack_ms": check.slack_ms}
     if m.requests < min_requests <= s.requests:
         return CheckResult("latency", True, f"only {m.requests} monolith requests in this "
@@ -122,9 +149,15 @@ def check_latency(window: Window, check: LatencyCheck, min_requests: int) -> Che
     allowed = mp * check.max_ratio + check.slack_ms / 1000
     numbers["allowed_ms"] = round(allowed * 1000, 3)
     ok = sp <= allowed
-    text = (f"service p99 {sp * 1000:.1f} ms vs monolith {mp * 1000:.1f} ms; allowed "
-            f"{allowed * 1000:.1f} ms (× {check.max_ratio:g} + {check.slack_ms:g} ms)")
+    text = (f"service {_label(sq)} {sp * 1000:.1f} ms vs monolith {_label(mq)} "
+            f"{mp * 1000:.1f} ms; allowed {allowed * 1000:.1f} ms (× {check.max_ratio:g} + "
+            f"{check.slack_ms:g} ms)")
     return CheckResult("latency", ok, text, check.dry_run, numbers)
+
+
+def _label(q: float) -> str:
+    """``p99``, ``p60``, ``p97.5``: a quantile as people write it."""
+    return f"p{q * 100:.4g}"
 
 
 def check_shadow_match(compared: int, matched: int, min_compared: int, min_rate: float,
@@ -183,4 +216,5 @@ def decide(results: list[CheckResult], elapsed: float, interval: float,
 
 
 __all__ = ["CheckResult", "check_error_rate", "check_latency", "check_shadow_match",
-           "check_threshold", "decide", "difference_lower_bound", "wilson_bounds"]
+           "check_threshold", "decide", "difference_lower_bound", "judged_quantile",
+           "wilson_bounds"]

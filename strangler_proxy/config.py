@@ -301,6 +301,13 @@ class ShadowSettings:
         "([shadow.md](shadow.md#the-standalone-comparator)). Same code and database as the "
         "monolith; its path prefix, timeouts and `Host` rule are the monolith's",
         kind='`"http(s)://HOST:PORT"`'))
+    comparator_max_per_second: float = field(default=0.0, metadata=key_doc(
+        "the most copies the standalone comparator takes a second (token bucket, one second "
+        "of burst); past it, copies are counted `dropped_rate_limited` and its answers "
+        "pace our proxy down to the same rate. Bounds the load comparing puts on the "
+        "service, the baseline instance and the comparator's own host. 0 = no cap: it takes "
+        "all it can compare",
+        kind="copies per second"))
     proxy_sends_to: str = field(default="worker", metadata=key_doc(
         "where our proxy hands shadow copies: `worker` (its own worker process, same "
         "machine) or `comparator` (batched, signed with the marker secret, to "
@@ -916,6 +923,8 @@ def _parse_shadow(reader: _Reader, data: Any) -> ShadowSettings:
                                          d.worker_cpu_percent, 1, 100),
         comparator_url=_http_url(reader, table, path, "comparator_url"),
         comparator_baseline_url=_http_url(reader, table, path, "comparator_baseline_url"),
+        comparator_max_per_second=reader.number(table, path, "comparator_max_per_second",
+                                                d.comparator_max_per_second, 0),
         proxy_sends_to=_proxy_sends_to(reader, table, path),
         marker_secret=reader.text(table, path, "marker_secret", None),
         marker_secret_env=reader.text(table, path, "marker_secret_env", None),

@@ -16,6 +16,8 @@ from each request's due time) sends half that rate to each setup in alternating 
 - comparator on core 1: the route in ``shadow`` mode at 100%, ``proxy_sends_to =
   "comparator"``, baselines from the instance on core 1; the proxy makes only the copies the
   comparator takes (``remote.Pace``);
+- comparator capped: the same with ``shadow.comparator_max_per_second`` (CAP): it takes
+  that many copies a second and leaves most of core 1 idle;
 - comparator asking the clients' monolith: the same without ``comparator_baseline_url``: its
   baselines and noise repeats load the monolith on core 0;
 - shadow off, core 1 busy: no copy at all, while a Python loop spins on core 1: how much
@@ -58,16 +60,19 @@ from strangler_proxy.shadow.store import open_store
 OUT = Path(__file__).resolve().parents[1] / "out"
 PROXY_CORE, OTHER_CORE = "0", "1"
 SECRET = "bench-secret"
+CAP = 500  # shadow.comparator_max_per_second of the "capped" setup
 SETUPS = (("shadow off", "off"), ("shadow off, core 1 busy (a Python spin loop)", "busy"),
           ("comparator on core 1", "own"),
+          (f"comparator on core 1, capped at {CAP} copies/s", "capped"),
           ("comparator on core 1 asking the clients' monolith", "shared"),
           ("unpaced batches to a discarding nginx on core 1", "discard"))
 
 
 def routes_text(port: int, admin: int, ports: Ports, mode: str, store: str, comparator: int,
-                baseline: bool = True) -> str:
+                baseline: bool = True, cap: float = 0) -> str:
     """The routes file proxy and comparator share."""
     own = f'comparator_baseline_url = "http://127.0.0.1:{ports.baseline}"\n' if baseline else ""
+    own += f"comparator_max_per_second = {cap}\n" if cap else ""
     return latency_routes(port, admin, ports.monolith, ports.service, mode, 100.0, store,
                           shadow_extra=(f'marker_secret = "{SECRET}"\nproxy_sends_to = '
                                         f'"comparator"\ncomparator_url = '
@@ -176,7 +181,8 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
     config = work / f"run-{comparator}.toml"
     mode = "monolith" if comparator in ("off", "busy") else "shadow"
     config.write_text(routes_text(port, admin, ports, mode, store, cport,
-                                  baseline=comparator != "shared"))
+                                  baseline=comparator != "shared",
+                                  cap=CAP if comparator == "capped" else 0))
     started = time.time()
     far = None
     with contextlib.ExitStack() as stack:

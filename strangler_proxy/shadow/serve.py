@@ -36,6 +36,7 @@ import json
 import logging
 import marshal
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -116,6 +117,10 @@ class ComparatorRunner(ShadowRunner):
     the runner's own path runs: copy to the service, maybe repeat, compare, store.
     """
 
+    # shadow.comparator_max_per_second's token bucket (over_rate)
+    _tokens: float = 0.0
+    _bucket_at: float | None = None
+
     def reconfigure(self, config: ProxyConfig) -> None:
         """The runner's reconfigure, plus the route table mirrors are matched against.
 
@@ -168,6 +173,23 @@ class ComparatorRunner(ShadowRunner):
         """Whether the next offer would be dropped for want of room in the queue."""
         queue = self._queue
         return queue is not None and queue.full()
+
+    def over_rate(self, now: float) -> bool:
+        """Whether taking one more copy now would pass ``shadow.comparator_max_per_second``.
+
+        A token bucket holding one second of the rate: under the cap it takes a token.
+        """
+        rate = self.config.shadow.comparator_max_per_second
+        if rate <= 0:
+            return False
+        last = self._bucket_at
+        tokens = rate if last is None else min(rate, self._tokens + (now - last) * rate)
+        self._bucket_at = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return True
+        self._tokens = tokens - 1.0
+        return False
 
     def count_drop(self, route: str, reason: str) -> None:
         """Count a copy dropped before it was decoded."""
@@ -302,6 +324,7 @@ class Comparator:
         more traffic than this comparator can compare it does not copy what would be dropped.
         """
         view, at, start, copies, full = memoryview(body), 0, 0, 0, 0
+        now = time.monotonic()
         config = self.runner.config
         monolith = config.upstreams.get(MONOLITH)
         base_path = monolith.base_path if monolith is not None else ""
@@ -318,6 +341,9 @@ class Comparator:
                     if self.runner.full():  # no room: not even decoded
                         self.runner.count_drop(route_of(frame), "dropped_queue_full")
                         full += 1
+                    elif self.runner.over_rate(now):
+                        self.runner.count_drop(route_of(frame), "dropped_rate_limited")
+                        full += 1
                     else:
                         self.runner.copied(decode(frame, base_path,
                                                   config.proxy.trusted_proxies))
@@ -331,7 +357,8 @@ class Comparator:
                     self.runner.add_counts(message[1])
         except (ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
             return _error(400, f"bad frame at byte {start}: {exc}")
-        # copies skipped for other reasons (no service, say) count as taken: only room paces
+        # copies skipped for other reasons (no service, say) count as taken: room and the
+        # rate cap pace
         return reply(204, extra=f"{TOOK_HEADER}: {copies - full} {copies}\r\n" if copies else "")
 
     async def _idle_answer(self, timeout: float) -> bytes:

@@ -357,3 +357,23 @@ def test_a_proxy_paced_by_the_comparator_copies_only_that_share_and_counts_the_r
     assert "strangler_shadow_comparator_pace 0.25" in text
     # the proxy's own counter saw the 25 copies made; the paced ones cost it nothing
     assert offers == {("products", "accepted"): 25}
+
+
+def test_the_comparator_takes_no_more_than_its_rate_cap_and_says_so(tmp_path: Path) -> None:
+    # given a comparator capped at 10 copies a second (a bucket of 10)
+    path = tmp_path / "capped.toml"
+    path.write_text(_config(tmp_path).read_text().replace(
+        "[shadow]\n", "[shadow]\ncomparator_max_per_second = 10\n", 1))
+    runner = ComparatorRunner(load_config(path), prefiltered=True)
+    taken: list[copies.Copy] = []
+    runner.copied = taken.append  # type: ignore[assignment, method-assign]
+    comparator = Comparator(runner)
+    record = copies.encode(b"products", b"GET /base/a HTTP/1.1\r\nHost: h\r\n\r\n", b"", 1.0)
+    # when a batch of 25 arrives at once: 10 taken, 15 counted and reported
+    answer = comparator._offers(record * 25)  # noqa: SLF001
+    assert f"{TOOK_HEADER}: 10 25\r\n".encode() in answer
+    assert len(taken) == 10
+    assert runner.counts[("products", "dropped_rate_limited")] == 15
+    # and half a second later the bucket has five more
+    runner._bucket_at -= 0.5  # type: ignore[operator]  # noqa: SLF001
+    assert f"{TOOK_HEADER}: 5 8\r\n".encode() in comparator._offers(record * 8)  # noqa: SLF001

@@ -64,11 +64,11 @@ class ProxySettings:
     max_header_bytes: int = field(default=65536, metadata=key_doc(
         "request line + headers larger than this get `431`",
         kind="int"))
-    max_body_bytes: int = field(default=2 * 1024**3, metadata=key_doc(
+    max_body_bytes: int = field(default=0, metadata=key_doc(
         "larger request bodies get `413` (checked on `Content-Length` up front and while "
-        "streaming chunked bodies)",
+        "streaming chunked bodies); nginx: `client_max_body_size` (its default is 1 MiB)",
         kind="int",
-        note=" (2 GiB); `0` = no limit"))
+        note=" (no limit); bodies past the memory cap are spooled to disk"))
     access_log: str = field(default="off", metadata=key_doc(
         "one JSON line per request on stderr",
         kind='`"off"` or `"json"`'))

@@ -13,6 +13,8 @@ max throughput with shadow off; then an open-loop client (``bench/proxy/openloop
 from each request's due time) sends half that rate to each setup in alternating rounds:
 
 - shadow off: the route in ``monolith`` mode;
+- shadow off again: the same setup a second time in each round, so the paired ratios show
+  what this machine's noise alone makes of "within 5 %";
 - comparator on core 1: the route in ``shadow`` mode at 100%, ``proxy_sends_to =
   "comparator"``, baselines from the instance on core 1; the proxy makes only the copies the
   comparator takes (``remote.Pace``);
@@ -29,9 +31,10 @@ from each request's due time) sends half that rate to each setup in alternating 
 The proxy's CPU time per request (``/proc``) is printed too: on a machine shared with other
 work it moves far less than latency does.
 
-Prints p50/p99 per setup and the ratio to shadow off, what the comparator compared and dropped,
-and the load average before and after. ``--store URL`` puts the diff store in PostgreSQL.
-Results also go to ``bench/out/shadow-remote.json``.
+Prints p50/p99 per setup (median over rounds) and the ratios to shadow off paired per round
+(the median of each round's setup / shadow off, with the lowest and highest), what the
+comparator compared and dropped, and the load average before and after. ``--store URL`` puts
+the diff store in PostgreSQL. Results also go to ``bench/out/shadow-remote.json``.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ OUT = Path(__file__).resolve().parents[1] / "out"
 PROXY_CORE, OTHER_CORE = "0", "1"
 SECRET = "bench-secret"
 CAP = 500  # shadow.comparator_max_per_second of the "capped" setup
-SETUPS = (("shadow off", "off"), ("shadow off, core 1 busy (a Python spin loop)", "busy"),
+SETUPS = (("shadow off", "off"), ("shadow off again (the noise floor)", "again"),
+          ("shadow off, core 1 busy (a Python spin loop)", "busy"),
           ("comparator on core 1", "own"),
           (f"comparator on core 1, capped at {CAP} copies/s", "capped"),
           ("comparator on core 1 asking the clients' monolith", "shared"),
@@ -179,7 +183,7 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
     """p50, p99, the proxy's CPU µs per request, and the store's counters for one setup."""
     port, admin, cport = free_port(), free_port(), free_port()
     config = work / f"run-{comparator}.toml"
-    mode = "monolith" if comparator in ("off", "busy") else "shadow"
+    mode = "monolith" if comparator in ("off", "again", "busy") else "shadow"
     config.write_text(routes_text(port, admin, ports, mode, store, cport,
                                   baseline=comparator != "shared",
                                   cap=CAP if comparator == "capped" else 0))
@@ -194,7 +198,7 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
                               "1000000; client_max_body_size 0; location / { return 204; } }")
             stack.enter_context(running(pinned(OTHER_CORE, ["nginx", "-c", str(conf)]), cport,
                                         work / "discard.log"))
-        elif comparator != "off":
+        elif comparator not in ("off", "again"):
             far = stack.enter_context(running(pinned(OTHER_CORE, [
                 sys.executable, "-m", "strangler.cli", "shadow", "serve", "--config",
                 str(config), "--listen", f"127.0.0.1:{cport}"]),
@@ -250,8 +254,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"open loop at {result['rate']:,.0f} req/s for {result['seconds']:.0f} s, median "
              f"of {result['rounds']} alternating rounds; client: {result['client']}; load "
              f"average {result['load_before']} before, {result['load_after']} after.", "",
-             "| setup | p50 ms | p99 ms | p50 vs off | p99 vs off | proxy CPU µs/req | copies "
-             "compared / dropped / not made, paced (last round) | comparator CPU ms/copy |",
+             "| setup | p50 ms | p99 ms | p50 vs off, paired (range) | p99 vs off, paired "
+             "(range) | proxy CPU µs/req | copies compared / dropped / not made, paced (last "
+             "round) | comparator CPU ms/copy |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in result["setups"].items():
         shadow = row["shadow"]
@@ -260,10 +265,21 @@ def markdown(result: dict[str, Any]) -> str:
         paced = shadow.get("skipped_comparator_busy", 0)
         per_copy = shadow.get("comparator_cpu_ms", 0) / compared if compared else 0.0
         lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-                     f"{row['p50_ms'] / off['p50_ms']:.2f} | {row['p99_ms'] / off['p99_ms']:.2f}"
+                     f"{paired(row, off, 'p50_ms')} | {paired(row, off, 'p99_ms')}"
                      f" | {row['proxy_cpu_us']:.0f} | {compared:,} / {dropped:,} / {paced:,} | "
                      f"{per_copy:.2f} |")
     return "\n".join(lines)
+
+
+def paired(row: dict[str, Any], off: dict[str, Any], key: str) -> str:
+    """The median of the per-round ratios ``row / off`` for ``key``, with their range."""
+    ratios = [mine[key] / base[key] for mine, base in zip(row["rounds"], off["rounds"],
+                                                          strict=True) if base[key]]
+    if not ratios:
+        return "–"
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
 def main(argv: list[str] | None = None) -> None:

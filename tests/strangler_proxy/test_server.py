@@ -197,6 +197,20 @@ def test_header_and_body_limits(tmp_path: Path) -> None:
     assert ok.status_code == 200
 
 
+def test_no_body_size_limit_by_default(tmp_path: Path) -> None:
+    # given the default routes file (no proxy.max_body_bytes), like nginx with
+    # client_max_body_size 0
+    with running_proxy(tmp_path, {"monolith": answer_with("m")}) as run:
+        # when a client announces a 5 GiB body and waits for the go-ahead
+        with socket.create_connection(("127.0.0.1", run.port), 5) as sock:
+            sock.settimeout(5)
+            sock.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5368709120\r\n"
+                         b"Expect: 100-continue\r\n\r\n")
+            answer = sock.recv(4096)
+    # then it is told to go on, not refused with 413
+    assert answer.startswith(b"HTTP/1.1 100 Continue"), answer[:80]
+
+
 def test_expect_100_continue_is_answered_then_body_forwarded(tmp_path: Path) -> None:
     with running_proxy(tmp_path, {"monolith": answer_with("m")}) as run, \
             socket.create_connection(("127.0.0.1", run.port), timeout=5) as sock:

@@ -2,7 +2,7 @@
 
 The modules in :data:`MODULES` are what every request runs through (the two parsers' callbacks,
 routing, the forwarded head, metrics). `make install` compiles them with mypyc (which ships
-with mypy, in the dev lock) into C extensions beside their sources: about 40 % fewer
+with mypy, in the dev lock) into C extensions beside their sources: about 45 % fewer
 instructions per request (``bench.proxy.hotpath`` under callgrind), the same code, the same
 tests. Python prefers an extension module to a ``.py`` of the same name, so the build also
 writes :data:`MANIFEST`, a digest of the sources it compiled; :func:`activate` (run when

@@ -8,8 +8,9 @@ For each proxy in turn (nginx with its defaults plus the timeouts of our default
 ``--bodies`` slow POSTs (a body byte every second), each reconnecting when cut off, and
 meanwhile let one normal client send sequential keep-alive-less GETs for ``--seconds``.
 Prints the normal client's p50/p99/max and error count, how many slow connections were cut,
-and the load average (the figures are only comparable within one run). The goal from issue
-12: the normal client's p99 under 50 ms.
+the proxy's open descriptors and resident memory (all its processes, sampled every 0.25 s:
+at the start and at the peak), and the load average (the figures are only comparable within
+one run). The goal from issue 12: the normal client's p99 under 50 ms.
 """
 
 from __future__ import annotations
@@ -108,23 +109,67 @@ def normal_client(port: int, seconds: float) -> tuple[list[float], int]:
     return latencies, errors
 
 
+class Footprint(threading.Thread):
+    """Open descriptors and resident KiB of one process group, sampled until stopped."""
+
+    def __init__(self, group: int) -> None:
+        super().__init__(daemon=True)
+        self.group = group
+        self.stop = threading.Event()
+        self.first: tuple[int, int] | None = None
+        self.peak_fds = self.peak_kib = 0
+
+    def sample(self) -> tuple[int, int]:
+        fds = kib = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (proc / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[2]) != self.group:
+                    continue
+                fds += len(os.listdir(proc / "fd"))
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        kib += int(line.split()[1])
+        return fds, kib
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            fds, kib = self.sample()
+            self.first = self.first or (fds, kib)
+            self.peak_fds, self.peak_kib = max(self.peak_fds, fds), max(self.peak_kib, kib)
+            self.stop.wait(0.25)
+
+    def summary(self) -> str:
+        fds, kib = self.first or (0, 0)
+        return (f"descriptors {fds} -> peak {self.peak_fds}, resident {kib / 1024:.0f} -> "
+                f"peak {self.peak_kib / 1024:.0f} MiB")
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))] if ordered else 0.0
 
 
-def attack(name: str, port: int, args: argparse.Namespace) -> None:
+def attack(name: str, port: int, group: int, args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
+    footprint = Footprint(group)
+    footprint.start()
+    time.sleep(0.3)
     attacker = Attack(port, args.heads, args.bodies)
     attacker.start()
     time.sleep(2.0)  # let the slow connections pile up first
     latencies, errors = normal_client(port, args.seconds)
     attacker.stop.set()
     attacker.join(10)
+    footprint.stop.set()
+    footprint.join(5)
     print(f"{name:10s} normal client: {len(latencies)} requests, {errors} errors, "
           f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
           f"max {max(latencies):.1f} ms; slow connections cut: {attacker.cut}, "
-          f"refused: {attacker.failed_connects}; load average {load:.2f}", flush=True)
+          f"refused: {attacker.failed_connects}; {footprint.summary()}; load average "
+          f"{load:.2f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,16 +187,16 @@ def main(argv: list[str] | None = None) -> None:
         stack.enter_context(process(["nginx", "-c", str(nginx_conf(
             work, "backend", backend_server(ports["backend"])))], ports["backend"],
             work / "backend.log"))
-        stack.enter_context(process(["nginx", "-c", str(nginx_conf(
+        front = stack.enter_context(process(["nginx", "-c", str(nginx_conf(
             work, "proxy", NGINX_SLOW + nginx_proxy_server(ports["nginx"], ports["backend"])))],
             ports["nginx"], work / "nginx.log"))
         config = work / "ours.toml"
         config.write_text(routes_file(ports["ours"], ports["admin"], ports["backend"], 1))
-        stack.enter_context(process([sys.executable, "-m", "strangler.cli", "proxy", "--config",
-                                     str(config), "--workers", "1"], ports["ours"],
-                                    work / "ours.log"))
-        attack("nginx", ports["nginx"], args)
-        attack("strangler", ports["ours"], args)
+        ours = stack.enter_context(process([sys.executable, "-m", "strangler.cli", "proxy",
+                                            "--config", str(config), "--workers", "1"],
+                                           ports["ours"], work / "ours.log"))
+        attack("nginx", ports["nginx"], front.pid, args)
+        attack("strangler", ports["ours"], ours.pid, args)
 
 
 if __name__ == "__main__":

@@ -138,32 +138,8 @@ class ProductSignals(models.Model):
     rating = models.FloatField(null=True, blank=True)
 
 
-# --- keeping in step (the shared bookkeeping of extracted/servicekit/models.py) ----------
+# --- keeping in step: the shared bookkeeping of extracted/servicekit/models.py (AggregateVersion,
+# ProcessedEvent, StreamPosition, OutboxEvent, DeadLetter, SyncAudit, ContextOwnership), declared
+# here as this app's models.
 
-
-class AggregateVersion(kit.AggregateVersion):
-    """The last applied sequence of one catalog aggregate."""
-
-
-class ProcessedEvent(kit.ProcessedEvent):
-    """The at-most-once guard of the catalog's applied events."""
-
-
-class StreamPosition(kit.StreamPosition):
-    """How far each stream has been applied to the catalog."""
-
-
-class OutboxEvent(kit.OutboxEvent):
-    """The catalog service's own outbox."""
-
-
-class DeadLetter(kit.DeadLetter):
-    """Events the catalog could not apply."""
-
-
-class SyncAudit(kit.SyncAudit):
-    """Hand-made changes to the catalog's sync."""
-
-
-class ContextOwnership(kit.ContextOwnership):
-    """Who writes the catalog now."""
+kit.declare_bookkeeping(globals())

@@ -15,36 +15,17 @@ import os
 from pathlib import Path
 
 from extracted.servicekit import settings as kit
+from extracted.servicekit.base_settings import *  # noqa: F403
+from extracted.servicekit.base_settings import SHARED_APPS
 
 BASE_DIR = Path(__file__).resolve().parent
-DATA_DIR = kit.data_dir()
-
 SECRET_KEY = os.environ.get("CATALOG_SECRET_KEY", "catalog-service-demo-key-not-for-production")
-DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
-ALLOWED_HOSTS = ["*"]
-
-INSTALLED_APPS = [
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "rest_framework",
-    "django_filters",
-    "extracted.catalog",
-]
-
-MIDDLEWARE = list(kit.MIDDLEWARE)
-
+INSTALLED_APPS = [*SHARED_APPS, "extracted.catalog"]
 ROOT_URLCONF = "extracted.catalog.urls"
 WSGI_APPLICATION = "extracted.catalog.wsgi.application"
-TEMPLATES: list[dict[str, object]] = []
 
 SQLITE_OPTIONS = kit.SQLITE_OPTIONS
 DATABASES = {"default": kit.database("CATALOG", "catalog")}
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = False
-USE_TZ = True
 
 # The context this service applies (a ContextSpec in extracted/sync/spec.py; also its app).
 SERVICE_CONTEXT = "catalog"
@@ -56,6 +37,3 @@ SERVICE_CONTEXT = "catalog"
 SERVICE_STAFF_TOKENS = kit.tokens("CATALOG_STAFF_TOKENS")
 SERVICE_AUTH_URL = os.environ.get("CATALOG_AUTH_URL", "")
 SERVICE_SYNC_TOKEN = kit.sync_token("CATALOG")
-
-REST_FRAMEWORK = kit.rest_framework()
-LOGGING = kit.LOGGING

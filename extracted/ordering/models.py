@@ -140,32 +140,8 @@ class CheckoutSaga(models.Model):
         ordering = ["id"]
 
 
-# --- keeping in step (the shared bookkeeping of extracted/servicekit/models.py) ----------
+# --- keeping in step: the shared bookkeeping of extracted/servicekit/models.py (AggregateVersion,
+# ProcessedEvent, StreamPosition, OutboxEvent, DeadLetter, SyncAudit, ContextOwnership), declared
+# here as this app's models.
 
-
-class AggregateVersion(kit.AggregateVersion):
-    """The last applied sequence of one ordering aggregate."""
-
-
-class ProcessedEvent(kit.ProcessedEvent):
-    """The at-most-once guard of the ordering's applied events."""
-
-
-class StreamPosition(kit.StreamPosition):
-    """How far each stream has been applied to ordering."""
-
-
-class OutboxEvent(kit.OutboxEvent):
-    """The ordering service's own outbox."""
-
-
-class DeadLetter(kit.DeadLetter):
-    """Events ordering could not apply."""
-
-
-class SyncAudit(kit.SyncAudit):
-    """Hand-made changes to ordering's sync."""
-
-
-class ContextOwnership(kit.ContextOwnership):
-    """Who writes the ordering context now."""
+kit.declare_bookkeeping(globals())

@@ -13,43 +13,20 @@ import os
 from pathlib import Path
 
 from extracted.servicekit import settings as kit
+from extracted.servicekit.base_settings import *  # noqa: F403
+from extracted.servicekit.base_settings import SHARED_APPS
 
 BASE_DIR = Path(__file__).resolve().parent
-DATA_DIR = kit.data_dir()
-
 SECRET_KEY = os.environ.get("ORDERING_SECRET_KEY",
                             "ordering-service-demo-key-not-for-production")
-DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
-ALLOWED_HOSTS = ["*"]
-
-INSTALLED_APPS = [
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "rest_framework",
-    "django_filters",
-    "extracted.ordering",
-]
-
-MIDDLEWARE = list(kit.MIDDLEWARE)
-
+INSTALLED_APPS = [*SHARED_APPS, "extracted.ordering"]
 ROOT_URLCONF = "extracted.ordering.urls"
 WSGI_APPLICATION = "extracted.ordering.wsgi.application"
-TEMPLATES: list[dict[str, object]] = []
-
 DATABASES = {"default": kit.database("ORDERING", "ordering")}
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = False
-USE_TZ = True
 
 SERVICE_CONTEXT = "ordering"
+# The monolith's replies to the checkout saga go to the process manager, not to a table.
+SERVICE_EVENT_HANDLERS = {"payments.CheckoutReply": "extracted.ordering.saga.on_reply"}
 SERVICE_STAFF_TOKENS = kit.tokens("ORDERING_STAFF_TOKENS")
 SERVICE_AUTH_URL = os.environ.get("ORDERING_AUTH_URL", "")
 SERVICE_SYNC_TOKEN = kit.sync_token("ORDERING")
-# The monolith's replies to the checkout saga go to the process manager, not to a table.
-SERVICE_EVENT_HANDLERS = {"payments.CheckoutReply": "extracted.ordering.saga.on_reply"}
-
-REST_FRAMEWORK = kit.rest_framework()
-LOGGING = kit.LOGGING

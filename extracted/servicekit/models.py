@@ -1,8 +1,9 @@
 """The bookkeeping that keeps a service in step, as abstract models each service subclasses.
 
 Each service has its own tables (``catalog_aggregateversion``, ``ordering_aggregateversion``)
-in its own database; the code that uses them (``apply``, ``digests``, ``internal``) finds the
-service's concrete classes with ``concrete``. Field for field what the catalog had before
+in its own database; each service's ``models.py`` declares its concrete classes with one call,
+``declare_bookkeeping(globals())``, and the code that uses them (``apply``, ``digests``,
+``internal``) finds them with ``concrete``. Field for field what the catalog had before
 the move, so no migration of the catalog changed.
 """
 
@@ -155,3 +156,24 @@ class ContextOwnership(models.Model):
 
     class Meta:
         abstract = True
+
+
+BOOKKEEPING = (AggregateVersion, ProcessedEvent, StreamPosition, OutboxEvent, DeadLetter,
+               SyncAudit, ContextOwnership)
+
+
+def declare_bookkeeping(namespace: dict[str, Any]) -> None:
+    """Declares a service app's concrete bookkeeping models in its models module.
+
+    Call it as ``declare_bookkeeping(globals())`` in ``extracted/<service>/models.py``: each
+    abstract model above gets a subclass of the same name in that module (so in that app,
+    with the abstract model's fields, ``Meta`` and table name ``<app>_<model>``), exactly as
+    a hand-written ``class OutboxEvent(kit.OutboxEvent): ...`` per model would, without every
+    service repeating the seven declarations.
+    """
+    module = namespace["__name__"]
+    for abstract in BOOKKEEPING:
+        name = abstract.__name__
+        summary = (abstract.__doc__ or name).strip().splitlines()[0]
+        namespace[name] = type(name, (abstract,), {"__module__": module, "__qualname__": name,
+                                                   "__doc__": summary})

@@ -92,11 +92,15 @@ def check_error_rate(window: Window, check: ErrorRateCheck) -> CheckResult:
         z = NormalDist().inv_cdf(check.confidence)
         bound = wilson_bounds(s.errors, s.requests, z)[0]
     numbers = _rates(s, m) | {"lower_bound": round(bound, 6),
-                              "max_increase": check.max_increase}
+                              "max_increase": check.max_increase,
+                              "min_errors": check.min_errors}
     ok = bound <= check.max_increase
     text = (f"service {s.errors}/{s.requests} errors ({s.error_rate:.2%}) vs monolith "
             f"{m.errors}/{m.requests} ({m.error_rate:.2%}): the {check.confidence:.0%} lower "
             f"bound of the increase is {bound:+.2%}, allowed {check.max_increase:.2%}")
+    if not ok and s.errors < check.min_errors:
+        ok = True
+        text += f"; not acted on: {s.errors} of the {check.min_errors} errors min_errors asks"
     return CheckResult("error_rate", ok, text, check.dry_run, numbers)
 
 

@@ -42,6 +42,10 @@ class ErrorRateCheck:
         kind="0..1"))
     confidence: float = field(default=0.95, metadata=key_doc(
         "how sure the bound must be before the check fails", kind="0.5..0.999"))
+    min_errors: int = field(default=3, metadata=key_doc(
+        "the check fails only once the service has this many errors in the window: fewer are "
+        "reported, never acted on, so one stray 5xx among the first requests (1 of 1 against "
+        "0 of 2 is a bound of +7 %) does not roll a healthy step back", kind="int ≥ 1"))
     dry_run: bool = field(default=False, metadata=key_doc(
         "measure and report, never act", kind="bool"))
 
@@ -216,6 +220,7 @@ def _error_rate(reader: Reader, path: Path, data: Any) -> ErrorRateCheck:
     return ErrorRateCheck(
         max_increase=reader.number(table, path, "max_increase", d.max_increase, 0, 1),
         confidence=reader.number(table, path, "confidence", d.confidence, 0.5, 0.999),
+        min_errors=reader.number(table, path, "min_errors", d.min_errors, 1, integer=True),
         dry_run=reader.flag(table, path, "dry_run", False))
 
 

@@ -7,8 +7,8 @@ import doctest
 from strangler_proxy import rollout_checks
 from strangler_proxy.live_evidence import SideCounts, Window
 from strangler_proxy.metrics import LATENCY_BUCKETS
-from strangler_proxy.rollout_checks import check_latency
-from strangler_proxy.rollout_plan import LatencyCheck
+from strangler_proxy.rollout_checks import check_error_rate, check_latency
+from strangler_proxy.rollout_plan import ErrorRateCheck, LatencyCheck
 
 
 def side(*seconds: float) -> SideCounts:
@@ -53,3 +53,38 @@ def test_from_200_requests_it_is_the_p99() -> None:
 
 def test_the_doctests_of_rollout_checks_pass() -> None:
     assert doctest.testmod(rollout_checks).failed == 0
+
+
+def failing(requests: int, errors: int) -> SideCounts:
+    """A side with ``errors`` 5xx answers among ``requests``."""
+    bins = [0] * (len(LATENCY_BUCKETS) + 1)
+    bins[0] = requests
+    return SideCounts(requests, errors, (requests - errors, 0, 0, errors), tuple(bins))
+
+
+def test_one_early_error_is_reported_not_acted_on_three_are() -> None:
+    # given a canary step's first requests: the service's only answer so far is a 5xx
+    monolith = failing(2, 0)
+    first = check_error_rate(Window("r", 10, monolith, failing(1, 1)), ErrorRateCheck())
+    # then the bound (+7 %) is over the allowance but one error is not acted on
+    assert first.numbers["lower_bound"] > 0.01
+    assert first.passed, first.message
+    assert "not acted on: 1 of the 3 errors" in first.message
+    # and a service that keeps failing is rolled back at its third error
+    third = check_error_rate(Window("r", 10, monolith, failing(3, 3)), ErrorRateCheck())
+    assert third.passed is False, third.message
+    # and min_errors = 1 acts on the first, as before
+    strict = check_error_rate(Window("r", 10, monolith, failing(1, 1)),
+                              ErrorRateCheck(min_errors=1))
+    assert strict.passed is False, strict.message
+
+
+def test_many_errors_in_a_large_window_still_fail_and_few_still_pass() -> None:
+    # 12 of 13 failing against 0 of 118 (the docs' example) fails
+    bad = check_error_rate(Window("r", 10, failing(118, 0), failing(13, 12)), ErrorRateCheck())
+    assert bad.passed is False, bad.message
+    # and 3 errors in 1,000 against 2 in 1,000 pass on the statistics, not on min_errors
+    fine = check_error_rate(Window("r", 10, failing(1000, 2), failing(1000, 3)),
+                            ErrorRateCheck())
+    assert fine.passed, fine.message
+    assert "not acted on" not in fine.message

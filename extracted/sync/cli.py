@@ -152,20 +152,26 @@ def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: 
     finally:
         endpoint.close()
         database.close()
-    _print_status(status.to_json(), as_json)
+    _print_status(status.to_json(), as_json, broker=transport == "amqp")
     if once and (status.lag_events or status.state == "backing_off"):
         raise SystemExit(1)
 
 
-def _print_status(status: dict[str, Any], as_json: bool) -> None:
+def _print_status(status: dict[str, Any], as_json: bool, broker: bool = False) -> None:
+    """The relay's status line; ``broker``: delivered means confirmed by RabbitMQ, and what
+    was applied only the consumers know (their ``consume --json``), so no 0 is shown for it."""
     if as_json:
-        click.echo(json.dumps(status, sort_keys=True))
+        click.echo(json.dumps(status | {"transport": "amqp"} if broker else status,
+                              sort_keys=True))
         return
+    outcome = ("confirmed by the broker; applied, duplicates and stale: the consumers' "
+               "`consume --json`" if broker else
+               f"applied {status['applied']}, duplicates {status['duplicates']}, stale "
+               f"{status['stale']}")
     click.echo(
         f"stream {status['stream']}: {status['state']}, position {status['position']} of "
         f"{status['head']}, lag {status['lag_events']} events / {status['lag_seconds']} s; "
-        f"delivered {status['delivered']} (applied {status['applied']}, duplicates "
-        f"{status['duplicates']}, stale {status['stale']}), failures {status['failures']}"
+        f"delivered {status['delivered']} ({outcome}), failures {status['failures']}"
         + (f"; last error: {status['last_error']}" if status["last_error"] else "")
         + (f"; {status['dead_letters']} dead letters hold "
            f"{', '.join(status['stuck_aggregates'][:10])}" if status.get("stuck_aggregates")

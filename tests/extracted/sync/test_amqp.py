@@ -328,6 +328,31 @@ def test_unreachable_broker_is_one_line_and_the_once_relay_exits_non_zero(
     assert "unreachable" in done.stdout
 
 
+@needs_broker
+def test_the_relays_status_over_the_broker_leaves_applied_to_the_consumers(
+        tmp_path: Path, amqp: tuple[BrokerLink, str]) -> None:
+    forwarder, prefix = amqp
+    # given a shop with a few events and no consumer running
+    shop = FakeShop(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
+    shop.create_schema()
+    shop.populate(3)
+    try:
+        # when a --once relay publishes them to the broker
+        text = run(relay_amqp_argv(shop.url, forwarder.url, prefix, "--once"))
+        as_json = run(relay_amqp_argv(shop.url, forwarder.url, prefix, "--once", "--json"))
+    finally:
+        shop.close()
+    # then it says they were confirmed, and does not claim that none were applied
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "confirmed by the broker; applied, duplicates and stale: the consumers'" in \
+        text.stdout
+    assert "applied 0" not in text.stdout
+    status = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert status["transport"] == "amqp"
+    assert status["delivered"] == 0  # the second relay resumed from the broker's cursor
+    assert status["position"] == status["head"] > 0
+
+
 def test_consume_with_a_bad_broker_url_is_one_line(tmp_path: Path) -> None:
     done = run(consume_argv(f"sqlite:///{tmp_path / 'c.sqlite3'}", "amqp:/", "x",
                             "--partitions", "0"))

@@ -206,11 +206,17 @@ class AmqpEndpoint:
     (the cursor queue), ``deliver`` publishes and waits for the confirms. It cannot see the
     consumer's counts or dead letters (``relay --check`` and ``relay dead-letters`` ask the
     consumer over HTTP).
+
+    ``start``: where to begin when the broker has no cursor yet (a new broker, a new queue
+    prefix, a switch from the HTTP transport): the relay passes the consumer's own position
+    (asked over HTTP), so events the service already applied are not published again. When
+    that cannot be asked, it begins at 0 and every old event arrives as a duplicate.
     """
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, start: Callable[[], int] | None = None) -> None:
         self.broker = broker
         self.stream = broker.stream
+        self.start = start
         self._connection: Any = None
         self._channel: Any = None
 
@@ -247,7 +253,7 @@ class AmqpEndpoint:
         try:
             method, _, body = channel.basic_get(self.broker.cursor_queue, auto_ack=False)
             if method is None:
-                return 0
+                return self._start()
             channel.basic_nack(method.delivery_tag, requeue=True)
             return int(json.loads(body)["position"])
         except (ValueError, KeyError, TypeError):
@@ -256,6 +262,14 @@ class AmqpEndpoint:
         except Exception as exc:  # noqa: BLE001
             self.close()
             raise DeliveryFailed(_broker_error(self.broker, exc)) from None
+
+    def _start(self) -> int:
+        if self.start is None:
+            return 0
+        try:
+            return max(0, int(self.start()))
+        except (SyncError, OSError, ValueError):
+            return 0
 
     def deliver(self, events: Sequence[OutboxEvent], position: int) -> BatchResult:
         """Publish one message per partition, wait for every confirm, then the cursor."""

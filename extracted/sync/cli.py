@@ -65,7 +65,8 @@ def _outbox_table() -> Callable[[F], F]:
                    "postgresql://postgres@127.0.0.1/shop (env STRANGLER_SOURCE_DB).")
 @_outbox_table()
 @click.option("--target", default="http://127.0.0.1:8001/internal/events/", show_default=True,
-              help="The consumer's apply endpoint.")
+              help="The consumer's apply endpoint (with --transport amqp: asked where to "
+                   "start when the broker has no cursor yet, and by --check/dead-letters).")
 @_token()
 @click.option("--stream", default="monolith", show_default=True,
               help="Name of this stream at the consumer (its position is kept per stream).")
@@ -131,12 +132,13 @@ def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: 
             database.close()
         _print_status(lag.to_json(), as_json)
         raise SystemExit(1 if lag.lag_events or lag.stuck_aggregates else 0)
+    consumer = endpoint
     if transport == "amqp":
         from extracted.sync.amqp import DEFAULT_BROKER_URL, AmqpEndpoint, Broker, redact_url
 
-        endpoint.close()
         broker = Broker(broker_url or DEFAULT_BROKER_URL, stream, partitions, queue_prefix)
-        endpoint = AmqpEndpoint(broker)  # type: ignore[assignment]
+        # a broker with no cursor yet starts where the consumer is (--target), not at 0
+        endpoint = AmqpEndpoint(broker, start=consumer.position)  # type: ignore[assignment]
         target = f"{redact_url(broker.url)} ({broker.queue(0)} ...)"
     runner = Relay(OutboxTable(database, outbox_table), endpoint, options)
 
@@ -151,6 +153,8 @@ def relay(ctx: click.Context, source_db: str | None, outbox_table: str, target: 
         status = runner.run()
     finally:
         endpoint.close()
+        if consumer is not endpoint:
+            consumer.close()
         database.close()
     _print_status(status.to_json(), as_json, broker=transport == "amqp")
     if once and (status.lag_events or status.state == "backing_off"):

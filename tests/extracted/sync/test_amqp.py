@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from broker_link import BrokerLink, broker_url, link, needs_broker, queue_prefix
-from conftest import STRANGLER, SYNC_TOKEN, CatalogServer, Process, base_env
+from conftest import STRANGLER, SYNC_TOKEN, CatalogServer, Process, base_env, relay_argv
 from fake_shop import FakeShop
 from test_sync_processes import Writer, reconcile
 
@@ -351,6 +351,44 @@ def test_the_relays_status_over_the_broker_leaves_applied_to_the_consumers(
     assert status["transport"] == "amqp"
     assert status["delivered"] == 0  # the second relay resumed from the broker's cursor
     assert status["position"] == status["head"] > 0
+
+
+@needs_broker
+def test_a_new_broker_starts_where_the_consumer_is_not_at_zero(
+        tmp_path: Path, amqp: tuple[BrokerLink, str]) -> None:
+    forwarder, prefix = amqp
+    # given a service that took every event of the shop over HTTP
+    shop = FakeShop(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
+    shop.create_schema()
+    shop.populate(8)
+    server = CatalogServer(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", tmp_path)
+    server.migrate()
+    server.start()
+    try:
+        events = int(Database(shop.url).query(
+            "SELECT count(*) AS n FROM outbox_outboxevent")[0]["n"])
+        http = run([*relay_argv(shop.url, f"{server.url}/internal/events/"), "--once"])
+        assert http.returncode == 0, http.stdout + http.stderr
+        # when the relay switches to a broker that has no cursor yet (a queue prefix of its own)
+        switched = run(relay_amqp_argv(shop.url, forwarder.url, prefix, "--once", "--json",
+                                       "--target", f"{server.url}/internal/events/",
+                                       "--token", SYNC_TOKEN))
+        # and, for contrast, with no consumer to ask (another new prefix, a dead target)
+        blind = run(relay_amqp_argv(shop.url, forwarder.url, f"{prefix}b", "--once", "--json",
+                                    "--target", "http://127.0.0.1:9/internal/events/"))
+    finally:
+        server.stop()
+        shop.close()
+        delete_queues(Broker(broker_url(), "monolith", 4, f"{prefix}b"))
+    # then it publishes nothing the service already applied
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    moved = json.loads(switched.stdout.strip().splitlines()[-1])
+    assert events > 0
+    assert moved["delivered"] == 0, moved
+    assert moved["position"] == moved["head"]
+    # while without a consumer to ask it starts at 0: every event again (duplicates there)
+    assert blind.returncode == 0, blind.stdout + blind.stderr
+    assert json.loads(blind.stdout.strip().splitlines()[-1])["delivered"] == events
 
 
 def test_consume_with_a_bad_broker_url_is_one_line(tmp_path: Path) -> None:

@@ -116,8 +116,8 @@ class Footprint(threading.Thread):
         super().__init__(daemon=True)
         self.group = group
         self.stop = threading.Event()
-        self.first: tuple[int, int] | None = None
-        self.peak_fds = self.peak_kib = 0
+        self.first = self.sample()
+        self.peak_fds, self.peak_kib = self.first
 
     def sample(self) -> tuple[int, int]:
         fds = kib = 0
@@ -137,12 +137,11 @@ class Footprint(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             fds, kib = self.sample()
-            self.first = self.first or (fds, kib)
             self.peak_fds, self.peak_kib = max(self.peak_fds, fds), max(self.peak_kib, kib)
             self.stop.wait(0.25)
 
     def summary(self) -> str:
-        fds, kib = self.first or (0, 0)
+        fds, kib = self.first
         return (f"descriptors {fds} -> peak {self.peak_fds}, resident {kib / 1024:.0f} -> "
                 f"peak {self.peak_kib / 1024:.0f} MiB")
 
@@ -156,7 +155,6 @@ def attack(name: str, port: int, group: int, args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     footprint = Footprint(group)
     footprint.start()
-    time.sleep(0.3)
     attacker = Attack(port, args.heads, args.bodies)
     attacker.start()
     time.sleep(2.0)  # let the slow connections pile up first

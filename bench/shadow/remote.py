@@ -70,6 +70,7 @@ SETUPS = (("shadow off", "off"), ("shadow off again (the noise floor)", "again")
           (f"comparator on core 1, capped at {CAP} copies/s", "capped"),
           ("comparator on core 1 asking the clients' monolith", "shared"),
           ("unpaced batches to a discarding nginx on core 1", "discard"))
+BASELINES = ("off", "again")  # shadow off: no copy, nothing on core 1
 
 
 def routes_text(port: int, admin: int, ports: Ports, mode: str, store: str, comparator: int,
@@ -183,7 +184,7 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
     """p50, p99, the proxy's CPU µs per request, and the store's counters for one setup."""
     port, admin, cport = free_port(), free_port(), free_port()
     config = work / f"run-{comparator}.toml"
-    mode = "monolith" if comparator in ("off", "again", "busy") else "shadow"
+    mode = "monolith" if comparator in (*BASELINES, "busy") else "shadow"
     config.write_text(routes_text(port, admin, ports, mode, store, cport,
                                   baseline=comparator != "shared",
                                   cap=CAP if comparator == "capped" else 0))
@@ -198,7 +199,7 @@ def _measure(work: Path, ports: Ports, comparator: str, rate: float, seconds: fl
                               "1000000; client_max_body_size 0; location / { return 204; } }")
             stack.enter_context(running(pinned(OTHER_CORE, ["nginx", "-c", str(conf)]), cport,
                                         work / "discard.log"))
-        elif comparator not in ("off", "again"):
+        elif comparator not in BASELINES:
             far = stack.enter_context(running(pinned(OTHER_CORE, [
                 sys.executable, "-m", "strangler.cli", "shadow", "serve", "--config",
                 str(config), "--listen", f"127.0.0.1:{cport}"]),

@@ -268,7 +268,10 @@ class AmqpEndpoint:
             return 0
         try:
             return max(0, int(self.start()))
-        except (SyncError, OSError, ValueError):
+        except (SyncError, ValueError) as exc:
+            _to_stderr(f"relay: {self.broker.cursor_queue} has no position yet and the consumer "
+                       f"could not be asked ({exc}); starting at 0: events it already has "
+                       "arrive as duplicates")
             return 0
 
     def deliver(self, events: Sequence[OutboxEvent], position: int) -> BatchResult:

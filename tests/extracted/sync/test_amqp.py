@@ -328,14 +328,20 @@ def test_unreachable_broker_is_one_line_and_the_once_relay_exits_non_zero(
     assert "unreachable" in done.stdout
 
 
+def shop_with_events(tmp_path: Path, products: int) -> FakeShop:
+    """A SQLite shop with ``products`` products and their outbox events."""
+    shop = FakeShop(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
+    shop.create_schema()
+    shop.populate(products)
+    return shop
+
+
 @needs_broker
 def test_the_relays_status_over_the_broker_leaves_applied_to_the_consumers(
         tmp_path: Path, amqp: tuple[BrokerLink, str]) -> None:
     forwarder, prefix = amqp
     # given a shop with a few events and no consumer running
-    shop = FakeShop(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
-    shop.create_schema()
-    shop.populate(3)
+    shop = shop_with_events(tmp_path, 3)
     try:
         # when a --once relay publishes them to the broker
         text = run(relay_amqp_argv(shop.url, forwarder.url, prefix, "--once"))
@@ -358,9 +364,7 @@ def test_a_new_broker_starts_where_the_consumer_is_not_at_zero(
         tmp_path: Path, amqp: tuple[BrokerLink, str]) -> None:
     forwarder, prefix = amqp
     # given a service that took every event of the shop over HTTP
-    shop = FakeShop(f"sqlite:///{tmp_path / 'shop.sqlite3'}")
-    shop.create_schema()
-    shop.populate(8)
+    shop = shop_with_events(tmp_path, 8)
     server = CatalogServer(f"sqlite:///{tmp_path / 'catalog.sqlite3'}", tmp_path)
     server.migrate()
     server.start()

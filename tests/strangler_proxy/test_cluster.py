@@ -94,6 +94,38 @@ def _start(replica: Replica) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def _start_on_free_ports(replica: Replica, attempts: int = 3) -> None:
+    """Start ``replica`` and wait until its admin API answers.
+
+    The ports were picked before the process binds them; another process's outgoing
+    connection (a replica's PostgreSQL link, say) can take one meanwhile, and CI once saw a
+    replica never come up. A replica that exits before answering is started again on new
+    ports (``attempts`` in all); a last failure shows what the process printed."""
+    for attempt in range(attempts):
+        _start(replica)
+        proc = replica.proc
+        assert proc is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                replica.get("/status", timeout=0.5)
+                return
+            time.sleep(0.05)
+        if proc.poll() is None:
+            stop_process_group(proc)
+            raise AssertionError(f"replica on admin port {replica.admin} did not answer in 20 s")
+        printed = proc.stderr.read() if proc.stderr else ""
+        stop_process_group(proc)
+        if attempt == attempts - 1:
+            raise AssertionError(f"replica exited with {proc.returncode}: {printed[-800:]}")
+        port, admin = free_port(), free_port()
+        text = replica.config.read_text().replace(
+            f'"127.0.0.1:{replica.port}"', f'"127.0.0.1:{port}"', 1).replace(
+            f'"127.0.0.1:{replica.admin}"', f'"127.0.0.1:{admin}"', 1)
+        replica.config.write_text(text)
+        replica.port, replica.admin = port, admin
+
+
 def _wait(check: Any, timeout: float, what: str, step: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -129,7 +161,7 @@ def cluster(tmp_path: Path, count: int, databases: list[str] | None = None,
             (folder / "strangler.toml").write_text(text)
             replicas.append(Replica(folder / "strangler.toml", port, admin))
         for replica in replicas:
-            _start(replica)
+            _start_on_free_ports(replica)
         for replica in replicas:
             _wait(lambda r=replica: r.cluster()["database"] == "up", 20, "replica up")
         yield Cluster(replicas, ups, name, loop)

@@ -105,6 +105,19 @@ class ProxySettings:
         "this, then spooled to a temporary file (in `$TMPDIR`). nginx: "
         "`client_body_buffer_size` (8/16 KiB) and `client_body_temp_path`",
         kind="int"))
+    send_timeout: float = field(default=60.0, metadata=key_doc(
+        "a client that accepts none of its answer for this long is closed (the answer is "
+        "cut). nginx: `send_timeout` (60 s)",
+        kind="seconds",
+        note="; `0` = off"))
+    max_response_spool_bytes: int = field(default=1024 ** 3, metadata=key_doc(
+        "when a client reads its answer slower than the upstream sends it, the rest is "
+        "spooled (past the socket's buffer, to a temporary file in `$TMPDIR`) so the upstream "
+        "connection goes back to the pool at once; past this many bytes per client the "
+        "upstream waits for the client instead. nginx: `proxy_buffering` with "
+        "`proxy_max_temp_file_size` (1 GiB)",
+        kind="int",
+        note=" (1 GiB); `0` = never spool"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -836,6 +849,9 @@ def _parse_proxy(reader: _Reader, data: Any) -> ProxySettings:
                                                 integer=True),
         request_buffer_bytes=reader.number(table, path, "request_buffer_bytes",
                                            d.request_buffer_bytes, 0, integer=True),
+        send_timeout=reader.number(table, path, "send_timeout", d.send_timeout, 0),
+        max_response_spool_bytes=reader.number(table, path, "max_response_spool_bytes",
+                                               d.max_response_spool_bytes, 0, integer=True),
     )
 
 

@@ -87,7 +87,8 @@ class Metrics:
         self.shadow_offers[(route, "accepted" if accepted else "dropped")] += 1
 
     def client_timeout(self, kind: str) -> None:
-        """Count a client connection closed for being slow (``header``, ``body``, ``idle``)."""
+        """Count a client connection closed for being slow (``header``, ``body``, ``idle``,
+        ``send``)."""
         self.client_timeouts[kind] += 1
 
     def snapshot(self) -> dict[str, Any]:

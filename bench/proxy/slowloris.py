@@ -1,12 +1,14 @@
 """A normal client's latency while slow clients attack, our proxy beside nginx.
 
-    python -m bench.proxy.slowloris [--heads 500] [--bodies 300] [--seconds 30]
+    python -m bench.proxy.slowloris [--heads 500] [--bodies 300] [--readers 300] [--seconds 30]
 
 For each proxy in turn (nginx with its defaults plus the timeouts of our defaults, then
 ``strangler proxy`` with its defaults) in front of the same nginx-served backend: open
 ``--heads`` slowloris connections (a header line every second, never finished) and
 ``--bodies`` slow POSTs (a body byte every second), each reconnecting when cut off, and
-meanwhile let one normal client send sequential keep-alive-less GETs for ``--seconds``.
+``--readers`` slow readers (each asks for a 4 MiB answer with a 4 KiB receive buffer and
+reads none of it: more of them than our upstream pool's 256 connections), and meanwhile
+let one normal client send sequential keep-alive-less GETs for ``--seconds``.
 Prints the normal client's p50/p99/max and error count, how many slow connections were cut,
 the proxy's open descriptors and resident memory (all its processes, sampled every 0.25 s:
 at the start and at the peak), and the load average (the figures are only comparable within
@@ -42,15 +44,33 @@ NGINX_SLOW = """
 """
 
 
-class Attack(threading.Thread):
-    """Slow heads and slow bodies, reconnecting when cut; counts the cuts."""
+BIG_PATH = "/big/answer"  # 4 MiB, served by the backend from a file
+BIG_BYTES = 4 * 1024 * 1024
 
-    def __init__(self, port: int, heads: int, bodies: int) -> None:
+
+class Attack(threading.Thread):
+    """Slow heads, slow bodies and slow readers, reconnecting when cut; counts the cuts."""
+
+    def __init__(self, port: int, heads: int, bodies: int, readers: int = 0) -> None:
         super().__init__(daemon=True)
-        self.port, self.heads, self.bodies = port, heads, bodies
+        self.port, self.heads, self.bodies, self.readers = port, heads, bodies, readers
         self.stop = threading.Event()
         self.cut = 0
         self.failed_connects = 0
+        self.held: list[socket.socket] = []
+
+    def _open_reader(self) -> None:
+        """A client that asks for the big answer and never reads it (held until the end)."""
+        try:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(2)
+            sock.connect(("127.0.0.1", self.port))
+            sock.sendall(f"GET {BIG_PATH} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        except OSError:
+            self.failed_connects += 1
+            return
+        self.held.append(sock)
 
     def _open(self, selector: selectors.BaseSelector, body: bool) -> None:
         try:
@@ -64,6 +84,8 @@ class Attack(threading.Thread):
         selector.register(sock, selectors.EVENT_READ, body)
 
     def run(self) -> None:
+        for _ in range(self.readers):
+            self._open_reader()
         with selectors.DefaultSelector() as selector:
             for index in range(self.heads + self.bodies):
                 self._open(selector, index >= self.heads)
@@ -85,6 +107,8 @@ class Attack(threading.Thread):
                             key.fileobj.send(b"x" if key.data else b"X-A: b\r\n")  # type: ignore[union-attr]
             for key in list(selector.get_map().values()):
                 key.fileobj.close()  # type: ignore[union-attr]
+        for sock in self.held:
+            sock.close()
 
 
 def normal_client(port: int, seconds: float) -> tuple[list[float], int]:
@@ -151,11 +175,27 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))] if ordered else 0.0
 
 
+def check_big_answer(name: str, port: int) -> None:
+    """The slow readers' answer must really be the 4 MiB (not a 403 or 404)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {BIG_PATH} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                     .encode())
+        got = bytearray()
+        while chunk := sock.recv(1 << 20):
+            got += chunk
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200") or len(body) != BIG_BYTES:
+        sys.exit(f"{name}: {BIG_PATH} answered {head[:40]!r} with {len(body)} bytes, not "
+                 f"{BIG_BYTES}: the slow readers would measure nothing")
+
+
 def attack(name: str, port: int, group: int, args: argparse.Namespace) -> None:
+    if args.readers:
+        check_big_answer(name, port)
     load = os.getloadavg()[0]
     footprint = Footprint(group)
     footprint.start()
-    attacker = Attack(port, args.heads, args.bodies)
+    attacker = Attack(port, args.heads, args.bodies, args.readers)
     attacker.start()
     time.sleep(2.0)  # let the slow connections pile up first
     latencies, errors = normal_client(port, args.seconds)
@@ -176,15 +216,21 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heads", type=int, default=500)
     parser.add_argument("--bodies", type=int, default=300)
+    parser.add_argument("--readers", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-slowloris-") as tmp, \
             contextlib.ExitStack() as stack:
         work = Path(tmp)
+        (work / "big").mkdir()
+        (work / "big" / "answer").write_bytes(os.urandom(BIG_BYTES))
+        for path in (work, work / "big", work / "big" / "answer"):  # nginx's workers: nobody
+            path.chmod(0o755)
         ports = {k: free_port() for k in ("backend", "nginx", "ours", "admin")}
+        backend = backend_server(ports["backend"]).replace(
+            "location / {", f"location /big/ {{ alias {work}/big/; }}\n        location / {{", 1)
         stack.enter_context(process(["nginx", "-c", str(nginx_conf(
-            work, "backend", backend_server(ports["backend"])))], ports["backend"],
-            work / "backend.log"))
+            work, "backend", backend))], ports["backend"], work / "backend.log"))
         front = stack.enter_context(process(["nginx", "-c", str(nginx_conf(
             work, "proxy", NGINX_SLOW + nginx_proxy_server(ports["nginx"], ports["backend"])))],
             ports["nginx"], work / "nginx.log"))

@@ -115,6 +115,7 @@ class Client(Downstream, Protocol):
     forwarded_prefix: bytes
     access_log: bool
     write_paused: bool
+    write_paused_since: float
     # for the slow-client limits
     closing: bool
     rejected: bool

@@ -1,9 +1,10 @@
 """Limits for slow and hostile clients, and what the edge refuses outright.
 
 :func:`check_client` is run by the watchdog (``server.py``) every half second over all client
-connections: header, body-rate and idle timeouts, like nginx's ``client_header_timeout``,
-``client_body_timeout`` and ``keepalive_timeout``. The rest are the refusal rules the client
-side applies per request head (see ``docs/proxy.md``, HTTP correctness).
+connections: header, body-rate, idle and send timeouts, like nginx's
+``client_header_timeout``, ``client_body_timeout``, ``keepalive_timeout`` and
+``send_timeout``. The rest are the refusal rules the client side applies per request head
+(see ``docs/proxy.md``, HTTP correctness).
 """
 
 from __future__ import annotations
@@ -41,15 +42,23 @@ REFUSED_METHODS: Final = frozenset({b"CONNECT", b"TRACE"})
 
 
 def check_client(conn: Client, now: float) -> None:
-    """Close a connection that is too slow to send its head or body, or idle too long.
+    """Close a connection that is too slow to send its head or body, to read its answer, or
+    idle too long.
 
-    Like nginx's client_header_timeout, client_body_timeout and keepalive_timeout, with a
-    minimum average rate for bodies rather than a per-read timeout, so that a client sending
-    one byte every few seconds cannot hold a connection (and, unbuffered, an upstream one).
+    Like nginx's client_header_timeout, client_body_timeout, keepalive_timeout and
+    send_timeout (counted from when the proxy last had to stop writing to it), with a minimum
+    average rate for bodies rather than a per-read timeout, so that a client sending one byte
+    every few seconds cannot hold a connection (and, unbuffered, an upstream one).
     """
+    proxy = conn.state.config.proxy
+    if conn.write_paused and proxy.send_timeout and conn.tunnel is None and \
+            now - conn.write_paused_since > proxy.send_timeout:
+        # it has accepted none of its answer for send_timeout: a slow reader, or gone
+        conn.state.metrics.client_timeout("send")
+        conn.abort()
+        return
     if conn.closing or conn.tunnel is not None or conn.rejected:
         return
-    proxy = conn.state.config.proxy
     if conn.in_head:
         if now - conn.head_since > proxy.client_header_timeout:
             conn.state.metrics.client_timeout("header")

@@ -13,23 +13,28 @@ to the client; :class:`ProxyState` is what every connection reads per request; p
 listening socket and the timeout watchdog. The exchange itself (routing, heads, re-framing,
 fallback) is in ``forward.py``, the upstream pools and connections in ``upstream.py``.
 
-Bodies stream both ways chunk by chunk; backpressure is the transports' own: when one side's
-write buffer fills, the other side stops reading (``pause_reading``), so memory stays flat for
-any body size. Framing is always re-derived (Content-Length passed through after llhttp
-validated it, chunked re-encoded), so a smuggled framing never reaches an upstream.
+Bodies stream both ways chunk by chunk; backpressure is the transports' own: when the
+upstream's write buffer fills, the client stops being read (``pause_reading``), so memory
+stays flat for any body size. The other way, a client slower than its answer gets the rest
+from a temporary file (``pause_writing``), so that a slow reader never holds an upstream
+connection; the upstream is paused only once the spool holds ``max_response_spool_bytes``.
+Framing is always re-derived (Content-Length passed through after llhttp validated it,
+chunked re-encoded), so a smuggled framing never reaches an upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from itertools import chain
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import httptools
 
@@ -45,6 +50,7 @@ from strangler_proxy.edge.upstream import UpstreamConnection, set_nodelay
 from strangler_proxy.headers import RawHeaders, error_response, header_map, is_trusted
 
 HEAD_SLACK: Final = 256 * 1024  # see ClientConnection.data_received
+SPOOL_SLICE: Final = 64 * 1024  # what a spooled answer is sent in (the transport holds one)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -81,6 +87,14 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = state.now
         self.served = False
         self.deferred_reject: bytes | None = None
+        # A slow reader's answer, spooled so the upstream connection goes back to the pool
+        # (see pause_writing): bytes [out_read, out_size) of the temporary file are unsent.
+        self.out_spool: IO[bytes] | None = None
+        self.out_read = 0
+        self.out_size = 0
+        self.upstream_held = False  # the spool is full: the head exchange's upstream waits
+        self.close_when_sent = False
+        self.write_paused_since = 0.0
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -147,6 +161,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.clients.discard(self)
+        self._drop_out_spool()
         for exchange in self.queue:
             if exchange.spool is not None:
                 exchange.drop_spool()
@@ -163,20 +178,89 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel = None
 
     def pause_writing(self) -> None:
+        # The client reads slower than its answer comes. Passing that on to the upstream
+        # would hold an upstream connection per slow reader (a few dozen empty the pool: the
+        # slow-read attack); like nginx's proxy_buffering, the rest of the answer goes to a
+        # spool instead, and the upstream only waits once the spool holds
+        # max_response_spool_bytes. send_timeout (limits.py) closes a client that reads none.
         self.write_paused = True
-        head = self.queue[0] if self.queue else None
-        if head is not None and head.conn is not None and head.conn.transport is not None:
-            head.conn.transport.pause_reading()
-        if self.tunnel is not None and self.tunnel.transport is not None:
-            self.tunnel.transport.pause_reading()
+        self.write_paused_since = self.state.now
+        if self.tunnel is not None:
+            if self.tunnel.transport is not None:
+                self.tunnel.transport.pause_reading()
+            return
+        if self.out_spool is None and self.queue and not self.closing and \
+                self.state.config.proxy.max_response_spool_bytes > 0:
+            self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
+            self.out_read = self.out_size = 0
+            return
+        if self.out_spool is None:
+            self._hold_upstream()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.tunnel is not None:
+            if self.tunnel.transport is not None:
+                self.tunnel.transport.resume_reading()
+            return
+        if self.out_spool is not None:
+            self._send_spooled()
+        elif self.upstream_held:
+            self._release_upstream()
+        else:
+            head = self.queue[0] if self.queue else None
+            if head is not None and head.conn is not None and head.conn.transport is not None:
+                head.conn.transport.resume_reading()
+
+    def _hold_upstream(self) -> None:
+        head = self.queue[0] if self.queue else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.pause_reading()
+            self.upstream_held = True
+
+    def _release_upstream(self) -> None:
+        self.upstream_held = False
         head = self.queue[0] if self.queue else None
         if head is not None and head.conn is not None and head.conn.transport is not None:
             head.conn.transport.resume_reading()
-        if self.tunnel is not None and self.tunnel.transport is not None:
-            self.tunnel.transport.resume_reading()
+
+    def _spool(self, data: bytes) -> None:
+        """Append to the spooled answer; past the cap, make the upstream wait."""
+        spool = self.out_spool
+        assert spool is not None
+        os.pwrite(spool.fileno(), data, self.out_size)
+        self.out_size += len(data)
+        if not self.upstream_held and self.out_size - self.out_read > \
+                self.state.config.proxy.max_response_spool_bytes:
+            self._hold_upstream()
+
+    def _send_spooled(self) -> None:
+        """Send the spool while the client keeps up; close it once it is sent."""
+        spool = self.out_spool
+        transport = self.transport
+        if spool is None or transport is None:
+            return
+        while not self.write_paused and self.out_read < self.out_size:
+            if transport.is_closing():
+                return
+            chunk = os.pread(spool.fileno(), min(SPOOL_SLICE, self.out_size - self.out_read),
+                             self.out_read)
+            if not chunk:
+                break
+            self.out_read += len(chunk)
+            transport.write(chunk)  # may call pause_writing: the loop ends
+        if self.out_read >= self.out_size:
+            self._drop_out_spool()
+            if self.upstream_held:
+                self._release_upstream()
+            if self.close_when_sent and not transport.is_closing():
+                transport.close()
+
+    def _drop_out_spool(self) -> None:
+        if self.out_spool is not None:
+            self.out_spool.close()
+            self.out_spool = None
+            self.out_read = self.out_size = 0
 
     # httptools callbacks
     # No on_message_begin: state is reset after use, which saves a callback per request.
@@ -301,6 +385,8 @@ class ClientConnection(asyncio.Protocol):
         batch = self.batch
         if batch is not None:
             batch.append(data)
+        elif self.out_spool is not None:
+            self._spool(data)
         elif self.transport is not None and not self.closing:
             self.transport.write(data)
 
@@ -308,8 +394,11 @@ class ClientConnection(asyncio.Protocol):
         """Close the open batch and send it with one write (one syscall per upstream read)."""
         batch = self.batch
         self.batch = None
-        if batch and self.transport is not None and not self.closing:
-            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if batch:
+            if self.out_spool is not None:
+                self._spool(batch[0] if len(batch) == 1 else b"".join(batch))
+            elif self.transport is not None and not self.closing:
+                self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def pause(self, reason: str) -> None:
         """Stop reading from the client for ``reason`` (reasons nest)."""
@@ -324,15 +413,19 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def close(self) -> None:
-        """Close after flushing what was written."""
+        """Close after flushing what was written (a spooled answer is sent first)."""
         self.flush()
+        self.closing = True
+        if self.out_spool is not None:
+            self.close_when_sent = True
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-        self.closing = True
 
     def abort(self) -> None:
         """Drop the connection now."""
         self.batch = None
+        self._drop_out_spool()
         if self.transport is not None:
             self.transport.abort()
         self.closing = True
@@ -376,8 +469,12 @@ class ClientConnection(asyncio.Protocol):
                 self.write(self.deferred_reject)
                 self.close()
                 return
-        if self.write_paused and exchange.conn is not None and exchange.conn.transport:
-            exchange.conn.transport.resume_reading()
+        if self.upstream_held:
+            # the exchange's upstream connection was made to wait (and has gone back to the
+            # pool): the next exchange's starts reading
+            self.upstream_held = False
+            if exchange.conn is not None and exchange.conn.transport:
+                exchange.conn.transport.resume_reading()
         if self.queue and not self.queue[0].started:
             self.queue[0].begin()
         if "pipeline" in self.paused and len(self.queue) <= 1:

@@ -1,0 +1,152 @@
+"""Clients that read their answers slowly, or never, must not cost anyone else anything.
+
+The slow-read attack (slowhttptest -X): ask for a large answer and read it a byte at a time,
+or not at all. A proxy that passes the client's backpressure on to the upstream holds an
+upstream connection per such client, so a few dozen of them empty the pool and everyone else
+waits for a connection (504 at ``pool_timeout``). Like nginx's ``proxy_buffering``, the proxy
+keeps reading the upstream answer into a spool (the transport's buffer, then a temporary file
+up to ``max_response_spool_bytes``) and gives the connection back; ``send_timeout`` closes a
+client that accepts nothing for that long. Real sockets on 127.0.0.1, small receive buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+from tests.strangler_proxy.proxy_harness import Request, raw_exchange, response, running_proxy
+
+BIG = bytes(range(256)) * 4096 * 4  # 4 MiB, not all one byte (a wrong offset shows)
+SLOW_READERS = 24
+POOL = "max_connections = 4\npool_timeout = 1\n"
+
+
+async def big_or_small(req: Request, transport: asyncio.Transport) -> None:
+    if req.url.startswith("/big"):
+        transport.write(response(200, BIG))
+    else:
+        transport.write(response(200, b"small"))
+
+
+def slow_reader(port: int, path: str = "/big") -> socket.socket:
+    """A client with a tiny receive window that asks for ``path`` and reads nothing yet."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    return sock
+
+
+def read_answer(sock: socket.socket, pace: float = 0.0, timeout: float = 20.0) -> bytes:
+    """Read one Content-Length answer, ``pace`` seconds between 64 KiB reads."""
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    length = None
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if length is None and b"\r\n\r\n" in data:
+            head = bytes(data).split(b"\r\n\r\n", 1)[0]
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = len(head) + 4 + int(value)
+        if length is not None and len(data) >= length:
+            break
+        if pace:
+            time.sleep(pace)
+    return bytes(data)
+
+
+def body_of(answer: bytes) -> bytes:
+    return answer.split(b"\r\n\r\n", 1)[1]
+
+
+def test_slow_readers_do_not_hold_upstream_connections(tmp_path: Path) -> None:
+    proxy = "send_timeout = 60\n"
+    with running_proxy(tmp_path, {"monolith": big_or_small}, proxy=proxy) as run:
+        run.config_path.write_text(run.config_path.read_text().replace(
+            "read_timeout = 2\n", "read_timeout = 30\n" + POOL))
+        assert run.loop.call(run.app.reload)[0]
+        # given many more clients than pooled connections, each asking for 4 MiB and reading
+        # nothing
+        readers = [slow_reader(run.port) for _ in range(SLOW_READERS)]
+        try:
+            time.sleep(1.0)
+            # when a normal client asks meanwhile
+            answers, slowest = [], 0.0
+            for _ in range(20):
+                started = time.monotonic()
+                answers.append(raw_exchange(run.port, b"GET /small HTTP/1.1\r\nHost: a\r\n"
+                                            b"Connection: close\r\n\r\n", timeout=10))
+                slowest = max(slowest, time.monotonic() - started)
+            # then it gets every answer, none waiting for a pooled connection
+            assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 20, \
+                answers[0][:200]
+            assert slowest < 0.9, f"slowest {slowest * 1000:.0f} ms (pool_timeout is 1 s)"
+            # and every slow reader still gets its whole answer, byte for byte, when it reads
+            for sock in readers[:3]:
+                assert body_of(read_answer(sock)) == BIG
+        finally:
+            for sock in readers:
+                sock.close()
+
+
+def test_a_slow_reader_gets_every_byte_in_order(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": big_or_small}) as run:
+        sock = slow_reader(run.port)
+        with sock:
+            time.sleep(0.5)  # the answer is spooled meanwhile
+            answer = read_answer(sock, pace=0.002)
+            # a second answer on the same connection comes after the first, whole
+            sock.sendall(b"GET /big?again HTTP/1.1\r\nHost: a\r\n\r\n")
+            second = read_answer(sock, pace=0.001)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert hashlib.sha256(body_of(answer)).digest() == hashlib.sha256(BIG).digest()
+    assert hashlib.sha256(body_of(second)).digest() == hashlib.sha256(BIG).digest()
+
+
+def test_a_client_that_reads_nothing_is_closed_after_send_timeout(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": big_or_small}, proxy="send_timeout = 1.5\n") as run:
+        sock = slow_reader(run.port)
+        with sock:
+            started = time.monotonic()
+            time.sleep(3.0)  # reads nothing for longer than send_timeout
+            # then the proxy has closed it: what the socket holds ends before the answer does
+            got = 0
+            with contextlib.suppress(ConnectionResetError, TimeoutError):
+                while chunk := sock.recv(65536):
+                    got += len(chunk)
+            closed_after = time.monotonic() - started
+        assert got < len(BIG)
+        assert closed_after < 6.0
+        assert run.app.state is not None
+        assert run.app.state.metrics.client_timeouts.get("send") == 1
+
+
+def test_spool_cap_zero_passes_backpressure_to_the_upstream(tmp_path: Path) -> None:
+    # max_response_spool_bytes = 0: no spool, the upstream connection waits for the client
+    proxy = "max_response_spool_bytes = 0\n"
+    with running_proxy(tmp_path, {"monolith": big_or_small}, proxy=proxy) as run:
+        run.config_path.write_text(run.config_path.read_text().replace(
+            "read_timeout = 2\n", "read_timeout = 30\n" + POOL))
+        assert run.loop.call(run.app.reload)[0]
+        readers = [slow_reader(run.port) for _ in range(6)]
+        try:
+            time.sleep(0.5)
+            got = raw_exchange(run.port, b"GET /small HTTP/1.1\r\nHost: a\r\n"
+                               b"Connection: close\r\n\r\n", timeout=10)
+            # the pool of 4 is held by the readers: this request waits and gets 504
+            assert got.startswith(b"HTTP/1.1 504"), got[:100]
+            for sock in readers[:2]:
+                assert body_of(read_answer(sock)) == BIG
+        finally:
+            for sock in readers:
+                sock.close()

@@ -417,7 +417,11 @@ class ClientConnection(asyncio.Protocol):
         self.flush()
         self.closing = True
         if self.out_spool is not None:
+            # closed once the spooled answer is sent; nothing more is read meanwhile (a
+            # request after "Connection: close" is not forwarded)
             self.close_when_sent = True
+            if self.transport is not None:
+                self.transport.pause_reading()
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()

@@ -113,6 +113,32 @@ def test_a_slow_reader_gets_every_byte_in_order(tmp_path: Path) -> None:
     assert hashlib.sha256(body_of(second)).digest() == hashlib.sha256(BIG).digest()
 
 
+def test_pipelined_answers_come_whole_and_in_order_and_close_waits_for_them(
+        tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": big_or_small}) as run:
+        sock = slow_reader(run.port, "/big?1")
+        with sock:
+            # three more requests on the same connection, the last asking to close, and a
+            # fourth after it that must not be forwarded
+            sock.sendall(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n"
+                         b"GET /big?2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                         b"GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                         b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+            time.sleep(1.0)
+            got = bytearray()
+            deadline = time.monotonic() + 30
+            with contextlib.suppress(TimeoutError):
+                while time.monotonic() < deadline and (chunk := sock.recv(65536)):
+                    got += chunk
+                    time.sleep(0.001)
+    answers = bytes(got).split(b"HTTP/1.1 200 OK\r\n")[1:]
+    bodies = [a.split(b"\r\n\r\n", 1)[1] for a in answers]
+    assert [len(b) for b in bodies] == [len(BIG), len(b"small"), len(BIG), len(b"small")]
+    assert bodies[0] == BIG and bodies[2] == BIG
+    assert [r.url for r in run.upstreams["monolith"].requests] == \
+        ["/big?1", "/small", "/big?2", "/small"]
+
+
 def test_a_client_that_reads_nothing_is_closed_after_send_timeout(tmp_path: Path) -> None:
     with running_proxy(tmp_path, {"monolith": big_or_small}, proxy="send_timeout = 1.5\n") as run:
         sock = slow_reader(run.port)

@@ -134,7 +134,8 @@ def test_pipelined_answers_come_whole_and_in_order_and_close_waits_for_them(
     answers = bytes(got).split(b"HTTP/1.1 200 OK\r\n")[1:]
     bodies = [a.split(b"\r\n\r\n", 1)[1] for a in answers]
     assert [len(b) for b in bodies] == [len(BIG), len(b"small"), len(BIG), len(b"small")]
-    assert bodies[0] == BIG and bodies[2] == BIG
+    assert bodies[0] == BIG
+    assert bodies[2] == BIG
     assert [r.url for r in run.upstreams["monolith"].requests] == \
         ["/big?1", "/small", "/big?2", "/small"]
 

@@ -16,9 +16,16 @@ import contextlib
 import hashlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.strangler_proxy.proxy_harness import Request, raw_exchange, response, running_proxy
+from tests.strangler_proxy.proxy_harness import (
+    Request,
+    Running,
+    raw_exchange,
+    response,
+    running_proxy,
+)
 
 BIG = bytes(range(256)) * 4096 * 4  # 4 MiB, not all one byte (a wrong offset shows)
 SLOW_READERS = 24
@@ -69,12 +76,18 @@ def body_of(answer: bytes) -> bytes:
     return answer.split(b"\r\n\r\n", 1)[1]
 
 
-def test_slow_readers_do_not_hold_upstream_connections(tmp_path: Path) -> None:
-    proxy = "send_timeout = 60\n"
+@contextlib.contextmanager
+def small_pool_proxy(tmp_path: Path, proxy: str) -> Iterator[Running]:
+    """A proxy whose monolith pool has 4 connections and a 1 s wait for one."""
     with running_proxy(tmp_path, {"monolith": big_or_small}, proxy=proxy) as run:
         run.config_path.write_text(run.config_path.read_text().replace(
             "read_timeout = 2\n", "read_timeout = 30\n" + POOL))
         assert run.loop.call(run.app.reload)[0]
+        yield run
+
+
+def test_slow_readers_do_not_hold_upstream_connections(tmp_path: Path) -> None:
+    with small_pool_proxy(tmp_path, "send_timeout = 60\n") as run:
         # given many more clients than pooled connections, each asking for 4 MiB and reading
         # nothing
         readers = [slow_reader(run.port) for _ in range(SLOW_READERS)]
@@ -160,11 +173,7 @@ def test_a_client_that_reads_nothing_is_closed_after_send_timeout(tmp_path: Path
 
 def test_spool_cap_zero_passes_backpressure_to_the_upstream(tmp_path: Path) -> None:
     # max_response_spool_bytes = 0: no spool, the upstream connection waits for the client
-    proxy = "max_response_spool_bytes = 0\n"
-    with running_proxy(tmp_path, {"monolith": big_or_small}, proxy=proxy) as run:
-        run.config_path.write_text(run.config_path.read_text().replace(
-            "read_timeout = 2\n", "read_timeout = 30\n" + POOL))
-        assert run.loop.call(run.app.reload)[0]
+    with small_pool_proxy(tmp_path, "max_response_spool_bytes = 0\n") as run:
         readers = [slow_reader(run.port) for _ in range(6)]
         try:
             time.sleep(0.5)

@@ -191,7 +191,11 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.out_spool is None and self.queue and not self.closing and \
                 self.state.config.proxy.max_response_spool_bytes > 0:
-            self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
+            try:
+                self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
+            except OSError:  # no temporary file to be had: the upstream waits, as unspooled
+                self._hold_upstream()
+                return
             self.out_read = self.out_size = 0
             return
         if self.out_spool is None:
@@ -228,7 +232,13 @@ class ClientConnection(asyncio.Protocol):
         """Append to the spooled answer; past the cap, make the upstream wait."""
         spool = self.out_spool
         assert spool is not None
-        os.pwrite(spool.fileno(), data, self.out_size)
+        try:
+            os.pwrite(spool.fileno(), data, self.out_size)
+        except OSError:
+            # the disk is full: the answer cannot be kept, so it is cut, as when the upstream
+            # fails mid-answer (the client sees a short answer and a closed connection)
+            self.abort()
+            return
         self.out_size += len(data)
         if not self.upstream_held and self.out_size - self.out_read > \
                 self.state.config.proxy.max_response_spool_bytes:

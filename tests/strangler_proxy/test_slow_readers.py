@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.strangler_proxy.proxy_harness import (
     Request,
@@ -186,3 +191,46 @@ def test_spool_cap_zero_passes_backpressure_to_the_upstream(tmp_path: Path) -> N
         finally:
             for sock in readers:
                 sock.close()
+
+
+def test_no_temporary_file_means_the_upstream_waits_and_the_answer_is_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a $TMPDIR that cannot take a file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with running_proxy(tmp_path, {"monolith": big_or_small}) as run:
+        sock = slow_reader(run.port)
+        with sock:
+            time.sleep(0.5)
+            # then the answer waits in the upstream, not in the proxy's memory
+            state = run.app.state
+            assert state is not None
+            held = run.loop.call(lambda: max(
+                c.transport.get_write_buffer_size() for c in state.clients if c.transport))
+            assert held < 512 * 1024, f"{held} bytes held in memory for one slow reader"
+            # and the slow reader still gets every byte
+            assert body_of(read_answer(sock)) == BIG
+
+
+def test_a_full_disk_cuts_the_spooled_answer_and_nobody_else_notices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # given a disk that takes no spooled byte
+    monkeypatch.setattr(os, "pwrite", full)
+    with running_proxy(tmp_path, {"monolith": big_or_small}) as run:
+        sock = slow_reader(run.port)
+        with sock:
+            time.sleep(0.5)
+            # then the slow reader's answer is cut short and its connection closed
+            got = 0
+            with contextlib.suppress(ConnectionResetError, TimeoutError):
+                while chunk := sock.recv(65536):
+                    got += len(chunk)
+            assert 0 < got < len(BIG)
+        # and it is not counted as the upstream's failure
+        assert run.app.state is not None
+        assert dict(run.app.state.metrics.upstream_errors) == {}
+        # and a normal client is served as ever
+        assert raw_exchange(run.port, b"GET /small HTTP/1.1\r\nHost: a\r\n"
+                            b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 200 OK")

@@ -96,6 +96,13 @@ class ProxySettings:
         "(512; nginx drops past it with no answer)",
         kind="int",
         note=" (per worker)"))
+    max_connections_per_ip: int = field(default=0, metadata=key_doc(
+        "past this many open connections from one client address, a new one from it is "
+        "answered `503` and closed; the address is the TCP peer's, so leave it off behind a "
+        "load balancer, where every connection comes from the balancer. nginx: `limit_conn` "
+        "with `limit_conn_zone $binary_remote_addr`",
+        kind="int",
+        note=" (off; per worker)"))
     max_response_header_bytes: int = field(default=65536, metadata=key_doc(
         "an upstream response head larger than this is a `502`. nginx: `proxy_buffer_size` "
         '(4 or 8 KiB, "upstream sent too big header")',
@@ -844,6 +851,8 @@ def _parse_proxy(reader: _Reader, data: Any) -> ProxySettings:
                                         0.001),
         max_client_connections=reader.number(table, path, "max_client_connections",
                                              d.max_client_connections, 1, integer=True),
+        max_connections_per_ip=reader.number(table, path, "max_connections_per_ip",
+                                             d.max_connections_per_ip, 0, integer=True),
         max_response_header_bytes=reader.number(table, path, "max_response_header_bytes",
                                                 d.max_response_header_bytes, 1024,
                                                 integer=True),

@@ -82,6 +82,7 @@ class ProxyState:
     loop: asyncio.AbstractEventLoop | None = None
     inflight: set[Exchange] = field(default_factory=set)
     clients: set[Client] = field(default_factory=set)
+    per_ip: dict[str, int] = field(default_factory=dict)  # open connections by peer address
     now: float = 0.0  # the loop's time as of the watchdog's last tick (a coarse, free clock)
     # the sink's hot-path entry points, bound once
     shadow_admit: Callable[[str, str], int] = field(init=False)

@@ -95,6 +95,7 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_held = False  # the spool is full: the head exchange's upstream waits
         self.close_when_sent = False
         self.write_paused_since = 0.0
+        self.counted_ip = False  # counted in state.per_ip (max_connections_per_ip)
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,10 +111,23 @@ class ClientConnection(asyncio.Protocol):
                 close=True))
             transport.close()
             return
-        state.clients.add(self)
-        self.idle_since = state.now or self.loop.time()
         peer = transport.get_extra_info("peername")
         self.peer = self.client_ip = str(peer[0]) if peer else ""
+        per_ip = state.config.proxy.max_connections_per_ip
+        if per_ip:
+            open_now = state.per_ip.get(self.peer, 0)
+            if open_now >= per_ip:
+                self.rejected = True
+                state.metrics.observe("none", "proxy", 503, 0.0)
+                transport.write(error_response(  # type: ignore[attr-defined]
+                    503, f"too many connections from {self.peer} (max_connections_per_ip = "
+                    f"{per_ip})", close=True))
+                transport.close()
+                return
+            state.per_ip[self.peer] = open_now + 1
+            self.counted_ip = True
+        state.clients.add(self)
+        self.idle_since = state.now or self.loop.time()
         self.trusted = is_trusted(self.peer, self.state.config.proxy.trusted_proxies)
         self.forwarded_prefix = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
             self.peer.encode("latin-1"))
@@ -162,6 +176,14 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         self.state.clients.discard(self)
         self._drop_out_spool()
+        if self.counted_ip:
+            self.counted_ip = False
+            per_ip = self.state.per_ip
+            left = per_ip.get(self.peer, 1) - 1
+            if left > 0:
+                per_ip[self.peer] = left
+            else:
+                per_ip.pop(self.peer, None)
         for exchange in self.queue:
             if exchange.spool is not None:
                 exchange.drop_spool()

@@ -132,3 +132,33 @@ def test_a_normal_client_is_served_while_hundreds_of_slow_clients_attack(
     assert clients_after <= 2
     assert fds_after - fds_before <= 20
     assert growth < 64 * 1024 * 1024
+
+
+def test_one_address_cannot_take_every_connection(tmp_path: Path) -> None:
+    proxy = LIMITS + "max_connections_per_ip = 3\n"
+    with running_proxy(tmp_path, {"monolith": answer_with("m")}, proxy=proxy) as run:
+        # given three idle connections from 127.0.0.1
+        held = [socket.create_connection(("127.0.0.1", run.port), timeout=5) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            # when a fourth comes from the same address, it is refused with a 503
+            refused = raw_exchange(run.port, b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert refused.startswith(b"HTTP/1.1 503"), refused[:80]
+            assert b"max_connections_per_ip = 3" in refused
+            # while another address is served
+            with socket.create_connection(("127.0.0.1", run.port), timeout=5,
+                                          source_address=("127.0.0.2", 0)) as other:
+                other.sendall(b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                assert other.recv(65536).startswith(b"HTTP/1.1 200")
+            # and once one of the three closes, the address may connect again
+            held.pop().close()
+            time.sleep(0.2)
+            again = raw_exchange(run.port, b"GET /ok HTTP/1.1\r\nHost: a\r\n"
+                                 b"Connection: close\r\n\r\n")
+            assert again.startswith(b"HTTP/1.1 200"), again[:80]
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)
+        assert run.app.state is not None
+        assert run.app.state.per_ip == {}  # every count went back when its connection closed

@@ -117,6 +117,9 @@ class Client(Downstream, Protocol):
     access_log: bool
     write_paused: bool
     write_paused_since: float
+    unsent_seen: int
+    upstream_held: bool
+    out_spool: IO[bytes] | None
     # for the slow-client limits
     closing: bool
     rejected: bool
@@ -134,6 +137,8 @@ class Client(Downstream, Protocol):
     def queue(self) -> Sequence[Exchange]: ...  # the exchanges in flight, in order
 
     def abort(self) -> None: ...
+    def cut(self) -> None: ...
+    def unsent(self) -> int: ...
     def reject(self, status: int, message: str) -> None: ...
     def exchange_done(self, exchange: Exchange, tunnel: bool = False) -> None: ...
     def log_access(self, exchange: Exchange, route: str, elapsed: float) -> None: ...
@@ -400,8 +405,8 @@ class Exchange:
             self.state.inflight.discard(self)
             return
         upstream = self.state.pools[self.upstream].upstream
-        if self.client.write_paused:
-            self.last_activity = now  # a slow client, not a silent upstream
+        if self.client.upstream_held:
+            self.last_activity = now  # made to wait for a slow client, not a silent upstream
         idle = now - self.last_activity
         if idle < upstream.read_timeout and now - self.start < upstream.total_timeout:
             return
@@ -715,10 +720,11 @@ class Exchange:
             conn.exchange = None
             conn.abort()
         if self.response_started:
-            # Too late for an error page: close so the client sees a truncated response.
+            # Too late for an error page: close so the client sees a truncated response
+            # (after earlier pipelined answers still spooled for it, see ClientConnection.cut).
             self.status = self.status or 502
             self.finish()
-            self.client.abort()
+            self.client.cut()
             return
         self.status = 504 if "timeout" in kind else 502
         self.keep_alive = False

@@ -46,17 +46,22 @@ def check_client(conn: Client, now: float) -> None:
     idle too long.
 
     Like nginx's client_header_timeout, client_body_timeout, keepalive_timeout and
-    send_timeout (counted from when the proxy last had to stop writing to it), with a minimum
+    send_timeout (counted from the last time it took any of what is waiting for it), with a minimum
     average rate for bodies rather than a per-read timeout, so that a client sending one byte
     every few seconds cannot hold a connection (and, unbuffered, an upstream one).
     """
     proxy = conn.state.config.proxy
-    if conn.write_paused and proxy.send_timeout and conn.tunnel is None and \
-            now - conn.write_paused_since > proxy.send_timeout:
-        # it has accepted none of its answer for send_timeout: a slow reader, or gone
-        conn.state.metrics.client_timeout("send")
-        conn.abort()
-        return
+    if conn.write_paused and proxy.send_timeout and (conn.tunnel is None or
+                                                     conn.out_spool is not None):
+        unsent = conn.unsent()
+        if unsent < conn.unsent_seen:
+            conn.write_paused_since = now  # it took some since the last look
+        conn.unsent_seen = unsent
+        if now - conn.write_paused_since > proxy.send_timeout:
+            # it has accepted none of its answer for send_timeout: a stuck reader, or gone
+            conn.state.metrics.client_timeout("send")
+            conn.abort()
+            return
     if conn.closing or conn.tunnel is not None or conn.rejected:
         return
     if conn.in_head:
@@ -73,7 +78,7 @@ def check_client(conn: Client, now: float) -> None:
             conn.reject(408, f"the request body arrived slower than client_body_min_rate "
                         f"({rate} bytes/s)")
         return
-    if not conn.queue:
+    if not conn.queue and conn.out_spool is None:  # (a spooled answer still going: not idle)
         limit = proxy.keepalive_timeout if conn.served else proxy.client_header_timeout
         if now - conn.idle_since > limit:
             conn.state.metrics.client_timeout("idle")

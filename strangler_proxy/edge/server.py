@@ -95,6 +95,7 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_held = False  # the spool is full: the head exchange's upstream waits
         self.close_when_sent = False
         self.write_paused_since = 0.0
+        self.unsent_seen = 0  # the transport's unsent bytes at the last look (send_timeout)
         self.counted_ip = False  # counted in state.per_ip (max_connections_per_ip)
 
     # asyncio callbacks
@@ -202,58 +203,75 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client reads slower than its answer comes. Passing that on to the upstream
         # would hold an upstream connection per slow reader (a few dozen empty the pool: the
-        # slow-read attack); like nginx's proxy_buffering, the rest of the answer goes to a
-        # spool instead, and the upstream only waits once the spool holds
+        # slow-read attack); like nginx's proxy_buffering, what is written from now on goes to
+        # a spool instead (write, _spool), and the upstream only waits once the spool holds
         # max_response_spool_bytes. send_timeout (limits.py) closes a client that reads none.
         self.write_paused = True
         self.write_paused_since = self.state.now
-        if self.tunnel is not None:
-            if self.tunnel.transport is not None:
-                self.tunnel.transport.pause_reading()
-            return
-        if self.out_spool is None and self.queue and not self.closing and \
-                self.state.config.proxy.max_response_spool_bytes > 0:
+        self.unsent_seen = self.unsent()
+        if self.tunnel is not None or self.state.config.proxy.max_response_spool_bytes <= 0:
+            self._hold_upstream()  # tunnels, and spooling turned off: the upstream waits
+        elif self.out_spool is None:
             try:
                 self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
             except OSError:  # no temporary file to be had: the upstream waits, as unspooled
                 self._hold_upstream()
                 return
             self.out_read = self.out_size = 0
-            return
-        if self.out_spool is None:
-            self._hold_upstream()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.tunnel is not None:
-            if self.tunnel.transport is not None:
-                self.tunnel.transport.resume_reading()
-            return
         if self.out_spool is not None:
-            self._send_spooled()
-        elif self.upstream_held:
+            self._send_spooled()  # may pause again
+        if not self.write_paused and self.out_spool is None and self.upstream_held:
             self._release_upstream()
-        else:
-            head = self.queue[0] if self.queue else None
-            if head is not None and head.conn is not None and head.conn.transport is not None:
-                head.conn.transport.resume_reading()
+
+    def unsent(self) -> int:
+        """Bytes the transport holds for the client (what send_timeout watches shrink)."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     def _hold_upstream(self) -> None:
-        head = self.queue[0] if self.queue else None
-        if head is not None and head.conn is not None and head.conn.transport is not None:
-            head.conn.transport.pause_reading()
+        """Stop reading what is being sent to this client: the tunnel, or the head exchange's
+        upstream connection."""
+        if self.tunnel is not None:
+            conn: UpstreamConnection | None = self.tunnel
+        else:
+            head = self.queue[0] if self.queue else None
+            conn = head.conn if head is not None else None
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
             self.upstream_held = True
 
     def _release_upstream(self) -> None:
         self.upstream_held = False
-        head = self.queue[0] if self.queue else None
-        if head is not None and head.conn is not None and head.conn.transport is not None:
-            head.conn.transport.resume_reading()
+        if self.tunnel is not None:
+            conn: UpstreamConnection | None = self.tunnel
+        else:
+            head = self.queue[0] if self.queue else None
+            conn = head.conn if head is not None else None
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
 
     def _spool(self, data: bytes) -> None:
-        """Append to the spooled answer; past the cap, make the upstream wait."""
+        """Keep bytes for a client that is not taking them (or has spooled bytes unsent)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
         spool = self.out_spool
-        assert spool is not None
+        if spool is None:
+            if self.tunnel is not None or \
+                    self.state.config.proxy.max_response_spool_bytes <= 0:
+                transport.write(data)  # bounded: what is sent to it is not being read
+                self._hold_upstream()
+                return
+            try:
+                spool = self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
+            except OSError:  # no temporary file to be had: the upstream waits, as unspooled
+                transport.write(data)
+                self._hold_upstream()
+                return
+            self.out_read = self.out_size = 0
         try:
             os.pwrite(spool.fileno(), data, self.out_size)
         except OSError:
@@ -267,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
             self._hold_upstream()
 
     def _send_spooled(self) -> None:
-        """Send the spool while the client keeps up; close it once it is sent."""
+        """Send the spool while the client keeps up."""
         spool = self.out_spool
         transport = self.transport
         if spool is None or transport is None:
@@ -281,18 +299,40 @@ class ClientConnection(asyncio.Protocol):
                 break
             self.out_read += len(chunk)
             transport.write(chunk)  # may call pause_writing: the loop ends
-        if self.out_read >= self.out_size:
+        if self.out_read < self.out_size:
+            return
+        if self.write_paused:
+            self.out_read = self.out_size = 0  # sent, but paused again: keep the file
+        else:
             self._drop_out_spool()
-            if self.upstream_held:
-                self._release_upstream()
-            if self.close_when_sent and not transport.is_closing():
-                transport.close()
+        if self.upstream_held:
+            self._release_upstream()
+        if self.close_when_sent and not transport.is_closing():
+            transport.close()
 
     def _drop_out_spool(self) -> None:
         if self.out_spool is not None:
             self.out_spool.close()
             self.out_spool = None
             self.out_read = self.out_size = 0
+
+    def cut(self) -> None:
+        """The answer being sent cannot be completed (its upstream failed mid-way).
+
+        Without a spool, drop the connection now. With one, it may still hold earlier,
+        complete pipelined answers: send it, then close; nothing more is read or answered.
+        The cut answer is short of its framing (Content-Length, or the last chunk), which is
+        how the client tells."""
+        if self.out_spool is None:
+            self.abort()
+            return
+        self.batch = None
+        self.closing = True
+        self.close_when_sent = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if not self.write_paused:
+            self._send_spooled()
 
     # httptools callbacks
     # No on_message_begin: state is reset after use, which saves a callback per request.
@@ -417,7 +457,7 @@ class ClientConnection(asyncio.Protocol):
         batch = self.batch
         if batch is not None:
             batch.append(data)
-        elif self.out_spool is not None:
+        elif self.write_paused or self.out_spool is not None:
             self._spool(data)
         elif self.transport is not None and not self.closing:
             self.transport.write(data)
@@ -427,7 +467,7 @@ class ClientConnection(asyncio.Protocol):
         batch = self.batch
         self.batch = None
         if batch:
-            if self.out_spool is not None:
+            if self.write_paused or self.out_spool is not None:
                 self._spool(batch[0] if len(batch) == 1 else b"".join(batch))
             elif self.transport is not None and not self.closing:
                 self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))

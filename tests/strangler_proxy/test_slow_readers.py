@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,128 @@ def test_a_full_disk_cuts_the_spooled_answer_and_nobody_else_notices(
         # and a normal client is served as ever
         assert raw_exchange(run.port, b"GET /small HTTP/1.1\r\nHost: a\r\n"
                             b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+
+
+async def sized(req: Request, transport: asyncio.Transport) -> None:
+    """/n?SIZE answers SIZE bytes of "a"; /fail answers a head and 10 of 1,000 bytes, then
+    closes; /ws/ switches protocols and sends a frame."""
+    if req.url.startswith("/fail"):
+        await asyncio.sleep(0.3)
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"y" * 10)
+        transport.close()
+    elif req.url.startswith("/ws/"):
+        transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n\r\nserver-frame")
+    else:
+        size = int(req.url.split("?", 1)[1]) if "?" in req.url else len(BIG)
+        transport.write(response(200, BIG[:size] if size <= len(BIG) else b"a" * size))
+
+
+def test_an_upstream_failing_mid_answer_keeps_the_earlier_pipelined_answer(
+        tmp_path: Path) -> None:
+    with running_proxy(tmp_path, {"monolith": sized}) as run:
+        sock = slow_reader(run.port)
+        with sock:
+            # a big answer (spooled, complete upstream-side), then one whose upstream fails
+            sock.sendall(b"GET /fail HTTP/1.1\r\nHost: a\r\n\r\n")
+            time.sleep(1.5)
+            got = bytearray()
+            with contextlib.suppress(TimeoutError, ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    got += chunk
+    answers = bytes(got).split(b"HTTP/1.1 200 OK\r\n")
+    # then the first answer arrives whole, and the failed one cut short before the close
+    assert len(answers) == 3, [a[:60] for a in answers]
+    assert body_of(answers[1]) == BIG
+    assert b"Content-Length: 1000\r\n" in answers[2]
+    assert body_of(answers[2]) == b"y" * 10
+
+
+def test_a_websocket_pipelined_behind_a_spooled_answer_gets_everything(
+        tmp_path: Path) -> None:
+    routes = '[[routes]]\nname = "live"\nmatch = { path_prefix = "/ws/" }\nwebsocket = true\n'
+    with running_proxy(tmp_path, {"monolith": sized}, routes) as run:
+        sock = slow_reader(run.port)
+        with sock:
+            sock.sendall(b"GET /ws/chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: websocket\r\nSec-WebSocket-Key: x\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            time.sleep(1.0)
+            got = bytearray()
+            deadline = time.monotonic() + 20
+            with contextlib.suppress(TimeoutError):
+                while b"server-frame" not in got and time.monotonic() < deadline and \
+                        (chunk := sock.recv(65536)):
+                    got += chunk
+    big, _, switched = bytes(got).partition(b"HTTP/1.1 101 ")
+    assert body_of(big) == BIG
+    assert switched.endswith(b"server-frame")
+
+
+class PacedTransport:
+    """A client transport whose buffer the test drains by hand; it tells the protocol to
+    pause past 64 KiB and to resume under 16 KiB, as asyncio's transports do."""
+
+    def __init__(self) -> None:
+        self.protocol: Any = None
+        self.unsent = 0
+        self.sent = bytearray()
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+        self.unsent += len(data)
+        if self.unsent > 64 * 1024 and not self.paused:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def drain(self, down_to: int) -> None:
+        self.unsent = min(self.unsent, down_to)
+        if self.paused and self.unsent < 16 * 1024:
+            self.paused = False
+            self.protocol.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+def test_the_last_spooled_slice_pausing_the_client_keeps_later_bytes_off_memory(
+        tmp_path: Path) -> None:
+    # Deterministic: a spool of 60 KiB sent on a resume at 10 KiB unsent fills the buffer
+    # past 64 KiB with its last slice, so the client is paused again just as the spool is
+    # empty. What is written next (1 MiB) must still be spooled, not held in memory.
+    from strangler_proxy.edge.server import ClientConnection
+
+    with running_proxy(tmp_path, {"monolith": sized}) as run:
+        state = run.app.state
+        assert state is not None
+        transport = PacedTransport()
+
+        def scenario() -> tuple[int, bytes]:
+            conn = ClientConnection(state, asyncio.get_running_loop())
+            transport.protocol = conn
+            conn.connection_made(transport)  # type: ignore[arg-type]
+            conn.write(b"a" * (70 * 1024))  # the client is slow: paused
+            conn.write(b"b" * (60 * 1024))  # spooled
+            transport.drain(10 * 1024)  # resumed: the spool goes out, and pauses it again
+            conn.write(b"c" * (1024 * 1024))  # while paused with the spool just emptied
+            held = transport.unsent
+            for _ in range(100):  # the client reads everything
+                transport.drain(0)
+            conn.connection_lost(None)
+            return held, bytes(transport.sent)
+
+        held, sent = run.loop.call(scenario)
+    assert held < 256 * 1024, f"{held} bytes held in memory"
+    assert sent == b"a" * (70 * 1024) + b"b" * (60 * 1024) + b"c" * (1024 * 1024)

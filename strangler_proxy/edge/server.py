@@ -231,25 +231,23 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
-    def _hold_upstream(self) -> None:
-        """Stop reading what is being sent to this client: the tunnel, or the head exchange's
-        upstream connection."""
+    def _sender(self) -> UpstreamConnection | None:
+        """What is being sent to this client: the tunnel, or the head exchange's upstream."""
         if self.tunnel is not None:
-            conn: UpstreamConnection | None = self.tunnel
-        else:
-            head = self.queue[0] if self.queue else None
-            conn = head.conn if head is not None else None
+            return self.tunnel
+        head = self.queue[0] if self.queue else None
+        return head.conn if head is not None else None
+
+    def _hold_upstream(self) -> None:
+        """Stop reading from what is being sent to this client."""
+        conn = self._sender()
         if conn is not None and conn.transport is not None:
             conn.transport.pause_reading()
             self.upstream_held = True
 
     def _release_upstream(self) -> None:
         self.upstream_held = False
-        if self.tunnel is not None:
-            conn: UpstreamConnection | None = self.tunnel
-        else:
-            head = self.queue[0] if self.queue else None
-            conn = head.conn if head is not None else None
+        conn = self._sender()
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
 

@@ -78,6 +78,20 @@ def read_answer(sock: socket.socket, pace: float = 0.0, timeout: float = 20.0) -
     return bytes(data)
 
 
+def read_until(sock: socket.socket, done: bytes = b"", timeout: float = 20.0) -> bytes:
+    """Read after a pause (so the proxy spools meanwhile) until the connection ends,
+    ``done`` arrives or ``timeout`` passes, a little at a time like a slow client."""
+    time.sleep(1.0)
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(TimeoutError):
+        while not (done and done in got) and time.monotonic() < deadline and \
+                (chunk := sock.recv(65536)):
+            got += chunk
+            time.sleep(0.001)
+    return bytes(got)
+
+
 def body_of(answer: bytes) -> bytes:
     return answer.split(b"\r\n\r\n", 1)[1]
 
@@ -143,14 +157,8 @@ def test_pipelined_answers_come_whole_and_in_order_and_close_waits_for_them(
                          b"GET /big?2 HTTP/1.1\r\nHost: a\r\n\r\n"
                          b"GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
                          b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n")
-            time.sleep(1.0)
-            got = bytearray()
-            deadline = time.monotonic() + 30
-            with contextlib.suppress(TimeoutError):
-                while time.monotonic() < deadline and (chunk := sock.recv(65536)):
-                    got += chunk
-                    time.sleep(0.001)
-    answers = bytes(got).split(b"HTTP/1.1 200 OK\r\n")[1:]
+            got = read_until(sock, timeout=30)
+    answers = got.split(b"HTTP/1.1 200 OK\r\n")[1:]
     bodies = [a.split(b"\r\n\r\n", 1)[1] for a in answers]
     assert [len(b) for b in bodies] == [len(BIG), len(b"small"), len(BIG), len(b"small")]
     assert bodies[0] == BIG
@@ -281,14 +289,8 @@ def test_a_websocket_pipelined_behind_a_spooled_answer_gets_everything(
             sock.sendall(b"GET /ws/chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
                          b"Upgrade: websocket\r\nSec-WebSocket-Key: x\r\n"
                          b"Sec-WebSocket-Version: 13\r\n\r\n")
-            time.sleep(1.0)
-            got = bytearray()
-            deadline = time.monotonic() + 20
-            with contextlib.suppress(TimeoutError):
-                while b"server-frame" not in got and time.monotonic() < deadline and \
-                        (chunk := sock.recv(65536)):
-                    got += chunk
-    big, _, switched = bytes(got).partition(b"HTTP/1.1 101 ")
+            got = read_until(sock, b"server-frame")
+    big, _, switched = got.partition(b"HTTP/1.1 101 ")
     assert body_of(big) == BIG
     assert switched.endswith(b"server-frame")
 

@@ -46,9 +46,9 @@ def check_client(conn: Client, now: float) -> None:
     idle too long.
 
     Like nginx's client_header_timeout, client_body_timeout, keepalive_timeout and
-    send_timeout (counted from the last time it took any of what is waiting for it), with a minimum
-    average rate for bodies rather than a per-read timeout, so that a client sending one byte
-    every few seconds cannot hold a connection (and, unbuffered, an upstream one).
+    send_timeout (counted from the last time it took any of what is waiting for it), with a
+    minimum average rate for bodies rather than a per-read timeout, so that a client sending
+    one byte every few seconds cannot hold a connection (and, unbuffered, an upstream one).
     """
     proxy = conn.state.config.proxy
     if conn.write_paused and proxy.send_timeout and (conn.tunnel is None or

@@ -92,7 +92,7 @@ class ClientConnection(asyncio.Protocol):
         self.out_spool: IO[bytes] | None = None
         self.out_read = 0
         self.out_size = 0
-        self.upstream_held = False  # the spool is full: the head exchange's upstream waits
+        self.upstream_held = False  # the upstream (or tunnel) sending to it is made to wait
         self.close_when_sent = False
         self.write_paused_since = 0.0
         self.unsent_seen = 0  # the transport's unsent bytes at the last look (send_timeout)
@@ -104,13 +104,7 @@ class ClientConnection(asyncio.Protocol):
         state = self.state
         limit = state.config.proxy.max_client_connections
         if len(state.clients) >= limit:
-            # Past the limit: say so and close, rather than hold a descriptor per attacker.
-            self.rejected = True
-            state.metrics.observe("none", "proxy", 503, 0.0)
-            transport.write(error_response(  # type: ignore[attr-defined]
-                503, f"too many client connections (max_client_connections = {limit})",
-                close=True))
-            transport.close()
+            self._refuse(f"too many client connections (max_client_connections = {limit})")
             return
         peer = transport.get_extra_info("peername")
         self.peer = self.client_ip = str(peer[0]) if peer else ""
@@ -118,12 +112,8 @@ class ClientConnection(asyncio.Protocol):
         if per_ip:
             open_now = state.per_ip.get(self.peer, 0)
             if open_now >= per_ip:
-                self.rejected = True
-                state.metrics.observe("none", "proxy", 503, 0.0)
-                transport.write(error_response(  # type: ignore[attr-defined]
-                    503, f"too many connections from {self.peer} (max_connections_per_ip = "
-                    f"{per_ip})", close=True))
-                transport.close()
+                self._refuse(f"too many connections from {self.peer} "
+                             f"(max_connections_per_ip = {per_ip})")
                 return
             state.per_ip[self.peer] = open_now + 1
             self.counted_ip = True
@@ -133,6 +123,14 @@ class ClientConnection(asyncio.Protocol):
         self.forwarded_prefix = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
             self.peer.encode("latin-1"))
         set_nodelay(transport)
+
+    def _refuse(self, message: str) -> None:
+        # Past a connection limit: say so and close, rather than hold a descriptor per attacker.
+        self.rejected = True
+        self.state.metrics.observe("none", "proxy", 503, 0.0)
+        if self.transport is not None:
+            self.transport.write(error_response(503, message, close=True))
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -212,12 +210,7 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None or self.state.config.proxy.max_response_spool_bytes <= 0:
             self._hold_upstream()  # tunnels, and spooling turned off: the upstream waits
         elif self.out_spool is None:
-            try:
-                self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
-            except OSError:  # no temporary file to be had: the upstream waits, as unspooled
-                self._hold_upstream()
-                return
-            self.out_read = self.out_size = 0
+            self._open_spool()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -256,20 +249,14 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self.out_spool is None and (
+                self.tunnel is not None or self.state.config.proxy.max_response_spool_bytes <= 0
+                or not self._open_spool()):
+            transport.write(data)  # bounded: what is sent to it is not being read
+            self._hold_upstream()
+            return
         spool = self.out_spool
-        if spool is None:
-            if self.tunnel is not None or \
-                    self.state.config.proxy.max_response_spool_bytes <= 0:
-                transport.write(data)  # bounded: what is sent to it is not being read
-                self._hold_upstream()
-                return
-            try:
-                spool = self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
-            except OSError:  # no temporary file to be had: the upstream waits, as unspooled
-                transport.write(data)
-                self._hold_upstream()
-                return
-            self.out_read = self.out_size = 0
+        assert spool is not None
         try:
             os.pwrite(spool.fileno(), data, self.out_size)
         except OSError:
@@ -281,6 +268,16 @@ class ClientConnection(asyncio.Protocol):
         if not self.upstream_held and self.out_size - self.out_read > \
                 self.state.config.proxy.max_response_spool_bytes:
             self._hold_upstream()
+
+    def _open_spool(self) -> bool:
+        """Open the spool; without a temporary file to be had, the upstream waits instead."""
+        try:
+            self.out_spool = tempfile.TemporaryFile(prefix="strangler-answer-")
+        except OSError:
+            self._hold_upstream()
+            return False
+        self.out_read = self.out_size = 0
+        return True
 
     def _send_spooled(self) -> None:
         """Send the spool while the client keeps up."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,6 +44,15 @@ def proxy_process(config: Path, *args: str, env: dict[str, str] | None = None,
         env={**os.environ, **(env or {})})
     try:
         yield proc
+    except BaseException:
+        # show what the proxy said (a worker's traceback, say) next to the failure
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        if proc.poll() is not None and proc.stderr is not None:
+            sys.stderr.write(f"strangler proxy's stderr:\n{proc.stderr.read()}")
+        raise
     finally:
         stop_process_group(proc)
 
